@@ -1,0 +1,113 @@
+//! The console chat: the same words as Discord, typed in a terminal or piped in.
+//!
+//! It talks to a running server through `POST /api/v1/commands`, so what it does is exactly what
+//! any other door does, with the server's roles and rules.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::io::{BufRead, IsTerminal, Write};
+
+pub struct ConsoleChat {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    user: String,
+}
+
+#[derive(Deserialize)]
+struct CommandResponse {
+    ok: bool,
+    reply: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+}
+
+/// How a session ended.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub sent: usize,
+    pub refused: usize,
+}
+
+impl ConsoleChat {
+    /// `url` is the server's base URL (`http://127.0.0.1:8080`); `token` the API bearer token;
+    /// `user` the person id to speak as.
+    pub fn new(url: &str, token: String, user: String) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(ConsoleChat { client, url: url.trim_end_matches('/').to_string(), token, user })
+    }
+
+    /// Sends one line; returns (ok, reply).
+    pub async fn send(&self, line: &str) -> anyhow::Result<(bool, String)> {
+        let res = self
+            .client
+            .post(format!("{}/api/v1/commands", self.url))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({"text": line, "user": self.user, "source": "chat"}))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Spotter at {}; is `spotter serve` running?", self.url))?;
+        let status = res.status();
+        let body = res.text().await.context("reading the reply")?;
+        if status.is_success() {
+            let r: CommandResponse = serde_json::from_str(&body).context("the server's reply is not a command response")?;
+            return Ok((r.ok, r.reply));
+        }
+        let msg = serde_json::from_str::<ErrorResponse>(&body).map(|e| e.error).unwrap_or(body);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!("the server refused the API token (401): set SPOTTER_API_TOKEN or run next to the server's data folder");
+        }
+        bail!("server answered {status}: {msg}")
+    }
+
+    /// Reads commands from stdin until EOF: a prompt on a terminal, silent line-by-line otherwise.
+    pub async fn run_stdin(&self) -> anyhow::Result<Summary> {
+        let stdin = std::io::stdin();
+        let interactive = stdin.is_terminal();
+        if interactive {
+            println!("Spotter chat as `{}` on {} — /help lists commands, Ctrl-D quits.", self.user, self.url);
+        }
+        let mut summary = Summary::default();
+        let mut lines = stdin.lock().lines();
+        loop {
+            if interactive {
+                print!("spotter> ");
+                std::io::stdout().flush().ok();
+            }
+            // stdin is read on a blocking thread so the runtime keeps serving the HTTP client.
+            let next = tokio::task::block_in_place(|| lines.next());
+            let Some(line) = next else { break };
+            let line = line.context("reading stdin")?;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if interactive && matches!(line, "exit" | "quit" | "/quit" | "/exit") {
+                break;
+            }
+            summary.sent += 1;
+            match self.send(line).await {
+                Ok((ok, reply)) => {
+                    if !ok {
+                        summary.refused += 1;
+                        println!("✗ {reply}");
+                    } else {
+                        println!("{reply}");
+                    }
+                }
+                Err(e) if interactive => {
+                    summary.refused += 1;
+                    eprintln!("error: {e:#}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(summary)
+    }
+}

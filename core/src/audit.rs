@@ -1,0 +1,187 @@
+//! The tamper-evident audit log.
+//!
+//! Every state-changing action appends an entry whose hash covers its own contents and the hash
+//! of the entry before it; a head row remembers the last sequence number and hash. Editing a row
+//! breaks its hash, inserting or deleting one breaks the sequence or the links, and cutting rows
+//! off the end disagrees with the head. [`verify`] names the first row where it goes wrong.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The hash the first entry links to.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What the engine asks to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: serde_json::Value,
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    /// The detail as stored (compact JSON); hashed byte for byte.
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The hash of an entry: SHA-256 over the previous hash and each field, every field prefixed by
+/// its length so no two different entries can serialise to the same bytes.
+pub fn entry_hash(prev_hash: &str, seq: i64, at: DateTime<Utc>, actor: &str, action: &str, subject: &str, detail: &str) -> String {
+    let mut h = Sha256::new();
+    let at_ms = at.timestamp_millis().to_string();
+    let seq = seq.to_string();
+    for field in [prev_hash, &seq, &at_ms, actor, action, subject, detail] {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Chains a record onto the log after (`prev_seq`, `prev_hash`).
+pub fn seal(record: &AuditRecord, prev_seq: i64, prev_hash: &str) -> AuditEntry {
+    let seq = prev_seq + 1;
+    let detail = record.detail.to_string();
+    let hash = entry_hash(prev_hash, seq, record.at, &record.actor, &record.action, &record.subject, &detail);
+    AuditEntry {
+        seq,
+        at: record.at,
+        actor: record.actor.clone(),
+        action: record.action.clone(),
+        subject: record.subject.clone(),
+        detail,
+        prev_hash: prev_hash.to_string(),
+        hash,
+    }
+}
+
+/// Where the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The sequence number of the row that is wrong (or where rows are missing).
+    pub seq: i64,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "audit row {}: {}", self.seq, self.problem)
+    }
+}
+
+/// Checks the whole chain, oldest first. Returns the number of entries on success.
+pub fn verify(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> Result<usize, Violation> {
+    let mut prev_hash = GENESIS.to_string();
+    let mut expected_seq = 1;
+    for e in entries {
+        if e.seq != expected_seq {
+            let problem = if e.seq > expected_seq {
+                format!("rows {}..{} are missing (deleted)", expected_seq, e.seq - 1)
+            } else {
+                "is out of sequence (inserted or duplicated)".to_string()
+            };
+            let seq = if e.seq > expected_seq { expected_seq } else { e.seq };
+            return Err(Violation { seq, problem });
+        }
+        let recomputed = entry_hash(&e.prev_hash, e.seq, e.at, &e.actor, &e.action, &e.subject, &e.detail);
+        if recomputed != e.hash {
+            return Err(Violation { seq: e.seq, problem: "contents do not match its hash (the row was edited)".into() });
+        }
+        if e.prev_hash != prev_hash {
+            return Err(Violation {
+                seq: e.seq,
+                problem: "does not link to the row before it (a row was edited, inserted or deleted)".into(),
+            });
+        }
+        prev_hash = e.hash.clone();
+        expected_seq += 1;
+    }
+    let last_seq = expected_seq - 1;
+    if head_seq != last_seq {
+        return Err(Violation {
+            seq: last_seq + 1,
+            problem: format!("the log ends at row {last_seq} but its head records row {head_seq} (rows were deleted at the end)"),
+        });
+    }
+    if last_seq > 0 && head_hash != prev_hash {
+        return Err(Violation { seq: last_seq, problem: "does not match the hash recorded in the head".into() });
+    }
+    Ok(entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn chain(n: usize) -> Vec<AuditEntry> {
+        let mut out: Vec<AuditEntry> = Vec::new();
+        for i in 0..n {
+            let rec = AuditRecord {
+                at: Utc.timestamp_millis_opt(1_700_000_000_000 + i as i64).unwrap(),
+                actor: "sysadmin".into(),
+                action: "incident.declare".into(),
+                subject: format!("INC-{}", i + 1),
+                detail: serde_json::json!({"level": 3}),
+            };
+            let (seq, prev) = out.last().map(|e| (e.seq, e.hash.clone())).unwrap_or((0, GENESIS.into()));
+            out.push(seal(&rec, seq, &prev));
+        }
+        out
+    }
+
+    fn head(c: &[AuditEntry]) -> (i64, String) {
+        c.last().map(|e| (e.seq, e.hash.clone())).unwrap_or((0, GENESIS.into()))
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let c = chain(5);
+        let (s, h) = head(&c);
+        assert_eq!(verify(&c, s, &h), Ok(5));
+        assert_eq!(verify(&[], 0, GENESIS), Ok(0));
+    }
+
+    #[test]
+    fn an_edited_row_is_named() {
+        let mut c = chain(5);
+        let (s, h) = head(&c);
+        c[2].subject = "INC-99".into();
+        let v = verify(&c, s, &h).unwrap_err();
+        assert_eq!(v.seq, 3);
+        assert!(v.problem.contains("edited"));
+    }
+
+    #[test]
+    fn a_rehashed_edit_breaks_the_next_link() {
+        let mut c = chain(5);
+        let (s, h) = head(&c);
+        c[1].actor = "mallory".into();
+        c[1].hash = entry_hash(&c[1].prev_hash, 2, c[1].at, "mallory", &c[1].action, &c[1].subject, &c[1].detail);
+        assert_eq!(verify(&c, s, &h).unwrap_err().seq, 3);
+    }
+
+    #[test]
+    fn deleted_rows_are_named() {
+        let mut c = chain(5);
+        let (s, h) = head(&c);
+        c.remove(2);
+        let v = verify(&c, s, &h).unwrap_err();
+        assert_eq!(v.seq, 3);
+        assert!(v.problem.contains("missing"));
+        let mut c = chain(5);
+        c.pop();
+        assert!(verify(&c, s, &h).unwrap_err().problem.contains("deleted at the end"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The command definitions: one table that the parser, `/help`, the HTTP API and the Discord
+//! slash-command registration all read, so help text and options live in one place.
+
+use crate::domain::Role;
+
+/// What kind of value an option takes; decides parsing, validation and the chat platform's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKind {
+    /// A configured level id.
+    Level,
+    /// Free text up to `max` characters.
+    Text { max: usize },
+    /// `true` or `false`.
+    Bool,
+    /// An incident reference (`INC-7`).
+    Incident,
+    /// One or more configured component ids, comma-separated.
+    Components,
+    /// A configured person id.
+    Person,
+    /// One of the guide's phases.
+    Phase,
+    /// `open`, `resolved`, `closed` or `all`.
+    StateFilter,
+    /// A command name (for `/help`).
+    CommandName,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub kind: OptionKind,
+    pub required: bool,
+    pub help: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// `["incident", "declare"]` for `/incident declare`; `["help"]` for `/help`.
+    pub path: &'static [&'static str],
+    pub summary: &'static str,
+    /// The role needed. For incident commands needing `commander`, the incident's own commander
+    /// qualifies too.
+    pub role: Role,
+    pub options: &'static [OptionSpec],
+}
+
+impl CommandSpec {
+    pub fn name(&self) -> String {
+        format!("/{}", self.path.join(" "))
+    }
+    pub fn option(&self, name: &str) -> Option<&OptionSpec> {
+        self.options.iter().find(|o| o.name == name)
+    }
+}
+
+const fn req(name: &'static str, kind: OptionKind, help: &'static str) -> OptionSpec {
+    OptionSpec { name, kind, required: true, help }
+}
+const fn opt(name: &'static str, kind: OptionKind, help: &'static str) -> OptionSpec {
+    OptionSpec { name, kind, required: false, help }
+}
+
+const INCIDENT: OptionSpec = opt(
+    "incident",
+    OptionKind::Incident,
+    "the incident (default: the incident of this channel, or the only open one)",
+);
+pub const TITLE_MAX: usize = 200;
+pub const TEXT_MAX: usize = 4000;
+
+/// Every command, in the order `/help` lists them.
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        path: &["incident", "declare"],
+        summary: "Declare an incident at one of the recovery levels",
+        role: Role::Responder,
+        options: &[
+            req("level", OptionKind::Level, "recovery level"),
+            req("title", OptionKind::Text { max: TITLE_MAX }, "what is wrong, in a few words"),
+            opt("component", OptionKind::Components, "affected components, comma-separated"),
+            opt("commander", OptionKind::Person, "who commands the response (default: nobody yet)"),
+        ],
+    },
+    CommandSpec {
+        path: &["incident", "ack"],
+        summary: "Acknowledge an incident: you are on it, stop paging",
+        role: Role::Responder,
+        options: &[INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "update"],
+        summary: "Post a status update to the incident's timeline",
+        role: Role::Responder,
+        options: &[
+            req("text", OptionKind::Text { max: TEXT_MAX }, "the update"),
+            opt("public", OptionKind::Bool, "true to share it with the Workout Tracker's users"),
+            INCIDENT,
+        ],
+    },
+    CommandSpec {
+        path: &["incident", "escalate"],
+        summary: "Change an incident's level (default: one level up); the RTO deadline follows",
+        role: Role::Commander,
+        options: &[opt("level", OptionKind::Level, "the new level"), INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "resolve"],
+        summary: "Resolve an incident: service is restored",
+        role: Role::Commander,
+        options: &[opt("summary", OptionKind::Text { max: TEXT_MAX }, "what fixed it"), INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "reopen"],
+        summary: "Reopen a resolved incident",
+        role: Role::Commander,
+        options: &[opt("reason", OptionKind::Text { max: TEXT_MAX }, "why"), INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "close"],
+        summary: "Close a resolved incident after post-recovery monitoring",
+        role: Role::Commander,
+        options: &[INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "commander"],
+        summary: "Hand command of an incident to a person",
+        role: Role::Commander,
+        options: &[req("user", OptionKind::Person, "the new commander (a person id)"), INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "phase"],
+        summary: "Move an incident to another recovery phase",
+        role: Role::Commander,
+        options: &[req("phase", OptionKind::Phase, "the recovery phase"), INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "show"],
+        summary: "Show an incident",
+        role: Role::Viewer,
+        options: &[INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "timeline"],
+        summary: "Show an incident's timeline",
+        role: Role::Viewer,
+        options: &[INCIDENT],
+    },
+    CommandSpec {
+        path: &["incident", "list"],
+        summary: "List incidents",
+        role: Role::Viewer,
+        options: &[opt("state", OptionKind::StateFilter, "which incidents (default: open)")],
+    },
+    CommandSpec {
+        path: &["help"],
+        summary: "Show the commands, or one command's options",
+        role: Role::Viewer,
+        options: &[opt("command", OptionKind::CommandName, "a command, e.g. \"incident declare\"")],
+    },
+];
+
+/// The groups (`incident`, `help`) with their subcommands, for "unknown command" messages.
+pub fn groups() -> Vec<&'static str> {
+    let mut g: Vec<&str> = COMMANDS.iter().map(|c| c.path[0]).collect();
+    g.dedup();
+    g
+}
+
+pub fn subcommands(group: &str) -> Vec<&'static str> {
+    COMMANDS.iter().filter(|c| c.path[0] == group && c.path.len() > 1).map(|c| c.path[1]).collect()
+}
+
+pub fn find(path: &[&str]) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.path == path)
+}
+
+/// Two specs are the same command when their paths are.
+impl PartialEq for CommandSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+impl Eq for CommandSpec {}

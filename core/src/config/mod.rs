@@ -1,0 +1,235 @@
+//! Configuration: TOML in, a validated [`Config`] out.
+//!
+//! Parsing happens in two layers. `raw` mirrors the file with [`toml::Spanned`] wherever a later
+//! check needs to point at a place, and rejects unknown keys; [`Config::from_toml`] then checks the
+//! cross-references (tiers naming people, duplicate ids, levels without escalation) and reports
+//! every problem as `FILE:LINE:COL: message`, the form editors and CI logs understand.
+//!
+//! The built-in default is the commented file `default.toml`, compiled in, so `spotter config
+//! default` prints exactly what runs when no file is given.
+
+mod raw;
+pub use raw::redact_url;
+
+use crate::domain::{ComponentId, LevelId, PersonId, Role, RoleSet};
+use chrono::Duration;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The commented default configuration, reproducing the disaster-recovery guide.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub api: ApiConfig,
+    pub outbox: OutboxConfig,
+    pub levels: BTreeMap<LevelId, Level>,
+    pub rpo: Vec<Rpo>,
+    pub components: Vec<Component>,
+    pub people: BTreeMap<PersonId, Person>,
+    pub teams: BTreeMap<String, Team>,
+    pub escalation: BTreeMap<LevelId, Vec<EscalationTier>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Name of the environment variable holding the API bearer token (never the token itself).
+    pub token_env: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Level {
+    pub id: LevelId,
+    pub name: String,
+    pub description: String,
+    pub rto: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rpo {
+    pub data: String,
+    pub target: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub id: ComponentId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: PersonId,
+    pub name: String,
+    pub email: Option<String>,
+    pub roles: RoleSet,
+    pub discord_user_id: Option<String>,
+    pub phone: Option<String>,
+    pub external: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<PersonId>,
+}
+
+/// One tier of a level's escalation policy: page `notify` `after` the declaration, unless the
+/// incident was acknowledged first. Team names are expanded to their members at load time.
+#[derive(Debug, Clone)]
+pub struct EscalationTier {
+    pub after: Duration,
+    /// What the config named (people and teams), for display.
+    pub targets: Vec<String>,
+    /// The people those names expand to, in order, without repeats.
+    pub people: Vec<PersonId>,
+}
+
+/// One problem found in a configuration file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// All problems found in one file, printed as `FILE:LINE:COL: message`, one a line.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub file: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.file, issue.line, issue.col, issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// The built-in default (the guide).
+    pub fn builtin() -> Config {
+        Config::from_toml(DEFAULT_TOML, "<built-in>").expect("the built-in configuration is valid")
+    }
+
+    /// Parses and validates a configuration file's text. `file` names it in error messages.
+    ///
+    /// # Errors
+    /// Every problem found, each with its line and column: syntax, unknown keys, bad values
+    /// (durations, roles, ids), and broken cross-references.
+    pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+        raw::parse(text).map_err(|issues| ConfigErrors { file: file.to_string(), issues })
+    }
+
+    /// Reads a file; an unreadable file is reported at 1:1.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_toml(&text, &file),
+            Err(e) => Err(ConfigErrors {
+                file,
+                issues: vec![ConfigIssue { line: 1, col: 1, message: format!("cannot read the file: {e}") }],
+            }),
+        }
+    }
+
+    /// Applies the documented environment overrides: `SPOTTER_DATABASE_URL`, `SPOTTER_LISTEN`.
+    /// (`SPOTTER_CONFIG` picks the file; `SPOTTER_API_TOKEN` is the default `api.token_env`.)
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = get("SPOTTER_DATABASE_URL").filter(|v| !v.is_empty()) {
+            self.database.url = url;
+        }
+        if let Some(listen) = get("SPOTTER_LISTEN").filter(|v| !v.is_empty()) {
+            self.server.listen = listen;
+        }
+    }
+
+    pub fn level(&self, id: LevelId) -> Option<&Level> {
+        self.levels.get(&id)
+    }
+
+    /// "1 Service Degradation, 2 Partial System Failure, …" for error messages and help.
+    pub fn level_choices(&self) -> String {
+        self.levels.values().map(|l| format!("{} {}", l.id, l.name)).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn level_range(&self) -> String {
+        match (self.levels.keys().next(), self.levels.keys().last()) {
+            (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
+            (Some(a), _) => a.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        id.parse::<PersonId>().ok().and_then(|p| self.people.get(&p))
+    }
+
+    /// The roles of a person id; anyone not configured is a viewer.
+    pub fn roles_of(&self, id: &str) -> RoleSet {
+        self.person(id).map(|p| p.roles.clone()).unwrap_or_else(|| RoleSet::new([Role::Viewer]))
+    }
+
+    pub fn component(&self, id: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.id.as_str() == id)
+    }
+
+    /// A display name for an actor id: the person's name, else the id itself.
+    pub fn display_name(&self, actor: &str) -> String {
+        match self.person(actor) {
+            Some(p) => format!("{} ({})", p.name, p.id),
+            None => actor.to_string(),
+        }
+    }
+}
+
+/// Parses a duration in the documented form (`30s`, `15m`, `2h`, `1h 30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("bad duration `{s}`: write it like 30s, 15m, 2h or 1h 30m"))
+        .and_then(|d| Duration::from_std(d).map_err(|_| format!("duration `{s}` is too long")))
+}
+
+/// Formats a duration the way the config writes it (`2h`, `15m`, `1h 30m`).
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.num_seconds().max(0) as u64;
+    if secs == 0 {
+        return "0m".to_string();
+    }
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! The incident domain in the guide's words: levels, incidents and their state machine, phases,
+//! the timeline, people and roles. Pure data and rules; no I/O.
+
+mod ids;
+mod incident;
+mod role;
+mod timeline;
+
+pub use ids::{ComponentId, IncidentRef, LevelId, PersonId};
+pub use incident::{Incident, Phase, Source, State, StateFilter};
+pub use role::{Actor, Role, RoleSet};
+pub use timeline::{EventKind, TimelineEntry};

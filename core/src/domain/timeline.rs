@@ -1,0 +1,75 @@
+//! The append-only timeline of an incident.
+
+use super::IncidentRef;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Declared,
+    Acknowledged,
+    Update,
+    LevelChanged,
+    PhaseChanged,
+    CommanderChanged,
+    Paged,
+    RtoBreached,
+    Resolved,
+    Reopened,
+    Closed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 11] = [
+        EventKind::Declared,
+        EventKind::Acknowledged,
+        EventKind::Update,
+        EventKind::LevelChanged,
+        EventKind::PhaseChanged,
+        EventKind::CommanderChanged,
+        EventKind::Paged,
+        EventKind::RtoBreached,
+        EventKind::Resolved,
+        EventKind::Reopened,
+        EventKind::Closed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Declared => "declared",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::Update => "update",
+            EventKind::LevelChanged => "level_changed",
+            EventKind::PhaseChanged => "phase_changed",
+            EventKind::CommanderChanged => "commander_changed",
+            EventKind::Paged => "paged",
+            EventKind::RtoBreached => "rto_breached",
+            EventKind::Resolved => "resolved",
+            EventKind::Reopened => "reopened",
+            EventKind::Closed => "closed",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown timeline event kind `{s}`"))
+    }
+}
+
+/// One event. `public` marks text meant for the Workout Tracker's users (status broadcasts);
+/// everything else is internal to the responders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    pub incident: IncidentRef,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub kind: EventKind,
+    pub text: String,
+    pub public: bool,
+}

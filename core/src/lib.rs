@@ -1,0 +1,82 @@
+//! Spotter's core: the incident domain of the Workout Tracking System's disaster-recovery guide,
+//! and every rule about it. No transport lives here (no axum, no serenity): the HTTP surface and
+//! the chat adapters call into [`engine::Engine`], and outbound adapters implement the ports.
+//!
+//! Map of the modules:
+//! - [`domain`]: levels, incidents and their state machine, phases, timeline, people and roles.
+//! - [`command`]: the chat grammar (`/incident declare level:3 title:"…"`) parsed into one typed
+//!   [`command::Command`]; its spec table also feeds `/help` and slash-command registration.
+//! - [`config`]: the TOML configuration, its built-in default (the guide), and `config check`.
+//! - [`engine`]: the incident service. Executes commands and scheduled jobs; decides what to
+//!   write (incident, timeline, audit, outbox, jobs) as one atomic changeset.
+//! - [`store`]: the store port and its SQL adapter (SQLite by default, PostgreSQL for teams).
+//! - [`audit`]: the hash-chained audit log and its verification.
+//! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries.
+//! - [`scheduler`]: runs due jobs (RTO breaches, escalation tiers) claimed from the database.
+//! - [`clock`]: time as a port, so tests move it by hand.
+//! - [`metrics`]: counters and database-derived gauges rendered for `/metrics`.
+//! - [`render`]: plain-text renderings of incidents for chat replies.
+//! - [`error`]: domain errors (the user's to fix) and store errors (transient or not).
+//! - [`testkit`]: the PostgreSQL skip/strict rule and a fresh database per test, for tests.
+
+pub mod audit;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod outbox;
+pub mod render;
+pub mod scheduler;
+pub mod store;
+pub mod testkit;
+
+pub use engine::{CommandContext, Engine, Reply};
+pub use error::{DomainError, StoreError};
+
+/// A random token of `bytes` random bytes, hex-encoded (API tokens, replica ids).
+pub fn random_token(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// Constant-time equality for secrets (tokens, signatures), so timing does not reveal how much of
+/// a guess was right.
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// A secret value (API token, signing key). Its `Debug` and `Display` never show it, so a secret
+/// cannot reach a log line by accident; [`Secret::expose`] is the one explicit way out.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Constant-time comparison with a presented value.
+    pub fn matches(&self, presented: &str) -> bool {
+        secrets_equal(self.0.as_bytes(), presented.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}

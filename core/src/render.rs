@@ -1,0 +1,108 @@
+//! Plain-text renderings of incidents for chat replies. Adapters may render richer forms (a
+//! Discord embed) from the same data; these are the shared text.
+
+use crate::config::Config;
+use crate::domain::{Incident, StateFilter, TimelineEntry};
+use chrono::{DateTime, Utc};
+
+pub fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// `1h 5m`, `42s`: coarse and readable.
+pub fn duration_between(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let secs = (to - from).num_seconds().unsigned_abs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m {s}s"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
+fn deadline(i: &Incident, now: DateTime<Utc>) -> String {
+    if !i.state.is_open() {
+        return time(i.rto_deadline);
+    }
+    if now <= i.rto_deadline {
+        format!("{} (in {})", time(i.rto_deadline), duration_between(now, i.rto_deadline))
+    } else {
+        format!("{} (exceeded by {})", time(i.rto_deadline), duration_between(i.rto_deadline, now))
+    }
+}
+
+pub fn level_name(i: &Incident, config: &Config) -> String {
+    config.level(i.level).map(|l| l.name.clone()).unwrap_or_else(|| format!("level {}", i.level))
+}
+
+pub fn incident(i: &Incident, config: &Config, now: DateTime<Utc>) -> String {
+    let comps = if i.components.is_empty() {
+        "none".to_string()
+    } else {
+        i.components.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let commander = i.commander.as_ref().map(|c| config.display_name(c.as_str())).unwrap_or_else(|| "none yet".into());
+    let mut out = format!(
+        "{} · level {} {} · {} · phase {}\n{}\ncomponents: {comps} · commander: {commander} · source: {}\ndeclared {} by {} · RTO deadline {}",
+        i.reference,
+        i.level,
+        level_name(i, config),
+        i.state,
+        i.phase,
+        i.title,
+        i.source.as_str(),
+        time(i.declared_at),
+        config.display_name(&i.declared_by),
+        deadline(i, now),
+    );
+    if let (Some(at), Some(by)) = (i.acknowledged_at, &i.acknowledged_by) {
+        out.push_str(&format!("\nacknowledged {} by {}", time(at), config.display_name(by)));
+    }
+    if let Some(at) = i.resolved_at {
+        out.push_str(&format!("\nresolved {}", time(at)));
+        if let Some(s) = &i.summary {
+            out.push_str(&format!(": {s}"));
+        }
+    }
+    out
+}
+
+pub fn list(list: &[Incident], filter: StateFilter, config: &Config, now: DateTime<Utc>) -> String {
+    if list.is_empty() {
+        return match filter {
+            StateFilter::Open => "No open incidents.".into(),
+            _ => "No incidents.".into(),
+        };
+    }
+    let mut out = String::new();
+    for (n, i) in list.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{} · L{} {} · {} · {} · RTO {}",
+            i.reference,
+            i.level,
+            level_name(i, config),
+            i.state,
+            i.title,
+            deadline(i, now)
+        ));
+    }
+    out
+}
+
+pub fn timeline(i: &Incident, entries: &[TimelineEntry], config: &Config) -> String {
+    let mut out = format!("{} timeline — {}", i.reference, i.title);
+    for e in entries {
+        out.push_str(&format!(
+            "\n{} [{}{}] {}: {}",
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            e.kind.as_str(),
+            if e.public { ", public" } else { "" },
+            config.display_name(&e.actor),
+            e.text
+        ));
+    }
+    out
+}

@@ -1,0 +1,190 @@
+//! The store port and its SQL adapter.
+//!
+//! The port is deliberately narrow: reads, and one [`Store::commit`] that writes a whole
+//! [`Changeset`] (incident row, timeline, audit entries, outbox messages, scheduled jobs) in one
+//! transaction or not at all. The engine decides *what* changes; the store only makes it durable.
+//! Concurrency is optimistic: an incident update carries the version it was read at, and a
+//! concurrent writer's commit makes this one fail with [`StoreError::Conflict`], after which the
+//! engine reads again and decides again.
+
+mod sql;
+
+pub use sql::SqlStore;
+
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::domain::{Incident, IncidentRef, LevelId, State, StateFilter, TimelineEntry};
+use crate::error::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+/// Everything one decision changes, written atomically.
+#[derive(Debug, Default, Clone)]
+pub struct Changeset {
+    pub incident: Option<IncidentWrite>,
+    pub timeline: Vec<TimelineEntry>,
+    pub audit: Vec<AuditRecord>,
+    pub outbox: Vec<NewMessage>,
+    pub jobs: Vec<JobChange>,
+}
+
+impl Changeset {
+    pub fn is_empty(&self) -> bool {
+        self.incident.is_none()
+            && self.timeline.is_empty()
+            && self.audit.is_empty()
+            && self.outbox.is_empty()
+            && self.jobs.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum IncidentWrite {
+    /// A new incident; its number must still be free (else `Conflict`).
+    Insert(Incident),
+    /// An update of an incident read at `incident.version`; stored with version + 1.
+    Update(Incident),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A post to the incident's chat channel.
+    ChatPost,
+    /// A page to a person.
+    Page,
+    /// A status broadcast to users.
+    Broadcast,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::ChatPost => "chat_post",
+            MessageKind::Page => "page",
+            MessageKind::Broadcast => "broadcast",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [MessageKind::ChatPost, MessageKind::Page, MessageKind::Broadcast].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An outbound message to be delivered by the dispatcher.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Which notifier delivers it (`log` today; `discord`, `webhook`, `email` later).
+    pub channel: String,
+    pub kind: MessageKind,
+    /// Channel-specific address: a person id for pages, `incident:INC-7` for chat posts.
+    pub target: String,
+    pub incident: Option<IncidentRef>,
+    pub text: String,
+    /// Higher first. Pages outrank chat posts so they never wait behind edits.
+    pub priority: i32,
+    /// Unique: a second message with the same key is dropped, so retried decisions never send
+    /// twice.
+    pub idempotency_key: String,
+    /// Messages with the same ordering key are delivered one at a time, in order.
+    pub ordering_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub channel: String,
+    pub kind: String,
+    pub target: String,
+    pub incident: Option<IncidentRef>,
+    pub text: String,
+    pub priority: i32,
+    pub attempts: i32,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Work due at a time, claimable by exactly one replica at once.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Unique per logical job (`rto:INC-7`); scheduling the same key again moves its due time.
+    pub key: String,
+    pub kind: String,
+    pub incident: Option<IncidentRef>,
+    pub due_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub enum JobChange {
+    Schedule(NewJob),
+    /// Cancels every pending job whose key starts with the prefix.
+    CancelPrefix(String),
+    /// Marks a claimed job done (in the same transaction as what it caused).
+    Complete(i64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub key: String,
+    pub kind: String,
+    pub incident: Option<IncidentRef>,
+    pub due_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub attempts: i32,
+}
+
+/// Counts for `/metrics`, computed from the database so every replica reports the same.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub incidents: Vec<(LevelId, State, i64)>,
+    pub outbox_pending: i64,
+    pub outbox_failed: i64,
+}
+
+/// The whole audit log with the head pointer that guards its end.
+#[derive(Debug, Clone, Default)]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+    pub head_seq: i64,
+    pub head_hash: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes the changeset atomically, chaining its audit records onto the log.
+    ///
+    /// # Errors
+    /// `Conflict` when the incident changed since it was read or its number was taken;
+    /// `Unavailable` when the database cannot be reached; nothing is written on any error.
+    async fn commit(&self, changes: Changeset) -> Result<(), StoreError>;
+    /// The number the next declared incident would get.
+    async fn next_incident_number(&self) -> Result<i64, StoreError>;
+    async fn incident(&self, r: IncidentRef) -> Result<Option<Incident>, StoreError>;
+    /// Newest first.
+    async fn incidents(&self, filter: StateFilter) -> Result<Vec<Incident>, StoreError>;
+    /// Oldest first.
+    async fn timeline(&self, r: IncidentRef) -> Result<Vec<TimelineEntry>, StoreError>;
+    async fn audit_log(&self) -> Result<AuditLog, StoreError>;
+
+    /// Leases up to `limit` deliverable messages (pending, due, not leased, first of their
+    /// ordering key) to `owner` until `now + lease`.
+    async fn claim_outbox(&self, now: DateTime<Utc>, lease: Duration, owner: &str, limit: i64)
+        -> Result<Vec<OutboxMessage>, StoreError>;
+    async fn outbox_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records a failed attempt: retried at `retry_at`, or given up (`failed`) when `None`.
+    async fn outbox_attempt_failed(&self, id: i64, error: &str, retry_at: Option<DateTime<Utc>>)
+        -> Result<(), StoreError>;
+    async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Leases up to `limit` due jobs to `owner` until `now + lease`.
+    async fn claim_jobs(&self, now: DateTime<Utc>, lease: Duration, owner: &str, limit: i64)
+        -> Result<Vec<Job>, StoreError>;
+    async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError>;
+
+    async fn stats(&self) -> Result<Stats, StoreError>;
+    /// Ok when the database answers and every migration is applied.
+    async fn ready(&self) -> Result<(), StoreError>;
+}

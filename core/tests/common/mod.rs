@@ -1,0 +1,413 @@
+//! Harness for storage and engine tests that run the same body against SQLite and PostgreSQL.
+//!
+//! - [`dual_test!`] writes `mod name { async fn sqlite() … async fn postgres() … }` from one body.
+//! - SQLite: a fresh file in a `TempDir` per test.
+//! - PostgreSQL: a fresh `spotter_t_<random>` database per test on the server named by
+//!   `SPOTTER_TEST_DATABASE_URL`, dropped afterwards (best effort, `WITH (FORCE)`). Without the
+//!   variable the PostgreSQL half is skipped with a note on stderr, unless `SPOTTER_TEST_STRICT=1`,
+//!   which turns the skip into a failure.
+//! - [`Ctx`] builds the engine the way the app does, on a [`ManualClock`], and offers the few
+//!   helpers the tests share.
+
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use spotter_core::clock::{Clock, ManualClock};
+use spotter_core::config::Config;
+use spotter_core::domain::{Actor, EventKind, Incident, IncidentRef, StateFilter};
+use spotter_core::metrics::Metrics;
+use spotter_core::outbox::{DeliveryError, Dispatcher, Notifier};
+use spotter_core::scheduler::Scheduler;
+use spotter_core::store::{OutboxMessage, SqlStore, Store};
+use spotter_core::{CommandContext, Engine, Reply};
+use sqlx::{AssertSqlSafe, Connection};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+pub const DATABASE_URL_ENV: &str = "SPOTTER_TEST_DATABASE_URL";
+pub const STRICT_ENV: &str = "SPOTTER_TEST_STRICT";
+
+/// One test body, run once per backend.
+///
+/// ```ignore
+/// dual_test!(a_refused_transition_changes_nothing, |ctx| async move { … });
+/// dual_test!(multi_thread concurrent_declares_get_distinct_numbers, |ctx| async move { … });
+/// ```
+#[macro_export]
+macro_rules! dual_test {
+    (multi_thread $name:ident, $body:expr) => {
+        $crate::dual_test!(@gen $name, (flavor = "multi_thread", worker_threads = 4), $body);
+    };
+    ($name:ident, $body:expr) => {
+        $crate::dual_test!(@gen $name, (flavor = "current_thread"), $body);
+    };
+    (@gen $name:ident, ($($flavor:tt)*), $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test($($flavor)*)]
+            async fn sqlite() {
+                $crate::common::run($crate::common::Backend::Sqlite, $body).await;
+            }
+
+            #[tokio::test($($flavor)*)]
+            async fn postgres() {
+                $crate::common::run($crate::common::Backend::Postgres, $body).await;
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, migrated database for one test, and what it takes to clean it up.
+pub struct TestDb {
+    pub backend: Backend,
+    /// The store's URL (the per-test database).
+    pub url: String,
+    /// PostgreSQL: the server URL the database was created through, and the database's name.
+    pg_admin: Option<(String, String)>,
+    /// SQLite: the folder holding the file; deleted when dropped.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::TempDir::new().expect("creating a temporary directory");
+        let url = format!("sqlite://{}/spotter.db", dir.path().display());
+        TestDb { backend: Backend::Sqlite, url, pg_admin: None, _dir: Some(dir) }
+    }
+
+    /// `None` when PostgreSQL is not configured (and the run is not strict).
+    pub async fn postgres() -> Option<TestDb> {
+        let server = match std::env::var(DATABASE_URL_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+            _ => {
+                if std::env::var(STRICT_ENV).map(|v| v == "1").unwrap_or(false) {
+                    panic!(
+                        "SKIPPED (PostgreSQL) is not allowed: {DATABASE_URL_ENV} is not set and {STRICT_ENV}=1; \
+                         point {DATABASE_URL_ENV} at a server, e.g. postgres://postgres@127.0.0.1:5432/postgres"
+                    );
+                }
+                eprintln!("SKIPPED (PostgreSQL): {DATABASE_URL_ENV} is not set");
+                return None;
+            }
+        };
+        let name = format!("spotter_t_{}", spotter_core::random_token(8));
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_ENV} ({}): {e}", redact(&server)));
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot CREATE DATABASE {name}: {e}"));
+        let _ = admin.close().await;
+        let url = with_database(&server, &name);
+        Some(TestDb { backend: Backend::Postgres, url, pg_admin: Some((server, name)), _dir: None })
+    }
+
+    /// Best effort: drops the PostgreSQL database (SQLite's folder goes with `self`).
+    pub async fn cleanup(self) {
+        if let Some((server, name)) = &self.pg_admin {
+            let drop = async {
+                let mut admin = sqlx::PgConnection::connect(server).await?;
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut admin)
+                    .await?;
+                admin.close().await
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(10), drop).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("warning: could not drop test database {name}: {e}"),
+                Err(_) => eprintln!("warning: timed out dropping test database {name}"),
+            }
+        }
+    }
+}
+
+/// `postgres://u@h:5432/postgres?x=y` with the database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let mut out = format!("{scheme}://{authority}/{db}");
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn redact(url: &str) -> String {
+    spotter_core::config::redact_url(url)
+}
+
+/// Where every test's clock starts: a whole second, so stored milliseconds round-trip exactly.
+pub fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap()
+}
+
+/// Runs `body` against a fresh database of `backend`, then cleans up, then re-raises any panic.
+pub async fn run<F, Fut>(backend: Backend, body: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let db = match backend {
+        Backend::Sqlite => TestDb::sqlite().await,
+        Backend::Postgres => match TestDb::postgres().await {
+            Some(db) => db,
+            None => return,
+        },
+    };
+    let ctx = Ctx::new(backend, &db.url).await;
+    let store = ctx.store.clone();
+    // A task, so a failing assertion still lets the database be dropped below.
+    let outcome = tokio::spawn(body(ctx)).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), store.close()).await;
+    db.cleanup().await;
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(p) => std::panic::resume_unwind(p),
+            Err(e) => panic!("test task failed: {e}"),
+        }
+    }
+}
+
+/// Everything a test needs: the store, an engine built like the app's, and the hand-moved clock.
+#[derive(Clone)]
+pub struct Ctx {
+    pub backend: Backend,
+    pub url: String,
+    pub store: Arc<SqlStore>,
+    pub engine: Arc<Engine>,
+    pub clock: Arc<ManualClock>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+}
+
+impl Ctx {
+    pub async fn new(backend: Backend, url: &str) -> Ctx {
+        let store = Arc::new(connect(url).await);
+        store.migrate().await.expect("migrating the test database");
+        store.ready().await.expect("the migrated store is ready");
+        let config = Arc::new(Config::builtin());
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let metrics = Arc::new(Metrics::new());
+        let engine = Arc::new(Engine::new(
+            store.clone() as Arc<dyn Store>,
+            config.clone(),
+            clock.clone() as Arc<dyn Clock>,
+            metrics.clone(),
+        ));
+        Ctx { backend, url: url.to_string(), store, engine, clock, metrics, config }
+    }
+
+    pub fn actor(&self, who: &str) -> Actor {
+        self.engine.actor_for_person(who)
+    }
+
+    /// Runs one command line as `who`; infrastructure errors fail the test.
+    pub async fn run(&self, who: &str, line: &str) -> Reply {
+        self.engine
+            .execute(&self.actor(who), line, &CommandContext::default())
+            .await
+            .unwrap_or_else(|e| panic!("`{line}` as {who} failed in the store: {e}"))
+    }
+
+    /// Runs a command that must succeed.
+    pub async fn ok(&self, who: &str, line: &str) -> Reply {
+        let r = self.run(who, line).await;
+        assert!(r.ok, "`{line}` as {who} was refused: {}", r.reply);
+        r
+    }
+
+    /// Runs a command that must be refused with a reply containing `fragment`.
+    pub async fn refused(&self, who: &str, line: &str, fragment: &str) -> Reply {
+        let r = self.run(who, line).await;
+        assert!(!r.ok, "`{line}` as {who} should have been refused but was accepted: {}", r.reply);
+        assert!(r.incident.is_none(), "a refused reply carries no incident");
+        assert!(r.reply.contains(fragment), "`{line}` as {who}: expected `{fragment}` in the reply, got: {}", r.reply);
+        r
+    }
+
+    /// Declares as `sysadmin` and returns the incident.
+    pub async fn declare(&self, level: u8, title: &str) -> Incident {
+        let r = self.ok("sysadmin", &format!("/incident declare level:{level} title:\"{title}\"")).await;
+        r.incident.expect("a declare reply carries the incident")
+    }
+
+    pub async fn incident(&self, n: i64) -> Incident {
+        self.store.incident(IncidentRef(n)).await.unwrap().unwrap_or_else(|| panic!("INC-{n} exists"))
+    }
+
+    pub async fn timeline_kinds(&self, n: i64) -> Vec<EventKind> {
+        self.store.timeline(IncidentRef(n)).await.unwrap().into_iter().map(|t| t.kind).collect()
+    }
+
+    pub async fn outbox(&self) -> Vec<OutboxMessage> {
+        self.store.outbox(100_000).await.unwrap()
+    }
+
+    /// Verifies the audit chain as stored; returns the number of entries.
+    pub async fn audit_verifies(&self) -> usize {
+        let log = self.store.audit_log().await.unwrap();
+        spotter_core::audit::verify(&log.entries, log.head_seq, &log.head_hash)
+            .unwrap_or_else(|v| panic!("the audit chain should verify: {v}"))
+    }
+
+    pub fn scheduler(&self) -> Scheduler {
+        Scheduler::new(self.engine.clone())
+    }
+
+    /// A dispatcher on this store whose `log` channel is `notifier`.
+    pub fn dispatcher(&self, notifier: Arc<dyn Notifier>) -> Dispatcher {
+        self.bare_dispatcher().with_notifier(spotter_core::engine::LOG_CHANNEL, notifier)
+    }
+
+    /// A dispatcher with no notifiers at all.
+    pub fn bare_dispatcher(&self) -> Dispatcher {
+        Dispatcher::new(
+            self.store.clone() as Arc<dyn Store>,
+            self.clock.clone() as Arc<dyn Clock>,
+            self.metrics.clone(),
+            self.config.outbox.clone(),
+            self.engine.outbox_wakeup(),
+        )
+    }
+
+    /// Ticks `d` until nothing is pending, moving the clock a minute whenever nothing was due.
+    /// Returns the number of ticks. Panics after `max_ticks`.
+    pub async fn drain(&self, d: &Dispatcher, max_ticks: usize) -> usize {
+        for tick in 1..=max_ticks {
+            let handled = d.tick().await.expect("dispatcher tick");
+            if handled == 0 {
+                if self.outbox().await.iter().all(|m| m.state != "pending") {
+                    return tick;
+                }
+                self.clock.advance(Duration::minutes(1));
+            }
+        }
+        panic!("the outbox did not drain within {max_ticks} ticks: {:#?}", self.outbox().await);
+    }
+
+    /// A second, independent store on the same database (as after a restart).
+    pub async fn reconnect(&self) -> SqlStore {
+        let s = connect(&self.url).await;
+        s.migrate().await.expect("migrating again is a no-op");
+        s
+    }
+
+    /// Executes raw SQL through a separate sqlx connection (not the store's pools); returns the
+    /// number of rows affected.
+    pub async fn raw_sql(&self, sql: &str) -> u64 {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.expect("a separate raw connection");
+        let done = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("raw SQL `{sql}` failed: {e}"));
+        let _ = conn.close().await;
+        done.rows_affected()
+    }
+
+    /// Everything a refused command must leave untouched.
+    pub async fn snapshot(&self) -> Snapshot {
+        let incidents = self.store.incidents(StateFilter::All).await.unwrap();
+        let mut timelines = Vec::new();
+        for i in &incidents {
+            timelines.push((i.reference, self.store.timeline(i.reference).await.unwrap().len()));
+        }
+        Snapshot {
+            incidents,
+            timelines,
+            audit: self.store.audit_log().await.unwrap().entries.len(),
+            outbox: self.outbox().await.len(),
+            jobs: self.store.pending_jobs().await.unwrap().len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub incidents: Vec<Incident>,
+    pub timelines: Vec<(IncidentRef, usize)>,
+    pub audit: usize,
+    pub outbox: usize,
+    pub jobs: usize,
+}
+
+async fn connect(url: &str) -> SqlStore {
+    SqlStore::connect(url, 8).await.unwrap_or_else(|e| panic!("connecting to {}: {e:#}", redact(url)))
+}
+
+/// A test double for the far side of a channel: records deliveries, and can be told to fail.
+pub struct RecordingNotifier {
+    mode: Mode,
+    attempts: Mutex<HashMap<i64, u32>>,
+    delivered: Mutex<Vec<OutboxMessage>>,
+}
+
+enum Mode {
+    /// The first `n` attempts of every message fail with `Retry { after: Some(0s) }`.
+    RetryFirst(u32),
+    /// Every attempt fails for good.
+    Permanent,
+}
+
+impl RecordingNotifier {
+    pub fn working() -> Arc<Self> {
+        Self::new(Mode::RetryFirst(0))
+    }
+    /// Fails the first `n` attempts of each message with a retry that is due at once.
+    pub fn failing_first(n: u32) -> Arc<Self> {
+        Self::new(Mode::RetryFirst(n))
+    }
+    pub fn permanent() -> Arc<Self> {
+        Self::new(Mode::Permanent)
+    }
+    fn new(mode: Mode) -> Arc<Self> {
+        Arc::new(Self { mode, attempts: Mutex::default(), delivered: Mutex::default() })
+    }
+    /// Successful deliveries, in the order they happened.
+    pub fn delivered(&self) -> Vec<OutboxMessage> {
+        self.delivered.lock().unwrap().clone()
+    }
+    /// Attempts (failed or not) per message id.
+    pub fn attempts(&self) -> HashMap<i64, u32> {
+        self.attempts.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    async fn deliver(&self, m: &OutboxMessage) -> Result<(), DeliveryError> {
+        let attempt = {
+            let mut a = self.attempts.lock().unwrap();
+            let n = a.entry(m.id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        match self.mode {
+            Mode::Permanent => Err(DeliveryError::Permanent(format!("410 gone: {}", m.target))),
+            Mode::RetryFirst(n) if attempt <= n => Err(DeliveryError::Retry {
+                reason: format!("503 try again (attempt {attempt})"),
+                after: Some(Duration::seconds(0)),
+            }),
+            Mode::RetryFirst(_) => {
+                self.delivered.lock().unwrap().push(m.clone());
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The `spotter` application: wires the core, the HTTP surface and the chat adapters into one
+//! process, and the command line that drives it.
+//!
+//! Map of the modules:
+//! - [`startup`]: [`startup::Application`] — build (connect, migrate, bind), run until stopped.
+//! - [`cli`]: the clap command line (`serve`, `chat`, `config`, `migrate`, `audit verify`).
+//! - [`token`]: the API bearer token: from the environment, or generated once into the data folder.
+//! - [`telemetry`]: tracing subscriber set-up, once per process.
+
+pub mod cli;
+pub mod startup;
+pub mod telemetry;
+pub mod token;

@@ -1,0 +1,123 @@
+//! Building and running the application: connect and migrate the store, bind the listener, run
+//! the HTTP server, the outbox dispatcher and the scheduler until one shutdown signal stops them
+//! all.
+
+use crate::token::{self, TokenSource};
+use anyhow::Context;
+use spotter_core::clock::{Clock, SystemClock};
+use spotter_core::config::{redact_url, Config};
+use spotter_core::engine::LOG_CHANNEL;
+use spotter_core::metrics::Metrics;
+use spotter_core::outbox::{Dispatcher, LogNotifier};
+use spotter_core::scheduler::Scheduler;
+use spotter_core::store::SqlStore;
+use spotter_core::Engine;
+use spotter_webhooks::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    store: SqlStore,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects and migrates the database, loads or creates the API token, and binds the listen
+    /// address (port 0 picks a free port, which tests use).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let store = SqlStore::connect(&config.database.url, config.database.max_connections).await?;
+        store.migrate().await?;
+        tracing::info!(database = %redact_url(&config.database.url), "database ready");
+        let (api_token, source) = token::load_or_create(&config)?;
+        match source {
+            TokenSource::Env(var) => tracing::info!("API token taken from ${var}"),
+            TokenSource::File(p) => tracing::info!("API token read from {} (mode 0600)", p.display()),
+            TokenSource::Generated(p) => tracing::info!("API token generated into {} (mode 0600)", p.display()),
+        }
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let engine = Arc::new(Engine::new(Arc::new(store.clone()), Arc::new(config), clock, Arc::new(Metrics::new())));
+        let state = AppState { engine: engine.clone(), api_token };
+        Ok(Application { listener, addr, engine, store, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` is cancelled: stops accepting, lets in-flight requests finish, then
+    /// stops the dispatcher and scheduler (each finishing the item in hand) and closes the pool.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let engine = self.engine.clone();
+        let config = engine.config().clone();
+        let dispatcher = Dispatcher::new(
+            engine.store().clone(),
+            engine.clock().clone(),
+            engine.metrics().clone(),
+            config.outbox.clone(),
+            engine.outbox_wakeup(),
+        )
+        .with_notifier(LOG_CHANNEL, Arc::new(LogNotifier));
+        let background = CancellationToken::new();
+        let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
+        let scheduler = tokio::spawn(Scheduler::new(engine.clone()).run(background.clone()));
+
+        tracing::info!("listening on http://{}", self.addr);
+        let app = spotter_webhooks::router(self.state);
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+
+        // The HTTP side has drained; now the background workers.
+        background.cancel();
+        for (name, task) in [("dispatcher", dispatcher), ("scheduler", scheduler)] {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                tracing::warn!("{name} did not stop within 10 s");
+            }
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        served.context("HTTP server failed")
+    }
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested; finishing in-flight work");
+        t.cancel();
+    });
+    token
+}

@@ -1,0 +1,146 @@
+//! Test support: the real application on port 0 with a fresh database, and one helper per
+//! endpoint. Every test that takes a [`Backend`] runs on SQLite and on PostgreSQL.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use spotter::startup::Application;
+use spotter_core::config::Config;
+use spotter_core::testkit::{self, PostgresTestDb};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub token: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pg: Option<PostgresTestDb>,
+}
+
+/// A database URL for `backend`, or `None` when PostgreSQL tests are skipped.
+pub async fn database(backend: Backend, test: &str, dir: &std::path::Path) -> Option<(String, Option<PostgresTestDb>)> {
+    match backend {
+        Backend::Sqlite => Some((format!("sqlite://{}/spotter.db", dir.display()), None)),
+        Backend::Postgres => {
+            let server = testkit::postgres_url(test)?;
+            let db = PostgresTestDb::create(&server).await.expect("creating a PostgreSQL test database");
+            Some((db.url().to_string(), Some(db)))
+        }
+    }
+}
+
+pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
+    let mut config = Config::builtin();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.data_dir = dir.join("data");
+    config.database.url = database_url.into();
+    // A variable nobody sets, so the token is generated into the temp data folder.
+    config.api.token_env = "SPOTTER_TEST_UNSET_TOKEN".into();
+    config
+}
+
+impl TestApp {
+    /// Starts the application; `None` when the backend is skipped.
+    pub async fn spawn(backend: Backend, test: &str) -> Option<TestApp> {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg) = database(backend, test, dir.path()).await?;
+        let config = test_config(dir.path(), &database_url);
+        let token_file = config.server.data_dir.join("api-token");
+        let app = Application::build(config).await.expect("the application builds");
+        let addr = format!("http://{}", app.addr());
+        let token = std::fs::read_to_string(&token_file).expect("the token was generated");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Some(TestApp { addr, token, client: reqwest::Client::new(), dir, database_url, shutdown, server: Some(server), pg })
+    }
+
+    /// Stops the server gracefully and drops the PostgreSQL database.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            s.await.unwrap().unwrap();
+        }
+        if let Some(pg) = self.pg.take() {
+            pg.drop_db().await;
+        }
+    }
+
+    pub async fn command(&self, user: &str, text: &str) -> Value {
+        let res = self.post_json("/api/v1/commands", &json!({"text": text, "user": user})).await;
+        assert_eq!(res.status(), 200, "command {text:?}");
+        res.json().await.unwrap()
+    }
+
+    /// Runs a command that must succeed; returns the response.
+    pub async fn ok(&self, user: &str, text: &str) -> Value {
+        let v = self.command(user, text).await;
+        assert_eq!(v["ok"], true, "{text:?} was refused: {}", v["reply"]);
+        v
+    }
+
+    /// Runs a command that must be refused; returns the reply.
+    pub async fn refused(&self, user: &str, text: &str) -> String {
+        let v = self.command(user, text).await;
+        assert_eq!(v["ok"], false, "{text:?} was accepted: {}", v["reply"]);
+        assert!(v["incident"].is_null());
+        v["reply"].as_str().unwrap().to_string()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.addr)).bearer_auth(&self.token).json(body).send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.addr)).bearer_auth(&self.token).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    pub async fn incidents(&self, state: &str) -> Vec<Value> {
+        self.get_json(&format!("/api/v1/incidents?state={state}")).await["incidents"].as_array().unwrap().clone()
+    }
+
+    pub async fn incident(&self, reference: &str) -> Value {
+        self.get_json(&format!("/api/v1/incidents/{reference}")).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client.get(format!("{}/metrics", self.addr)).send().await.unwrap().text().await.unwrap()
+    }
+}
+
+/// Writes one test per backend: `dual_test!(name, |app| async move { … })`.
+#[macro_export]
+macro_rules! dual_test {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+            async fn run(backend: common::Backend) {
+                let Some($app) = common::TestApp::spawn(backend, stringify!($name)).await else { return };
+                $body.await;
+                $app.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(common::Backend::Postgres).await
+            }
+        }
+    };
+}

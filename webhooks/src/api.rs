@@ -1,0 +1,113 @@
+//! The JSON API: commands and incidents.
+
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use spotter_core::config::Config;
+use spotter_core::domain::{Incident, IncidentRef, Source, StateFilter, TimelineEntry};
+use spotter_core::CommandContext;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// The command line, exactly as typed in chat.
+    pub text: String,
+    /// The person id who speaks. The bearer-token holder is trusted to say who that is (as
+    /// ChatOps RPC servers do); the person's roles still apply.
+    pub user: String,
+    /// `chat` when relaying a chat (the console), `api` otherwise (the default).
+    pub source: Option<String>,
+    /// The incident the conversation is about, when the client knows one.
+    pub incident: Option<String>,
+}
+
+/// An incident as the API shows it: the stored fields plus the level's name.
+#[derive(Serialize)]
+pub struct IncidentView {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub level_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+impl IncidentView {
+    pub fn new(incident: Incident, config: &Config) -> Self {
+        let level_name = spotter_core::render::level_name(&incident, config);
+        IncidentView { incident, level_name, timeline: None }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CommandResponse {
+    pub ok: bool,
+    pub reply: String,
+    pub incident: Option<IncidentView>,
+}
+
+const USER_MAX: usize = 64;
+
+pub async fn command(State(state): State<AppState>, ApiJson(req): ApiJson<CommandRequest>) -> Result<Json<CommandResponse>, ApiError> {
+    let user = req.user.trim();
+    if user.is_empty() || user.chars().count() > USER_MAX || user.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::BadRequest(format!(
+            "field `user`: expected a person id (1-{USER_MAX} characters, no spaces), e.g. \"sysadmin\""
+        )));
+    }
+    let source = match req.source.as_deref() {
+        None | Some("api") => Source::Api,
+        Some("chat") => Source::Chat,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!("field `source`: `{other}` is not accepted; use \"chat\" or \"api\"")))
+        }
+    };
+    let channel_incident = req
+        .incident
+        .as_deref()
+        .map(|s| s.parse::<IncidentRef>().map_err(|e| ApiError::BadRequest(format!("field `incident`: {e}"))))
+        .transpose()?;
+    let actor = state.engine.actor_for_person(user);
+    let ctx = CommandContext { source: Some(source), channel_incident };
+    let reply = state.engine.execute(&actor, &req.text, &ctx).await?;
+    let config = state.engine.config();
+    Ok(Json(CommandResponse {
+        ok: reply.ok,
+        reply: reply.reply,
+        incident: reply.incident.map(|i| IncidentView::new(i, config)),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct IncidentList {
+    pub incidents: Vec<IncidentView>,
+}
+
+pub async fn list_incidents(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<IncidentList>, ApiError> {
+    let filter = match q.state.as_deref() {
+        None => StateFilter::All,
+        Some(s) => s
+            .parse::<StateFilter>()
+            .map_err(|_| ApiError::BadRequest(format!("query `state`: `{s}` is not accepted; use {}", StateFilter::FORM)))?,
+    };
+    let config = state.engine.config();
+    let incidents = state.engine.store().incidents(filter).await?;
+    Ok(Json(IncidentList { incidents: incidents.into_iter().map(|i| IncidentView::new(i, config)).collect() }))
+}
+
+pub async fn get_incident(State(state): State<AppState>, Path(reference): Path<String>) -> Result<Json<IncidentView>, ApiError> {
+    let r: IncidentRef = reference.parse().map_err(|e: String| ApiError::BadRequest(e))?;
+    let store = state.engine.store();
+    let incident = store.incident(r).await?.ok_or_else(|| ApiError::NotFound(format!("{r} does not exist")))?;
+    let timeline = store.timeline(r).await?;
+    let mut view = IncidentView::new(incident, state.engine.config());
+    view.timeline = Some(timeline);
+    Ok(Json(view))
+}

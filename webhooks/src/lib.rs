@@ -1,0 +1,57 @@
+//! Spotter's HTTP surface (axum). A thin inbound adapter: every handler parses and authenticates,
+//! then calls the core [`spotter_core::Engine`] or store, and maps the outcome to a response.
+//!
+//! Map of the modules:
+//! - [`error`]: the one error enum of this edge and its mapping to status codes and JSON.
+//! - [`extract`]: the JSON body extractor whose rejections are JSON errors too (400, 413).
+//! - [`auth`]: bearer-token middleware for `/api/v1` (constant-time comparison).
+//! - [`api`]: `POST /api/v1/commands`, `GET /api/v1/incidents[/{ref}]`.
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`telemetry`]: request spans and the latency histogram.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod telemetry;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use spotter_core::{Engine, Secret};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest request body accepted anywhere (bigger → 413).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub api_token: Secret,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/commands", post(api::command))
+        .route("/incidents", get(api::list_incidents))
+        .route("/incidents/{reference}", get(api::get_incident))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .nest("/api/v1", api)
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::record_latency))
+        .layer(telemetry::trace_layer())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}
