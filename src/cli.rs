@@ -68,11 +68,15 @@ enum AuditCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
-        Command::Config { command: ConfigCommand::Default } => {
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
             print!("{DEFAULT_TOML}");
             return ExitCode::SUCCESS;
         }
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
             return match Config::load(file) {
                 Ok(_) => {
                     println!("{}: ok", file.display());
@@ -97,7 +101,10 @@ pub fn main() -> ExitCode {
         Command::Serve => "info,sqlx=warn,tower_http=info",
         _ => "warn,sqlx=error",
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -109,7 +116,9 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Chat { user, url } => chat(config, user, url).await,
             Command::Migrate => migrate(config).await,
-            Command::Audit { command: AuditCommand::Verify } => audit_verify(config).await,
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => audit_verify(config).await,
             Command::Config { .. } => unreachable!("handled above"),
         }
     });
@@ -138,19 +147,25 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn chat(config: Config, user: Option<String>, url: Option<String>) -> anyhow::Result<ExitCode> {
-    let user = user
-        .or_else(|| std::env::var("USER").ok())
-        .ok_or_else(|| anyhow::anyhow!("say who you are: spotter chat --as PERSON (a person id from the config)"))?;
+async fn chat(
+    config: Config,
+    user: Option<String>,
+    url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let user = user.or_else(|| std::env::var("USER").ok()).ok_or_else(|| {
+        anyhow::anyhow!("say who you are: spotter chat --as PERSON (a person id from the config)")
+    })?;
     let token = crate::token::for_client(&config)?;
     let url = url.unwrap_or_else(|| config.server.public_url.clone());
     let chat = ConsoleChat::new(&url, token.expose().to_string(), user)?;
     let summary = chat.run_stdin().await?;
-    Ok(if summary.refused > 0 && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if summary.refused > 0 && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 async fn connect(config: &Config) -> anyhow::Result<SqlStore> {

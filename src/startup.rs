@@ -34,23 +34,45 @@ impl Application {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        let store = SqlStore::connect(&config.database.url, config.database.max_connections).await?;
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        let store =
+            SqlStore::connect(&config.database.url, config.database.max_connections).await?;
         store.migrate().await?;
         tracing::info!(database = %redact_url(&config.database.url), "database ready");
         let (api_token, source) = token::load_or_create(&config)?;
         match source {
             TokenSource::Env(var) => tracing::info!("API token taken from ${var}"),
-            TokenSource::File(p) => tracing::info!("API token read from {} (mode 0600)", p.display()),
-            TokenSource::Generated(p) => tracing::info!("API token generated into {} (mode 0600)", p.display()),
+            TokenSource::File(p) => {
+                tracing::info!("API token read from {} (mode 0600)", p.display())
+            }
+            TokenSource::Generated(p) => {
+                tracing::info!("API token generated into {} (mode 0600)", p.display())
+            }
         }
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let engine = Arc::new(Engine::new(Arc::new(store.clone()), Arc::new(config), clock, Arc::new(Metrics::new())));
-        let state = AppState { engine: engine.clone(), api_token };
-        Ok(Application { listener, addr, engine, store, state })
+        let engine = Arc::new(Engine::new(
+            Arc::new(store.clone()),
+            Arc::new(config),
+            clock,
+            Arc::new(Metrics::new()),
+        ));
+        let state = AppState {
+            engine: engine.clone(),
+            api_token,
+        };
+        Ok(Application {
+            listener,
+            addr,
+            engine,
+            store,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -84,12 +106,17 @@ impl Application {
 
         tracing::info!("listening on http://{}", self.addr);
         let app = spotter_webhooks::router(self.state);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
 
         // The HTTP side has drained; now the background workers.
         background.cancel();
         for (name, task) in [("dispatcher", dispatcher), ("scheduler", scheduler)] {
-            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("{name} did not stop within 10 s");
             }
         }
@@ -107,8 +134,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing the SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

@@ -7,7 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs a subscriber writing to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(

@@ -25,8 +25,14 @@ pub enum TokenSource {
 
 /// The token the server accepts: env var, else the stored file, else a new one written to it.
 pub fn load_or_create(config: &Config) -> anyhow::Result<(Secret, TokenSource)> {
-    if let Some(t) = std::env::var(&config.api.token_env).ok().filter(|t| !t.trim().is_empty()) {
-        return Ok((Secret::new(t.trim()), TokenSource::Env(config.api.token_env.clone())));
+    if let Some(t) = std::env::var(&config.api.token_env)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok((
+            Secret::new(t.trim()),
+            TokenSource::Env(config.api.token_env.clone()),
+        ));
     }
     let path = token_path(config);
     if let Some(t) = read(&path)? {
@@ -41,7 +47,9 @@ pub fn load_or_create(config: &Config) -> anyhow::Result<(Secret, TokenSource)> 
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     match opts.open(&path) {
         Ok(mut f) => {
-            f.write_all(token.as_bytes()).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", path.display()))?;
+            f.write_all(token.as_bytes())
+                .and_then(|_| f.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok((Secret::new(token), TokenSource::Generated(path)))
         }
         // Another process created it first: use theirs.
@@ -55,7 +63,10 @@ pub fn load_or_create(config: &Config) -> anyhow::Result<(Secret, TokenSource)> 
 
 /// The token a client (`spotter chat`) should send: env var, else the server's file.
 pub fn for_client(config: &Config) -> anyhow::Result<Secret> {
-    if let Some(t) = std::env::var(&config.api.token_env).ok().filter(|t| !t.trim().is_empty()) {
+    if let Some(t) = std::env::var(&config.api.token_env)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
         return Ok(Secret::new(t.trim()));
     }
     let path = token_path(config);

@@ -15,7 +15,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_spotter");
 fn spotter(dir: &Path, db: Option<&str>) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(dir);
-    for var in ["SPOTTER_CONFIG", "SPOTTER_DATABASE_URL", "SPOTTER_LISTEN", "SPOTTER_API_TOKEN", "SPOTTER_USER"] {
+    for var in [
+        "SPOTTER_CONFIG",
+        "SPOTTER_DATABASE_URL",
+        "SPOTTER_LISTEN",
+        "SPOTTER_API_TOKEN",
+        "SPOTTER_USER",
+    ] {
         c.env_remove(var);
     }
     if let Some(db) = db {
@@ -52,7 +58,9 @@ impl Server {
                 }
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server says where it listens");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = reqwest::blocking::get(format!("{url}/readyz")) {
@@ -69,14 +77,24 @@ impl Server {
     /// SIGTERM, then wait: a graceful stop exits 0.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "spotter exited with {status} after SIGTERM");
+                assert!(
+                    status.success(),
+                    "spotter exited with {status} after SIGTERM"
+                );
                 return;
             }
-            assert!(Instant::now() < deadline, "spotter did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "spotter did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -109,22 +127,39 @@ fn chat(dir: &Path, url: &str, user: &str, lines: &str) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.stderr.is_empty() || out.status.success(), "chat stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty() || out.status.success(),
+        "chat stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), stdout)
 }
 
-async fn with_backend(backend: Backend, test: &str, f: impl FnOnce(&Path, Option<&str>) + Send + 'static) {
+async fn with_backend(
+    backend: Backend,
+    test: &str,
+    f: impl FnOnce(&Path, Option<&str>) + Send + 'static,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let Some((url, pg)) = common::database(backend, test, dir.path()).await else { return };
+    let Some((url, pg)) = common::database(backend, test, dir.path()).await else {
+        return;
+    };
     let db = match backend {
         Backend::Sqlite => None, // the embedded default, as a new user runs it
         Backend::Postgres => Some(url),
     };
     let path = dir.path().to_path_buf();
-    tokio::task::spawn_blocking(move || f(&path, db.as_deref())).await.unwrap();
+    tokio::task::spawn_blocking(move || f(&path, db.as_deref()))
+        .await
+        .unwrap();
     if let Some(pg) = pg {
         pg.drop_db().await;
     }
@@ -133,23 +168,48 @@ async fn with_backend(backend: Backend, test: &str, f: impl FnOnce(&Path, Option
 fn declare_chat_and_restart(dir: &Path, db: Option<&str>) {
     let server = Server::start(dir, db);
     if db.is_none() {
-        assert!(dir.join("data/spotter.db").exists(), "the SQLite database is created under ./data");
+        assert!(
+            dir.join("data/spotter.db").exists(),
+            "the SQLite database is created under ./data"
+        );
     }
     let token = dir.join("data/api-token");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    let (ok, out) = chat(dir, &server.url, "sysadmin", "/incident declare level:3 title:\"MySQL down\"\n");
+    let (ok, out) = chat(
+        dir,
+        &server.url,
+        "sysadmin",
+        "/incident declare level:3 title:\"MySQL down\"\n",
+    );
     assert!(ok, "{out}");
-    assert!(out.starts_with("Declared INC-1 · level 3 Complete System Failure"), "{out}");
+    assert!(
+        out.starts_with("Declared INC-1 · level 3 Complete System Failure"),
+        "{out}"
+    );
 
     // Refusals are printed and make the exit status non-zero; nothing changes.
-    let (ok, out) = chat(dir, &server.url, "nobody", "/incident declare level:1 title:x\n/incident list\n");
+    let (ok, out) = chat(
+        dir,
+        &server.url,
+        "nobody",
+        "/incident declare level:1 title:x\n/incident list\n",
+    );
     assert!(!ok);
-    assert!(out.contains("✗ not allowed: /incident declare needs role responder"), "{out}");
-    assert!(out.contains("INC-1 · L3 Complete System Failure · declared · MySQL down"), "{out}");
+    assert!(
+        out.contains("✗ not allowed: /incident declare needs role responder"),
+        "{out}"
+    );
+    assert!(
+        out.contains("INC-1 · L3 Complete System Failure · declared · MySQL down"),
+        "{out}"
+    );
 
     let list = server.incidents(dir);
     assert_eq!(list.len(), 1);
@@ -164,18 +224,31 @@ fn declare_chat_and_restart(dir: &Path, db: Option<&str>) {
     assert_eq!(list[0]["ref"], "INC-1");
     let (ok, out) = chat(dir, &server.url, "dba", "/incident ack\n");
     assert!(ok, "{out}");
-    assert_eq!(out.trim(), "INC-1 acknowledged by Database Administrator (dba); paging stopped");
+    assert_eq!(
+        out.trim(),
+        "INC-1 acknowledged by Database Administrator (dba); paging stopped"
+    );
     server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_install_declares_over_the_console_and_keeps_it_across_restarts_sqlite() {
-    with_backend(Backend::Sqlite, "fresh_install_sqlite", declare_chat_and_restart).await;
+    with_backend(
+        Backend::Sqlite,
+        "fresh_install_sqlite",
+        declare_chat_and_restart,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_install_declares_over_the_console_and_keeps_it_across_restarts_postgres() {
-    with_backend(Backend::Postgres, "fresh_install_postgres", declare_chat_and_restart).await;
+    with_backend(
+        Backend::Postgres,
+        "fresh_install_postgres",
+        declare_chat_and_restart,
+    )
+    .await;
 }
 
 fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
@@ -191,21 +264,36 @@ fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
 
     let verify = |dir: &Path| spotter(dir, db).args(["audit", "verify"]).output().unwrap();
     let out = verify(dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "audit log verified: 3 entries, hash chain intact");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "audit log verified: 3 entries, hash chain intact"
+    );
 
     // Someone edits row 2 by hand.
-    let url = db.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}/data/spotter.db", dir.display()));
+    let url = db
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}/data/spotter.db", dir.display()));
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").execute(&pool).await.unwrap();
+        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
     });
     let out = verify(dir);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("audit row 2: contents do not match its hash (the row was edited)"), "{err}");
+    assert!(
+        err.contains("audit row 2: contents do not match its hash (the row was edited)"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,32 +303,60 @@ async fn audit_verify_passes_then_names_a_hand_edited_row_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_passes_then_names_a_hand_edited_row_postgres() {
-    with_backend(Backend::Postgres, "audit_postgres", audit_tampering_is_named).await;
+    with_backend(
+        Backend::Postgres,
+        "audit_postgres",
+        audit_tampering_is_named,
+    )
+    .await;
 }
 
 #[test]
 fn config_check_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     // The printed default is a valid file, equal to the built-in one.
-    let out = spotter(dir.path(), None).args(["config", "default"]).output().unwrap();
+    let out = spotter(dir.path(), None)
+        .args(["config", "default"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let default = String::from_utf8(out.stdout).unwrap();
     assert_eq!(default, spotter_core::config::DEFAULT_TOML);
     std::fs::write(dir.path().join("spotter.toml"), &default).unwrap();
-    let out = spotter(dir.path(), None).args(["config", "check", "spotter.toml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = spotter(dir.path(), None)
+        .args(["config", "check", "spotter.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A tier naming an unknown person.
-    let broken = default.replacen("notify = [\"sysadmin\"]", "notify = [\"sysadmin\", \"bob\"]", 1);
+    let broken = default.replacen(
+        "notify = [\"sysadmin\"]",
+        "notify = [\"sysadmin\", \"bob\"]",
+        1,
+    );
     let line = broken.lines().position(|l| l.contains("\"bob\"")).unwrap() + 1;
     std::fs::write(dir.path().join("broken.toml"), &broken).unwrap();
-    let out = spotter(dir.path(), None).args(["config", "check", "broken.toml"]).output().unwrap();
+    let out = spotter(dir.path(), None)
+        .args(["config", "check", "broken.toml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim(), format!("broken.toml:{line}:23: escalation tier names unknown person or team `bob`"));
+    assert_eq!(
+        err.trim(),
+        format!("broken.toml:{line}:23: escalation tier names unknown person or team `bob`")
+    );
 
     // serve refuses to start on it, with the same message.
-    let out = spotter(dir.path(), None).args(["--config", "broken.toml", "serve"]).output().unwrap();
+    let out = spotter(dir.path(), None)
+        .args(["--config", "broken.toml", "serve"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml:"));
 }
@@ -250,7 +366,11 @@ fn migrate_applies_the_schema_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let out = spotter(dir.path(), None).arg("migrate").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(dir.path().join("data/spotter.db").exists());
 }

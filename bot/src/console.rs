@@ -40,7 +40,12 @@ impl ConsoleChat {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .context("building the HTTP client")?;
-        Ok(ConsoleChat { client, url: url.trim_end_matches('/').to_string(), token, user })
+        Ok(ConsoleChat {
+            client,
+            url: url.trim_end_matches('/').to_string(),
+            token,
+            user,
+        })
     }
 
     /// Sends one line; returns (ok, reply).
@@ -52,14 +57,22 @@ impl ConsoleChat {
             .json(&serde_json::json!({"text": line, "user": self.user, "source": "chat"}))
             .send()
             .await
-            .with_context(|| format!("cannot reach Spotter at {}; is `spotter serve` running?", self.url))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach Spotter at {}; is `spotter serve` running?",
+                    self.url
+                )
+            })?;
         let status = res.status();
         let body = res.text().await.context("reading the reply")?;
         if status.is_success() {
-            let r: CommandResponse = serde_json::from_str(&body).context("the server's reply is not a command response")?;
+            let r: CommandResponse = serde_json::from_str(&body)
+                .context("the server's reply is not a command response")?;
             return Ok((r.ok, r.reply));
         }
-        let msg = serde_json::from_str::<ErrorResponse>(&body).map(|e| e.error).unwrap_or(body);
+        let msg = serde_json::from_str::<ErrorResponse>(&body)
+            .map(|e| e.error)
+            .unwrap_or(body);
         if status == reqwest::StatusCode::UNAUTHORIZED {
             bail!("the server refused the API token (401): set SPOTTER_API_TOKEN or run next to the server's data folder");
         }
@@ -71,7 +84,10 @@ impl ConsoleChat {
         let stdin = std::io::stdin();
         let interactive = stdin.is_terminal();
         if interactive {
-            println!("Spotter chat as `{}` on {} — /help lists commands, Ctrl-D quits.", self.user, self.url);
+            println!(
+                "Spotter chat as `{}` on {} — /help lists commands, Ctrl-D quits.",
+                self.user, self.url
+            );
         }
         let mut summary = Summary::default();
         let mut lines = stdin.lock().lines();

@@ -38,7 +38,15 @@ pub struct AuditEntry {
 
 /// The hash of an entry: SHA-256 over the previous hash and each field, every field prefixed by
 /// its length so no two different entries can serialise to the same bytes.
-pub fn entry_hash(prev_hash: &str, seq: i64, at: DateTime<Utc>, actor: &str, action: &str, subject: &str, detail: &str) -> String {
+pub fn entry_hash(
+    prev_hash: &str,
+    seq: i64,
+    at: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> String {
     let mut h = Sha256::new();
     let at_ms = at.timestamp_millis().to_string();
     let seq = seq.to_string();
@@ -53,7 +61,15 @@ pub fn entry_hash(prev_hash: &str, seq: i64, at: DateTime<Utc>, actor: &str, act
 pub fn seal(record: &AuditRecord, prev_seq: i64, prev_hash: &str) -> AuditEntry {
     let seq = prev_seq + 1;
     let detail = record.detail.to_string();
-    let hash = entry_hash(prev_hash, seq, record.at, &record.actor, &record.action, &record.subject, &detail);
+    let hash = entry_hash(
+        prev_hash,
+        seq,
+        record.at,
+        &record.actor,
+        &record.action,
+        &record.subject,
+        &detail,
+    );
     AuditEntry {
         seq,
         at: record.at,
@@ -91,17 +107,34 @@ pub fn verify(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> Result<
             } else {
                 "is out of sequence (inserted or duplicated)".to_string()
             };
-            let seq = if e.seq > expected_seq { expected_seq } else { e.seq };
+            let seq = if e.seq > expected_seq {
+                expected_seq
+            } else {
+                e.seq
+            };
             return Err(Violation { seq, problem });
         }
-        let recomputed = entry_hash(&e.prev_hash, e.seq, e.at, &e.actor, &e.action, &e.subject, &e.detail);
+        let recomputed = entry_hash(
+            &e.prev_hash,
+            e.seq,
+            e.at,
+            &e.actor,
+            &e.action,
+            &e.subject,
+            &e.detail,
+        );
         if recomputed != e.hash {
-            return Err(Violation { seq: e.seq, problem: "contents do not match its hash (the row was edited)".into() });
+            return Err(Violation {
+                seq: e.seq,
+                problem: "contents do not match its hash (the row was edited)".into(),
+            });
         }
         if e.prev_hash != prev_hash {
             return Err(Violation {
                 seq: e.seq,
-                problem: "does not link to the row before it (a row was edited, inserted or deleted)".into(),
+                problem:
+                    "does not link to the row before it (a row was edited, inserted or deleted)"
+                        .into(),
             });
         }
         prev_hash = e.hash.clone();
@@ -115,7 +148,10 @@ pub fn verify(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> Result<
         });
     }
     if last_seq > 0 && head_hash != prev_hash {
-        return Err(Violation { seq: last_seq, problem: "does not match the hash recorded in the head".into() });
+        return Err(Violation {
+            seq: last_seq,
+            problem: "does not match the hash recorded in the head".into(),
+        });
     }
     Ok(entries.len())
 }
@@ -129,20 +165,27 @@ mod tests {
         let mut out: Vec<AuditEntry> = Vec::new();
         for i in 0..n {
             let rec = AuditRecord {
-                at: Utc.timestamp_millis_opt(1_700_000_000_000 + i as i64).unwrap(),
+                at: Utc
+                    .timestamp_millis_opt(1_700_000_000_000 + i as i64)
+                    .unwrap(),
                 actor: "sysadmin".into(),
                 action: "incident.declare".into(),
                 subject: format!("INC-{}", i + 1),
                 detail: serde_json::json!({"level": 3}),
             };
-            let (seq, prev) = out.last().map(|e| (e.seq, e.hash.clone())).unwrap_or((0, GENESIS.into()));
+            let (seq, prev) = out
+                .last()
+                .map(|e| (e.seq, e.hash.clone()))
+                .unwrap_or((0, GENESIS.into()));
             out.push(seal(&rec, seq, &prev));
         }
         out
     }
 
     fn head(c: &[AuditEntry]) -> (i64, String) {
-        c.last().map(|e| (e.seq, e.hash.clone())).unwrap_or((0, GENESIS.into()))
+        c.last()
+            .map(|e| (e.seq, e.hash.clone()))
+            .unwrap_or((0, GENESIS.into()))
     }
 
     #[test]
@@ -168,7 +211,15 @@ mod tests {
         let mut c = chain(5);
         let (s, h) = head(&c);
         c[1].actor = "mallory".into();
-        c[1].hash = entry_hash(&c[1].prev_hash, 2, c[1].at, "mallory", &c[1].action, &c[1].subject, &c[1].detail);
+        c[1].hash = entry_hash(
+            &c[1].prev_hash,
+            2,
+            c[1].at,
+            "mallory",
+            &c[1].action,
+            &c[1].subject,
+            &c[1].detail,
+        );
         assert_eq!(verify(&c, s, &h).unwrap_err().seq, 3);
     }
 
@@ -182,6 +233,9 @@ mod tests {
         assert!(v.problem.contains("missing"));
         let mut c = chain(5);
         c.pop();
-        assert!(verify(&c, s, &h).unwrap_err().problem.contains("deleted at the end"));
+        assert!(verify(&c, s, &h)
+            .unwrap_err()
+            .problem
+            .contains("deleted at the end"));
     }
 }

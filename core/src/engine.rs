@@ -8,18 +8,32 @@ use crate::audit::AuditRecord;
 use crate::clock::Clock;
 use crate::command::{self, Command};
 use crate::config::{format_duration, Config};
-use crate::domain::{Actor, EventKind, Incident, IncidentRef, LevelId, PersonId, Role, RoleSet, Source, StateFilter, TimelineEntry};
+use crate::domain::{
+    Actor, EventKind, Incident, IncidentRef, LevelId, PersonId, Role, RoleSet, Source, StateFilter,
+    TimelineEntry,
+};
 use crate::error::{DomainError, StoreError};
 use crate::metrics::Metrics;
 use crate::render;
-use crate::store::{Changeset, IncidentWrite, Job, JobChange, MessageKind, NewJob, NewMessage, Store};
+use crate::store::{
+    Changeset, IncidentWrite, Job, JobChange, MessageKind, NewJob, NewMessage, Store,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// How many times a command is re-decided after losing a write race before giving up.
-const MAX_CONFLICT_RETRIES: usize = 8;
+/// How many times a decision is re-made after losing a write race to another replica before the
+/// caller gets a (transient) conflict. Each loss means another writer made progress.
+const MAX_CONFLICT_RETRIES: usize = 50;
+
+/// A short, growing, jittered pause before re-deciding, so racing replicas fall out of step.
+async fn conflict_pause(attempt: usize) {
+    use rand::Rng;
+    let max_ms = (1u64 << attempt.min(6)).min(50);
+    let ms = rand::thread_rng().gen_range(0..=max_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
 
 /// Job kinds the scheduler runs.
 pub const JOB_RTO: &str = "rto_breach";
@@ -38,10 +52,18 @@ pub struct Reply {
 
 impl Reply {
     fn ok(reply: impl Into<String>, incident: Option<Incident>) -> Self {
-        Reply { ok: true, reply: reply.into(), incident }
+        Reply {
+            ok: true,
+            reply: reply.into(),
+            incident,
+        }
     }
     fn refused(reply: impl Into<String>) -> Self {
-        Reply { ok: false, reply: reply.into(), incident: None }
+        Reply {
+            ok: false,
+            reply: reply.into(),
+            incident: None,
+        }
     }
 }
 
@@ -60,11 +82,25 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Rung after every commit that queued messages, so the dispatcher does not wait for its poll.
     outbox_wakeup: Arc<Notify>,
+    /// Lock stripes serialising decisions about one incident within this process.
+    incident_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
-        Engine { store, config, clock, metrics, outbox_wakeup: Arc::new(Notify::new()) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Engine {
+            store,
+            config,
+            clock,
+            metrics,
+            outbox_wakeup: Arc::new(Notify::new()),
+            incident_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -86,8 +122,16 @@ impl Engine {
     /// The actor for a person id. Anyone not configured is a viewer under the id they gave.
     pub fn actor_for_person(&self, id: &str) -> Actor {
         match self.config.person(id) {
-            Some(p) => Actor { id: p.id.to_string(), person: Some(p.id.clone()), roles: p.roles.clone() },
-            None => Actor { id: id.to_string(), person: None, roles: RoleSet::new([Role::Viewer]) },
+            Some(p) => Actor {
+                id: p.id.to_string(),
+                person: Some(p.id.clone()),
+                roles: p.roles.clone(),
+            },
+            None => Actor {
+                id: id.to_string(),
+                person: None,
+                roles: RoleSet::new([Role::Viewer]),
+            },
         }
     }
 
@@ -96,7 +140,12 @@ impl Engine {
     /// # Errors
     /// Only infrastructure failures; a refused command is an `Ok(Reply { ok: false, .. })`.
     #[tracing::instrument(skip_all, fields(actor = %actor.id), err)]
-    pub async fn execute(&self, actor: &Actor, line: &str, ctx: &CommandContext) -> Result<Reply, StoreError> {
+    pub async fn execute(
+        &self,
+        actor: &Actor,
+        line: &str,
+        ctx: &CommandContext,
+    ) -> Result<Reply, StoreError> {
         let result = match command::parse(line, &self.config) {
             Ok(cmd) => self.run(actor, cmd, ctx).await,
             Err(e) => Ok(Reply::refused(e.0)),
@@ -110,7 +159,12 @@ impl Engine {
     }
 
     /// Runs a parsed command.
-    pub async fn run(&self, actor: &Actor, cmd: Command, ctx: &CommandContext) -> Result<Reply, StoreError> {
+    pub async fn run(
+        &self,
+        actor: &Actor,
+        cmd: Command,
+        ctx: &CommandContext,
+    ) -> Result<Reply, StoreError> {
         let spec = cmd.spec();
         // Incident commands needing `commander` also admit that incident's own commander, so the
         // check waits until the incident is known.
@@ -122,21 +176,37 @@ impl Engine {
             Command::Help { topic } => Ok(Reply::ok(command::help(topic, &self.config), None)),
             Command::List { filter } => {
                 let list = self.store.incidents(filter).await?;
-                Ok(Reply::ok(render::list(&list, filter, &self.config, self.clock.now()), None))
+                Ok(Reply::ok(
+                    render::list(&list, filter, &self.config, self.clock.now()),
+                    None,
+                ))
             }
-            Command::Declare { level, title, components, commander } => {
+            Command::Declare {
+                level,
+                title,
+                components,
+                commander,
+            } => {
                 let source = ctx.source.unwrap_or(Source::Chat);
-                self.declare(actor, level, title, components, commander, source).await
+                self.declare(actor, level, title, components, commander, source)
+                    .await
             }
             Command::Show { incident } => {
-                let Some(inc) = self.resolve_ref(incident, ctx).await? else { return Ok(self.which_incident().await?) };
+                let Some(inc) = self.resolve_ref(incident, ctx).await? else {
+                    return Ok(self.which_incident().await?);
+                };
                 match self.store.incident(inc).await? {
-                    Some(i) => Ok(Reply::ok(render::incident(&i, &self.config, self.clock.now()), Some(i))),
+                    Some(i) => Ok(Reply::ok(
+                        render::incident(&i, &self.config, self.clock.now()),
+                        Some(i),
+                    )),
                     None => Ok(Reply::refused(no_such(inc))),
                 }
             }
             Command::Timeline { incident } => {
-                let Some(inc) = self.resolve_ref(incident, ctx).await? else { return Ok(self.which_incident().await?) };
+                let Some(inc) = self.resolve_ref(incident, ctx).await? else {
+                    return Ok(self.which_incident().await?);
+                };
                 match self.store.incident(inc).await? {
                     Some(i) => {
                         let t = self.store.timeline(inc).await?;
@@ -156,20 +226,40 @@ impl Engine {
 
     fn denied(&self, actor: &Actor, role: Role, what: &str) -> String {
         let who = if actor.person.is_some() {
-            format!("{} has roles {}", actor.id, actor.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                "{} has roles {}",
+                actor.id,
+                actor
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         } else {
-            format!("`{}` is not a configured person, so only a viewer", actor.id)
+            format!(
+                "`{}` is not a configured person, so only a viewer",
+                actor.id
+            )
         };
         format!("not allowed: {what} needs role {role}; {who}")
     }
 
     /// The incident a command means: the one named, else the channel's, else the only open one.
-    async fn resolve_ref(&self, named: Option<IncidentRef>, ctx: &CommandContext) -> Result<Option<IncidentRef>, StoreError> {
+    async fn resolve_ref(
+        &self,
+        named: Option<IncidentRef>,
+        ctx: &CommandContext,
+    ) -> Result<Option<IncidentRef>, StoreError> {
         if let Some(r) = named.or(ctx.channel_incident) {
             return Ok(Some(r));
         }
         let open = self.store.incidents(StateFilter::Open).await?;
-        Ok(if open.len() == 1 { Some(open[0].reference) } else { None })
+        Ok(if open.len() == 1 {
+            Some(open[0].reference)
+        } else {
+            None
+        })
     }
 
     async fn which_incident(&self) -> Result<Reply, StoreError> {
@@ -178,7 +268,11 @@ impl Engine {
             "no incident is open; name one with incident:INC-<number>".to_string()
         } else {
             let refs: Vec<String> = open.iter().rev().map(|i| i.reference.to_string()).collect();
-            format!("{} incidents are open ({}); name one with incident:INC-<number>", refs.len(), refs.join(", "))
+            format!(
+                "{} incidents are open ({}); name one with incident:INC-<number>",
+                refs.len(),
+                refs.join(", ")
+            )
         }))
     }
 
@@ -193,13 +287,18 @@ impl Engine {
         source: Source,
     ) -> Result<Reply, StoreError> {
         let Some(lvl) = self.config.level(level) else {
-            return Ok(Reply::refused(format!("unknown level {level}; accepted: {}", self.config.level_choices())));
+            return Ok(Reply::refused(format!(
+                "unknown level {level}; accepted: {}",
+                self.config.level_choices()
+            )));
         };
-        for attempt in 0.. {
-            let number = self.store.next_incident_number().await?;
-            let now = self.clock.now();
-            let mut inc = Incident::declare(
-                IncidentRef(number),
+        let now = self.clock.now();
+        // The store picks the number inside its serialised write and asks for the changeset of
+        // that incident, so concurrent declares never contend for a number.
+        let built: std::sync::Mutex<Option<Incident>> = std::sync::Mutex::new(None);
+        let build = |reference: IncidentRef| {
+            let inc = Incident::declare(
+                reference,
                 level,
                 lvl.rto,
                 title.clone(),
@@ -224,25 +323,34 @@ impl Engine {
             plan.audit("incident.declare", &inc, serde_json::json!({"level": level.0, "title": inc.title, "source": source.as_str()}));
             plan.start_escalation(&inc);
             plan.schedule_rto(&inc);
-            inc.version = 0;
-            let cs = plan.finish(Some(IncidentWrite::Insert(inc.clone())));
-            match self.commit(cs).await {
-                Ok(()) => {
-                    inc.version = 1;
-                    let reply = render::incident(&inc, &self.config, now);
-                    return Ok(Reply::ok(format!("Declared {reply}"), Some(inc)));
-                }
-                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        unreachable!()
+            *built.lock().unwrap() = Some(inc.clone());
+            plan.finish(Some(IncidentWrite::Insert(inc)))
+        };
+        self.store.commit_new_incident(&build).await?;
+        self.outbox_wakeup.notify_one();
+        let mut inc = built
+            .into_inner()
+            .unwrap()
+            .expect("the store built the incident");
+        inc.version = 1;
+        let reply = render::incident(&inc, &self.config, now);
+        Ok(Reply::ok(format!("Declared {reply}"), Some(inc)))
     }
 
     /// Read, decide, commit; again on a lost race.
-    async fn mutate(&self, actor: &Actor, r: IncidentRef, cmd: &Command) -> Result<Reply, StoreError> {
+    async fn mutate(
+        &self,
+        actor: &Actor,
+        r: IncidentRef,
+        cmd: &Command,
+    ) -> Result<Reply, StoreError> {
+        // One decision per incident at a time in this process, so local writers never race;
+        // other replicas can still, and lose to optimistic versioning and retry below.
+        let _turn = self.incident_lock(r).lock().await;
         for attempt in 0.. {
-            let Some(current) = self.store.incident(r).await? else { return Ok(Reply::refused(no_such(r))) };
+            let Some(current) = self.store.incident(r).await? else {
+                return Ok(Reply::refused(no_such(r)));
+            };
             let spec = cmd.spec();
             let is_commander = actor.person.is_some() && actor.person == current.commander;
             if !actor.allows(spec.role) && !(spec.role == Role::Commander && is_commander) {
@@ -261,30 +369,53 @@ impl Engine {
                     next.version += 1;
                     return Ok(Reply::ok(done, Some(next)));
                 }
-                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => continue,
+                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    conflict_pause(attempt).await
+                }
                 Err(e) => return Err(e),
             }
         }
         unreachable!()
     }
 
+    fn incident_lock(&self, r: IncidentRef) -> &tokio::sync::Mutex<()> {
+        &self.incident_locks[(r.number().unsigned_abs() as usize) % self.incident_locks.len()]
+    }
+
     /// The rules for each mutating command: change `inc`, record in `plan`, return the reply.
-    fn decide(&self, inc: &mut Incident, plan: &mut Plan<'_>, cmd: &Command) -> Result<String, DomainError> {
+    fn decide(
+        &self,
+        inc: &mut Incident,
+        plan: &mut Plan<'_>,
+        cmd: &Command,
+    ) -> Result<String, DomainError> {
         let who = self.config.display_name(&plan.actor.id);
         let r = inc.reference;
         match cmd {
             Command::Ack { .. } => {
                 inc.acknowledge(&plan.actor.id, plan.at)?;
                 plan.cancel_escalation(inc);
-                plan.event(inc, EventKind::Acknowledged, format!("{r} acknowledged by {who}; paging stopped"), false);
+                plan.event(
+                    inc,
+                    EventKind::Acknowledged,
+                    format!("{r} acknowledged by {who}; paging stopped"),
+                    false,
+                );
                 plan.audit("incident.ack", inc, serde_json::json!({}));
                 Ok(format!("{r} acknowledged by {who}; paging stopped"))
             }
             Command::Update { text, public, .. } => {
                 inc.ensure_not_closed("updated")?;
                 plan.event(inc, EventKind::Update, text.clone(), *public);
-                plan.audit("incident.update", inc, serde_json::json!({"public": public}));
-                Ok(format!("{r}: {} update posted", if *public { "public" } else { "internal" }))
+                plan.audit(
+                    "incident.update",
+                    inc,
+                    serde_json::json!({"public": public}),
+                );
+                Ok(format!(
+                    "{r}: {} update posted",
+                    if *public { "public" } else { "internal" }
+                ))
             }
             Command::Escalate { level, .. } => {
                 let from = inc.level;
@@ -296,18 +427,28 @@ impl Engine {
                         .keys()
                         .find(|l| **l > from)
                         .copied()
-                        .ok_or_else(|| DomainError::new(format!("{r} is already at the highest level {from}")))?,
+                        .ok_or_else(|| {
+                            DomainError::new(format!("{r} is already at the highest level {from}"))
+                        })?,
                 };
                 let lvl = self.config.level(to).expect("parser checked the level");
                 inc.change_level(to, lvl.rto)?;
-                let verb = if to > from { "escalated" } else { "de-escalated" };
+                let verb = if to > from {
+                    "escalated"
+                } else {
+                    "de-escalated"
+                };
                 let text = format!(
                     "{r} {verb} from level {from} to {to} {} by {who}; RTO deadline now {}",
                     lvl.name,
                     render::time(inc.rto_deadline)
                 );
                 plan.event(inc, EventKind::LevelChanged, text.clone(), false);
-                plan.audit("incident.escalate", inc, serde_json::json!({"from": from.0, "to": to.0}));
+                plan.audit(
+                    "incident.escalate",
+                    inc,
+                    serde_json::json!({"from": from.0, "to": to.0}),
+                );
                 plan.cancel_escalation(inc);
                 if to > from {
                     plan.start_escalation(inc);
@@ -325,9 +466,17 @@ impl Engine {
                     text.push_str(&format!(": {s}"));
                 }
                 let rto_met = plan.at <= inc.rto_deadline;
-                text.push_str(if rto_met { " (within RTO)" } else { " (RTO missed)" });
+                text.push_str(if rto_met {
+                    " (within RTO)"
+                } else {
+                    " (RTO missed)"
+                });
                 plan.event(inc, EventKind::Resolved, text.clone(), false);
-                plan.audit("incident.resolve", inc, serde_json::json!({"summary": summary, "rto_met": rto_met}));
+                plan.audit(
+                    "incident.resolve",
+                    inc,
+                    serde_json::json!({"summary": summary, "rto_met": rto_met}),
+                );
                 Ok(text)
             }
             Command::Reopen { reason, .. } => {
@@ -337,7 +486,11 @@ impl Engine {
                     text.push_str(&format!(": {reason}"));
                 }
                 plan.event(inc, EventKind::Reopened, text.clone(), false);
-                plan.audit("incident.reopen", inc, serde_json::json!({"reason": reason}));
+                plan.audit(
+                    "incident.reopen",
+                    inc,
+                    serde_json::json!({"reason": reason}),
+                );
                 plan.start_escalation(inc);
                 plan.schedule_rto(inc);
                 Ok(text)
@@ -351,20 +504,39 @@ impl Engine {
             }
             Command::Commander { user, .. } => {
                 inc.set_commander(user.clone())?;
-                let text = format!("{r}: {} is now the incident commander (set by {who})", self.config.display_name(user.as_str()));
+                let text = format!(
+                    "{r}: {} is now the incident commander (set by {who})",
+                    self.config.display_name(user.as_str())
+                );
                 plan.event(inc, EventKind::CommanderChanged, text.clone(), false);
-                plan.audit("incident.commander", inc, serde_json::json!({"commander": user}));
+                plan.audit(
+                    "incident.commander",
+                    inc,
+                    serde_json::json!({"commander": user}),
+                );
                 Ok(text)
             }
             Command::Phase { phase, .. } => {
                 let from = inc.phase;
                 inc.set_phase(*phase)?;
-                let text = format!("{r} moved from {} to {} by {who}", from.title(), phase.title());
+                let text = format!(
+                    "{r} moved from {} to {} by {who}",
+                    from.title(),
+                    phase.title()
+                );
                 plan.event(inc, EventKind::PhaseChanged, text.clone(), false);
-                plan.audit("incident.phase", inc, serde_json::json!({"from": from, "to": phase}));
+                plan.audit(
+                    "incident.phase",
+                    inc,
+                    serde_json::json!({"from": from, "to": phase}),
+                );
                 Ok(text)
             }
-            Command::Declare { .. } | Command::Show { .. } | Command::Timeline { .. } | Command::List { .. } | Command::Help { .. } => {
+            Command::Declare { .. }
+            | Command::Show { .. }
+            | Command::Timeline { .. }
+            | Command::List { .. }
+            | Command::Help { .. } => {
                 unreachable!("not a mutation")
             }
         }
@@ -383,6 +555,10 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(job = %job.key), err)]
     pub async fn run_job(&self, job: &Job) -> Result<(), StoreError> {
         let actor = Actor::system("scheduler");
+        let _turn = match job.incident {
+            Some(r) => Some(self.incident_lock(r).lock().await),
+            None => None,
+        };
         for attempt in 0.. {
             let now = self.clock.now();
             let mut plan = Plan::new(self, &actor, now);
@@ -394,10 +570,15 @@ impl Engine {
                     }
                 }
             }
-            plan.jobs.push(JobChange::Complete(job.id));
+            plan.jobs.push(JobChange::Complete {
+                id: job.id,
+                due_at: job.due_at,
+            });
             match self.commit(plan.finish(write)).await {
                 Ok(()) => return Ok(()),
-                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => continue,
+                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    conflict_pause(attempt).await
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -409,7 +590,11 @@ impl Engine {
     fn job_effects(&self, job: &Job, inc: &mut Incident, plan: &mut Plan<'_>) -> bool {
         match job.kind.as_str() {
             JOB_RTO if inc.state.is_open() && plan.at >= inc.rto_deadline => {
-                let lvl = self.config.level(inc.level).map(|l| format_duration(l.rto)).unwrap_or_default();
+                let lvl = self
+                    .config
+                    .level(inc.level)
+                    .map(|l| format_duration(l.rto))
+                    .unwrap_or_default();
                 let text = format!(
                     "{} has passed its RTO of {lvl} (deadline {}) and is still {}",
                     inc.reference,
@@ -417,12 +602,24 @@ impl Engine {
                     inc.state
                 );
                 plan.event(inc, EventKind::RtoBreached, text, false);
-                plan.audit("incident.rto_breached", inc, serde_json::json!({"deadline": inc.rto_deadline}));
+                plan.audit(
+                    "incident.rto_breached",
+                    inc,
+                    serde_json::json!({"deadline": inc.rto_deadline}),
+                );
                 true
             }
             JOB_ESCALATION => {
-                let tier = job.payload.get("tier").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
-                let level = job.payload.get("level").and_then(|t| t.as_u64()).unwrap_or(0) as u8;
+                let tier = job
+                    .payload
+                    .get("tier")
+                    .and_then(|t| t.as_u64())
+                    .unwrap_or(0) as usize;
+                let level = job
+                    .payload
+                    .get("level")
+                    .and_then(|t| t.as_u64())
+                    .unwrap_or(0) as u8;
                 // A tier pages only while nobody has acknowledged and the level is unchanged.
                 if inc.state == crate::domain::State::Declared && inc.level.0 == level {
                     plan.page_tier(inc, tier);
@@ -453,11 +650,26 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn new(engine: &'a Engine, actor: &'a Actor, at: DateTime<Utc>) -> Self {
-        Plan { engine, actor, at, timeline: vec![], audit: vec![], outbox: vec![], jobs: vec![] }
+        Plan {
+            engine,
+            actor,
+            at,
+            timeline: vec![],
+            audit: vec![],
+            outbox: vec![],
+            jobs: vec![],
+        }
     }
 
     fn finish(self, incident: Option<IncidentWrite>) -> Changeset {
-        Changeset { incident, timeline: self.timeline, audit: self.audit, outbox: self.outbox, jobs: self.jobs }
+        Changeset {
+            at: Some(self.at),
+            incident,
+            timeline: self.timeline,
+            audit: self.audit,
+            outbox: self.outbox,
+            jobs: self.jobs,
+        }
     }
 
     /// A timeline event, and its post to the incident's chat channel.
@@ -474,7 +686,14 @@ impl<'a> Plan<'a> {
             idempotency_key: format!("chat:{r}:v{}:{n}", inc.version),
             ordering_key: format!("chat:{r}"),
         });
-        self.timeline.push(TimelineEntry { incident: r, at: self.at, actor: self.actor.id.clone(), kind, text, public });
+        self.timeline.push(TimelineEntry {
+            incident: r,
+            at: self.at,
+            actor: self.actor.id.clone(),
+            kind,
+            text,
+            public,
+        });
     }
 
     fn audit(&mut self, action: &str, inc: &Incident, mut detail: serde_json::Value) {
@@ -493,7 +712,9 @@ impl<'a> Plan<'a> {
     /// Pages the first tier of the incident's level now and schedules the later tiers, which
     /// fire only while the incident stays unacknowledged.
     fn start_escalation(&mut self, inc: &Incident) {
-        let Some(tiers) = self.engine.config.escalation.get(&inc.level) else { return };
+        let Some(tiers) = self.engine.config.escalation.get(&inc.level) else {
+            return;
+        };
         for (i, tier) in tiers.iter().enumerate() {
             if tier.after <= chrono::Duration::zero() {
                 self.page_tier(inc, i);
@@ -510,7 +731,8 @@ impl<'a> Plan<'a> {
     }
 
     fn cancel_escalation(&mut self, inc: &Incident) {
-        self.jobs.push(JobChange::CancelPrefix(format!("esc:{}:", inc.reference)));
+        self.jobs
+            .push(JobChange::CancelPrefix(format!("esc:{}:", inc.reference)));
     }
 
     fn schedule_rto(&mut self, inc: &Incident) {
@@ -525,8 +747,17 @@ impl<'a> Plan<'a> {
 
     fn page_tier(&mut self, inc: &Incident, tier: usize) {
         let config = &self.engine.config;
-        let Some(t) = config.escalation.get(&inc.level).and_then(|tiers| tiers.get(tier)) else { return };
-        let level = config.level(inc.level).map(|l| l.name.as_str()).unwrap_or("");
+        let Some(t) = config
+            .escalation
+            .get(&inc.level)
+            .and_then(|tiers| tiers.get(tier))
+        else {
+            return;
+        };
+        let level = config
+            .level(inc.level)
+            .map(|l| l.name.as_str())
+            .unwrap_or("");
         let r = inc.reference;
         for person in &t.people {
             self.outbox.push(NewMessage {
@@ -534,14 +765,30 @@ impl<'a> Plan<'a> {
                 kind: MessageKind::Page,
                 target: person.to_string(),
                 incident: Some(r),
-                text: format!("[PAGE] {r} level {} {level}: {} — acknowledge with /incident ack incident:{r}", inc.level, inc.title),
+                text: format!(
+                    "[PAGE] {r} level {} {level}: {} — acknowledge with /incident ack incident:{r}",
+                    inc.level, inc.title
+                ),
                 priority: 10,
-                idempotency_key: format!("page:{r}:v{}:L{}:t{tier}:{person}", inc.version, inc.level),
+                idempotency_key: format!(
+                    "page:{r}:v{}:L{}:t{tier}:{person}",
+                    inc.version, inc.level
+                ),
                 ordering_key: format!("page:{person}"),
             });
         }
-        let names: Vec<String> = t.people.iter().map(|p| config.display_name(p.as_str())).collect();
-        let text = format!("paged tier {} of level {} ({}): {}", tier + 1, inc.level, t.targets.join(", "), names.join(", "));
+        let names: Vec<String> = t
+            .people
+            .iter()
+            .map(|p| config.display_name(p.as_str()))
+            .collect();
+        let text = format!(
+            "paged tier {} of level {} ({}): {}",
+            tier + 1,
+            inc.level,
+            t.targets.join(", "),
+            names.join(", ")
+        );
         self.event(inc, EventKind::Paged, text, false);
     }
 }

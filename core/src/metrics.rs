@@ -33,9 +33,17 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("spotter");
         let commands = Family::<Labels, Counter>::default();
-        registry.register("commands", "Commands executed, by outcome (ok, refused, error)", commands.clone());
+        registry.register(
+            "commands",
+            "Commands executed, by outcome (ok, refused, error)",
+            commands.clone(),
+        );
         let outbox_delivered = Counter::default();
-        registry.register("outbox_delivered", "Outbound messages delivered", outbox_delivered.clone());
+        registry.register(
+            "outbox_delivered",
+            "Outbound messages delivered",
+            outbox_delivered.clone(),
+        );
         let outbox_failures = Family::<Labels, Counter>::default();
         registry.register(
             "outbox_failures",
@@ -43,13 +51,27 @@ impl Metrics {
             outbox_failures.clone(),
         );
         let http = Family::<Labels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
         });
-        registry.register("http_request_duration_seconds", "HTTP request latency", http.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            http.clone(),
+        );
         let incidents = Family::<Labels, Gauge>::default();
-        registry.register("incidents", "Incidents by level and state", incidents.clone());
+        registry.register(
+            "incidents",
+            "Incidents by level and state",
+            incidents.clone(),
+        );
         let outbox_depth = Family::<Labels, Gauge>::default();
-        registry.register("outbox_messages", "Outbox messages not delivered, by state (pending, failed)", outbox_depth.clone());
+        registry.register(
+            "outbox_messages",
+            "Outbox messages not delivered, by state (pending, failed)",
+            outbox_depth.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             commands,
@@ -62,14 +84,18 @@ impl Metrics {
     }
 
     pub fn command_outcome(&self, outcome: &str) {
-        self.commands.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
+        self.commands
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
     }
     pub fn outbox_delivered(&self) {
         self.outbox_delivered.inc();
     }
     pub fn outbox_failure(&self, dead: bool) {
         let outcome = if dead { "dead" } else { "retry" };
-        self.outbox_failures.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
+        self.outbox_failures
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
     }
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.http
@@ -82,19 +108,35 @@ impl Metrics {
     }
 
     /// Prometheus text exposition, with the database-derived gauges set from `stats`.
-    pub fn render(&self, stats: &Stats, levels: impl Iterator<Item = crate::domain::LevelId>) -> String {
+    pub fn render(
+        &self,
+        stats: &Stats,
+        levels: impl Iterator<Item = crate::domain::LevelId>,
+    ) -> String {
         // Every level × state is written, zeros included, so a series drops to 0 rather than
         // vanishing when its last incident closes.
         for level in levels {
             for state in State::ALL {
-                let n = stats.incidents.iter().find(|(l, s, _)| *l == level && *s == state).map(|x| x.2).unwrap_or(0);
+                let n = stats
+                    .incidents
+                    .iter()
+                    .find(|(l, s, _)| *l == level && *s == state)
+                    .map(|x| x.2)
+                    .unwrap_or(0);
                 self.incidents
-                    .get_or_create(&vec![("level".into(), level.to_string()), ("state".into(), state.as_str().into())])
+                    .get_or_create(&vec![
+                        ("level".into(), level.to_string()),
+                        ("state".into(), state.as_str().into()),
+                    ])
                     .set(n);
             }
         }
-        self.outbox_depth.get_or_create(&vec![("state".into(), "pending".into())]).set(stats.outbox_pending);
-        self.outbox_depth.get_or_create(&vec![("state".into(), "failed".into())]).set(stats.outbox_failed);
+        self.outbox_depth
+            .get_or_create(&vec![("state".into(), "pending".into())])
+            .set(stats.outbox_pending);
+        self.outbox_depth
+            .get_or_create(&vec![("state".into(), "failed".into())])
+            .set(stats.outbox_failed);
         let mut out = String::new();
         encode(&mut out, &self.registry.lock().unwrap()).expect("writing to a String cannot fail");
         out

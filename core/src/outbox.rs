@@ -24,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 pub enum DeliveryError {
     /// Worth trying again (5xx, 429, timeouts); `after` is the far side's own wish (Retry-After).
     #[error("{reason}")]
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     /// Will never succeed (4xx other than 429, an unknown channel).
     #[error("{0}")]
     Permanent(String),
@@ -119,11 +122,17 @@ impl Dispatcher {
     /// One round: claim a batch, deliver each, record outcomes. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let batch = self.store.claim_outbox(now, self.lease, &self.owner, 32).await?;
+        let batch = self
+            .store
+            .claim_outbox(now, self.lease, &self.owner, 32)
+            .await?;
         for m in &batch {
             let result = match self.notifiers.get(&m.channel) {
                 Some(n) => n.deliver(m).await,
-                None => Err(DeliveryError::Permanent(format!("no notifier for channel `{}`", m.channel))),
+                None => Err(DeliveryError::Permanent(format!(
+                    "no notifier for channel `{}`",
+                    m.channel
+                ))),
             };
             let now = self.clock.now();
             match result {
@@ -134,7 +143,9 @@ impl Dispatcher {
                 Err(e) => {
                     let attempts = m.attempts + 1;
                     let retry_at = match &e {
-                        DeliveryError::Retry { after, .. } if (attempts as u32) < self.config.max_attempts => {
+                        DeliveryError::Retry { after, .. }
+                            if (attempts as u32) < self.config.max_attempts =>
+                        {
                             Some(now + after.unwrap_or_else(|| self.backoff(attempts)))
                         }
                         _ => None,
@@ -146,7 +157,9 @@ impl Dispatcher {
                         tracing::warn!(id = m.id, channel = %m.channel, attempts, error = %e, "outbox delivery failed; will retry");
                     }
                     self.metrics.outbox_failure(dead);
-                    self.store.outbox_attempt_failed(m.id, &e.to_string(), retry_at).await?;
+                    self.store
+                        .outbox_attempt_failed(m.id, &e.to_string(), retry_at)
+                        .await?;
                 }
             }
         }

@@ -25,23 +25,42 @@ fn deadline(i: &Incident, now: DateTime<Utc>) -> String {
         return time(i.rto_deadline);
     }
     if now <= i.rto_deadline {
-        format!("{} (in {})", time(i.rto_deadline), duration_between(now, i.rto_deadline))
+        format!(
+            "{} (in {})",
+            time(i.rto_deadline),
+            duration_between(now, i.rto_deadline)
+        )
     } else {
-        format!("{} (exceeded by {})", time(i.rto_deadline), duration_between(i.rto_deadline, now))
+        format!(
+            "{} (exceeded by {})",
+            time(i.rto_deadline),
+            duration_between(i.rto_deadline, now)
+        )
     }
 }
 
 pub fn level_name(i: &Incident, config: &Config) -> String {
-    config.level(i.level).map(|l| l.name.clone()).unwrap_or_else(|| format!("level {}", i.level))
+    config
+        .level(i.level)
+        .map(|l| l.name.clone())
+        .unwrap_or_else(|| format!("level {}", i.level))
 }
 
 pub fn incident(i: &Incident, config: &Config, now: DateTime<Utc>) -> String {
     let comps = if i.components.is_empty() {
         "none".to_string()
     } else {
-        i.components.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+        i.components
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let commander = i.commander.as_ref().map(|c| config.display_name(c.as_str())).unwrap_or_else(|| "none yet".into());
+    let commander = i
+        .commander
+        .as_ref()
+        .map(|c| config.display_name(c.as_str()))
+        .unwrap_or_else(|| "none yet".into());
     let mut out = format!(
         "{} · level {} {} · {} · phase {}\n{}\ncomponents: {comps} · commander: {commander} · source: {}\ndeclared {} by {} · RTO deadline {}",
         i.reference,
@@ -56,7 +75,11 @@ pub fn incident(i: &Incident, config: &Config, now: DateTime<Utc>) -> String {
         deadline(i, now),
     );
     if let (Some(at), Some(by)) = (i.acknowledged_at, &i.acknowledged_by) {
-        out.push_str(&format!("\nacknowledged {} by {}", time(at), config.display_name(by)));
+        out.push_str(&format!(
+            "\nacknowledged {} by {}",
+            time(at),
+            config.display_name(by)
+        ));
     }
     if let Some(at) = i.resolved_at {
         out.push_str(&format!("\nresolved {}", time(at)));

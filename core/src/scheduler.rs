@@ -46,13 +46,19 @@ impl Scheduler {
     /// Runs every job due now. Returns how many ran.
     pub async fn tick(&self) -> Result<usize, crate::error::StoreError> {
         let now = self.engine.clock().now();
-        let jobs = self.engine.store().claim_jobs(now, self.lease, &self.owner, 64).await?;
+        let jobs = self
+            .engine
+            .store()
+            .claim_jobs(now, self.lease, &self.owner, 64)
+            .await?;
         let mut ran = 0;
         for job in &jobs {
             match self.engine.run_job(job).await {
                 Ok(()) => ran += 1,
                 // The lease expires and the job is tried again; nothing of it was written.
-                Err(e) => tracing::warn!(job = %job.key, error = %e, "job failed; will retry after its lease"),
+                Err(e) => {
+                    tracing::warn!(job = %job.key, error = %e, "job failed; will retry after its lease")
+                }
             }
         }
         Ok(ran)

@@ -12,13 +12,22 @@ use sqlx::{AnyPool, Executor};
 /// # Panics
 /// When the variable is unset and `SPOTTER_TEST_STRICT=1`.
 pub fn postgres_url(test: &str) -> Option<String> {
-    match std::env::var("SPOTTER_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+    match std::env::var("SPOTTER_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
         Some(u) => Some(u),
         None => {
             if std::env::var("SPOTTER_TEST_STRICT").as_deref() == Ok("1") {
                 panic!("{test}: SPOTTER_TEST_DATABASE_URL is not set and SPOTTER_TEST_STRICT=1 forbids skipping PostgreSQL tests");
             }
-            eprintln!("SKIPPED (PostgreSQL) {test}: SPOTTER_TEST_DATABASE_URL is not set");
+            // Straight to the stderr handle: libtest captures `eprintln!` of passing tests, and a
+            // skip must be seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED (PostgreSQL) {test}: SPOTTER_TEST_DATABASE_URL is not set"
+            );
             None
         }
     }
@@ -36,11 +45,20 @@ impl PostgresTestDb {
     pub async fn create(server_url: &str) -> anyhow::Result<PostgresTestDb> {
         sqlx::any::install_default_drivers();
         let name = format!("spotter_t_{}", crate::random_token(8));
-        let admin = AnyPool::connect(server_url).await.context("connecting to the test PostgreSQL server")?;
-        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.context("creating a test database")?;
+        let admin = AnyPool::connect(server_url)
+            .await
+            .context("connecting to the test PostgreSQL server")?;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .context("creating a test database")?;
         admin.close().await;
         let url = replace_database(server_url, &name);
-        Ok(PostgresTestDb { admin_url: server_url.to_string(), name, url })
+        Ok(PostgresTestDb {
+            admin_url: server_url.to_string(),
+            name,
+            url,
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -50,7 +68,12 @@ impl PostgresTestDb {
     /// Drops the database (best effort; leftovers are named `spotter_t_*`).
     pub async fn drop_db(self) {
         if let Ok(admin) = AnyPool::connect(&self.admin_url).await {
-            let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await;
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )))
+                .await;
             admin.close().await;
         }
     }
@@ -63,7 +86,10 @@ fn replace_database(url: &str, name: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..].find('/').map(|i| scheme_end + i).unwrap_or(base.len());
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
     let mut out = format!("{}/{}", &base[..host_end], name);
     if let Some(q) = query {
         out.push('?');
@@ -76,8 +102,17 @@ fn replace_database(url: &str, name: &str) -> String {
 mod tests {
     #[test]
     fn the_database_name_is_replaced() {
-        assert_eq!(super::replace_database("postgres://p@h:5432/x", "t"), "postgres://p@h:5432/t");
-        assert_eq!(super::replace_database("postgres://p@h", "t"), "postgres://p@h/t");
-        assert_eq!(super::replace_database("postgres://p@h/x?sslmode=disable", "t"), "postgres://p@h/t?sslmode=disable");
+        assert_eq!(
+            super::replace_database("postgres://p@h:5432/x", "t"),
+            "postgres://p@h:5432/t"
+        );
+        assert_eq!(
+            super::replace_database("postgres://p@h", "t"),
+            "postgres://p@h/t"
+        );
+        assert_eq!(
+            super::replace_database("postgres://p@h/x?sslmode=disable", "t"),
+            "postgres://p@h/t?sslmode=disable"
+        );
     }
 }

@@ -27,12 +27,18 @@ pub struct TestApp {
 }
 
 /// A database URL for `backend`, or `None` when PostgreSQL tests are skipped.
-pub async fn database(backend: Backend, test: &str, dir: &std::path::Path) -> Option<(String, Option<PostgresTestDb>)> {
+pub async fn database(
+    backend: Backend,
+    test: &str,
+    dir: &std::path::Path,
+) -> Option<(String, Option<PostgresTestDb>)> {
     match backend {
         Backend::Sqlite => Some((format!("sqlite://{}/spotter.db", dir.display()), None)),
         Backend::Postgres => {
             let server = testkit::postgres_url(test)?;
-            let db = PostgresTestDb::create(&server).await.expect("creating a PostgreSQL test database");
+            let db = PostgresTestDb::create(&server)
+                .await
+                .expect("creating a PostgreSQL test database");
             Some((db.url().to_string(), Some(db)))
         }
     }
@@ -55,12 +61,23 @@ impl TestApp {
         let (database_url, pg) = database(backend, test, dir.path()).await?;
         let config = test_config(dir.path(), &database_url);
         let token_file = config.server.data_dir.join("api-token");
-        let app = Application::build(config).await.expect("the application builds");
+        let app = Application::build(config)
+            .await
+            .expect("the application builds");
         let addr = format!("http://{}", app.addr());
         let token = std::fs::read_to_string(&token_file).expect("the token was generated");
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        Some(TestApp { addr, token, client: reqwest::Client::new(), dir, database_url, shutdown, server: Some(server), pg })
+        Some(TestApp {
+            addr,
+            token,
+            client: reqwest::Client::new(),
+            dir,
+            database_url,
+            shutdown,
+            server: Some(server),
+            pg,
+        })
     }
 
     /// Stops the server gracefully and drops the PostgreSQL database.
@@ -75,7 +92,9 @@ impl TestApp {
     }
 
     pub async fn command(&self, user: &str, text: &str) -> Value {
-        let res = self.post_json("/api/v1/commands", &json!({"text": text, "user": user})).await;
+        let res = self
+            .post_json("/api/v1/commands", &json!({"text": text, "user": user}))
+            .await;
         assert_eq!(res.status(), 200, "command {text:?}");
         res.json().await.unwrap()
     }
@@ -96,11 +115,22 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(format!("{}{path}", self.addr)).bearer_auth(&self.token).json(body).send().await.unwrap()
+        self.client
+            .post(format!("{}{path}", self.addr))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.addr)).bearer_auth(&self.token).send().await.unwrap()
+        self.client
+            .get(format!("{}{path}", self.addr))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
@@ -110,15 +140,27 @@ impl TestApp {
     }
 
     pub async fn incidents(&self, state: &str) -> Vec<Value> {
-        self.get_json(&format!("/api/v1/incidents?state={state}")).await["incidents"].as_array().unwrap().clone()
+        self.get_json(&format!("/api/v1/incidents?state={state}"))
+            .await["incidents"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     pub async fn incident(&self, reference: &str) -> Value {
-        self.get_json(&format!("/api/v1/incidents/{reference}")).await
+        self.get_json(&format!("/api/v1/incidents/{reference}"))
+            .await
     }
 
     pub async fn metrics(&self) -> String {
-        self.client.get(format!("{}/metrics", self.addr)).send().await.unwrap().text().await.unwrap()
+        self.client
+            .get(format!("{}/metrics", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 }
 
@@ -129,7 +171,9 @@ macro_rules! dual_test {
         mod $name {
             use super::*;
             async fn run(backend: common::Backend) {
-                let Some($app) = common::TestApp::spawn(backend, stringify!($name)).await else { return };
+                let Some($app) = common::TestApp::spawn(backend, stringify!($name)).await else {
+                    return;
+                };
                 $body.await;
                 $app.stop().await;
             }

@@ -37,7 +37,11 @@ pub struct IncidentView {
 impl IncidentView {
     pub fn new(incident: Incident, config: &Config) -> Self {
         let level_name = spotter_core::render::level_name(&incident, config);
-        IncidentView { incident, level_name, timeline: None }
+        IncidentView {
+            incident,
+            level_name,
+            timeline: None,
+        }
     }
 }
 
@@ -50,9 +54,15 @@ pub struct CommandResponse {
 
 const USER_MAX: usize = 64;
 
-pub async fn command(State(state): State<AppState>, ApiJson(req): ApiJson<CommandRequest>) -> Result<Json<CommandResponse>, ApiError> {
+pub async fn command(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CommandRequest>,
+) -> Result<Json<CommandResponse>, ApiError> {
     let user = req.user.trim();
-    if user.is_empty() || user.chars().count() > USER_MAX || user.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if user.is_empty()
+        || user.chars().count() > USER_MAX
+        || user.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(ApiError::BadRequest(format!(
             "field `user`: expected a person id (1-{USER_MAX} characters, no spaces), e.g. \"sysadmin\""
         )));
@@ -61,16 +71,24 @@ pub async fn command(State(state): State<AppState>, ApiJson(req): ApiJson<Comman
         None | Some("api") => Source::Api,
         Some("chat") => Source::Chat,
         Some(other) => {
-            return Err(ApiError::BadRequest(format!("field `source`: `{other}` is not accepted; use \"chat\" or \"api\"")))
+            return Err(ApiError::BadRequest(format!(
+                "field `source`: `{other}` is not accepted; use \"chat\" or \"api\""
+            )))
         }
     };
     let channel_incident = req
         .incident
         .as_deref()
-        .map(|s| s.parse::<IncidentRef>().map_err(|e| ApiError::BadRequest(format!("field `incident`: {e}"))))
+        .map(|s| {
+            s.parse::<IncidentRef>()
+                .map_err(|e| ApiError::BadRequest(format!("field `incident`: {e}")))
+        })
         .transpose()?;
     let actor = state.engine.actor_for_person(user);
-    let ctx = CommandContext { source: Some(source), channel_incident };
+    let ctx = CommandContext {
+        source: Some(source),
+        channel_incident,
+    };
     let reply = state.engine.execute(&actor, &req.text, &ctx).await?;
     let config = state.engine.config();
     Ok(Json(CommandResponse {
@@ -90,22 +108,41 @@ pub struct IncidentList {
     pub incidents: Vec<IncidentView>,
 }
 
-pub async fn list_incidents(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<IncidentList>, ApiError> {
+pub async fn list_incidents(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<IncidentList>, ApiError> {
     let filter = match q.state.as_deref() {
         None => StateFilter::All,
-        Some(s) => s
-            .parse::<StateFilter>()
-            .map_err(|_| ApiError::BadRequest(format!("query `state`: `{s}` is not accepted; use {}", StateFilter::FORM)))?,
+        Some(s) => s.parse::<StateFilter>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "query `state`: `{s}` is not accepted; use {}",
+                StateFilter::FORM
+            ))
+        })?,
     };
     let config = state.engine.config();
     let incidents = state.engine.store().incidents(filter).await?;
-    Ok(Json(IncidentList { incidents: incidents.into_iter().map(|i| IncidentView::new(i, config)).collect() }))
+    Ok(Json(IncidentList {
+        incidents: incidents
+            .into_iter()
+            .map(|i| IncidentView::new(i, config))
+            .collect(),
+    }))
 }
 
-pub async fn get_incident(State(state): State<AppState>, Path(reference): Path<String>) -> Result<Json<IncidentView>, ApiError> {
-    let r: IncidentRef = reference.parse().map_err(|e: String| ApiError::BadRequest(e))?;
+pub async fn get_incident(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<Json<IncidentView>, ApiError> {
+    let r: IncidentRef = reference
+        .parse()
+        .map_err(|e: String| ApiError::BadRequest(e))?;
     let store = state.engine.store();
-    let incident = store.incident(r).await?.ok_or_else(|| ApiError::NotFound(format!("{r} does not exist")))?;
+    let incident = store
+        .incident(r)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{r} does not exist")))?;
     let timeline = store.timeline(r).await?;
     let mut view = IncidentView::new(incident, state.engine.config());
     view.timeline = Some(timeline);

@@ -50,17 +50,23 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            ApiError::Unavailable(cause) => tracing::warn!(error = %format!("{cause:#}"), "storage unavailable"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %format!("{cause:#}"), "storage unavailable")
+            }
             _ => {}
         }
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         let mut res = (self.status(), body).into_response();
         match self {
             ApiError::Unauthorized => {
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
             }
             ApiError::Unavailable(_) => {
-                res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
             }
             _ => {}
         }

@@ -29,5 +29,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let stats = state.engine.store().stats().await?;
     let levels = state.engine.config().levels.keys().copied();
     let body = state.engine.metrics().render(&stats, levels);
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }

@@ -39,7 +39,10 @@ pub fn router(state: AppState) -> Router {
         .route("/commands", post(api::command))
         .route("/incidents", get(api::list_incidents))
         .route("/incidents/{reference}", get(api::get_incident))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -47,7 +50,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::record_latency))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::record_latency,
+        ))
         .layer(telemetry::trace_layer())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -37,7 +37,9 @@ pub fn lex(line: &str) -> Result<Vec<Token>, String> {
                             chars.next();
                             let v = quoted(&mut chars)?;
                             if chars.peek().is_some_and(|c| !c.is_whitespace()) {
-                                return Err(format!("option `{name}`: put a space after the closing quote"));
+                                return Err(format!(
+                                    "option `{name}`: put a space after the closing quote"
+                                ));
                             }
                             v
                         }
@@ -84,12 +86,16 @@ mod tests {
     use super::*;
 
     fn opt(n: &str, v: &str) -> Token {
-        Token::Option { name: n.into(), value: v.into() }
+        Token::Option {
+            name: n.into(),
+            value: v.into(),
+        }
     }
 
     #[test]
     fn words_options_and_quoted_values() {
-        let t = lex(r#"/incident declare level:3 title:"Database down" component:database"#).unwrap();
+        let t =
+            lex(r#"/incident declare level:3 title:"Database down" component:database"#).unwrap();
         assert_eq!(
             t,
             vec![
@@ -112,7 +118,9 @@ mod tests {
 
     #[test]
     fn an_unterminated_quote_is_an_error() {
-        assert!(lex(r#"/incident update text:"oops"#).unwrap_err().contains("unterminated quote"));
+        assert!(lex(r#"/incident update text:"oops"#)
+            .unwrap_err()
+            .contains("unterminated quote"));
         assert!(lex(r#"a t:"x"y"#).is_err());
     }
 

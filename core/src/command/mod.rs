@@ -13,26 +13,62 @@ pub mod spec;
 pub use spec::{CommandSpec, OptionKind, OptionSpec, COMMANDS};
 
 use crate::config::Config;
-use crate::domain::{ComponentId, IncidentRef, LevelId, Phase, PersonId, StateFilter};
+use crate::domain::{ComponentId, IncidentRef, LevelId, PersonId, Phase, StateFilter};
 use lexer::Token;
 use std::collections::BTreeMap;
 
 /// A parsed, validated command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Declare { level: LevelId, title: String, components: Vec<ComponentId>, commander: Option<PersonId> },
-    Ack { incident: Option<IncidentRef> },
-    Update { incident: Option<IncidentRef>, text: String, public: bool },
-    Escalate { incident: Option<IncidentRef>, level: Option<LevelId> },
-    Resolve { incident: Option<IncidentRef>, summary: Option<String> },
-    Reopen { incident: Option<IncidentRef>, reason: Option<String> },
-    Close { incident: Option<IncidentRef> },
-    Commander { incident: Option<IncidentRef>, user: PersonId },
-    Phase { incident: Option<IncidentRef>, phase: Phase },
-    Show { incident: Option<IncidentRef> },
-    Timeline { incident: Option<IncidentRef> },
-    List { filter: StateFilter },
-    Help { topic: Option<&'static CommandSpec> },
+    Declare {
+        level: LevelId,
+        title: String,
+        components: Vec<ComponentId>,
+        commander: Option<PersonId>,
+    },
+    Ack {
+        incident: Option<IncidentRef>,
+    },
+    Update {
+        incident: Option<IncidentRef>,
+        text: String,
+        public: bool,
+    },
+    Escalate {
+        incident: Option<IncidentRef>,
+        level: Option<LevelId>,
+    },
+    Resolve {
+        incident: Option<IncidentRef>,
+        summary: Option<String>,
+    },
+    Reopen {
+        incident: Option<IncidentRef>,
+        reason: Option<String>,
+    },
+    Close {
+        incident: Option<IncidentRef>,
+    },
+    Commander {
+        incident: Option<IncidentRef>,
+        user: PersonId,
+    },
+    Phase {
+        incident: Option<IncidentRef>,
+        phase: Phase,
+    },
+    Show {
+        incident: Option<IncidentRef>,
+    },
+    Timeline {
+        incident: Option<IncidentRef>,
+    },
+    List {
+        filter: StateFilter,
+    },
+    Help {
+        topic: Option<&'static CommandSpec>,
+    },
 }
 
 impl Command {
@@ -117,14 +153,22 @@ pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
     let group = match it.next() {
         Some(Token::Word(w)) => w.trim_start_matches('/').to_ascii_lowercase(),
         Some(Token::Option { name, .. }) => {
-            return Err(ParseError(format!("expected a command before `{name}:`; try /help")))
+            return Err(ParseError(format!(
+                "expected a command before `{name}:`; try /help"
+            )))
         }
         None => return Err(ParseError("empty command; try /help".into())),
     };
     let groups = spec::groups();
     if !groups.contains(&group.as_str()) {
-        let list = groups.iter().map(|g| format!("/{g}")).collect::<Vec<_>>().join(", ");
-        return Err(ParseError(format!("unknown command `/{group}`; accepted: {list}")));
+        let list = groups
+            .iter()
+            .map(|g| format!("/{g}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ParseError(format!(
+            "unknown command `/{group}`; accepted: {list}"
+        )));
     }
     let subs = spec::subcommands(&group);
     let spec = if subs.is_empty() {
@@ -134,11 +178,17 @@ pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
             Some(Token::Word(sub)) => {
                 let sub = sub.to_ascii_lowercase();
                 spec::find(&[group.as_str(), sub.as_str()]).ok_or_else(|| {
-                    ParseError(format!("unknown subcommand `/{group} {sub}`; accepted: {}", subs.join(", ")))
+                    ParseError(format!(
+                        "unknown subcommand `/{group} {sub}`; accepted: {}",
+                        subs.join(", ")
+                    ))
                 })?
             }
             _ => {
-                return Err(ParseError(format!("missing subcommand for /{group}; accepted: {}", subs.join(", "))))
+                return Err(ParseError(format!(
+                    "missing subcommand for /{group}; accepted: {}",
+                    subs.join(", ")
+                )))
             }
         }
     };
@@ -156,7 +206,10 @@ pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
                     )));
                 };
                 if args.insert(o.name, value).is_some() {
-                    return Err(ParseError(format!("option `{name}` is given twice; usage: {}", usage(spec, config))));
+                    return Err(ParseError(format!(
+                        "option `{name}` is given twice; usage: {}",
+                        usage(spec, config)
+                    )));
                 }
             }
             // `/help incident declare` reads naturally, so /help takes bare words as its topic.
@@ -174,7 +227,11 @@ pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
     }
     for o in spec.options.iter().filter(|o| o.required) {
         if !args.contains_key(o.name) {
-            return Err(ParseError(format!("missing option `{}`; usage: {}", o.name, usage(spec, config))));
+            return Err(ParseError(format!(
+                "missing option `{}`; usage: {}",
+                o.name,
+                usage(spec, config)
+            )));
         }
     }
 
@@ -186,24 +243,49 @@ pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
             components: v.components("component")?.unwrap_or_default(),
             commander: v.person("commander")?,
         },
-        ["incident", "ack"] => Command::Ack { incident: v.incident()? },
+        ["incident", "ack"] => Command::Ack {
+            incident: v.incident()?,
+        },
         ["incident", "update"] => Command::Update {
             text: v.text("text")?.expect("required"),
             public: v.bool("public")?.unwrap_or(false),
             incident: v.incident()?,
         },
-        ["incident", "escalate"] => Command::Escalate { level: v.level("level")?, incident: v.incident()? },
-        ["incident", "resolve"] => Command::Resolve { summary: v.text("summary")?, incident: v.incident()? },
-        ["incident", "reopen"] => Command::Reopen { reason: v.text("reason")?, incident: v.incident()? },
-        ["incident", "close"] => Command::Close { incident: v.incident()? },
-        ["incident", "commander"] => {
-            Command::Commander { user: v.person("user")?.expect("required"), incident: v.incident()? }
-        }
-        ["incident", "phase"] => Command::Phase { phase: v.phase("phase")?.expect("required"), incident: v.incident()? },
-        ["incident", "show"] => Command::Show { incident: v.incident()? },
-        ["incident", "timeline"] => Command::Timeline { incident: v.incident()? },
-        ["incident", "list"] => Command::List { filter: v.state_filter("state")?.unwrap_or(StateFilter::Open) },
-        ["help"] => Command::Help { topic: v.command_name("command")? },
+        ["incident", "escalate"] => Command::Escalate {
+            level: v.level("level")?,
+            incident: v.incident()?,
+        },
+        ["incident", "resolve"] => Command::Resolve {
+            summary: v.text("summary")?,
+            incident: v.incident()?,
+        },
+        ["incident", "reopen"] => Command::Reopen {
+            reason: v.text("reason")?,
+            incident: v.incident()?,
+        },
+        ["incident", "close"] => Command::Close {
+            incident: v.incident()?,
+        },
+        ["incident", "commander"] => Command::Commander {
+            user: v.person("user")?.expect("required"),
+            incident: v.incident()?,
+        },
+        ["incident", "phase"] => Command::Phase {
+            phase: v.phase("phase")?.expect("required"),
+            incident: v.incident()?,
+        },
+        ["incident", "show"] => Command::Show {
+            incident: v.incident()?,
+        },
+        ["incident", "timeline"] => Command::Timeline {
+            incident: v.incident()?,
+        },
+        ["incident", "list"] => Command::List {
+            filter: v.state_filter("state")?.unwrap_or(StateFilter::Open),
+        },
+        ["help"] => Command::Help {
+            topic: v.command_name("command")?,
+        },
         other => unreachable!("spec {other:?} has no parser"),
     };
     Ok(cmd)
@@ -218,7 +300,9 @@ struct Values<'a> {
 
 impl Values<'_> {
     fn bad(&self, name: &str, value: &str, accepted: impl std::fmt::Display) -> ParseError {
-        ParseError(format!("bad value for `{name}`: `{value}`; accepted: {accepted}"))
+        ParseError(format!(
+            "bad value for `{name}`: `{value}`; accepted: {accepted}"
+        ))
     }
 
     fn raw(&self, name: &str) -> Option<&str> {
@@ -226,40 +310,64 @@ impl Values<'_> {
     }
 
     fn level(&self, name: &str) -> Result<Option<LevelId>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
         v.trim()
             .parse::<u8>()
             .ok()
             .map(LevelId)
             .filter(|l| self.config.levels.contains_key(l))
             .map(Some)
-            .ok_or_else(|| self.bad(name, v, format!("{} ({})", self.config.level_range(), self.config.level_choices())))
+            .ok_or_else(|| {
+                self.bad(
+                    name,
+                    v,
+                    format!(
+                        "{} ({})",
+                        self.config.level_range(),
+                        self.config.level_choices()
+                    ),
+                )
+            })
     }
 
     fn text(&self, name: &str) -> Result<Option<String>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
         let max = match self.spec.option(name).map(|o| o.kind) {
             Some(OptionKind::Text { max }) => max,
             _ => spec::TEXT_MAX,
         };
         let t = v.trim();
         if t.is_empty() {
-            return Err(ParseError(format!("option `{name}` is empty; write it like {name}:\"some text\"")));
+            return Err(ParseError(format!(
+                "option `{name}` is empty; write it like {name}:\"some text\""
+            )));
         }
         if t.chars().count() > max {
-            return Err(ParseError(format!("option `{name}` is too long: at most {max} characters")));
+            return Err(ParseError(format!(
+                "option `{name}` is too long: at most {max} characters"
+            )));
         }
         // Control characters would let text rewrite terminals and logs; newlines and tabs are fine
         // in long text, never in a title.
         let allow_newlines = max > spec::TITLE_MAX;
-        if t.chars().any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\t'))) {
-            return Err(ParseError(format!("option `{name}` contains control characters; use plain text")));
+        if t.chars()
+            .any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\t')))
+        {
+            return Err(ParseError(format!(
+                "option `{name}` contains control characters; use plain text"
+            )));
         }
         Ok(Some(t.to_string()))
     }
 
     fn bool(&self, name: &str) -> Result<Option<bool>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
         match v.to_ascii_lowercase().as_str() {
             "true" | "yes" => Ok(Some(true)),
             "false" | "no" => Ok(Some(false)),
@@ -268,13 +376,26 @@ impl Values<'_> {
     }
 
     fn incident(&self) -> Result<Option<IncidentRef>, ParseError> {
-        let Some(v) = self.raw("incident") else { return Ok(None) };
-        v.parse().map(Some).map_err(|_| self.bad("incident", v, IncidentRef::FORM))
+        let Some(v) = self.raw("incident") else {
+            return Ok(None);
+        };
+        v.parse()
+            .map(Some)
+            .map_err(|_| self.bad("incident", v, IncidentRef::FORM))
     }
 
     fn components(&self, name: &str) -> Result<Option<Vec<ComponentId>>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
-        let accepted = || self.config.components.iter().map(|c| c.id.to_string()).collect::<Vec<_>>().join(", ");
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let accepted = || {
+            self.config
+                .components
+                .iter()
+                .map(|c| c.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut out: Vec<ComponentId> = Vec::new();
         for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match self.config.component(part) {
@@ -290,7 +411,9 @@ impl Values<'_> {
     }
 
     fn person(&self, name: &str) -> Result<Option<PersonId>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
         match self.config.person(v.trim()) {
             Some(p) => Ok(Some(p.id.clone())),
             None => Err(self.bad(
@@ -298,34 +421,65 @@ impl Values<'_> {
                 v,
                 format!(
                     "a configured person id ({})",
-                    self.config.people.keys().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                    self.config
+                        .people
+                        .keys()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
     }
 
     fn phase(&self, name: &str) -> Result<Option<Phase>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
-        v.parse().map(Some).map_err(|_| self.bad(name, v, Phase::FORM))
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        v.parse()
+            .map(Some)
+            .map_err(|_| self.bad(name, v, Phase::FORM))
     }
 
     fn state_filter(&self, name: &str) -> Result<Option<StateFilter>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
-        v.parse().map(Some).map_err(|_| self.bad(name, v, StateFilter::FORM))
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        v.parse()
+            .map(Some)
+            .map_err(|_| self.bad(name, v, StateFilter::FORM))
     }
 
     fn command_name(&self, name: &str) -> Result<Option<&'static CommandSpec>, ParseError> {
-        let Some(v) = self.raw(name) else { return Ok(None) };
-        let words: Vec<String> =
-            v.split_whitespace().map(|w| w.trim_start_matches('/').to_ascii_lowercase()).collect();
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let words: Vec<String> = v
+            .split_whitespace()
+            .map(|w| w.trim_start_matches('/').to_ascii_lowercase())
+            .collect();
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         // `/help incident` shows the first incident command's group listing via None-topic rules;
         // an exact path shows one command.
         spec::find(&words)
-            .or_else(|| if words.len() == 1 { COMMANDS.iter().find(|c| c.path[0] == words[0]) } else { None })
+            .or_else(|| {
+                if words.len() == 1 {
+                    COMMANDS.iter().find(|c| c.path[0] == words[0])
+                } else {
+                    None
+                }
+            })
             .map(Some)
             .ok_or_else(|| {
-                self.bad(name, v, COMMANDS.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "))
+                self.bad(
+                    name,
+                    v,
+                    COMMANDS
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
             })
     }
 }
@@ -334,16 +488,33 @@ impl Values<'_> {
 pub fn help(topic: Option<&CommandSpec>, config: &Config) -> String {
     match topic {
         None => {
-            let mut out = String::from("Commands (options are name:value; quote values with spaces):");
+            let mut out =
+                String::from("Commands (options are name:value; quote values with spaces):");
             for c in COMMANDS {
-                out.push_str(&format!("\n  {} — {} [{}]", usage(c, config), c.summary, c.role));
+                out.push_str(&format!(
+                    "\n  {} — {} [{}]",
+                    usage(c, config),
+                    c.summary,
+                    c.role
+                ));
             }
             out
         }
         Some(c) => {
-            let mut out = format!("{} — {} (needs role {})\nusage: {}", c.name(), c.summary, c.role, usage(c, config));
+            let mut out = format!(
+                "{} — {} (needs role {})\nusage: {}",
+                c.name(),
+                c.summary,
+                c.role,
+                usage(c, config)
+            );
             for o in c.options {
-                out.push_str(&format!("\n  {}{}: {}", o.name, if o.required { "" } else { " (optional)" }, o.help));
+                out.push_str(&format!(
+                    "\n  {}{}: {}",
+                    o.name,
+                    if o.required { "" } else { " (optional)" },
+                    o.help
+                ));
             }
             out
         }

@@ -55,10 +55,20 @@ impl CommandSpec {
 }
 
 const fn req(name: &'static str, kind: OptionKind, help: &'static str) -> OptionSpec {
-    OptionSpec { name, kind, required: true, help }
+    OptionSpec {
+        name,
+        kind,
+        required: true,
+        help,
+    }
 }
 const fn opt(name: &'static str, kind: OptionKind, help: &'static str) -> OptionSpec {
-    OptionSpec { name, kind, required: false, help }
+    OptionSpec {
+        name,
+        kind,
+        required: false,
+        help,
+    }
 }
 
 const INCIDENT: OptionSpec = opt(
@@ -77,9 +87,21 @@ pub static COMMANDS: &[CommandSpec] = &[
         role: Role::Responder,
         options: &[
             req("level", OptionKind::Level, "recovery level"),
-            req("title", OptionKind::Text { max: TITLE_MAX }, "what is wrong, in a few words"),
-            opt("component", OptionKind::Components, "affected components, comma-separated"),
-            opt("commander", OptionKind::Person, "who commands the response (default: nobody yet)"),
+            req(
+                "title",
+                OptionKind::Text { max: TITLE_MAX },
+                "what is wrong, in a few words",
+            ),
+            opt(
+                "component",
+                OptionKind::Components,
+                "affected components, comma-separated",
+            ),
+            opt(
+                "commander",
+                OptionKind::Person,
+                "who commands the response (default: nobody yet)",
+            ),
         ],
     },
     CommandSpec {
@@ -94,7 +116,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         role: Role::Responder,
         options: &[
             req("text", OptionKind::Text { max: TEXT_MAX }, "the update"),
-            opt("public", OptionKind::Bool, "true to share it with the Workout Tracker's users"),
+            opt(
+                "public",
+                OptionKind::Bool,
+                "true to share it with the Workout Tracker's users",
+            ),
             INCIDENT,
         ],
     },
@@ -108,13 +134,23 @@ pub static COMMANDS: &[CommandSpec] = &[
         path: &["incident", "resolve"],
         summary: "Resolve an incident: service is restored",
         role: Role::Commander,
-        options: &[opt("summary", OptionKind::Text { max: TEXT_MAX }, "what fixed it"), INCIDENT],
+        options: &[
+            opt(
+                "summary",
+                OptionKind::Text { max: TEXT_MAX },
+                "what fixed it",
+            ),
+            INCIDENT,
+        ],
     },
     CommandSpec {
         path: &["incident", "reopen"],
         summary: "Reopen a resolved incident",
         role: Role::Commander,
-        options: &[opt("reason", OptionKind::Text { max: TEXT_MAX }, "why"), INCIDENT],
+        options: &[
+            opt("reason", OptionKind::Text { max: TEXT_MAX }, "why"),
+            INCIDENT,
+        ],
     },
     CommandSpec {
         path: &["incident", "close"],
@@ -126,13 +162,23 @@ pub static COMMANDS: &[CommandSpec] = &[
         path: &["incident", "commander"],
         summary: "Hand command of an incident to a person",
         role: Role::Commander,
-        options: &[req("user", OptionKind::Person, "the new commander (a person id)"), INCIDENT],
+        options: &[
+            req(
+                "user",
+                OptionKind::Person,
+                "the new commander (a person id)",
+            ),
+            INCIDENT,
+        ],
     },
     CommandSpec {
         path: &["incident", "phase"],
         summary: "Move an incident to another recovery phase",
         role: Role::Commander,
-        options: &[req("phase", OptionKind::Phase, "the recovery phase"), INCIDENT],
+        options: &[
+            req("phase", OptionKind::Phase, "the recovery phase"),
+            INCIDENT,
+        ],
     },
     CommandSpec {
         path: &["incident", "show"],
@@ -150,13 +196,21 @@ pub static COMMANDS: &[CommandSpec] = &[
         path: &["incident", "list"],
         summary: "List incidents",
         role: Role::Viewer,
-        options: &[opt("state", OptionKind::StateFilter, "which incidents (default: open)")],
+        options: &[opt(
+            "state",
+            OptionKind::StateFilter,
+            "which incidents (default: open)",
+        )],
     },
     CommandSpec {
         path: &["help"],
         summary: "Show the commands, or one command's options",
         role: Role::Viewer,
-        options: &[opt("command", OptionKind::CommandName, "a command, e.g. \"incident declare\"")],
+        options: &[opt(
+            "command",
+            OptionKind::CommandName,
+            "a command, e.g. \"incident declare\"",
+        )],
     },
 ];
 
@@ -168,7 +222,11 @@ pub fn groups() -> Vec<&'static str> {
 }
 
 pub fn subcommands(group: &str) -> Vec<&'static str> {
-    COMMANDS.iter().filter(|c| c.path[0] == group && c.path.len() > 1).map(|c| c.path[1]).collect()
+    COMMANDS
+        .iter()
+        .filter(|c| c.path[0] == group && c.path.len() > 1)
+        .map(|c| c.path[1])
+        .collect()
 }
 
 pub fn find(path: &[&str]) -> Option<&'static CommandSpec> {

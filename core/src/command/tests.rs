@@ -10,7 +10,8 @@ fn p(line: &str) -> Result<Command, String> {
 
 #[test]
 fn declare_parses_into_a_typed_command() {
-    let c = p(r#"/incident declare level:3 title:"Database down" component:database,cache"#).unwrap();
+    let c =
+        p(r#"/incident declare level:3 title:"Database down" component:database,cache"#).unwrap();
     assert_eq!(
         c,
         Command::Declare {
@@ -25,31 +26,80 @@ fn declare_parses_into_a_typed_command() {
 #[test]
 fn every_incident_subcommand_parses() {
     assert_eq!(p("/incident ack").unwrap(), Command::Ack { incident: None });
-    assert_eq!(p("/incident ack incident:INC-7").unwrap(), Command::Ack { incident: Some(IncidentRef(7)) });
+    assert_eq!(
+        p("/incident ack incident:INC-7").unwrap(),
+        Command::Ack {
+            incident: Some(IncidentRef(7))
+        }
+    );
     assert_eq!(
         p(r#"/incident update text:"restarting mysql" public:true"#).unwrap(),
-        Command::Update { incident: None, text: "restarting mysql".into(), public: true }
+        Command::Update {
+            incident: None,
+            text: "restarting mysql".into(),
+            public: true
+        }
     );
-    assert_eq!(p("/incident escalate level:4").unwrap(), Command::Escalate { incident: None, level: Some(LevelId(4)) });
-    assert_eq!(p("/incident escalate").unwrap(), Command::Escalate { incident: None, level: None });
+    assert_eq!(
+        p("/incident escalate level:4").unwrap(),
+        Command::Escalate {
+            incident: None,
+            level: Some(LevelId(4))
+        }
+    );
+    assert_eq!(
+        p("/incident escalate").unwrap(),
+        Command::Escalate {
+            incident: None,
+            level: None
+        }
+    );
     assert_eq!(
         p(r#"/incident resolve summary:"restored from backup""#).unwrap(),
-        Command::Resolve { incident: None, summary: Some("restored from backup".into()) }
+        Command::Resolve {
+            incident: None,
+            summary: Some("restored from backup".into())
+        }
     );
-    assert_eq!(p("/incident list state:all").unwrap(), Command::List { filter: StateFilter::All });
-    assert_eq!(p("/incident list").unwrap(), Command::List { filter: StateFilter::Open });
-    assert_eq!(p("/incident timeline incident:inc-2").unwrap(), Command::Timeline { incident: Some(IncidentRef(2)) });
+    assert_eq!(
+        p("/incident list state:all").unwrap(),
+        Command::List {
+            filter: StateFilter::All
+        }
+    );
+    assert_eq!(
+        p("/incident list").unwrap(),
+        Command::List {
+            filter: StateFilter::Open
+        }
+    );
+    assert_eq!(
+        p("/incident timeline incident:inc-2").unwrap(),
+        Command::Timeline {
+            incident: Some(IncidentRef(2))
+        }
+    );
     assert_eq!(
         p("/incident phase phase:recovery_execution").unwrap(),
-        Command::Phase { incident: None, phase: Phase::RecoveryExecution }
+        Command::Phase {
+            incident: None,
+            phase: Phase::RecoveryExecution
+        }
     );
     assert_eq!(
         p("/incident commander user:dba").unwrap(),
-        Command::Commander { incident: None, user: "dba".parse().unwrap() }
+        Command::Commander {
+            incident: None,
+            user: "dba".parse().unwrap()
+        }
     );
     assert!(matches!(p("/help").unwrap(), Command::Help { topic: None }));
-    assert!(matches!(p("/help incident declare").unwrap(), Command::Help { topic: Some(s) } if s.path == ["incident", "declare"]));
-    assert!(matches!(p(r#"/help command:"incident ack""#).unwrap(), Command::Help { topic: Some(s) } if s.path == ["incident", "ack"]));
+    assert!(
+        matches!(p("/help incident declare").unwrap(), Command::Help { topic: Some(s) } if s.path == ["incident", "declare"])
+    );
+    assert!(
+        matches!(p(r#"/help command:"incident ack""#).unwrap(), Command::Help { topic: Some(s) } if s.path == ["incident", "ack"])
+    );
 }
 
 #[test]
@@ -60,27 +110,47 @@ fn errors_name_the_problem_and_the_accepted_form() {
         "bad value for `level`: `9`; accepted: 1-5 (1 Service Degradation, 2 Partial System Failure, 3 Complete System Failure, 4 Data Corruption, 5 Security Breach)"
     );
     let e = p("/incident declare title:x").unwrap_err();
-    assert!(e.starts_with("missing option `level`; usage: /incident declare level:<1-5> title:\"<text>\""), "{e}");
+    assert!(
+        e.starts_with(
+            "missing option `level`; usage: /incident declare level:<1-5> title:\"<text>\""
+        ),
+        "{e}"
+    );
     let e = p("/incident declare level:3 title:x colour:red").unwrap_err();
-    assert!(e.starts_with("unknown option `colour` for /incident declare; usage:"), "{e}");
+    assert!(
+        e.starts_with("unknown option `colour` for /incident declare; usage:"),
+        "{e}"
+    );
     let e = p("/incident explode").unwrap_err();
-    assert!(e.starts_with("unknown subcommand `/incident explode`; accepted: declare, ack"), "{e}");
+    assert!(
+        e.starts_with("unknown subcommand `/incident explode`; accepted: declare, ack"),
+        "{e}"
+    );
     let e = p("/deploy now").unwrap_err();
     assert_eq!(e, "unknown command `/deploy`; accepted: /incident, /help");
     let e = p("/incident").unwrap_err();
     assert!(e.starts_with("missing subcommand for /incident"), "{e}");
     let e = p("/incident ack INC-3").unwrap_err();
-    assert!(e.starts_with("unexpected `INC-3`: options are written name:value"), "{e}");
+    assert!(
+        e.starts_with("unexpected `INC-3`: options are written name:value"),
+        "{e}"
+    );
     let e = p("/incident ack incident:seven").unwrap_err();
     assert!(e.contains("accepted: INC-<number>"), "{e}");
     let e = p("/incident declare level:3 title:x component:mainframe").unwrap_err();
-    assert!(e.contains("bad value for `component`: `mainframe`; accepted: database, application"), "{e}");
+    assert!(
+        e.contains("bad value for `component`: `mainframe`; accepted: database, application"),
+        "{e}"
+    );
     let e = p("/incident declare level:3 level:4 title:x").unwrap_err();
     assert!(e.starts_with("option `level` is given twice"), "{e}");
     let e = p(r#"/incident declare level:3 title:"""#).unwrap_err();
     assert!(e.starts_with("option `title` is empty"), "{e}");
     let e = p("/incident update text:x public:maybe").unwrap_err();
-    assert_eq!(e, "bad value for `public`: `maybe`; accepted: true or false");
+    assert_eq!(
+        e,
+        "bad value for `public`: `maybe`; accepted: true or false"
+    );
     let e = p("/incident commander user:mallory").unwrap_err();
     assert!(e.contains("accepted: a configured person id"), "{e}");
     assert!(p("").unwrap_err().contains("empty command"));
@@ -91,7 +161,9 @@ fn hostile_text_is_refused() {
     let e = p("/incident declare level:1 title:\"a\u{1b}[2Jb\"").unwrap_err();
     assert!(e.contains("control characters"), "{e}");
     let long = "x".repeat(spec::TITLE_MAX + 1);
-    assert!(p(&format!("/incident declare level:1 title:{long}")).unwrap_err().contains("too long"));
+    assert!(p(&format!("/incident declare level:1 title:{long}"))
+        .unwrap_err()
+        .contains("too long"));
     // Shell metacharacters are only text: they are stored, never interpreted.
     assert!(p(r#"/incident declare level:1 title:"$(rm -rf /); `id`""#).is_ok());
 }

@@ -130,7 +130,11 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.file, issue.line, issue.col, issue.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, issue.line, issue.col, issue.message
+            )?;
         }
         Ok(())
     }
@@ -150,7 +154,10 @@ impl Config {
     /// Every problem found, each with its line and column: syntax, unknown keys, bad values
     /// (durations, roles, ids), and broken cross-references.
     pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigErrors> {
-        raw::parse(text).map_err(|issues| ConfigErrors { file: file.to_string(), issues })
+        raw::parse(text).map_err(|issues| ConfigErrors {
+            file: file.to_string(),
+            issues,
+        })
     }
 
     /// Reads a file; an unreadable file is reported at 1:1.
@@ -160,7 +167,11 @@ impl Config {
             Ok(text) => Config::from_toml(&text, &file),
             Err(e) => Err(ConfigErrors {
                 file,
-                issues: vec![ConfigIssue { line: 1, col: 1, message: format!("cannot read the file: {e}") }],
+                issues: vec![ConfigIssue {
+                    line: 1,
+                    col: 1,
+                    message: format!("cannot read the file: {e}"),
+                }],
             }),
         }
     }
@@ -172,6 +183,11 @@ impl Config {
             self.database.url = url;
         }
         if let Some(listen) = get("SPOTTER_LISTEN").filter(|v| !v.is_empty()) {
+            // A public_url that only mirrored the old listen address follows the new one, so
+            // `spotter chat` still finds the server.
+            if self.server.public_url == format!("http://{}", self.server.listen) {
+                self.server.public_url = format!("http://{listen}");
+            }
             self.server.listen = listen;
         }
     }
@@ -182,7 +198,11 @@ impl Config {
 
     /// "1 Service Degradation, 2 Partial System Failure, …" for error messages and help.
     pub fn level_choices(&self) -> String {
-        self.levels.values().map(|l| format!("{} {}", l.id, l.name)).collect::<Vec<_>>().join(", ")
+        self.levels
+            .values()
+            .map(|l| format!("{} {}", l.id, l.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn level_range(&self) -> String {
@@ -194,12 +214,16 @@ impl Config {
     }
 
     pub fn person(&self, id: &str) -> Option<&Person> {
-        id.parse::<PersonId>().ok().and_then(|p| self.people.get(&p))
+        id.parse::<PersonId>()
+            .ok()
+            .and_then(|p| self.people.get(&p))
     }
 
     /// The roles of a person id; anyone not configured is a viewer.
     pub fn roles_of(&self, id: &str) -> RoleSet {
-        self.person(id).map(|p| p.roles.clone()).unwrap_or_else(|| RoleSet::new([Role::Viewer]))
+        self.person(id)
+            .map(|p| p.roles.clone())
+            .unwrap_or_else(|| RoleSet::new([Role::Viewer]))
     }
 
     pub fn component(&self, id: &str) -> Option<&Component> {

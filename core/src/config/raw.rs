@@ -124,8 +124,17 @@ impl Lines<'_> {
         let offset = offset.min(self.0.len());
         let before = &self.0[..offset];
         let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-        ConfigIssue { line, col, message: message.into() }
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
+        ConfigIssue {
+            line,
+            col,
+            message: message.into(),
+        }
     }
 }
 
@@ -134,37 +143,63 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|s| s.start).unwrap_or(0);
         // toml's message can span several lines with a source excerpt; keep the first sentence.
-        let msg = e.message().lines().next().unwrap_or("invalid TOML").trim().to_string();
+        let msg = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .trim()
+            .to_string();
         vec![lines.at(at, msg)]
     })?;
     let mut issues = Vec::new();
     let mut err = |s: &std::ops::Range<usize>, m: String| issues.push(lines.at(s.start, m));
 
     let duration = |sp: &Spanned<String>, err: &mut dyn FnMut(&std::ops::Range<usize>, String)| {
-        parse_duration(sp.get_ref()).map_err(|m| err(&sp.span(), m)).ok()
+        parse_duration(sp.get_ref())
+            .map_err(|m| err(&sp.span(), m))
+            .ok()
     };
 
     // [server], [database], [api], [outbox]: every key optional, defaults from the guide's file.
-    let server = raw.server.unwrap_or(RawServer { listen: None, public_url: None, data_dir: None });
+    let server = raw.server.unwrap_or(RawServer {
+        listen: None,
+        public_url: None,
+        data_dir: None,
+    });
     let listen = server.listen.map(|l| {
         if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
-            err(&l.span(), format!("bad listen address `{}`: write it like 127.0.0.1:8080", l.get_ref()));
+            err(
+                &l.span(),
+                format!(
+                    "bad listen address `{}`: write it like 127.0.0.1:8080",
+                    l.get_ref()
+                ),
+            );
         }
         l.into_inner()
     });
     let listen = listen.unwrap_or_else(|| "127.0.0.1:8080".into());
-    let public_url = server.public_url.unwrap_or_else(|| format!("http://{listen}"));
+    let public_url = server
+        .public_url
+        .unwrap_or_else(|| format!("http://{listen}"));
     let server = ServerConfig {
         listen,
         public_url,
         data_dir: PathBuf::from(server.data_dir.unwrap_or_else(|| "data".into())),
     };
 
-    let db = raw.database.unwrap_or(RawDatabase { url: None, max_connections: None });
+    let db = raw.database.unwrap_or(RawDatabase {
+        url: None,
+        max_connections: None,
+    });
     let url = match db.url {
         Some(u) => {
             let s = u.get_ref();
-            if !(s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://")) {
+            if !(s.starts_with("sqlite:")
+                || s.starts_with("postgres://")
+                || s.starts_with("postgresql://"))
+            {
                 err(&u.span(), format!("unsupported database url `{}`: use sqlite://PATH or postgres://USER@HOST/DB", redact_url(s)));
             }
             u.into_inner()
@@ -179,12 +214,21 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         Some(m) => m.into_inner(),
         None => 8,
     };
-    let database = DatabaseConfig { url, max_connections };
+    let database = DatabaseConfig {
+        url,
+        max_connections,
+    };
 
     let token_env = match raw.api.and_then(|a| a.token_env) {
         Some(t) => {
             if !is_env_name(t.get_ref()) {
-                err(&t.span(), format!("`{}` is not an environment variable name (A-Z, 0-9, _)", t.get_ref()));
+                err(
+                    &t.span(),
+                    format!(
+                        "`{}` is not an environment variable name (A-Z, 0-9, _)",
+                        t.get_ref()
+                    ),
+                );
             }
             t.into_inner()
         }
@@ -192,7 +236,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     };
     let api = ApiConfig { token_env };
 
-    let ob = raw.outbox.unwrap_or(RawOutbox { max_attempts: None, retry_base: None, retry_max: None });
+    let ob = raw.outbox.unwrap_or(RawOutbox {
+        max_attempts: None,
+        retry_base: None,
+        retry_max: None,
+    });
     let outbox = OutboxConfig {
         max_attempts: match ob.max_attempts {
             Some(m) if *m.get_ref() == 0 => {
@@ -202,8 +250,14 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             Some(m) => m.into_inner(),
             None => 12,
         },
-        retry_base: ob.retry_base.and_then(|d| duration(&d, &mut err)).unwrap_or(Duration::seconds(2)),
-        retry_max: ob.retry_max.and_then(|d| duration(&d, &mut err)).unwrap_or(Duration::minutes(5)),
+        retry_base: ob
+            .retry_base
+            .and_then(|d| duration(&d, &mut err))
+            .unwrap_or(Duration::seconds(2)),
+        retry_max: ob
+            .retry_max
+            .and_then(|d| duration(&d, &mut err))
+            .unwrap_or(Duration::minutes(5)),
     };
 
     // Levels.
@@ -222,16 +276,32 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         // A bad rto is reported once; the level is still known, so nothing downstream repeats it.
         let rto = duration(&l.rto, &mut err).unwrap_or_else(Duration::zero);
         level_spans.insert(id, l.id.span());
-        levels.insert(id, Level { id, name: l.name, description: l.description, rto });
+        levels.insert(
+            id,
+            Level {
+                id,
+                name: l.name,
+                description: l.description,
+                rto,
+            },
+        );
     }
     if levels.is_empty() {
-        err(&(0..0), "no [[level]] is defined; at least one is needed".into());
+        err(
+            &(0..0),
+            "no [[level]] is defined; at least one is needed".into(),
+        );
     }
 
     let rpo = raw
         .rpo
         .into_iter()
-        .filter_map(|r| duration(&r.target, &mut err).map(|target| Rpo { data: r.data, target }))
+        .filter_map(|r| {
+            duration(&r.target, &mut err).map(|target| Rpo {
+                data: r.data,
+                target,
+            })
+        })
         .collect();
 
     let mut components = Vec::new();
@@ -239,7 +309,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     for c in raw.component {
         match c.id.get_ref().parse::<ComponentId>() {
             Err(m) => err(&c.id.span(), m),
-            Ok(id) if !seen_components.insert(id.clone()) => err(&c.id.span(), format!("duplicate component id `{id}`")),
+            Ok(id) if !seen_components.insert(id.clone()) => {
+                err(&c.id.span(), format!("duplicate component id `{id}`"))
+            }
             Ok(id) => components.push(Component { id, name: c.name }),
         }
     }
@@ -257,7 +329,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             }
         };
         if names.insert(id.to_string(), "person").is_some() {
-            err(&p.id.span(), format!("duplicate id `{id}`: person and team ids must be unique"));
+            err(
+                &p.id.span(),
+                format!("duplicate id `{id}`: person and team ids must be unique"),
+            );
             continue;
         }
         let mut roles = Vec::new();
@@ -272,7 +347,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             if !(17..=20).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
                 err(&d.span(), format!("discord_user_id `{s}` is not a Discord user id (a snowflake: 17-20 digits)"));
             } else if !discord_ids.insert(s.clone()) {
-                err(&d.span(), format!("discord_user_id `{s}` is given to two people"));
+                err(
+                    &d.span(),
+                    format!("discord_user_id `{s}` is given to two people"),
+                );
             }
         }
         if roles.is_empty() {
@@ -299,17 +377,35 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             continue;
         }
         if names.insert(id.clone(), "team").is_some() {
-            err(&t.id.span(), format!("duplicate id `{id}`: person and team ids must be unique"));
+            err(
+                &t.id.span(),
+                format!("duplicate id `{id}`: person and team ids must be unique"),
+            );
             continue;
         }
         let mut members = Vec::new();
         for m in &t.members {
-            match m.get_ref().parse::<PersonId>().ok().filter(|p| people.contains_key(p)) {
+            match m
+                .get_ref()
+                .parse::<PersonId>()
+                .ok()
+                .filter(|p| people.contains_key(p))
+            {
                 Some(p) => members.push(p),
-                None => err(&m.span(), format!("team `{id}` names unknown person `{}`", m.get_ref())),
+                None => err(
+                    &m.span(),
+                    format!("team `{id}` names unknown person `{}`", m.get_ref()),
+                ),
             }
         }
-        teams.insert(id.clone(), Team { id, name: t.name, members });
+        teams.insert(
+            id.clone(),
+            Team {
+                id,
+                name: t.name,
+                members,
+            },
+        );
     }
 
     // Escalation: one policy per level, tiers in increasing `after`, every name known.
@@ -317,19 +413,30 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     for e in raw.escalation {
         let level = LevelId(*e.level.get_ref());
         if !levels.contains_key(&level) {
-            err(&e.level.span(), format!("escalation for level {level}, which is not a configured [[level]]"));
+            err(
+                &e.level.span(),
+                format!("escalation for level {level}, which is not a configured [[level]]"),
+            );
             continue;
         }
         if escalation.contains_key(&level) {
-            err(&e.level.span(), format!("duplicate escalation for level {level}"));
+            err(
+                &e.level.span(),
+                format!("duplicate escalation for level {level}"),
+            );
             continue;
         }
         if e.tier.is_empty() {
-            err(&e.level.span(), format!("escalation for level {level} has no [[escalation.tier]]"));
+            err(
+                &e.level.span(),
+                format!("escalation for level {level} has no [[escalation.tier]]"),
+            );
         }
         let mut tiers: Vec<EscalationTier> = Vec::new();
         for t in e.tier {
-            let Some(after) = duration(&t.after, &mut err) else { continue };
+            let Some(after) = duration(&t.after, &mut err) else {
+                continue;
+            };
             if let Some(prev) = tiers.last() {
                 if after < prev.after {
                     err(&t.after.span(), format!("tier after `{}` comes before the previous tier's; order tiers by `after`", t.after.get_ref()));
@@ -338,7 +445,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             let notify_span = t.notify.span();
             let notify = t.notify.into_inner();
             if notify.is_empty() {
-                err(&notify_span, "notify is empty: name at least one person or team".into());
+                err(
+                    &notify_span,
+                    "notify is empty: name at least one person or team".into(),
+                );
             }
             let mut targets = Vec::new();
             let mut expanded: Vec<PersonId> = Vec::new();
@@ -348,7 +458,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
                     Some(&"person") => expanded.push(name.parse().expect("validated above")),
                     Some(_) => expanded.extend(teams[name].members.iter().cloned()),
                     None => {
-                        err(&n.span(), format!("escalation tier names unknown person or team `{name}`"));
+                        err(
+                            &n.span(),
+                            format!("escalation tier names unknown person or team `{name}`"),
+                        );
                         continue;
                     }
                 }
@@ -356,13 +469,20 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             }
             let mut seen = HashSet::new();
             expanded.retain(|p| seen.insert(p.clone()));
-            tiers.push(EscalationTier { after, targets, people: expanded });
+            tiers.push(EscalationTier {
+                after,
+                targets,
+                people: expanded,
+            });
         }
         escalation.insert(level, tiers);
     }
     for (id, span) in &level_spans {
         if !escalation.contains_key(id) {
-            err(span, format!("level {id} has no [[escalation]] policy; add one with level = {id}"));
+            err(
+                span,
+                format!("level {id} has no [[escalation]] policy; add one with level = {id}"),
+            );
         }
     }
 
@@ -370,11 +490,24 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         issues.sort_by_key(|i| (i.line, i.col));
         return Err(issues);
     }
-    Ok(Config { server, database, api, outbox, levels, rpo, components, people, teams, escalation })
+    Ok(Config {
+        server,
+        database,
+        api,
+        outbox,
+        levels,
+        rpo,
+        components,
+        people,
+        teams,
+        escalation,
+    })
 }
 
 fn is_env_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A database URL with its password replaced, for messages and logs.
@@ -383,7 +516,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
             match userinfo.find(':') {
-                Some(c) => format!("{}{}:[redacted]{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                Some(c) => format!(
+                    "{}{}:[redacted]{}",
+                    &url[..s + 3],
+                    &userinfo[..c],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }

@@ -3,7 +3,11 @@ use super::*;
 #[test]
 fn the_builtin_config_reproduces_the_guide() {
     let c = Config::builtin();
-    let names: Vec<_> = c.levels.values().map(|l| (l.id.0, l.name.as_str(), format_duration(l.rto))).collect();
+    let names: Vec<_> = c
+        .levels
+        .values()
+        .map(|l| (l.id.0, l.name.as_str(), format_duration(l.rto)))
+        .collect();
     assert_eq!(
         names,
         vec![
@@ -14,18 +18,28 @@ fn the_builtin_config_reproduces_the_guide() {
             (5, "Security Breach", "8h".to_string()),
         ]
     );
-    assert_eq!(c.person("sysadmin").unwrap().email.as_deref(), Some("admin@company.com"));
+    assert_eq!(
+        c.person("sysadmin").unwrap().email.as_deref(),
+        Some("admin@company.com")
+    );
     for ext in ["hosting", "cloud", "security-consultant", "backup-service"] {
         assert!(c.person(ext).unwrap().external, "{ext}");
     }
-    assert_eq!(c.rpo.iter().find(|r| r.data == "database").unwrap().target, Duration::minutes(15));
+    assert_eq!(
+        c.rpo.iter().find(|r| r.data == "database").unwrap().target,
+        Duration::minutes(15)
+    );
     // Level 5: full team + security + external, immediately.
     let l5 = &c.escalation[&LevelId(5)];
     assert_eq!(l5.len(), 1);
     assert_eq!(l5[0].after, Duration::zero());
     assert_eq!(l5[0].people.len(), 8);
     // Level 2: sysadmin + DBA first.
-    let first: Vec<_> = c.escalation[&LevelId(2)][0].people.iter().map(|p| p.as_str()).collect();
+    let first: Vec<_> = c.escalation[&LevelId(2)][0]
+        .people
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
     assert_eq!(first, ["sysadmin", "dba"]);
     assert!(c.roles_of("nobody").allows(Role::Viewer));
     assert!(!c.roles_of("nobody").allows(Role::Responder));
@@ -63,19 +77,31 @@ fn a_minimal_file_is_valid() {
 
 #[test]
 fn a_tier_naming_an_unknown_person_is_reported_at_its_place() {
-    let text = BASE.replace(r#"notify = ["sysadmin"]"#, r#"notify = ["sysadmin", "bob"]"#);
+    let text = BASE.replace(
+        r#"notify = ["sysadmin"]"#,
+        r#"notify = ["sysadmin", "bob"]"#,
+    );
     let errs = check(&text);
-    assert_eq!(errs, vec!["f.toml:16:23: escalation tier names unknown person or team `bob`"]);
+    assert_eq!(
+        errs,
+        vec!["f.toml:16:23: escalation tier names unknown person or team `bob`"]
+    );
 }
 
 #[test]
 fn unknown_keys_and_bad_durations_are_reported_with_places() {
     let errs = check(&BASE.replace("rto = \"15m\"", "rto = \"15 minutes-ish\""));
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("f.toml:5:7: bad duration `15 minutes-ish`"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("f.toml:5:7: bad duration `15 minutes-ish`"),
+        "{errs:?}"
+    );
     let errs = check(&BASE.replace("name = \"Sam\"", "name = \"Sam\"\nnickname = \"s\""));
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("f.toml:10:1: unknown field `nickname`"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("f.toml:10:1: unknown field `nickname`"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -85,8 +111,15 @@ fn duplicate_ids_and_levels_without_escalation_are_all_reported() {
     );
     let errs = check(&text);
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("duplicate id `sysadmin`")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("level 2 has no [[escalation]] policy")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("duplicate id `sysadmin`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("level 2 has no [[escalation]] policy")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -106,10 +139,14 @@ fn env_overrides_replace_the_database_and_listen_address() {
     });
     assert_eq!(c.database.url, "postgres://u@h/db");
     assert_eq!(c.server.listen, "127.0.0.1:0");
+    assert_eq!(c.server.public_url, "http://127.0.0.1:0");
 }
 
 #[test]
 fn database_passwords_are_redacted_in_messages() {
-    assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:[redacted]@h/db");
+    assert_eq!(
+        redact_url("postgres://u:secret@h/db"),
+        "postgres://u:[redacted]@h/db"
+    );
     assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
 }

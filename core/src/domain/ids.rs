@@ -33,7 +33,10 @@ impl FromStr for IncidentRef {
             .unwrap_or(t);
         match digits.parse::<i64>() {
             Ok(n) if n > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(IncidentRef(n)),
-            _ => Err(format!("`{s}` is not an incident reference; expected {}", Self::FORM)),
+            _ => Err(format!(
+                "`{s}` is not an incident reference; expected {}",
+                Self::FORM
+            )),
         }
     }
 }

@@ -25,7 +25,12 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 4] = [State::Declared, State::Acknowledged, State::Resolved, State::Closed];
+    pub const ALL: [State; 4] = [
+        State::Declared,
+        State::Acknowledged,
+        State::Resolved,
+        State::Closed,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             State::Declared => "declared",
@@ -52,7 +57,9 @@ impl FromStr for State {
         State::ALL
             .into_iter()
             .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown state `{s}`; accepted: declared, acknowledged, resolved, closed"))
+            .ok_or_else(|| {
+                format!("unknown state `{s}`; accepted: declared, acknowledged, resolved, closed")
+            })
     }
 }
 
@@ -85,7 +92,10 @@ impl FromStr for StateFilter {
             "resolved" => Ok(StateFilter::Resolved),
             "closed" => Ok(StateFilter::Closed),
             "all" => Ok(StateFilter::All),
-            _ => Err(format!("unknown state filter `{s}`; accepted: {}", Self::FORM)),
+            _ => Err(format!(
+                "unknown state filter `{s}`; accepted: {}",
+                Self::FORM
+            )),
         }
     }
 }
@@ -262,7 +272,11 @@ impl Incident {
         }
     }
 
-    pub fn resolve(&mut self, summary: Option<String>, at: DateTime<Utc>) -> Result<(), DomainError> {
+    pub fn resolve(
+        &mut self,
+        summary: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
         match self.state {
             State::Declared | State::Acknowledged => {
                 self.state = State::Resolved;
@@ -275,7 +289,10 @@ impl Incident {
                 }
                 Ok(())
             }
-            State::Resolved => Err(DomainError::new(format!("{} is already resolved", self.reference))),
+            State::Resolved => Err(DomainError::new(format!(
+                "{} is already resolved",
+                self.reference
+            ))),
             State::Closed => Err(self.closed_error("resolved")),
         }
     }
@@ -287,7 +304,10 @@ impl Incident {
                 self.closed_at = Some(at);
                 Ok(())
             }
-            State::Closed => Err(DomainError::new(format!("{} is already closed", self.reference))),
+            State::Closed => Err(DomainError::new(format!(
+                "{} is already closed",
+                self.reference
+            ))),
             _ => Err(DomainError::new(format!(
                 "{} is {}; only a resolved incident can be closed (resolve it first)",
                 self.reference, self.state
@@ -319,7 +339,10 @@ impl Incident {
     pub fn change_level(&mut self, level: LevelId, rto: Duration) -> Result<(), DomainError> {
         self.ensure_open("change its level")?;
         if level == self.level {
-            return Err(DomainError::new(format!("{} is already at level {}", self.reference, level)));
+            return Err(DomainError::new(format!(
+                "{} is already at level {}",
+                self.reference, level
+            )));
         }
         self.level = level;
         self.rto_deadline = self.declared_at + rto;
@@ -331,7 +354,10 @@ impl Incident {
             return Err(self.closed_error("changed"));
         }
         if phase == self.phase {
-            return Err(DomainError::new(format!("{} is already in phase {}", self.reference, phase)));
+            return Err(DomainError::new(format!(
+                "{} is already in phase {}",
+                self.reference, phase
+            )));
         }
         self.phase = phase;
         Ok(())
@@ -340,7 +366,10 @@ impl Incident {
     pub fn set_commander(&mut self, person: PersonId) -> Result<(), DomainError> {
         self.ensure_open("hand over command")?;
         if self.commander.as_ref() == Some(&person) {
-            return Err(DomainError::new(format!("{person} is already the commander of {}", self.reference)));
+            return Err(DomainError::new(format!(
+                "{person} is already the commander of {}",
+                self.reference
+            )));
         }
         self.commander = Some(person);
         Ok(())
@@ -417,7 +446,10 @@ mod tests {
         i.resolve(None, t).unwrap();
         let before = i.clone();
         let err = i.acknowledge("dba", t).unwrap_err();
-        assert!(err.0.contains("is resolved and cannot be acknowledged"), "{err}");
+        assert!(
+            err.0.contains("is resolved and cannot be acknowledged"),
+            "{err}"
+        );
         assert!(i.resolve(None, t).is_err());
         assert!(i.change_level(LevelId(4), Duration::hours(4)).is_err());
         assert_eq!(i, before);
@@ -450,7 +482,11 @@ mod tests {
     #[test]
     fn an_open_incident_cannot_be_closed_or_reopened() {
         let mut i = inc();
-        assert!(i.close(i.declared_at).unwrap_err().0.contains("only a resolved incident can be closed"));
+        assert!(i
+            .close(i.declared_at)
+            .unwrap_err()
+            .0
+            .contains("only a resolved incident can be closed"));
         assert!(i.reopen().is_err());
         assert!("recovery execution".parse::<Phase>().is_ok());
     }

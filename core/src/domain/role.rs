@@ -19,7 +19,13 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Viewer, Role::Responder, Role::Commander, Role::Approver, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Responder,
+        Role::Commander,
+        Role::Approver,
+        Role::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,7 +61,11 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role `{s}`; accepted: viewer, responder, commander, approver, admin"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown role `{s}`; accepted: viewer, responder, commander, approver, admin"
+                )
+            })
     }
 }
 
@@ -94,7 +104,11 @@ pub struct Actor {
 impl Actor {
     /// Spotter acting on its own (scheduler jobs, alert intake).
     pub fn system(what: &str) -> Self {
-        Self { id: format!("system:{what}"), person: None, roles: RoleSet::new([Role::Admin]) }
+        Self {
+            id: format!("system:{what}"),
+            person: None,
+            roles: RoleSet::new([Role::Admin]),
+        }
     }
     pub fn allows(&self, required: Role) -> bool {
         self.roles.allows(required)

@@ -21,6 +21,10 @@ use serde::Serialize;
 /// Everything one decision changes, written atomically.
 #[derive(Debug, Default, Clone)]
 pub struct Changeset {
+    /// When the decision was made (the engine's clock): stamps outbox rows and job rows, so a
+    /// test clock governs when they fall due. `None` falls back to the first timeline or audit
+    /// time, then the wall clock.
+    pub at: Option<DateTime<Utc>>,
     pub incident: Option<IncidentWrite>,
     pub timeline: Vec<TimelineEntry>,
     pub audit: Vec<AuditRecord>,
@@ -66,7 +70,13 @@ impl MessageKind {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [MessageKind::ChatPost, MessageKind::Page, MessageKind::Broadcast].into_iter().find(|k| k.as_str() == s)
+        [
+            MessageKind::ChatPost,
+            MessageKind::Page,
+            MessageKind::Broadcast,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -121,8 +131,13 @@ pub enum JobChange {
     Schedule(NewJob),
     /// Cancels every pending job whose key starts with the prefix.
     CancelPrefix(String),
-    /// Marks a claimed job done (in the same transaction as what it caused).
-    Complete(i64),
+    /// Marks a claimed job done (in the same transaction as what it caused), provided it is still
+    /// pending at the due time it was claimed with: a job rescheduled while its run was in flight
+    /// stays pending for its new due time.
+    Complete {
+        id: i64,
+        due_at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,7 +175,18 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` when the incident changed since it was read or its number was taken;
     /// `Unavailable` when the database cannot be reached; nothing is written on any error.
     async fn commit(&self, changes: Changeset) -> Result<(), StoreError>;
-    /// The number the next declared incident would get.
+    /// Declares an incident: inside one serialised write transaction, takes the next free number,
+    /// asks `build` for the changeset of the incident with that number (which must insert it),
+    /// and writes it. Numbers are therefore sequential without gaps and never contended.
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    async fn commit_new_incident(
+        &self,
+        build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
+    ) -> Result<IncidentRef, StoreError>;
+    /// The number the next declared incident would get (informational; declaring uses
+    /// [`Store::commit_new_incident`]).
     async fn next_incident_number(&self) -> Result<i64, StoreError>;
     async fn incident(&self, r: IncidentRef) -> Result<Option<Incident>, StoreError>;
     /// Newest first.
@@ -171,17 +197,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases up to `limit` deliverable messages (pending, due, not leased, first of their
     /// ordering key) to `owner` until `now + lease`.
-    async fn claim_outbox(&self, now: DateTime<Utc>, lease: Duration, owner: &str, limit: i64)
-        -> Result<Vec<OutboxMessage>, StoreError>;
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
     async fn outbox_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Records a failed attempt: retried at `retry_at`, or given up (`failed`) when `None`.
-    async fn outbox_attempt_failed(&self, id: i64, error: &str, retry_at: Option<DateTime<Utc>>)
-        -> Result<(), StoreError>;
+    async fn outbox_attempt_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
 
     /// Leases up to `limit` due jobs to `owner` until `now + lease`.
-    async fn claim_jobs(&self, now: DateTime<Utc>, lease: Duration, owner: &str, limit: i64)
-        -> Result<Vec<Job>, StoreError>;
+    async fn claim_jobs(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<Job>, StoreError>;
     async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError>;
 
     async fn stats(&self) -> Result<Stats, StoreError>;

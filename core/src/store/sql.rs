@@ -9,7 +9,9 @@
 
 use super::*;
 use crate::audit::{self, AuditEntry};
-use crate::domain::{Incident, IncidentRef, LevelId, Phase, Source, State, StateFilter, TimelineEntry};
+use crate::domain::{
+    Incident, IncidentRef, LevelId, Phase, Source, State, StateFilter, TimelineEntry,
+};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::any::AnyPoolOptions;
@@ -36,7 +38,9 @@ pub struct SqlStore {
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlStore").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,19 +56,35 @@ impl SqlStore {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(anyhow!("unsupported database url: use sqlite://PATH or postgres://USER@HOST/DB"));
+            return Err(anyhow!(
+                "unsupported database url: use sqlite://PATH or postgres://USER@HOST/DB"
+            ));
         };
         let shown = crate::config::redact_url(url);
         match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url)?;
-                let writer = pool(&url, 1).await.with_context(|| format!("cannot open {shown}"))?;
-                let reader = pool(&url, max_connections.max(2)).await.with_context(|| format!("cannot open {shown}"))?;
-                Ok(SqlStore { backend, writer, reader })
+                let writer = pool(&url, 1)
+                    .await
+                    .with_context(|| format!("cannot open {shown}"))?;
+                let reader = pool(&url, max_connections.max(2))
+                    .await
+                    .with_context(|| format!("cannot open {shown}"))?;
+                Ok(SqlStore {
+                    backend,
+                    writer,
+                    reader,
+                })
             }
             Backend::Postgres => {
-                let p = pool(url, max_connections).await.with_context(|| format!("cannot connect to {shown}"))?;
-                Ok(SqlStore { backend, writer: p.clone(), reader: p })
+                let p = pool(url, max_connections)
+                    .await
+                    .with_context(|| format!("cannot connect to {shown}"))?;
+                Ok(SqlStore {
+                    backend,
+                    writer: p.clone(),
+                    reader: p,
+                })
             }
         }
     }
@@ -82,7 +102,10 @@ impl SqlStore {
 
     /// Applies pending migrations; a no-op when the schema is current.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        self.migrator().run(&self.writer).await.context("applying migrations")?;
+        self.migrator()
+            .run(&self.writer)
+            .await
+            .context("applying migrations")?;
         Ok(())
     }
 
@@ -109,11 +132,17 @@ impl SqlStore {
 
 /// `sqlite://data/x.db` → make sure `data/` exists and the file is created on first open.
 fn sqlite_url(url: &str) -> anyhow::Result<String> {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path != ":memory:" && !path.is_empty() {
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
     }
     let mut out = format!("sqlite://{path}");
@@ -152,9 +181,12 @@ async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
 fn map_err(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
     match &e {
-        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed | E::Protocol(_) => {
-            StoreError::Unavailable(anyhow::Error::new(e))
-        }
+        E::PoolTimedOut
+        | E::PoolClosed
+        | E::Io(_)
+        | E::Tls(_)
+        | E::WorkerCrashed
+        | E::Protocol(_) => StoreError::Unavailable(anyhow::Error::new(e)),
         E::Database(db) => {
             if db.is_unique_violation() {
                 return StoreError::Conflict(db.message().to_string());
@@ -166,7 +198,8 @@ fn map_err(e: sqlx::Error) -> StoreError {
             // serialization failures and deadlocks (40).
             let primary = code.parse::<i64>().ok().map(|c| c & 0xff);
             let sqlite_transient = matches!(primary, Some(5 | 6 | 8 | 10 | 13 | 14));
-            let pg_transient = ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p)) || code == "25006";
+            let pg_transient =
+                ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p)) || code == "25006";
             if sqlite_transient || (pg_transient && code.len() == 5) {
                 StoreError::Unavailable(anyhow::Error::new(e))
             } else {
@@ -182,7 +215,9 @@ fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
-    Utc.timestamp_millis_opt(v).single().ok_or_else(|| StoreError::Other(anyhow!("bad timestamp {v} in the database")))
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .ok_or_else(|| StoreError::Other(anyhow!("bad timestamp {v} in the database")))
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -226,10 +261,22 @@ impl IncidentRow {
                 .filter(|s| !s.is_empty())
                 .map(|s| s.parse().map_err(|e| corrupt("component", e)))
                 .collect::<Result<_, _>>()?,
-            commander: self.commander.map(|c| c.parse().map_err(|e| corrupt("commander", e))).transpose()?,
-            source: self.source.parse::<Source>().map_err(|e| corrupt("source", e))?,
-            state: self.state.parse::<State>().map_err(|e| corrupt("state", e))?,
-            phase: self.phase.parse::<Phase>().map_err(|e| corrupt("phase", e))?,
+            commander: self
+                .commander
+                .map(|c| c.parse().map_err(|e| corrupt("commander", e)))
+                .transpose()?,
+            source: self
+                .source
+                .parse::<Source>()
+                .map_err(|e| corrupt("source", e))?,
+            state: self
+                .state
+                .parse::<State>()
+                .map_err(|e| corrupt("state", e))?,
+            phase: self
+                .phase
+                .parse::<Phase>()
+                .map_err(|e| corrupt("phase", e))?,
             declared_by: self.declared_by,
             declared_at: from_ms(self.declared_at)?,
             acknowledged_at: opt_ms(self.acknowledged_at)?,
@@ -331,29 +378,42 @@ impl JobRow {
 const JOB_COLUMNS: &str = "id, job_key, kind, incident, due_at, payload, attempts";
 
 fn components_text(i: &Incident) -> String {
-    i.components.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
+    i.components
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-#[async_trait]
-impl Store for SqlStore {
-    async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
-        if cs.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
-        // Lock the audit head first whenever this commit appends to the chain, so concurrent
-        // writers (other replicas) append one after another and the chain stays linear.
-        let head = if cs.audit.is_empty() {
-            None
-        } else {
-            let sql = match self.backend {
-                Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
-                Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-            };
-            let row = sqlx::query(sql).fetch_one(&mut *tx).await.map_err(map_err)?;
-            Some((row.try_get::<i64, _>(0).map_err(map_err)?, row.try_get::<String, _>(1).map_err(map_err)?))
+impl SqlStore {
+    /// Locks the audit head (PostgreSQL: `FOR UPDATE`) so concurrent writers, including other
+    /// replicas, append to the chain one after another and it stays linear.
+    async fn lock_audit_head(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(i64, String), StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+            Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
         };
+        let row = sqlx::query(sql)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        Ok((
+            row.try_get::<i64, _>(0).map_err(map_err)?,
+            row.try_get::<String, _>(1).map_err(map_err)?,
+        ))
+    }
 
+    /// Writes a changeset inside `tx`; `head` is the locked audit head when it has audit records.
+    async fn write(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        cs: &Changeset,
+        head: Option<(i64, String)>,
+    ) -> Result<(), StoreError> {
+        let tx = &mut **tx;
         match &cs.incident {
             Some(IncidentWrite::Insert(i)) => {
                 let sql = format!(
@@ -380,7 +440,10 @@ impl Store for SqlStore {
                 .await
                 .map_err(map_err)?;
                 if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict(format!("{} changed since it was read", i.reference)));
+                    return Err(StoreError::Conflict(format!(
+                        "{} changed since it was read",
+                        i.reference
+                    )));
                 }
             }
             None => {}
@@ -427,7 +490,11 @@ impl Store for SqlStore {
                 .map_err(map_err)?;
         }
 
-        let now = cs.timeline.first().map(|t| t.at).or_else(|| cs.audit.first().map(|a| a.at)).unwrap_or_else(Utc::now);
+        let now = cs
+            .at
+            .or_else(|| cs.timeline.first().map(|t| t.at))
+            .or_else(|| cs.audit.first().map(|a| a.at))
+            .unwrap_or_else(Utc::now);
         for m in &cs.outbox {
             sqlx::query(
                 "INSERT INTO outbox (channel, kind, target, incident, text, priority, idempotency_key, ordering_key, \
@@ -479,17 +546,62 @@ impl Store for SqlStore {
                     .await
                     .map_err(map_err)?;
                 }
-                JobChange::Complete(id) => {
-                    sqlx::query("UPDATE jobs SET state = 'done', done_at = $2, lease_owner = NULL, lease_until = NULL WHERE id = $1")
-                        .bind(*id)
-                        .bind(ms(now))
+                JobChange::Complete { id, due_at } => {
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'done', done_at = $2, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $1 AND due_at = $3 AND state = 'pending'",
+                    )
+                    .bind(*id)
+                    .bind(ms(now))
+                    .bind(ms(*due_at))
                         .execute(&mut *tx)
                         .await
                         .map_err(map_err)?;
                 }
             }
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
+        if cs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let head = if cs.audit.is_empty() {
+            None
+        } else {
+            Some(self.lock_audit_head(&mut tx).await?)
+        };
+        self.write(&mut tx, &cs, head).await?;
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn commit_new_incident(
+        &self,
+        build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
+    ) -> Result<IncidentRef, StoreError> {
+        let mut tx = self.begin().await?;
+        // The audit head lock serialises every declaring writer (on SQLite, BEGIN IMMEDIATE
+        // already does), so MAX(number) read here cannot be taken by anyone else before commit.
+        let head = self.lock_audit_head(&mut tx).await?;
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM incidents")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let reference = IncidentRef(max.unwrap_or(0) + 1);
+        let cs = build(reference);
+        if !matches!(&cs.incident, Some(IncidentWrite::Insert(i)) if i.reference == reference) {
+            return Err(StoreError::Other(anyhow!(
+                "commit_new_incident: the changeset must insert {reference}"
+            )));
+        }
+        self.write(&mut tx, &cs, Some(head)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(reference)
     }
 
     async fn next_incident_number(&self) -> Result<i64, StoreError> {
@@ -517,9 +629,12 @@ impl Store for SqlStore {
             StateFilter::Closed => "WHERE state = 'closed'",
             StateFilter::All => "",
         };
-        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents {condition} ORDER BY number DESC");
-        let rows: Vec<IncidentRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.reader).await.map_err(map_err)?;
+        let sql =
+            format!("SELECT {INCIDENT_COLUMNS} FROM incidents {condition} ORDER BY number DESC");
+        let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
         rows.into_iter().map(IncidentRow::into_incident).collect()
     }
 
@@ -581,7 +696,13 @@ impl Store for SqlStore {
         })
     }
 
-    async fn claim_outbox(&self, now: DateTime<Utc>, lease: Duration, owner: &str, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
         // Only the oldest undelivered message of each ordering key is deliverable, so messages
         // to one channel arrive in order even across retries.
         let sql = format!(
@@ -605,7 +726,10 @@ impl Store for SqlStore {
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        let mut out: Vec<OutboxMessage> = rows.into_iter().map(OutboxRow::into_message).collect::<Result<_, _>>()?;
+        let mut out: Vec<OutboxMessage> = rows
+            .into_iter()
+            .map(OutboxRow::into_message)
+            .collect::<Result<_, _>>()?;
         out.sort_by_key(|m| (-m.priority, m.id));
         Ok(out)
     }
@@ -623,7 +747,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn outbox_attempt_failed(&self, id: i64, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+    async fn outbox_attempt_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let error: String = error.chars().take(1000).collect();
         let q = match retry_at {
             Some(at) => sqlx::query(
@@ -646,12 +775,21 @@ impl Store for SqlStore {
 
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id LIMIT $1");
-        let rows: Vec<OutboxRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(&self.reader).await.map_err(map_err)?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
         rows.into_iter().map(OutboxRow::into_message).collect()
     }
 
-    async fn claim_jobs(&self, now: DateTime<Utc>, lease: Duration, owner: &str, limit: i64) -> Result<Vec<Job>, StoreError> {
+    async fn claim_jobs(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<Job>, StoreError> {
         let sql = format!(
             "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (\
                SELECT id FROM jobs WHERE state = 'pending' AND due_at <= $3 \
@@ -670,23 +808,30 @@ impl Store for SqlStore {
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        let mut jobs: Vec<Job> = rows.into_iter().map(JobRow::into_job).collect::<Result<_, _>>()?;
+        let mut jobs: Vec<Job> = rows
+            .into_iter()
+            .map(JobRow::into_job)
+            .collect::<Result<_, _>>()?;
         jobs.sort_by_key(|j| (j.due_at, j.id));
         Ok(jobs)
     }
 
     async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' ORDER BY due_at, id");
-        let rows: Vec<JobRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.reader).await.map_err(map_err)?;
+        let sql =
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' ORDER BY due_at, id");
+        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
         rows.into_iter().map(JobRow::into_job).collect()
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
-        let rows = sqlx::query("SELECT level, state, COUNT(*) FROM incidents GROUP BY level, state")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let rows =
+            sqlx::query("SELECT level, state, COUNT(*) FROM incidents GROUP BY level, state")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?;
         let mut incidents = Vec::new();
         for r in rows {
             let level: i64 = r.try_get(0).map_err(map_err)?;
@@ -712,7 +857,11 @@ impl Store for SqlStore {
                 failed = n
             }
         }
-        Ok(Stats { incidents, outbox_pending: pending, outbox_failed: failed })
+        Ok(Stats {
+            incidents,
+            outbox_pending: pending,
+            outbox_failed: failed,
+        })
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -723,13 +872,16 @@ impl Store for SqlStore {
             .map(|m| m.version)
             .max()
             .unwrap_or(0);
-        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(|e| match map_err(e) {
-                StoreError::Other(e) => StoreError::Unavailable(e.context("migrations have not been applied")),
-                other => other,
-            })?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(|e| match map_err(e) {
+                    StoreError::Other(e) => {
+                        StoreError::Unavailable(e.context("migrations have not been applied"))
+                    }
+                    other => other,
+                })?;
         if applied.unwrap_or(0) < expected {
             return Err(StoreError::Unavailable(anyhow!(
                 "schema at version {} but this build needs {expected}; run `spotter migrate`",

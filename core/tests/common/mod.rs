@@ -20,42 +20,49 @@ use spotter_core::metrics::Metrics;
 use spotter_core::outbox::{DeliveryError, Dispatcher, Notifier};
 use spotter_core::scheduler::Scheduler;
 use spotter_core::store::{OutboxMessage, SqlStore, Store};
+use spotter_core::testkit::{self, PostgresTestDb};
 use spotter_core::{CommandContext, Engine, Reply};
 use sqlx::{AssertSqlSafe, Connection};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-pub const DATABASE_URL_ENV: &str = "SPOTTER_TEST_DATABASE_URL";
-pub const STRICT_ENV: &str = "SPOTTER_TEST_STRICT";
-
 /// One test body, run once per backend.
 ///
 /// ```ignore
 /// dual_test!(a_refused_transition_changes_nothing, |ctx| async move { … });
 /// dual_test!(multi_thread concurrent_declares_get_distinct_numbers, |ctx| async move { … });
+/// dual_test!(#[ignore = "why"] multi_thread a_known_failure, |ctx| async move { … });
 /// ```
 #[macro_export]
 macro_rules! dual_test {
+    (#[ignore = $why:literal] multi_thread $name:ident, $body:expr) => {
+        $crate::dual_test!(@gen $name, (flavor = "multi_thread", worker_threads = 4), [#[ignore = $why]], $body);
+    };
+    (#[ignore = $why:literal] $name:ident, $body:expr) => {
+        $crate::dual_test!(@gen $name, (flavor = "current_thread"), [#[ignore = $why]], $body);
+    };
     (multi_thread $name:ident, $body:expr) => {
-        $crate::dual_test!(@gen $name, (flavor = "multi_thread", worker_threads = 4), $body);
+        $crate::dual_test!(@gen $name, (flavor = "multi_thread", worker_threads = 4), [], $body);
     };
     ($name:ident, $body:expr) => {
-        $crate::dual_test!(@gen $name, (flavor = "current_thread"), $body);
+        $crate::dual_test!(@gen $name, (flavor = "current_thread"), [], $body);
     };
-    (@gen $name:ident, ($($flavor:tt)*), $body:expr) => {
+    (@gen $name:ident, ($($flavor:tt)*), [$(#[$attr:meta])*], $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             #[tokio::test($($flavor)*)]
+            $(#[$attr])*
             async fn sqlite() {
-                $crate::common::run($crate::common::Backend::Sqlite, $body).await;
+                $crate::common::run($crate::common::Backend::Sqlite, stringify!($name), $body).await;
             }
 
             #[tokio::test($($flavor)*)]
+            $(#[$attr])*
             async fn postgres() {
-                $crate::common::run($crate::common::Backend::Postgres, $body).await;
+                $crate::common::run($crate::common::Backend::Postgres, stringify!($name), $body).await;
             }
         }
     };
@@ -72,8 +79,8 @@ pub struct TestDb {
     pub backend: Backend,
     /// The store's URL (the per-test database).
     pub url: String,
-    /// PostgreSQL: the server URL the database was created through, and the database's name.
-    pg_admin: Option<(String, String)>,
+    /// PostgreSQL: the per-test database, dropped in `cleanup`.
+    pg: Option<PostgresTestDb>,
     /// SQLite: the folder holding the file; deleted when dropped.
     _dir: Option<tempfile::TempDir>,
 }
@@ -82,70 +89,34 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::TempDir::new().expect("creating a temporary directory");
         let url = format!("sqlite://{}/spotter.db", dir.path().display());
-        TestDb { backend: Backend::Sqlite, url, pg_admin: None, _dir: Some(dir) }
+        TestDb {
+            backend: Backend::Sqlite,
+            url,
+            pg: None,
+            _dir: Some(dir),
+        }
     }
 
     /// `None` when PostgreSQL is not configured (and the run is not strict).
-    pub async fn postgres() -> Option<TestDb> {
-        let server = match std::env::var(DATABASE_URL_ENV) {
-            Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
-            _ => {
-                if std::env::var(STRICT_ENV).map(|v| v == "1").unwrap_or(false) {
-                    panic!(
-                        "SKIPPED (PostgreSQL) is not allowed: {DATABASE_URL_ENV} is not set and {STRICT_ENV}=1; \
-                         point {DATABASE_URL_ENV} at a server, e.g. postgres://postgres@127.0.0.1:5432/postgres"
-                    );
-                }
-                eprintln!("SKIPPED (PostgreSQL): {DATABASE_URL_ENV} is not set");
-                return None;
-            }
-        };
-        let name = format!("spotter_t_{}", spotter_core::random_token(8));
-        let mut admin = sqlx::PgConnection::connect(&server)
+    pub async fn postgres(test: &str) -> Option<TestDb> {
+        let server = testkit::postgres_url(test)?;
+        let db = PostgresTestDb::create(&server)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_ENV} ({}): {e}", redact(&server)));
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot CREATE DATABASE {name}: {e}"));
-        let _ = admin.close().await;
-        let url = with_database(&server, &name);
-        Some(TestDb { backend: Backend::Postgres, url, pg_admin: Some((server, name)), _dir: None })
+            .expect("creating a PostgreSQL test database");
+        Some(TestDb {
+            backend: Backend::Postgres,
+            url: db.url().to_string(),
+            pg: Some(db),
+            _dir: None,
+        })
     }
 
     /// Best effort: drops the PostgreSQL database (SQLite's folder goes with `self`).
     pub async fn cleanup(self) {
-        if let Some((server, name)) = &self.pg_admin {
-            let drop = async {
-                let mut admin = sqlx::PgConnection::connect(server).await?;
-                sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut admin)
-                    .await?;
-                admin.close().await
-            };
-            match tokio::time::timeout(std::time::Duration::from_secs(10), drop).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("warning: could not drop test database {name}: {e}"),
-                Err(_) => eprintln!("warning: timed out dropping test database {name}"),
-            }
+        if let Some(pg) = self.pg {
+            pg.drop_db().await;
         }
     }
-}
-
-/// `postgres://u@h:5432/postgres?x=y` with the database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
-    };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let mut out = format!("{scheme}://{authority}/{db}");
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 fn redact(url: &str) -> String {
@@ -158,14 +129,14 @@ pub fn start_time() -> DateTime<Utc> {
 }
 
 /// Runs `body` against a fresh database of `backend`, then cleans up, then re-raises any panic.
-pub async fn run<F, Fut>(backend: Backend, body: F)
+pub async fn run<F, Fut>(backend: Backend, test: &str, body: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let db = match backend {
         Backend::Sqlite => TestDb::sqlite().await,
-        Backend::Postgres => match TestDb::postgres().await {
+        Backend::Postgres => match TestDb::postgres(test).await {
             Some(db) => db,
             None => return,
         },
@@ -210,7 +181,15 @@ impl Ctx {
             clock.clone() as Arc<dyn Clock>,
             metrics.clone(),
         ));
-        Ctx { backend, url: url.to_string(), store, engine, clock, metrics, config }
+        Ctx {
+            backend,
+            url: url.to_string(),
+            store,
+            engine,
+            clock,
+            metrics,
+            config,
+        }
     }
 
     pub fn actor(&self, who: &str) -> Actor {
@@ -235,24 +214,47 @@ impl Ctx {
     /// Runs a command that must be refused with a reply containing `fragment`.
     pub async fn refused(&self, who: &str, line: &str, fragment: &str) -> Reply {
         let r = self.run(who, line).await;
-        assert!(!r.ok, "`{line}` as {who} should have been refused but was accepted: {}", r.reply);
+        assert!(
+            !r.ok,
+            "`{line}` as {who} should have been refused but was accepted: {}",
+            r.reply
+        );
         assert!(r.incident.is_none(), "a refused reply carries no incident");
-        assert!(r.reply.contains(fragment), "`{line}` as {who}: expected `{fragment}` in the reply, got: {}", r.reply);
+        assert!(
+            r.reply.contains(fragment),
+            "`{line}` as {who}: expected `{fragment}` in the reply, got: {}",
+            r.reply
+        );
         r
     }
 
     /// Declares as `sysadmin` and returns the incident.
     pub async fn declare(&self, level: u8, title: &str) -> Incident {
-        let r = self.ok("sysadmin", &format!("/incident declare level:{level} title:\"{title}\"")).await;
+        let r = self
+            .ok(
+                "sysadmin",
+                &format!("/incident declare level:{level} title:\"{title}\""),
+            )
+            .await;
         r.incident.expect("a declare reply carries the incident")
     }
 
     pub async fn incident(&self, n: i64) -> Incident {
-        self.store.incident(IncidentRef(n)).await.unwrap().unwrap_or_else(|| panic!("INC-{n} exists"))
+        self.store
+            .incident(IncidentRef(n))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("INC-{n} exists"))
     }
 
     pub async fn timeline_kinds(&self, n: i64) -> Vec<EventKind> {
-        self.store.timeline(IncidentRef(n)).await.unwrap().into_iter().map(|t| t.kind).collect()
+        self.store
+            .timeline(IncidentRef(n))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.kind)
+            .collect()
     }
 
     pub async fn outbox(&self) -> Vec<OutboxMessage> {
@@ -272,7 +274,8 @@ impl Ctx {
 
     /// A dispatcher on this store whose `log` channel is `notifier`.
     pub fn dispatcher(&self, notifier: Arc<dyn Notifier>) -> Dispatcher {
-        self.bare_dispatcher().with_notifier(spotter_core::engine::LOG_CHANNEL, notifier)
+        self.bare_dispatcher()
+            .with_notifier(spotter_core::engine::LOG_CHANNEL, notifier)
     }
 
     /// A dispatcher with no notifiers at all.
@@ -298,7 +301,10 @@ impl Ctx {
                 self.clock.advance(Duration::minutes(1));
             }
         }
-        panic!("the outbox did not drain within {max_ticks} ticks: {:#?}", self.outbox().await);
+        panic!(
+            "the outbox did not drain within {max_ticks} ticks: {:#?}",
+            self.outbox().await
+        );
     }
 
     /// A second, independent store on the same database (as after a restart).
@@ -312,7 +318,9 @@ impl Ctx {
     /// number of rows affected.
     pub async fn raw_sql(&self, sql: &str) -> u64 {
         sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.url).await.expect("a separate raw connection");
+        let mut conn = sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("a separate raw connection");
         let done = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
             .execute(&mut conn)
             .await
@@ -326,7 +334,10 @@ impl Ctx {
         let incidents = self.store.incidents(StateFilter::All).await.unwrap();
         let mut timelines = Vec::new();
         for i in &incidents {
-            timelines.push((i.reference, self.store.timeline(i.reference).await.unwrap().len()));
+            timelines.push((
+                i.reference,
+                self.store.timeline(i.reference).await.unwrap().len(),
+            ));
         }
         Snapshot {
             incidents,
@@ -348,7 +359,9 @@ pub struct Snapshot {
 }
 
 async fn connect(url: &str) -> SqlStore {
-    SqlStore::connect(url, 8).await.unwrap_or_else(|e| panic!("connecting to {}: {e:#}", redact(url)))
+    SqlStore::connect(url, 8)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {}: {e:#}", redact(url)))
 }
 
 /// A test double for the far side of a channel: records deliveries, and can be told to fail.
@@ -377,7 +390,11 @@ impl RecordingNotifier {
         Self::new(Mode::Permanent)
     }
     fn new(mode: Mode) -> Arc<Self> {
-        Arc::new(Self { mode, attempts: Mutex::default(), delivered: Mutex::default() })
+        Arc::new(Self {
+            mode,
+            attempts: Mutex::default(),
+            delivered: Mutex::default(),
+        })
     }
     /// Successful deliveries, in the order they happened.
     pub fn delivered(&self) -> Vec<OutboxMessage> {

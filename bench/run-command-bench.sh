@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Measures start-up to ready and the command API's read and write paths on SQLite and, when
+# SPOTTER_BENCH_PG is set to a server URL (postgres://postgres@127.0.0.1:5432/postgres), PostgreSQL.
+# Needs: cargo build --release; wrk (apt-get install wrk).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/target/release/spotter"
+port=${PORT:-18080}
+run() { # $1 = label, $2 = database url or empty
+  local dir; dir=$(mktemp -d)
+  cd "$dir"
+  local start; start=$(date +%s%N)
+  SPOTTER_LISTEN=127.0.0.1:$port ${2:+SPOTTER_DATABASE_URL=$2} RUST_LOG=warn "$bin" serve 2>serve.log &
+  local pid=$!
+  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.005; done
+  echo "[$1] start-up to /readyz 200: $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  export TOKEN; TOKEN=$(cat data/api-token)
+  curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"text":"/incident declare level:3 title:\"bench\"","user":"sysadmin"}' \
+    "http://127.0.0.1:$port/api/v1/commands" >/dev/null
+  echo -n "[$1] read  (/incident show):   "
+  TEXT='/incident show incident:INC-1' wrk -t2 -c16 -d10s -s "$root/bench/command.lua" "http://127.0.0.1:$port" | tail -n1
+  echo -n "[$1] write (/incident update): "
+  TEXT='/incident update text:"bench update" incident:INC-1' wrk -t2 -c16 -d10s -s "$root/bench/command.lua" "http://127.0.0.1:$port" | tail -n1
+  kill -TERM $pid; wait $pid || true
+  cd "$root"; rm -rf "$dir"
+}
+run sqlite ""
+if [ -n "${SPOTTER_BENCH_PG:-}" ]; then
+  db="spotter_bench_$$"
+  psql "$SPOTTER_BENCH_PG" -qc "CREATE DATABASE $db"
+  run postgres "${SPOTTER_BENCH_PG%/*}/$db"
+  psql "$SPOTTER_BENCH_PG" -qc "DROP DATABASE $db WITH (FORCE)"
+fi
