@@ -10,7 +10,7 @@ run() { # $1 = label, $2 = database url or empty
   local dir; dir=$(mktemp -d)
   cd "$dir"
   local start; start=$(date +%s%N)
-  SPOTTER_LISTEN=127.0.0.1:$port ${2:+SPOTTER_DATABASE_URL=$2} RUST_LOG=warn "$bin" serve 2>serve.log &
+  env SPOTTER_LISTEN=127.0.0.1:$port ${2:+SPOTTER_DATABASE_URL=$2} RUST_LOG=warn "$bin" serve 2>serve.log &
   local pid=$!
   until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.005; done
   echo "[$1] start-up to /readyz 200: $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -19,9 +19,11 @@ run() { # $1 = label, $2 = database url or empty
     -d '{"text":"/incident declare level:3 title:\"bench\"","user":"sysadmin"}' \
     "http://127.0.0.1:$port/api/v1/commands" >/dev/null
   echo -n "[$1] read  (/incident show):   "
-  TEXT='/incident show incident:INC-1' wrk -t2 -c16 -d10s -s "$root/bench/command.lua" "http://127.0.0.1:$port" | tail -n1
+  TEXT='/incident show incident:INC-1' wrk -t2 -c16 -d10s -s "$root/bench/command.lua" "http://127.0.0.1:$port" | grep -E "^requests=|Non-2xx" | tr '\n' ' '; echo
   echo -n "[$1] write (/incident update): "
-  TEXT='/incident update text:"bench update" incident:INC-1' wrk -t2 -c16 -d10s -s "$root/bench/command.lua" "http://127.0.0.1:$port" | tail -n1
+  TEXT='/incident update text:"bench update" incident:INC-1' wrk -t2 -c16 -d10s -s "$root/bench/command.lua" "http://127.0.0.1:$port" | grep -E "^requests=|Non-2xx" | tr '\n' ' '; echo
+  local updates; updates=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/api/v1/incidents/INC-1" | grep -o '"kind":"update"' | wc -l)
+  echo "[$1] updates on the timeline afterwards: $updates"
   kill -TERM $pid; wait $pid || true
   cd "$root"; rm -rf "$dir"
 }
