@@ -39,8 +39,10 @@ async fn conflict_pause(attempt: usize) {
 pub const JOB_RTO: &str = "rto_breach";
 pub const JOB_ESCALATION: &str = "escalation_tier";
 
-/// The outbox channel used until chat and paging notifiers are configured.
+/// The outbox channel every installation has: the log.
 pub const LOG_CHANNEL: &str = "log";
+/// The outbox channel of the Discord bot.
+pub const DISCORD_CHANNEL: &str = "discord";
 
 /// The answer to a command, whatever door it came in by.
 #[derive(Debug, Clone, Serialize)]
@@ -633,6 +635,11 @@ impl Engine {
     }
 }
 
+/// Messages about one incident on one chat channel go out one at a time, in order.
+fn chat_ordering_key(channel: &str, r: IncidentRef) -> String {
+    format!("chat:{channel}:{r}")
+}
+
 fn no_such(r: IncidentRef) -> String {
     format!("{r} does not exist; /incident list state:all shows every incident")
 }
@@ -661,7 +668,31 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn finish(self, incident: Option<IncidentWrite>) -> Changeset {
+    fn finish(mut self, incident: Option<IncidentWrite>) -> Changeset {
+        // Any write to an incident refreshes its card, ahead of the posts it caused (so on
+        // declare the card, and the channel it lives in, come first).
+        if let Some(IncidentWrite::Insert(i) | IncidentWrite::Update(i)) = &incident {
+            let cards: Vec<NewMessage> = self
+                .engine
+                .config
+                .chat_channels()
+                .into_iter()
+                .map(|channel| NewMessage {
+                    channel: channel.into(),
+                    kind: MessageKind::CardUpdate,
+                    target: format!("incident:{}", i.reference),
+                    incident: Some(i.reference),
+                    text: format!(
+                        "{} is {}, level {}, phase {}",
+                        i.reference, i.state, i.level, i.phase
+                    ),
+                    priority: 0,
+                    idempotency_key: format!("card:{channel}:{}:v{}", i.reference, i.version + 1),
+                    ordering_key: chat_ordering_key(channel, i.reference),
+                })
+                .collect();
+            self.outbox.splice(0..0, cards);
+        }
         Changeset {
             at: Some(self.at),
             incident,
@@ -672,20 +703,22 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// A timeline event, and its post to the incident's chat channel.
+    /// A timeline event, and its post to the incident's chat channels.
     fn event(&mut self, inc: &Incident, kind: EventKind, text: String, public: bool) {
         let r = inc.reference;
         let n = self.timeline.len();
-        self.outbox.push(NewMessage {
-            channel: LOG_CHANNEL.into(),
-            kind: MessageKind::ChatPost,
-            target: format!("incident:{r}"),
-            incident: Some(r),
-            text: text.clone(),
-            priority: 0,
-            idempotency_key: format!("chat:{r}:v{}:{n}", inc.version),
-            ordering_key: format!("chat:{r}"),
-        });
+        for channel in self.engine.config.chat_channels() {
+            self.outbox.push(NewMessage {
+                channel: channel.into(),
+                kind: MessageKind::ChatPost,
+                target: format!("incident:{r}"),
+                incident: Some(r),
+                text: text.clone(),
+                priority: 0,
+                idempotency_key: format!("chat:{channel}:{r}:v{}:{n}", inc.version),
+                ordering_key: chat_ordering_key(channel, r),
+            });
+        }
         self.timeline.push(TimelineEntry {
             incident: r,
             at: self.at,

@@ -45,7 +45,12 @@ pub struct LogNotifier;
 #[async_trait]
 impl Notifier for LogNotifier {
     async fn deliver(&self, m: &OutboxMessage) -> Result<(), DeliveryError> {
-        tracing::info!(target: "spotter::outbox", kind = %m.kind, target = %m.target, "{}", m.text);
+        // Card updates only matter to platforms that show a card; in the log they are noise.
+        if m.kind == crate::store::MessageKind::CardUpdate.as_str() {
+            tracing::debug!(target: "spotter::outbox", target = %m.target, "{}", m.text);
+        } else {
+            tracing::info!(target: "spotter::outbox", kind = %m.kind, target = %m.target, "{}", m.text);
+        }
         Ok(())
     }
 }

@@ -568,11 +568,13 @@ dual_test!(
         assert_eq!(
             queued
                 .iter()
-                .filter(|m| m.target == "incident:INC-1")
+                .filter(|m| m.kind == "chat_post")
                 .count(),
             5
         );
         assert_eq!(queued.iter().filter(|m| m.kind == "page").count(), 4);
+        // Every incident write (declare, update, ack, update) refreshes the card.
+        assert_eq!(queued.iter().filter(|m| m.kind == "card_update").count(), 4);
 
         let notifier = RecordingNotifier::failing_first(2);
         let d = ctx.dispatcher(notifier.clone());
@@ -597,7 +599,7 @@ dual_test!(
         // The incident's chat posts arrive in creation order.
         let chat: Vec<i64> = delivered
             .iter()
-            .filter(|m| m.target == "incident:INC-1")
+            .filter(|m| m.kind == "chat_post")
             .map(|m| m.id)
             .collect();
         let mut created = chat.clone();
@@ -605,7 +607,7 @@ dual_test!(
         assert_eq!(chat, created);
         let texts: Vec<&str> = delivered
             .iter()
-            .filter(|m| m.target == "incident:INC-1")
+            .filter(|m| m.kind == "chat_post")
             .map(|m| m.text.as_str())
             .collect();
         assert!(
@@ -641,13 +643,13 @@ dual_test!(
 dual_test!(
     a_permanent_failure_fails_the_message_after_one_attempt_and_is_counted,
     |ctx| async move {
-        ctx.declare(1, "Slow pages").await; // a chat post "declared", a page to sysadmin, a chat post "paged"
+        ctx.declare(1, "Slow pages").await; // a card update, a chat post "declared", a page to sysadmin, a chat post "paged"
         let notifier = RecordingNotifier::permanent();
         let d = ctx.dispatcher(notifier.clone());
         ctx.drain(&d, 20).await;
 
         let out = ctx.outbox().await;
-        assert_eq!(out.len(), 3);
+        assert_eq!(out.len(), 4);
         for m in &out {
             assert_eq!(m.state, "failed", "{m:#?}");
             assert_eq!(m.attempts, 1, "{m:#?}");
@@ -661,16 +663,16 @@ dual_test!(
         assert!(notifier.attempts().values().all(|a| *a == 1));
 
         let stats = ctx.store.stats().await.unwrap();
-        assert_eq!((stats.outbox_pending, stats.outbox_failed), (0, 3));
+        assert_eq!((stats.outbox_pending, stats.outbox_failed), (0, 4));
         let metrics = ctx
             .metrics
             .render(&stats, ctx.config.levels.keys().copied());
         assert!(
-            metrics.contains("spotter_outbox_failures_total{outcome=\"dead\"} 3"),
+            metrics.contains("spotter_outbox_failures_total{outcome=\"dead\"} 4"),
             "{metrics}"
         );
         assert!(
-            metrics.contains("spotter_outbox_messages{state=\"failed\"} 3"),
+            metrics.contains("spotter_outbox_messages{state=\"failed\"} 4"),
             "{metrics}"
         );
         assert!(
@@ -938,7 +940,7 @@ dual_test!(multi_thread two_dispatchers_claiming_at_once_never_get_the_same_mess
         ctx.declare(3, &format!("outage {i}")).await;
     }
     let total = ctx.outbox().await.len();
-    assert_eq!(total, 10 * 6, "per incident: 2 chat posts and 4 pages");
+    assert_eq!(total, 10 * 7, "per incident: a card update, 2 chat posts and 4 pages");
 
     // Each owner claims small batches and marks them delivered, until nothing is pending. A
     // shared counter records the order in which claims were handed out, across both owners.

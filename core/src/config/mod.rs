@@ -8,7 +8,9 @@
 //! The built-in default is the commented file `default.toml`, compiled in, so `spotter config
 //! default` prints exactly what runs when no file is given.
 
+mod discord;
 mod raw;
+pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 pub use raw::redact_url;
 
 use crate::domain::{ComponentId, LevelId, PersonId, Role, RoleSet};
@@ -32,6 +34,8 @@ pub struct Config {
     pub people: BTreeMap<PersonId, Person>,
     pub teams: BTreeMap<String, Team>,
     pub escalation: BTreeMap<LevelId, Vec<EscalationTier>>,
+    /// The Discord bot, when configured.
+    pub discord: Option<DiscordConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +194,16 @@ impl Config {
             }
             self.server.listen = listen;
         }
+    }
+
+    /// The outbox channels that carry incident conversations (chat posts and the incident card):
+    /// the log always, Discord when configured.
+    pub fn chat_channels(&self) -> Vec<&'static str> {
+        let mut out = vec![crate::engine::LOG_CHANNEL];
+        if self.discord.is_some() {
+            out.push(crate::engine::DISCORD_CHANNEL);
+        }
+        out
     }
 
     pub fn level(&self, id: LevelId) -> Option<&Level> {

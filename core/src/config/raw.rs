@@ -24,6 +24,7 @@ struct RawConfig {
     team: Vec<RawTeam>,
     #[serde(default)]
     escalation: Vec<RawEscalation>,
+    discord: Option<super::discord::RawDiscord>,
 }
 
 #[derive(Deserialize)]
@@ -486,6 +487,8 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         }
     }
 
+    let discord = raw.discord.map(|d| super::discord::parse(d, &mut err));
+
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));
         return Err(issues);
@@ -501,10 +504,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         people,
         teams,
         escalation,
+        discord,
     })
 }
 
-fn is_env_name(s: &str) -> bool {
+pub(super) fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')

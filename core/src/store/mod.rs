@@ -55,6 +55,9 @@ pub enum IncidentWrite {
 pub enum MessageKind {
     /// A post to the incident's chat channel.
     ChatPost,
+    /// The incident changed: bring its card (the live summary in its chat channel) up to date.
+    /// Only the latest state matters, so a notifier may coalesce these.
+    CardUpdate,
     /// A page to a person.
     Page,
     /// A status broadcast to users.
@@ -65,6 +68,7 @@ impl MessageKind {
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::ChatPost => "chat_post",
+            MessageKind::CardUpdate => "card_update",
             MessageKind::Page => "page",
             MessageKind::Broadcast => "broadcast",
         }
@@ -151,6 +155,18 @@ pub struct Job {
     pub attempts: i32,
 }
 
+/// Where an incident's conversation lives on a chat platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatBinding {
+    pub incident: IncidentRef,
+    /// `discord`, later `slack`, …
+    pub platform: String,
+    /// The channel (or thread) id on that platform.
+    pub channel_id: String,
+    /// The message holding the incident card, once posted.
+    pub card_message_id: Option<String>,
+}
+
 /// Counts for `/metrics`, computed from the database so every replica reports the same.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -223,6 +239,21 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<Job>, StoreError>;
     async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError>;
+
+    /// The chat channel of an incident on a platform.
+    async fn chat_binding(
+        &self,
+        platform: &str,
+        incident: IncidentRef,
+    ) -> Result<Option<ChatBinding>, StoreError>;
+    /// The incident whose conversation lives in a chat channel (commands there default to it).
+    async fn chat_binding_by_channel(
+        &self,
+        platform: &str,
+        channel_id: &str,
+    ) -> Result<Option<ChatBinding>, StoreError>;
+    /// Creates or replaces the binding of (platform, incident).
+    async fn save_chat_binding(&self, binding: &ChatBinding) -> Result<(), StoreError>;
 
     async fn stats(&self) -> Result<Stats, StoreError>;
     /// Ok when the database answers and every migration is applied.
