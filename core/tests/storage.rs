@@ -565,13 +565,7 @@ dual_test!(
         ctx.clock.advance(Duration::seconds(1));
         ctx.ok("dev", r#"/incident update text:"restarting""#).await;
         let queued = ctx.outbox().await;
-        assert_eq!(
-            queued
-                .iter()
-                .filter(|m| m.kind == "chat_post")
-                .count(),
-            5
-        );
+        assert_eq!(queued.iter().filter(|m| m.kind == "chat_post").count(), 5);
         assert_eq!(queued.iter().filter(|m| m.kind == "page").count(), 4);
         // Every incident write (declare, update, ack, update) refreshes the card.
         assert_eq!(queued.iter().filter(|m| m.kind == "card_update").count(), 4);
