@@ -25,10 +25,10 @@ use tokio::sync::Notify;
 
 /// How many times a decision is re-made after losing a write race to another replica before the
 /// caller gets a (transient) conflict. Each loss means another writer made progress.
-const MAX_CONFLICT_RETRIES: usize = 50;
+pub(crate) const MAX_CONFLICT_RETRIES: usize = 50;
 
 /// A short, growing, jittered pause before re-deciding, so racing replicas fall out of step.
-async fn conflict_pause(attempt: usize) {
+pub(crate) async fn conflict_pause(attempt: usize) {
     use rand::Rng;
     let max_ms = (1u64 << attempt.min(6)).min(50);
     let ms = rand::thread_rng().gen_range(0..=max_ms);
@@ -247,6 +247,26 @@ impl Engine {
                     None => Ok(Reply::refused(no_such(inc))),
                 }
             }
+            Command::Oncall { level } => Ok(Reply::ok(render::oncall(&self.config, level), None)),
+            Command::Page {
+                target,
+                text,
+                incident,
+            } => self.page(actor, &target, text, incident, ctx).await,
+            Command::MaintenanceStart {
+                components,
+                duration,
+                reason,
+            } => {
+                self.maintenance_start(actor, components, duration, reason)
+                    .await
+            }
+            Command::MaintenanceList => {
+                let now = self.clock.now();
+                let windows = self.store.maintenance_windows(Some(now)).await?;
+                Ok(Reply::ok(render::maintenance(&windows, now), None))
+            }
+            Command::MaintenanceEnd { id } => self.maintenance_end(actor, id).await,
             other => {
                 let Some(inc) = self.resolve_ref(other.incident().flatten(), ctx).await? else {
                     return Ok(self.which_incident().await?);
@@ -318,6 +338,31 @@ impl Engine {
         commander: Option<PersonId>,
         source: Source,
     ) -> Result<Reply, StoreError> {
+        self.declare_with(
+            actor,
+            level,
+            title,
+            components,
+            commander,
+            source,
+            &|_, _| {},
+        )
+        .await
+    }
+
+    /// Declares an incident; `also` adds what else belongs in the same transaction (the alert
+    /// that caused it, a completed job, …), given the numbered incident.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn declare_with(
+        &self,
+        actor: &Actor,
+        level: LevelId,
+        title: String,
+        components: Vec<crate::domain::ComponentId>,
+        commander: Option<PersonId>,
+        source: Source,
+        also: &(dyn Fn(&mut Plan<'_>, &Incident) + Send + Sync),
+    ) -> Result<Reply, StoreError> {
         let Some(lvl) = self.config.level(level) else {
             return Ok(Reply::refused(format!(
                 "unknown level {level}; accepted: {}",
@@ -355,6 +400,7 @@ impl Engine {
             plan.audit("incident.declare", &inc, serde_json::json!({"level": level.0, "title": inc.title, "source": source.as_str()}));
             plan.start_escalation(&inc);
             plan.schedule_rto(&inc);
+            also(&mut plan, &inc);
             *built.lock().unwrap() = Some(inc.clone());
             plan.finish(Some(IncidentWrite::Insert(inc)))
         };
@@ -564,12 +610,33 @@ impl Engine {
                 );
                 Ok(text)
             }
+            Command::Hold { .. } => {
+                if !inc.state.is_open() {
+                    return Err(DomainError::new(format!(
+                        "{r} is {}; only an open incident can be held open",
+                        inc.state
+                    )));
+                }
+                plan.jobs
+                    .push(JobChange::CancelPrefix(crate::intake::autoresolve_prefix(
+                        r,
+                    )));
+                let text = format!("{r} held open by {who}: it will not resolve by itself");
+                plan.event(inc, EventKind::Update, text.clone(), false);
+                plan.audit("incident.hold", inc, serde_json::json!({}));
+                Ok(text)
+            }
             Command::Declare { .. }
             | Command::Show { .. }
             | Command::Timeline { .. }
             | Command::List { .. }
-            | Command::Help { .. } => {
-                unreachable!("not a mutation")
+            | Command::Help { .. }
+            | Command::Page { .. }
+            | Command::Oncall { .. }
+            | Command::MaintenanceStart { .. }
+            | Command::MaintenanceList
+            | Command::MaintenanceEnd { .. } => {
+                unreachable!("not a mutation of one incident")
             }
         }
     }
@@ -586,6 +653,17 @@ impl Engine {
     /// Runs one claimed job and marks it complete in the same transaction as its effects.
     #[tracing::instrument(skip_all, fields(job = %job.key), err)]
     pub async fn run_job(&self, job: &Job) -> Result<(), StoreError> {
+        match job.kind.as_str() {
+            crate::intake::JOB_HEARTBEAT => return self.run_heartbeat_job(job).await,
+            crate::intake::JOB_AUTORESOLVE => {
+                let _turn = match job.incident {
+                    Some(r) => Some(self.incident_lock(r).lock().await),
+                    None => None,
+                };
+                return self.run_autoresolve_job(job).await;
+            }
+            _ => {}
+        }
         let actor = Actor::system("scheduler");
         let _turn = match job.incident {
             Some(r) => Some(self.incident_lock(r).lock().await),
@@ -675,18 +753,20 @@ fn no_such(r: IncidentRef) -> String {
 }
 
 /// Collects what one decision writes.
-struct Plan<'a> {
-    engine: &'a Engine,
-    actor: &'a Actor,
-    at: DateTime<Utc>,
+pub(crate) struct Plan<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) actor: &'a Actor,
+    pub(crate) at: DateTime<Utc>,
     timeline: Vec<TimelineEntry>,
     audit: Vec<AuditRecord>,
     outbox: Vec<NewMessage>,
-    jobs: Vec<JobChange>,
+    pub(crate) jobs: Vec<JobChange>,
+    /// Alert rows, alert groups, maintenance windows and heartbeats this decision writes.
+    pub(crate) extra: Changeset,
 }
 
 impl<'a> Plan<'a> {
-    fn new(engine: &'a Engine, actor: &'a Actor, at: DateTime<Utc>) -> Self {
+    pub(crate) fn new(engine: &'a Engine, actor: &'a Actor, at: DateTime<Utc>) -> Self {
         Plan {
             engine,
             actor,
@@ -695,10 +775,11 @@ impl<'a> Plan<'a> {
             audit: vec![],
             outbox: vec![],
             jobs: vec![],
+            extra: Changeset::default(),
         }
     }
 
-    fn finish(mut self, incident: Option<IncidentWrite>) -> Changeset {
+    pub(crate) fn finish(mut self, incident: Option<IncidentWrite>) -> Changeset {
         // Any write to an incident refreshes its card, ahead of the posts it caused (so on
         // declare the card, and the channel it lives in, come first).
         if let Some(IncidentWrite::Insert(i) | IncidentWrite::Update(i)) = &incident {
@@ -730,11 +811,15 @@ impl<'a> Plan<'a> {
             audit: self.audit,
             outbox: self.outbox,
             jobs: self.jobs,
+            alerts: self.extra.alerts,
+            alert_groups: self.extra.alert_groups,
+            maintenance: self.extra.maintenance,
+            heartbeats: self.extra.heartbeats,
         }
     }
 
     /// A timeline event, and its post to the incident's chat channels.
-    fn event(&mut self, inc: &Incident, kind: EventKind, text: String, public: bool) {
+    pub(crate) fn event(&mut self, inc: &Incident, kind: EventKind, text: String, public: bool) {
         let r = inc.reference;
         let n = self.timeline.len();
         for channel in self.engine.config.chat_channels() {
@@ -759,7 +844,7 @@ impl<'a> Plan<'a> {
         });
     }
 
-    fn audit(&mut self, action: &str, inc: &Incident, mut detail: serde_json::Value) {
+    pub(crate) fn audit(&mut self, action: &str, inc: &Incident, mut detail: serde_json::Value) {
         if let Some(map) = detail.as_object_mut() {
             map.insert("state".into(), inc.state.as_str().into());
         }
@@ -774,7 +859,7 @@ impl<'a> Plan<'a> {
 
     /// Pages the first tier of the incident's level now and schedules the later tiers, which
     /// fire only while the incident stays unacknowledged.
-    fn start_escalation(&mut self, inc: &Incident) {
+    pub(crate) fn start_escalation(&mut self, inc: &Incident) {
         let Some(tiers) = self.engine.config.escalation.get(&inc.level) else {
             return;
         };
@@ -793,12 +878,12 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn cancel_escalation(&mut self, inc: &Incident) {
+    pub(crate) fn cancel_escalation(&mut self, inc: &Incident) {
         self.jobs
             .push(JobChange::CancelPrefix(format!("esc:{}:", inc.reference)));
     }
 
-    fn schedule_rto(&mut self, inc: &Incident) {
+    pub(crate) fn schedule_rto(&mut self, inc: &Incident) {
         self.jobs.push(JobChange::Schedule(NewJob {
             key: format!("rto:{}:deadline", inc.reference),
             kind: JOB_RTO.into(),
@@ -808,7 +893,7 @@ impl<'a> Plan<'a> {
         }));
     }
 
-    fn page_tier(&mut self, inc: &Incident, tier: usize) {
+    pub(crate) fn page_tier(&mut self, inc: &Incident, tier: usize) {
         let config = &self.engine.config;
         let Some(t) = config
             .escalation
@@ -853,5 +938,196 @@ impl<'a> Plan<'a> {
             names.join(", ")
         );
         self.event(inc, EventKind::Paged, text, false);
+    }
+}
+
+/// Paging by hand and maintenance windows: commands that are not about one incident's state.
+impl Engine {
+    async fn page(
+        &self,
+        actor: &Actor,
+        target: &str,
+        text: Option<String>,
+        incident: Option<IncidentRef>,
+        ctx: &CommandContext,
+    ) -> Result<Reply, StoreError> {
+        let people: Vec<PersonId> = match self.config.person(target) {
+            Some(p) => vec![p.id.clone()],
+            None => self
+                .config
+                .teams
+                .get(target)
+                .map(|t| t.members.clone())
+                .unwrap_or_default(),
+        };
+        let who = self.config.display_name(&actor.id);
+        let about = incident.or(ctx.channel_incident);
+        let token = crate::random_token(8);
+        for attempt in 0.. {
+            let now = self.clock.now();
+            let mut plan = Plan::new(self, actor, now);
+            let mut write = None;
+            let subject = match about {
+                Some(r) => {
+                    let Some(inc) = self.store.incident(r).await? else {
+                        return Ok(Reply::refused(no_such(r)));
+                    };
+                    let names: Vec<String> = people
+                        .iter()
+                        .map(|p| self.config.display_name(p.as_str()))
+                        .collect();
+                    let mut line = format!("{who} paged {target}: {}", names.join(", "));
+                    if let Some(t) = &text {
+                        line.push_str(&format!(" — {t}"));
+                    }
+                    plan.event(&inc, EventKind::Paged, line, false);
+                    write = Some(IncidentWrite::Update(inc));
+                    r.to_string()
+                }
+                None => "page".to_string(),
+            };
+            for person in &people {
+                let mut body = format!("[PAGE] from {who}");
+                if let Some(r) = about {
+                    body.push_str(&format!(" about {r}"));
+                }
+                if let Some(t) = &text {
+                    body.push_str(&format!(": {t}"));
+                }
+                plan.outbox.push(NewMessage {
+                    channel: LOG_CHANNEL.into(),
+                    kind: MessageKind::Page,
+                    target: person.to_string(),
+                    incident: about,
+                    text: body,
+                    priority: 10,
+                    idempotency_key: format!("page:manual:{token}:{person}"),
+                    ordering_key: format!("page:{person}"),
+                });
+            }
+            plan.audit.push(AuditRecord {
+                at: now,
+                actor: actor.id.clone(),
+                action: "page".into(),
+                subject,
+                detail: serde_json::json!({"target": target, "people": people, "text": text}),
+            });
+            match self.commit(plan.finish(write)).await {
+                Ok(()) => {
+                    let names: Vec<String> = people
+                        .iter()
+                        .map(|p| self.config.display_name(p.as_str()))
+                        .collect();
+                    return Ok(Reply::ok(
+                        format!("Paged {target}: {}", names.join(", ")),
+                        None,
+                    ));
+                }
+                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    conflict_pause(attempt).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!()
+    }
+
+    async fn maintenance_start(
+        &self,
+        actor: &Actor,
+        components: Vec<crate::domain::ComponentId>,
+        duration: chrono::Duration,
+        reason: String,
+    ) -> Result<Reply, StoreError> {
+        for attempt in 0.. {
+            let now = self.clock.now();
+            let id = self.store.next_maintenance_id().await?;
+            let window = crate::store::Maintenance {
+                id,
+                components: components.clone(),
+                starts_at: now,
+                ends_at: now + duration,
+                reason: reason.clone(),
+                created_by: actor.id.clone(),
+                ended_at: None,
+                ended_by: None,
+            };
+            let mut plan = Plan::new(self, actor, now);
+            plan.audit.push(AuditRecord {
+                at: now,
+                actor: actor.id.clone(),
+                action: "maintenance.start".into(),
+                subject: format!("maintenance:{id}"),
+                detail: serde_json::json!({"components": components, "ends_at": window.ends_at, "reason": reason}),
+            });
+            plan.extra
+                .maintenance
+                .push(crate::store::MaintenanceWrite::Insert(window.clone()));
+            match self.commit(plan.finish(None)).await {
+                Ok(()) => {
+                    return Ok(Reply::ok(
+                        format!(
+                            "Maintenance #{id} started on {} until {}: {reason}. Matching alerts are recorded but open no incident.",
+                            render::components(&window.components),
+                            render::time(window.ends_at)
+                        ),
+                        None,
+                    ))
+                }
+                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => conflict_pause(attempt).await,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!()
+    }
+
+    async fn maintenance_end(&self, actor: &Actor, id: Option<i64>) -> Result<Reply, StoreError> {
+        let now = self.clock.now();
+        let active = self.store.maintenance_windows(Some(now)).await?;
+        let window =
+            match id {
+                Some(id) => match active.iter().find(|w| w.id == id) {
+                    Some(w) => w,
+                    None => return Ok(Reply::refused(format!(
+                        "maintenance #{id} is not active; /maintenance list shows the active ones"
+                    ))),
+                },
+                None => match active.as_slice() {
+                    [one] => one,
+                    [] => return Ok(Reply::refused("no maintenance window is active")),
+                    many => {
+                        let ids: Vec<String> = many.iter().map(|w| format!("#{}", w.id)).collect();
+                        return Ok(Reply::refused(format!(
+                            "{} maintenance windows are active ({}); name one with id:<n>",
+                            many.len(),
+                            ids.join(", ")
+                        )));
+                    }
+                },
+            };
+        let mut plan = Plan::new(self, actor, now);
+        plan.audit.push(AuditRecord {
+            at: now,
+            actor: actor.id.clone(),
+            action: "maintenance.end".into(),
+            subject: format!("maintenance:{}", window.id),
+            detail: serde_json::json!({}),
+        });
+        plan.extra
+            .maintenance
+            .push(crate::store::MaintenanceWrite::End {
+                id: window.id,
+                at: now,
+                by: actor.id.clone(),
+            });
+        self.commit(plan.finish(None)).await?;
+        Ok(Reply::ok(
+            format!(
+                "Maintenance #{} on {} ended",
+                window.id,
+                render::components(&window.components)
+            ),
+            None,
+        ))
     }
 }

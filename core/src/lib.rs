@@ -3,6 +3,9 @@
 //! the chat adapters call into [`engine::Engine`], and outbound adapters implement the ports.
 //!
 //! Map of the modules:
+//! - [`alerts`]: alerts from any sender, normalised; their identity and routing rules.
+//! - [`intake`] (part of the engine): alerts become incidents — dedup, grouping, resolution,
+//!   flapping, maintenance windows, the dead man's switch.
 //! - [`domain`]: levels, incidents and their state machine, phases, timeline, people and roles.
 //! - [`command`]: the chat grammar (`/incident declare level:3 title:"…"`) parsed into one typed
 //!   [`command::Command`]; its spec table also feeds `/help` and slash-command registration.
@@ -19,6 +22,7 @@
 //! - [`error`]: domain errors (the user's to fix) and store errors (transient or not).
 //! - [`testkit`]: the PostgreSQL skip/strict rule and a fresh database per test, for tests.
 
+pub mod alerts;
 pub mod audit;
 pub mod clock;
 pub mod command;
@@ -26,6 +30,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod intake;
 pub mod metrics;
 pub mod outbox;
 pub mod render;

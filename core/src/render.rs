@@ -129,3 +129,69 @@ pub fn timeline(i: &Incident, entries: &[TimelineEntry], config: &Config) -> Str
     }
     out
 }
+
+pub fn components(c: &[crate::domain::ComponentId]) -> String {
+    if c.is_empty() {
+        "no component".into()
+    } else {
+        c.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Who each level's escalation tiers page.
+pub fn oncall(config: &Config, level: Option<crate::domain::LevelId>) -> String {
+    let mut out = String::from("Escalation matrix:");
+    for (id, tiers) in &config.escalation {
+        if level.is_some_and(|l| l != *id) {
+            continue;
+        }
+        let name = config.level(*id).map(|l| l.name.as_str()).unwrap_or("");
+        out.push_str(&format!("\nLevel {id} {name}:"));
+        for (n, t) in tiers.iter().enumerate() {
+            let when = if t.after <= chrono::Duration::zero() {
+                "at once".to_string()
+            } else {
+                format!(
+                    "after {} unacknowledged",
+                    crate::config::format_duration(t.after)
+                )
+            };
+            let people: Vec<String> = t
+                .people
+                .iter()
+                .map(|p| config.display_name(p.as_str()))
+                .collect();
+            out.push_str(&format!(
+                "\n  tier {} ({when}): {}",
+                n + 1,
+                people.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+pub fn maintenance(windows: &[crate::store::Maintenance], now: DateTime<Utc>) -> String {
+    if windows.is_empty() {
+        return "No active maintenance windows.".into();
+    }
+    let mut out = String::new();
+    for (n, w) in windows.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "#{} · {} · until {} (in {}) · {} · by {}",
+            w.id,
+            components(&w.components),
+            time(w.ends_at),
+            duration_between(now, w.ends_at),
+            w.reason,
+            w.created_by
+        ));
+    }
+    out
+}

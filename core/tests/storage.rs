@@ -768,6 +768,7 @@ fn ghost_changeset(
             due_at: now,
             payload: serde_json::json!({}),
         })],
+        ..Default::default()
     }
 }
 

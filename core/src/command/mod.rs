@@ -66,6 +66,26 @@ pub enum Command {
     List {
         filter: StateFilter,
     },
+    Hold {
+        incident: Option<IncidentRef>,
+    },
+    Page {
+        target: String,
+        text: Option<String>,
+        incident: Option<IncidentRef>,
+    },
+    Oncall {
+        level: Option<LevelId>,
+    },
+    MaintenanceStart {
+        components: Vec<ComponentId>,
+        duration: chrono::Duration,
+        reason: String,
+    },
+    MaintenanceList,
+    MaintenanceEnd {
+        id: Option<i64>,
+    },
     Help {
         topic: Option<&'static CommandSpec>,
     },
@@ -87,6 +107,12 @@ impl Command {
             Command::Show { .. } => &["incident", "show"],
             Command::Timeline { .. } => &["incident", "timeline"],
             Command::List { .. } => &["incident", "list"],
+            Command::Hold { .. } => &["incident", "hold"],
+            Command::Page { .. } => &["page"],
+            Command::Oncall { .. } => &["oncall"],
+            Command::MaintenanceStart { .. } => &["maintenance", "start"],
+            Command::MaintenanceList => &["maintenance", "list"],
+            Command::MaintenanceEnd { .. } => &["maintenance", "end"],
             Command::Help { .. } => &["help"],
         };
         spec::find(path).expect("every command has a spec")
@@ -104,6 +130,7 @@ impl Command {
             | Command::Commander { incident, .. }
             | Command::Phase { incident, .. }
             | Command::Show { incident }
+            | Command::Hold { incident }
             | Command::Timeline { incident } => Some(*incident),
             _ => None,
         }
@@ -134,6 +161,9 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
             OptionKind::Phase => "<phase>".into(),
             OptionKind::StateFilter => "<open|resolved|closed|all>".into(),
             OptionKind::CommandName => "\"<command>\"".into(),
+            OptionKind::Duration => "<duration>".into(),
+            OptionKind::Number => "<n>".into(),
+            OptionKind::Target => "<person|team>".into(),
         };
         let part = format!("{}:{}", o.name, placeholder);
         out.push(' ');
@@ -283,6 +313,26 @@ pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
         ["incident", "list"] => Command::List {
             filter: v.state_filter("state")?.unwrap_or(StateFilter::Open),
         },
+        ["incident", "hold"] => Command::Hold {
+            incident: v.incident()?,
+        },
+        ["page"] => Command::Page {
+            target: v.target("user")?.expect("required"),
+            text: v.text("text")?,
+            incident: v.incident()?,
+        },
+        ["oncall"] => Command::Oncall {
+            level: v.level("level")?,
+        },
+        ["maintenance", "start"] => Command::MaintenanceStart {
+            components: v.components("component")?.expect("required"),
+            duration: v.duration("duration")?.expect("required"),
+            reason: v.text("reason")?.expect("required"),
+        },
+        ["maintenance", "list"] => Command::MaintenanceList,
+        ["maintenance", "end"] => Command::MaintenanceEnd {
+            id: v.number("id")?,
+        },
         ["help"] => Command::Help {
             topic: v.command_name("command")?,
         },
@@ -430,6 +480,45 @@ impl Values<'_> {
                 ),
             )),
         }
+    }
+
+    fn duration(&self, name: &str) -> Result<Option<chrono::Duration>, ParseError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        match crate::config::parse_duration(v) {
+            Ok(d) if d > chrono::Duration::zero() && d <= chrono::Duration::days(30) => Ok(Some(d)),
+            _ => Err(self.bad(name, v, "a duration from 1m to 30d, like 30m, 2h or 1h 30m")),
+        }
+    }
+
+    fn number(&self, name: &str) -> Result<Option<i64>, ParseError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        v.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| self.bad(name, v, "a positive whole number"))
+    }
+
+    fn target(&self, name: &str) -> Result<Option<String>, ParseError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let t = v.trim();
+        if self.config.person(t).is_some() || self.config.teams.contains_key(t) {
+            return Ok(Some(t.to_string()));
+        }
+        let mut ids: Vec<&str> = self.config.people.keys().map(|p| p.as_str()).collect();
+        ids.extend(self.config.teams.keys().map(String::as_str));
+        Err(self.bad(
+            name,
+            v,
+            format!("a configured person or team id ({})", ids.join(", ")),
+        ))
     }
 
     fn phase(&self, name: &str) -> Result<Option<Phase>, ParseError> {

@@ -24,6 +24,12 @@ pub enum OptionKind {
     StateFilter,
     /// A command name (for `/help`).
     CommandName,
+    /// A duration like `30m`, `2h`, `1h 30m`.
+    Duration,
+    /// A positive whole number (an id).
+    Number,
+    /// A configured person or team id (who to page).
+    Target,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -181,6 +187,12 @@ pub static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
+        path: &["incident", "hold"],
+        summary: "Hold an incident open: cancel its automatic resolution after its alerts resolved",
+        role: Role::Responder,
+        options: &[INCIDENT],
+    },
+    CommandSpec {
         path: &["incident", "show"],
         summary: "Show an incident",
         role: Role::Viewer,
@@ -200,6 +212,60 @@ pub static COMMANDS: &[CommandSpec] = &[
             "state",
             OptionKind::StateFilter,
             "which incidents (default: open)",
+        )],
+    },
+    CommandSpec {
+        path: &["page"],
+        summary: "Page a person or team now (optionally about an incident)",
+        role: Role::Responder,
+        options: &[
+            req("user", OptionKind::Target, "a person or team id"),
+            opt(
+                "text",
+                OptionKind::Text { max: TEXT_MAX },
+                "what they need to know",
+            ),
+            opt("incident", OptionKind::Incident, "the incident it is about"),
+        ],
+    },
+    CommandSpec {
+        path: &["oncall"],
+        summary: "Show who each level's escalation tiers page",
+        role: Role::Viewer,
+        options: &[opt("level", OptionKind::Level, "one level (default: all)")],
+    },
+    CommandSpec {
+        path: &["maintenance", "start"],
+        summary: "Start a maintenance window: matching alerts open no incident and page nobody",
+        role: Role::Commander,
+        options: &[
+            req(
+                "component",
+                OptionKind::Components,
+                "components under maintenance, comma-separated",
+            ),
+            req(
+                "duration",
+                OptionKind::Duration,
+                "how long, e.g. 2h (the window ends by itself)",
+            ),
+            req("reason", OptionKind::Text { max: TITLE_MAX }, "why"),
+        ],
+    },
+    CommandSpec {
+        path: &["maintenance", "list"],
+        summary: "List active maintenance windows",
+        role: Role::Viewer,
+        options: &[],
+    },
+    CommandSpec {
+        path: &["maintenance", "end"],
+        summary: "End a maintenance window early",
+        role: Role::Commander,
+        options: &[opt(
+            "id",
+            OptionKind::Number,
+            "the window's number (default: the only active one)",
         )],
     },
     CommandSpec {

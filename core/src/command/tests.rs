@@ -127,7 +127,7 @@ fn errors_name_the_problem_and_the_accepted_form() {
         "{e}"
     );
     let e = p("/deploy now").unwrap_err();
-    assert_eq!(e, "unknown command `/deploy`; accepted: /incident, /help");
+    assert_eq!(e, "unknown command `/deploy`; accepted: /incident, /page, /oncall, /maintenance, /help");
     let e = p("/incident").unwrap_err();
     assert!(e.starts_with("missing subcommand for /incident"), "{e}");
     let e = p("/incident ack INC-3").unwrap_err();
@@ -154,6 +154,52 @@ fn errors_name_the_problem_and_the_accepted_form() {
     let e = p("/incident commander user:mallory").unwrap_err();
     assert!(e.contains("accepted: a configured person id"), "{e}");
     assert!(p("").unwrap_err().contains("empty command"));
+}
+
+#[test]
+fn maintenance_page_oncall_and_hold_parse() {
+    assert_eq!(
+        p(r#"/maintenance start component:database duration:2h reason:"minor upgrade""#).unwrap(),
+        Command::MaintenanceStart {
+            components: vec!["database".parse().unwrap()],
+            duration: chrono::Duration::hours(2),
+            reason: "minor upgrade".into()
+        }
+    );
+    assert_eq!(
+        p("/maintenance end id:3").unwrap(),
+        Command::MaintenanceEnd { id: Some(3) }
+    );
+    assert_eq!(p("/maintenance list").unwrap(), Command::MaintenanceList);
+    assert_eq!(
+        p("/page user:full-team").unwrap(),
+        Command::Page {
+            target: "full-team".into(),
+            text: None,
+            incident: None
+        }
+    );
+    assert_eq!(
+        p("/oncall level:2").unwrap(),
+        Command::Oncall {
+            level: Some(LevelId(2))
+        }
+    );
+    assert_eq!(
+        p("/incident hold incident:INC-4").unwrap(),
+        Command::Hold {
+            incident: Some(IncidentRef(4))
+        }
+    );
+    let e = p("/maintenance start component:database duration:forever reason:x").unwrap_err();
+    assert!(
+        e.starts_with("bad value for `duration`: `forever`; accepted: a duration"),
+        "{e}"
+    );
+    let e = p("/maintenance end id:-1").unwrap_err();
+    assert!(e.contains("a positive whole number"), "{e}");
+    let e = p("/page user:nobody").unwrap_err();
+    assert!(e.contains("a configured person or team id"), "{e}");
 }
 
 #[test]

@@ -8,8 +8,10 @@
 //! The built-in default is the commented file `default.toml`, compiled in, so `spotter config
 //! default` prints exactly what runs when no file is given.
 
+mod alerts;
 mod discord;
 mod raw;
+pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 pub use raw::redact_url;
 
@@ -36,6 +38,10 @@ pub struct Config {
     pub escalation: BTreeMap<LevelId, Vec<EscalationTier>>,
     /// The Discord bot, when configured.
     pub discord: Option<DiscordConfig>,
+    /// Alert intake behaviour, sources and routes.
+    pub alerts: AlertsConfig,
+    pub sources: Vec<SourceConfig>,
+    pub routes: Vec<Route>,
 }
 
 #[derive(Debug, Clone)]

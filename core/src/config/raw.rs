@@ -25,6 +25,11 @@ struct RawConfig {
     #[serde(default)]
     escalation: Vec<RawEscalation>,
     discord: Option<super::discord::RawDiscord>,
+    alerts: Option<super::alerts::RawAlerts>,
+    #[serde(default)]
+    source: Vec<super::alerts::RawSource>,
+    #[serde(default)]
+    route: Vec<super::alerts::RawRoute>,
 }
 
 #[derive(Deserialize)]
@@ -488,6 +493,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     }
 
     let discord = raw.discord.map(|d| super::discord::parse(d, &mut err));
+    let alerts = super::alerts::parse_alerts(raw.alerts, &levels, &mut err);
+    let sources = super::alerts::parse_sources(raw.source, &mut err);
+    let routes = super::alerts::parse_routes(raw.route, &levels, &components, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));
@@ -505,6 +513,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         teams,
         escalation,
         discord,
+        alerts,
+        sources,
+        routes,
     })
 }
 

@@ -119,7 +119,7 @@ slug_id!(
     "component id"
 );
 
-pub(crate) fn is_slug(s: &str) -> bool {
+pub fn is_slug(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
         && s.len() <= 64

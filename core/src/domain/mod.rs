@@ -6,7 +6,7 @@ mod incident;
 mod role;
 mod timeline;
 
-pub use ids::{ComponentId, IncidentRef, LevelId, PersonId};
+pub use ids::{is_slug, ComponentId, IncidentRef, LevelId, PersonId};
 pub use incident::{Incident, Phase, Source, State, StateFilter};
 pub use role::{Actor, Role, RoleSet};
 pub use timeline::{EventKind, TimelineEntry};

@@ -19,10 +19,12 @@ pub enum EventKind {
     Resolved,
     Reopened,
     Closed,
+    /// An alert fired, resolved or started flapping.
+    Alert,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Declared,
         EventKind::Acknowledged,
         EventKind::Update,
@@ -34,6 +36,7 @@ impl EventKind {
         EventKind::Resolved,
         EventKind::Reopened,
         EventKind::Closed,
+        EventKind::Alert,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +51,7 @@ impl EventKind {
             EventKind::Resolved => "resolved",
             EventKind::Reopened => "reopened",
             EventKind::Closed => "closed",
+            EventKind::Alert => "alert",
         }
     }
 }

@@ -11,12 +11,16 @@ mod sql;
 
 pub use sql::SqlStore;
 
+use crate::alerts::AlertStatus;
 use crate::audit::{AuditEntry, AuditRecord};
-use crate::domain::{Incident, IncidentRef, LevelId, State, StateFilter, TimelineEntry};
+use crate::domain::{
+    ComponentId, Incident, IncidentRef, LevelId, State, StateFilter, TimelineEntry,
+};
 use crate::error::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Everything one decision changes, written atomically.
 #[derive(Debug, Default, Clone)]
@@ -30,6 +34,12 @@ pub struct Changeset {
     pub audit: Vec<AuditRecord>,
     pub outbox: Vec<NewMessage>,
     pub jobs: Vec<JobChange>,
+    /// Alert rows to create (`version` 0, must not exist yet) or update (read at `version`).
+    pub alerts: Vec<AlertRecord>,
+    /// Which incident an alert group feeds.
+    pub alert_groups: Vec<GroupWrite>,
+    pub maintenance: Vec<MaintenanceWrite>,
+    pub heartbeats: Vec<Heartbeat>,
 }
 
 impl Changeset {
@@ -39,7 +49,85 @@ impl Changeset {
             && self.audit.is_empty()
             && self.outbox.is_empty()
             && self.jobs.is_empty()
+            && self.alerts.is_empty()
+            && self.alert_groups.is_empty()
+            && self.maintenance.is_empty()
+            && self.heartbeats.is_empty()
     }
+}
+
+/// An alert's last known state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub source: String,
+    pub fingerprint: String,
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub summary: String,
+    pub group_key: String,
+    pub incident: Option<IncidentRef>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+    /// When its status changed recently (within the flap window), oldest first.
+    pub recent_changes: Vec<DateTime<Utc>>,
+    pub flapping: bool,
+    /// The maintenance window that suppressed it, if any.
+    pub suppressed_by: Option<i64>,
+    /// 0 for an alert not stored yet; else the version it was read at (bumped by each write).
+    pub version: i64,
+}
+
+/// Points an alert group at an incident. With `previous: None` the group must be new; else it
+/// must still point at `previous` — so two notifications racing to open the group's incident
+/// cannot both succeed (the loser re-decides and joins the winner's incident).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupWrite {
+    pub source: String,
+    pub group_key: String,
+    pub incident: IncidentRef,
+    pub previous: Option<IncidentRef>,
+}
+
+/// A maintenance window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Maintenance {
+    pub id: i64,
+    pub components: Vec<ComponentId>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub created_by: String,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_by: Option<String>,
+}
+
+impl Maintenance {
+    pub fn is_active(&self, at: DateTime<Utc>) -> bool {
+        self.ended_at.is_none() && self.starts_at <= at && at < self.ends_at
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum MaintenanceWrite {
+    /// A new window; its `id` must still be free (else `Conflict`).
+    Insert(Maintenance),
+    End {
+        id: i64,
+        at: DateTime<Utc>,
+        by: String,
+    },
+}
+
+/// The dead man's switch's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub name: String,
+    pub last_seen: DateTime<Utc>,
+    /// The "monitoring pipeline silent" incident it opened, if any.
+    pub incident: Option<IncidentRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +342,33 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ChatBinding>, StoreError>;
     /// Creates or replaces the binding of (platform, incident).
     async fn save_chat_binding(&self, binding: &ChatBinding) -> Result<(), StoreError>;
+
+    async fn alert(
+        &self,
+        source: &str,
+        fingerprint: &str,
+    ) -> Result<Option<AlertRecord>, StoreError>;
+    /// The alerts feeding an incident.
+    async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError>;
+    /// Alerts, most recently changed first; `status` filters (`firing`, `resolved`).
+    async fn alerts(
+        &self,
+        status: Option<AlertStatus>,
+        limit: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError>;
+    /// The incident an alert group feeds.
+    async fn group_incident(
+        &self,
+        source: &str,
+        group_key: &str,
+    ) -> Result<Option<IncidentRef>, StoreError>;
+    /// Maintenance windows; with `active_at`, only those active then.
+    async fn maintenance_windows(
+        &self,
+        active_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Maintenance>, StoreError>;
+    async fn next_maintenance_id(&self) -> Result<i64, StoreError>;
+    async fn heartbeat(&self, name: &str) -> Result<Option<Heartbeat>, StoreError>;
 
     async fn stats(&self) -> Result<Stats, StoreError>;
     /// Ok when the database answers and every migration is applied.

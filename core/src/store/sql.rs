@@ -8,6 +8,7 @@
 //! claims with `FOR UPDATE SKIP LOCKED` and serialises audit appends on the head row.
 
 use super::*;
+use crate::alerts::AlertStatus;
 use crate::audit::{self, AuditEntry};
 use crate::domain::{
     Incident, IncidentRef, LevelId, Phase, Source, State, StateFilter, TimelineEntry,
@@ -377,6 +378,56 @@ impl JobRow {
 
 const JOB_COLUMNS: &str = "id, job_key, kind, incident, due_at, payload, attempts";
 
+const ALERT_COLUMNS: &str = "source, fingerprint, status, labels, annotations, summary, group_key, incident, \
+     starts_at, ends_at, first_seen_at, changed_at, recent_changes, flapping, suppressed_by, version";
+
+#[derive(sqlx::FromRow)]
+struct AlertRow {
+    source: String,
+    fingerprint: String,
+    status: String,
+    labels: String,
+    annotations: String,
+    summary: String,
+    group_key: String,
+    incident: Option<i64>,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    first_seen_at: i64,
+    changed_at: i64,
+    recent_changes: String,
+    flapping: i64,
+    suppressed_by: Option<i64>,
+    version: i64,
+}
+
+impl AlertRow {
+    fn into_record(self) -> Result<AlertRecord, StoreError> {
+        let changes: Vec<i64> =
+            serde_json::from_str(&self.recent_changes).map_err(|e| corrupt("alert changes", e))?;
+        Ok(AlertRecord {
+            source: self.source,
+            fingerprint: self.fingerprint,
+            status: AlertStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("alert status", &self.status))?,
+            labels: serde_json::from_str(&self.labels).map_err(|e| corrupt("alert labels", e))?,
+            annotations: serde_json::from_str(&self.annotations)
+                .map_err(|e| corrupt("alert annotations", e))?,
+            summary: self.summary,
+            group_key: self.group_key,
+            incident: self.incident.map(IncidentRef),
+            starts_at: self.starts_at.map(from_ms).transpose()?,
+            ends_at: self.ends_at.map(from_ms).transpose()?,
+            first_seen_at: from_ms(self.first_seen_at)?,
+            changed_at: from_ms(self.changed_at)?,
+            recent_changes: changes.into_iter().map(from_ms).collect::<Result<_, _>>()?,
+            flapping: self.flapping != 0,
+            suppressed_by: self.suppressed_by,
+            version: self.version,
+        })
+    }
+}
+
 fn binding_from_row(
     (incident, platform, channel_id, card_message_id): (i64, String, String, Option<String>),
 ) -> ChatBinding {
@@ -570,6 +621,118 @@ impl SqlStore {
                         .map_err(map_err)?;
                 }
             }
+        }
+        for a in &cs.alerts {
+            let labels = serde_json::to_string(&a.labels).expect("labels serialise");
+            let annotations = serde_json::to_string(&a.annotations).expect("annotations serialise");
+            let changes =
+                serde_json::to_string(&a.recent_changes.iter().map(|t| ms(*t)).collect::<Vec<_>>())
+                    .expect("times serialise");
+            let sql = if a.version == 0 {
+                "INSERT INTO alerts (source, fingerprint, status, labels, annotations, summary, group_key, incident, \
+                 starts_at, ends_at, first_seen_at, changed_at, recent_changes, flapping, suppressed_by, version) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,1)"
+            } else {
+                "UPDATE alerts SET status = $3, labels = $4, annotations = $5, summary = $6, group_key = $7, \
+                 incident = $8, starts_at = $9, ends_at = $10, first_seen_at = $11, changed_at = $12, \
+                 recent_changes = $13, flapping = $14, suppressed_by = $15, version = version + 1 \
+                 WHERE source = $1 AND fingerprint = $2 AND version = $16"
+            };
+            let res = sqlx::query(sql)
+                .bind(&a.source)
+                .bind(&a.fingerprint)
+                .bind(a.status.as_str())
+                .bind(labels)
+                .bind(annotations)
+                .bind(&a.summary)
+                .bind(&a.group_key)
+                .bind(a.incident.map(|r| r.number()))
+                .bind(a.starts_at.map(ms))
+                .bind(a.ends_at.map(ms))
+                .bind(ms(a.first_seen_at))
+                .bind(ms(a.changed_at))
+                .bind(changes)
+                .bind(a.flapping as i64)
+                .bind(a.suppressed_by);
+            let res = if a.version == 0 {
+                res
+            } else {
+                res.bind(a.version)
+            };
+            let res = res.execute(&mut *tx).await.map_err(map_err)?;
+            if res.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "alert {}/{} changed since it was read",
+                    a.source, a.fingerprint
+                )));
+            }
+        }
+        for g in &cs.alert_groups {
+            let res = match g.previous {
+                None => sqlx::query("INSERT INTO alert_groups (source, group_key, incident) VALUES ($1, $2, $3)")
+                    .bind(&g.source)
+                    .bind(&g.group_key)
+                    .bind(g.incident.number())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?,
+                Some(prev) => sqlx::query(
+                    "UPDATE alert_groups SET incident = $3 WHERE source = $1 AND group_key = $2 AND incident = $4",
+                )
+                .bind(&g.source)
+                .bind(&g.group_key)
+                .bind(g.incident.number())
+                .bind(prev.number())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?,
+            };
+            if res.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "alert group {}/{} changed since it was read",
+                    g.source, g.group_key
+                )));
+            }
+        }
+        for m in &cs.maintenance {
+            match m {
+                MaintenanceWrite::Insert(w) => {
+                    sqlx::query(
+                        "INSERT INTO maintenance (id, components, starts_at, ends_at, reason, created_by) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(w.id)
+                    .bind(w.components.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","))
+                    .bind(ms(w.starts_at))
+                    .bind(ms(w.ends_at))
+                    .bind(&w.reason)
+                    .bind(&w.created_by)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                MaintenanceWrite::End { id, at, by } => {
+                    sqlx::query("UPDATE maintenance SET ended_at = $2, ended_by = $3 WHERE id = $1 AND ended_at IS NULL")
+                        .bind(*id)
+                        .bind(ms(*at))
+                        .bind(by)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+            }
+        }
+        for h in &cs.heartbeats {
+            sqlx::query(
+                "INSERT INTO heartbeats (name, last_seen, incident) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen, incident = excluded.incident",
+            )
+            .bind(&h.name)
+            .bind(ms(h.last_seen))
+            .bind(h.incident.map(|r| r.number()))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         }
         Ok(())
     }
@@ -883,6 +1046,132 @@ impl Store for SqlStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn alert(
+        &self,
+        source: &str,
+        fingerprint: &str,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        let sql =
+            format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE source = $1 AND fingerprint = $2");
+        let row: Option<AlertRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(source)
+            .bind(fingerprint)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.map(AlertRow::into_record).transpose()
+    }
+
+    async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError> {
+        let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE incident = $1 ORDER BY first_seen_at, fingerprint");
+        let rows: Vec<AlertRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(incident.number())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.into_iter().map(AlertRow::into_record).collect()
+    }
+
+    async fn alerts(
+        &self,
+        status: Option<AlertStatus>,
+        limit: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let (cond, st) = match status {
+            Some(s) => ("WHERE status = $2", s.as_str()),
+            None => ("WHERE $2 = $2", ""),
+        };
+        let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts {cond} ORDER BY changed_at DESC, fingerprint LIMIT $1");
+        let rows: Vec<AlertRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(st)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.into_iter().map(AlertRow::into_record).collect()
+    }
+
+    async fn group_incident(
+        &self,
+        source: &str,
+        group_key: &str,
+    ) -> Result<Option<IncidentRef>, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT incident FROM alert_groups WHERE source = $1 AND group_key = $2",
+        )
+        .bind(source)
+        .bind(group_key)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(n.map(IncidentRef))
+    }
+
+    async fn maintenance_windows(
+        &self,
+        active_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Maintenance>, StoreError> {
+        let cols = "id, components, starts_at, ends_at, reason, created_by, ended_at, ended_by";
+        let rows: Vec<(i64, String, i64, i64, String, String, Option<i64>, Option<String>)> = match active_at {
+            Some(at) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {cols} FROM maintenance WHERE ended_at IS NULL AND starts_at <= $1 AND ends_at > $1 ORDER BY id"
+            )))
+            .bind(ms(at))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?,
+            None => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {cols} FROM maintenance ORDER BY id")))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?,
+        };
+        rows.into_iter()
+            .map(
+                |(id, comps, starts, ends, reason, created_by, ended_at, ended_by)| {
+                    Ok(Maintenance {
+                        id,
+                        components: comps
+                            .split(',')
+                            .filter(|c| !c.is_empty())
+                            .map(|c| c.parse().map_err(|e| corrupt("component", e)))
+                            .collect::<Result<_, _>>()?,
+                        starts_at: from_ms(starts)?,
+                        ends_at: from_ms(ends)?,
+                        reason,
+                        created_by,
+                        ended_at: ended_at.map(from_ms).transpose()?,
+                        ended_by,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn next_maintenance_id(&self) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM maintenance")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(n.unwrap_or(0) + 1)
+    }
+
+    async fn heartbeat(&self, name: &str) -> Result<Option<Heartbeat>, StoreError> {
+        let row: Option<(String, i64, Option<i64>)> =
+            sqlx::query_as("SELECT name, last_seen, incident FROM heartbeats WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(map_err)?;
+        row.map(|(name, last_seen, incident)| {
+            Ok(Heartbeat {
+                name,
+                last_seen: from_ms(last_seen)?,
+                incident: incident.map(IncidentRef),
+            })
+        })
+        .transpose()
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

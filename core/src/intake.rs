@@ -1,0 +1,673 @@
+//! Alert intake: how alerts become incidents. Part of the [`Engine`], so the same rules (levels,
+//! escalation, audit, outbox) apply as to a person's command.
+//!
+//! For each alert, one decision and one transaction:
+//! - **Duplicates change nothing.** A notification repeating an alert's stored status is a no-op
+//!   with no write, so Alertmanager HA pairs and retries add no timeline noise.
+//! - **Grouping.** Alerts of one group (the route's `group_by` labels, else the sender's
+//!   `groupKey`) feed one open incident; a new alert joining it is a timeline event.
+//! - **Resolution.** When every alert of an alert-created incident has resolved, the incident
+//!   enters post-recovery monitoring and resolves by itself after the quiet period, unless
+//!   someone holds it open. A re-fire within the reopen window reopens it.
+//! - **Flapping.** Too many state changes within the window: recorded, pages nobody.
+//! - **Maintenance windows.** Alerts on a component under maintenance are recorded only.
+//! - **Dead man's switch.** The heartbeat alert must keep arriving; when it stops, an incident.
+//!
+//! Races (an HA pair's two identical notifications at once, several replicas) are settled by
+//! the store: new alert rows and groups are inserted, existing ones updated at the version read,
+//! and the loser of a race decides again from what the winner wrote.
+
+use crate::alerts::{self, AlertAction, AlertBatch, AlertStatus, IncomingAlert};
+use crate::config::format_duration;
+use crate::domain::{Actor, EventKind, Incident, IncidentRef, Phase, Role, RoleSet, Source, State};
+use crate::engine::{conflict_pause, Engine, Plan, MAX_CONFLICT_RETRIES};
+use crate::error::StoreError;
+use crate::render;
+use crate::store::{AlertRecord, GroupWrite, Heartbeat, IncidentWrite, Job, JobChange, NewJob};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub const JOB_AUTORESOLVE: &str = "autoresolve";
+pub const JOB_HEARTBEAT: &str = "heartbeat";
+
+pub(crate) fn autoresolve_prefix(r: IncidentRef) -> String {
+    format!("autoresolve:{r}:")
+}
+
+/// What one notification did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    pub alerts: usize,
+    /// Alerts whose state changed (written).
+    pub changed: usize,
+    /// Repeats of a known state: nothing written.
+    pub duplicates: usize,
+    /// Recorded but suppressed by a maintenance window.
+    pub suppressed: usize,
+    /// Incidents declared, joined, reopened or moved by this notification.
+    pub incidents: Vec<IncidentRef>,
+}
+
+enum Outcome {
+    Duplicate,
+    Changed(Option<IncidentRef>),
+    Suppressed,
+}
+
+fn source_actor(source: &str) -> Actor {
+    Actor {
+        id: format!("source:{source}"),
+        person: None,
+        roles: RoleSet::new([Role::Admin]),
+    }
+}
+
+impl Engine {
+    /// Takes one notification's alerts. Returns after every change they cause is committed.
+    ///
+    /// # Errors
+    /// Storage failures only; the sender should retry (each alert is idempotent, so alerts
+    /// already committed from this batch are not applied twice).
+    #[tracing::instrument(skip_all, fields(source = %batch.source, alerts = batch.alerts.len()), err)]
+    pub async fn ingest(&self, batch: &AlertBatch) -> Result<IngestReport, StoreError> {
+        let actor = source_actor(&batch.source);
+        let mut report = IngestReport {
+            alerts: batch.alerts.len(),
+            ..Default::default()
+        };
+        for alert in &batch.alerts {
+            let outcome = if self.is_heartbeat(alert) {
+                self.heartbeat_seen(&actor, &batch.source, alert).await?
+            } else {
+                self.ingest_one(&actor, batch, alert).await?
+            };
+            match outcome {
+                Outcome::Duplicate => report.duplicates += 1,
+                Outcome::Suppressed => report.suppressed += 1,
+                Outcome::Changed(r) => {
+                    report.changed += 1;
+                    if let Some(r) = r.filter(|r| !report.incidents.contains(r)) {
+                        report.incidents.push(r);
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn ingest_one(
+        &self,
+        actor: &Actor,
+        batch: &AlertBatch,
+        alert: &IncomingAlert,
+    ) -> Result<Outcome, StoreError> {
+        let fingerprint = alert.identity();
+        for attempt in 0.. {
+            let result = match alert.action {
+                AlertAction::Acknowledge => {
+                    self.alert_acknowledged(actor, &batch.source, &fingerprint)
+                        .await
+                }
+                AlertAction::Fire | AlertAction::Resolve => {
+                    self.alert_changed(actor, batch, alert, &fingerprint).await
+                }
+            };
+            match result {
+                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    conflict_pause(attempt).await
+                }
+                other => return other,
+            }
+        }
+        unreachable!()
+    }
+
+    /// The new state of the alert row, or `None` when the notification repeats what is stored.
+    fn next_record(
+        &self,
+        existing: Option<&AlertRecord>,
+        source: &str,
+        fingerprint: &str,
+        alert: &IncomingAlert,
+        group_key: &str,
+        now: DateTime<Utc>,
+    ) -> Option<AlertRecord> {
+        let status = if alert.action == AlertAction::Resolve {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        };
+        if existing.is_some_and(|e| e.status == status) {
+            return None;
+        }
+        let cfg = &self.config().alerts;
+        let mut changes: Vec<DateTime<Utc>> = existing
+            .map(|e| e.recent_changes.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| now - *t < cfg.flap_window)
+            .collect();
+        changes.push(now);
+        let flapping = changes.len() >= cfg.flap_changes as usize;
+        Some(AlertRecord {
+            source: source.to_string(),
+            fingerprint: fingerprint.to_string(),
+            status,
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            summary: alert.summary(),
+            group_key: group_key.to_string(),
+            incident: existing.and_then(|e| e.incident),
+            starts_at: alert.starts_at.or(existing.and_then(|e| e.starts_at)),
+            ends_at: if status == AlertStatus::Resolved {
+                alert.ends_at.or(Some(now))
+            } else {
+                None
+            },
+            first_seen_at: existing.map(|e| e.first_seen_at).unwrap_or(now),
+            changed_at: now,
+            recent_changes: changes,
+            flapping,
+            suppressed_by: None,
+            version: existing.map(|e| e.version).unwrap_or(0),
+        })
+    }
+
+    async fn alert_changed(
+        &self,
+        actor: &Actor,
+        batch: &AlertBatch,
+        alert: &IncomingAlert,
+        fingerprint: &str,
+    ) -> Result<Outcome, StoreError> {
+        let source = batch.source.as_str();
+        let now = self.clock().now();
+        let routed = alerts::route(self.config(), source, batch.group_key.as_deref(), alert);
+        let existing = self.store().alert(source, fingerprint).await?;
+        let Some(mut rec) = self.next_record(
+            existing.as_ref(),
+            source,
+            fingerprint,
+            alert,
+            &routed.group_key,
+            now,
+        ) else {
+            return Ok(Outcome::Duplicate);
+        };
+        let became_flapping = rec.flapping && !existing.as_ref().is_some_and(|e| e.flapping);
+        let label = alert_label(&rec);
+
+        if rec.status == AlertStatus::Resolved {
+            return self
+                .alert_resolved(actor, rec, &label, became_flapping, now)
+                .await;
+        }
+
+        // Under maintenance: recorded, nothing else.
+        let windows = self.store().maintenance_windows(Some(now)).await?;
+        if let Some(w) = windows
+            .iter()
+            .find(|w| w.components.iter().any(|c| routed.components.contains(c)))
+        {
+            rec.suppressed_by = Some(w.id);
+            let mut plan = Plan::new(self, actor, now);
+            plan.extra.alerts.push(rec);
+            self.commit_plan(plan, None).await?;
+            return Ok(Outcome::Suppressed);
+        }
+
+        let group_incident = self
+            .store()
+            .group_incident(source, &routed.group_key)
+            .await?;
+        let current = match group_incident {
+            Some(r) => self.store().incident(r).await?,
+            None => None,
+        };
+        let cfg = &self.config().alerts;
+        match current {
+            // Joins the open incident of its group.
+            Some(mut inc) if inc.state.is_open() => {
+                let r = inc.reference;
+                rec.incident = Some(r);
+                let mut plan = Plan::new(self, actor, now);
+                plan.event(
+                    &inc,
+                    EventKind::Alert,
+                    format!("alert firing: {label}"),
+                    false,
+                );
+                if inc.phase == Phase::PostRecoveryMonitoring {
+                    inc.phase = Phase::Assessment;
+                    plan.jobs
+                        .push(JobChange::CancelPrefix(autoresolve_prefix(r)));
+                    plan.event(&inc, EventKind::PhaseChanged, format!("{r} back to assessment: an alert fired again, automatic resolution cancelled"), false);
+                }
+                if became_flapping {
+                    plan.event(&inc, EventKind::Alert, self.flapping_text(&label), false);
+                }
+                plan.extra.alerts.push(rec);
+                self.commit_plan(plan, Some(IncidentWrite::Update(inc)))
+                    .await?;
+                Ok(Outcome::Changed(Some(r)))
+            }
+            // A re-fire soon after resolution reopens the incident (and pages again), unless the
+            // alert is flapping.
+            Some(mut inc)
+                if inc.state == State::Resolved
+                    && inc
+                        .resolved_at
+                        .is_some_and(|t| now - t <= cfg.reopen_window)
+                    && !rec.flapping =>
+            {
+                let r = inc.reference;
+                let resolved_at = inc.resolved_at.unwrap_or(now);
+                inc.reopen()
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+                rec.incident = Some(r);
+                let mut plan = Plan::new(self, actor, now);
+                plan.event(
+                    &inc,
+                    EventKind::Reopened,
+                    format!(
+                        "{r} reopened: {label} fired again {} after resolution (reopen window {})",
+                        render::duration_between(resolved_at, now),
+                        format_duration(cfg.reopen_window)
+                    ),
+                    false,
+                );
+                plan.audit(
+                    "incident.reopen",
+                    &inc,
+                    serde_json::json!({"alert": rec.fingerprint, "source": source}),
+                );
+                plan.start_escalation(&inc);
+                plan.schedule_rto(&inc);
+                plan.extra.alerts.push(rec);
+                self.commit_plan(plan, Some(IncidentWrite::Update(inc)))
+                    .await?;
+                Ok(Outcome::Changed(Some(r)))
+            }
+            // A flapping alert with no open incident is recorded and pages nobody.
+            _ if rec.flapping => {
+                rec.incident = None;
+                let mut plan = Plan::new(self, actor, now);
+                plan.extra.alerts.push(rec);
+                self.commit_plan(plan, None).await?;
+                Ok(Outcome::Changed(None))
+            }
+            // Otherwise a new incident for the group.
+            _ => {
+                let group_key = routed.group_key.clone();
+                let source_id = source.to_string();
+                let rec_template = rec.clone();
+                let label2 = label.clone();
+                let reply = self
+                    .declare_with(
+                        actor,
+                        routed.level,
+                        routed.title.clone(),
+                        routed.components.clone(),
+                        None,
+                        Source::Alert,
+                        &move |plan: &mut Plan<'_>, inc: &Incident| {
+                            let mut rec = rec_template.clone();
+                            rec.incident = Some(inc.reference);
+                            plan.event(
+                                inc,
+                                EventKind::Alert,
+                                format!("alert firing: {label2}"),
+                                false,
+                            );
+                            plan.extra.alerts.push(rec);
+                            plan.extra.alert_groups.push(GroupWrite {
+                                source: source_id.clone(),
+                                group_key: group_key.clone(),
+                                incident: inc.reference,
+                                previous: group_incident,
+                            });
+                        },
+                    )
+                    .await?;
+                Ok(Outcome::Changed(reply.incident.map(|i| i.reference)))
+            }
+        }
+    }
+
+    async fn alert_resolved(
+        &self,
+        actor: &Actor,
+        rec: AlertRecord,
+        label: &str,
+        became_flapping: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        let incident = match rec.incident {
+            Some(r) => self.store().incident(r).await?,
+            None => None,
+        };
+        let mut plan = Plan::new(self, actor, now);
+        let Some(mut inc) = incident.filter(|i| i.state.is_open()) else {
+            plan.extra.alerts.push(rec);
+            self.commit_plan(plan, None).await?;
+            return Ok(Outcome::Changed(None));
+        };
+        let r = inc.reference;
+        plan.event(
+            &inc,
+            EventKind::Alert,
+            format!("alert resolved: {label}"),
+            false,
+        );
+        if became_flapping {
+            plan.event(&inc, EventKind::Alert, self.flapping_text(label), false);
+        }
+        let others = self.store().incident_alerts(r).await?;
+        let all_resolved = others
+            .iter()
+            .filter(|a| a.fingerprint != rec.fingerprint || a.source != rec.source)
+            .all(|a| a.status == AlertStatus::Resolved);
+        if all_resolved && inc.source == Source::Alert && inc.phase != Phase::PostRecoveryMonitoring
+        {
+            let quiet = self.config().alerts.quiet_period;
+            inc.phase = Phase::PostRecoveryMonitoring;
+            plan.event(
+                &inc,
+                EventKind::PhaseChanged,
+                format!(
+                    "all alerts of {r} resolved: post-recovery monitoring; it resolves by itself at {} ({} quiet) unless held open with /incident hold",
+                    render::time(now + quiet),
+                    format_duration(quiet)
+                ),
+                false,
+            );
+            plan.jobs.push(JobChange::Schedule(NewJob {
+                key: format!("{}quiet", autoresolve_prefix(r)),
+                kind: JOB_AUTORESOLVE.into(),
+                incident: Some(r),
+                due_at: now + quiet,
+                payload: serde_json::json!({}),
+            }));
+        }
+        plan.extra.alerts.push(rec);
+        self.commit_plan(plan, Some(IncidentWrite::Update(inc)))
+            .await?;
+        Ok(Outcome::Changed(Some(r)))
+    }
+
+    /// PagerDuty's `acknowledge`: acknowledges the alert's incident.
+    async fn alert_acknowledged(
+        &self,
+        actor: &Actor,
+        source: &str,
+        fingerprint: &str,
+    ) -> Result<Outcome, StoreError> {
+        let Some(rec) = self.store().alert(source, fingerprint).await? else {
+            return Ok(Outcome::Duplicate);
+        };
+        let Some(r) = rec.incident else {
+            return Ok(Outcome::Duplicate);
+        };
+        let Some(mut inc) = self.store().incident(r).await? else {
+            return Ok(Outcome::Duplicate);
+        };
+        if inc.state != State::Declared {
+            return Ok(Outcome::Duplicate);
+        }
+        let now = self.clock().now();
+        inc.acknowledge(&actor.id, now)
+            .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+        let mut plan = Plan::new(self, actor, now);
+        plan.cancel_escalation(&inc);
+        plan.event(
+            &inc,
+            EventKind::Acknowledged,
+            format!("{r} acknowledged by {} (alert {})", actor.id, rec.summary),
+            false,
+        );
+        plan.audit(
+            "incident.ack",
+            &inc,
+            serde_json::json!({"alert": fingerprint}),
+        );
+        self.commit_plan(plan, Some(IncidentWrite::Update(inc)))
+            .await?;
+        Ok(Outcome::Changed(Some(r)))
+    }
+
+    fn flapping_text(&self, label: &str) -> String {
+        let cfg = &self.config().alerts;
+        format!(
+            "alert is flapping ({} state changes within {}): {label}; it pages nobody until stable",
+            cfg.flap_changes,
+            format_duration(cfg.flap_window)
+        )
+    }
+
+    pub(crate) async fn commit_plan(
+        &self,
+        plan: Plan<'_>,
+        write: Option<IncidentWrite>,
+    ) -> Result<(), StoreError> {
+        let cs = plan.finish(write);
+        let wake = !cs.outbox.is_empty();
+        self.store().commit(cs).await?;
+        if wake {
+            self.outbox_wakeup().notify_one();
+        }
+        Ok(())
+    }
+
+    // ── The dead man's switch ──────────────────────────────────────────────────────────────────
+
+    fn is_heartbeat(&self, alert: &IncomingAlert) -> bool {
+        self.config().alerts.heartbeat.as_ref().is_some_and(|h| {
+            !h.labels.is_empty() && h.labels.iter().all(|(k, v)| alert.labels.get(k) == Some(v))
+        })
+    }
+
+    async fn heartbeat_seen(
+        &self,
+        actor: &Actor,
+        source: &str,
+        alert: &IncomingAlert,
+    ) -> Result<Outcome, StoreError> {
+        if alert.action != AlertAction::Fire {
+            // A resolved Watchdog means the pipeline said goodbye; the timeout will notice.
+            return Ok(Outcome::Duplicate);
+        }
+        let Some(hb) = self.config().alerts.heartbeat.clone() else {
+            return Ok(Outcome::Duplicate);
+        };
+        for attempt in 0.. {
+            let now = self.clock().now();
+            let name = source.to_string();
+            let previous = self.store().heartbeat(&name).await?;
+            let mut plan = Plan::new(self, actor, now);
+            let mut write = None;
+            if let Some(r) = previous.as_ref().and_then(|p| p.incident) {
+                if let Some(mut inc) = self
+                    .store()
+                    .incident(r)
+                    .await?
+                    .filter(|i| i.state.is_open())
+                {
+                    inc.resolve(Some("the heartbeat returned".into()), now)
+                        .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+                    plan.jobs.push(JobChange::CancelPrefix(format!("esc:{r}:")));
+                    plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
+                    plan.event(
+                        &inc,
+                        EventKind::Resolved,
+                        format!("{r} resolved: the monitoring heartbeat from {source} returned"),
+                        false,
+                    );
+                    plan.audit(
+                        "incident.resolve",
+                        &inc,
+                        serde_json::json!({"reason": "heartbeat returned"}),
+                    );
+                    write = Some(IncidentWrite::Update(inc));
+                }
+            }
+            plan.extra.heartbeats.push(Heartbeat {
+                name: name.clone(),
+                last_seen: now,
+                incident: None,
+            });
+            plan.jobs.push(JobChange::Schedule(NewJob {
+                key: format!("heartbeat:{name}"),
+                kind: JOB_HEARTBEAT.into(),
+                incident: None,
+                due_at: now + hb.timeout,
+                payload: serde_json::json!({"name": name}),
+            }));
+            let changed = write.is_some();
+            match self.commit_plan(plan, write).await {
+                Ok(()) => {
+                    return Ok(if changed {
+                        Outcome::Changed(previous.and_then(|p| p.incident))
+                    } else {
+                        Outcome::Duplicate
+                    })
+                }
+                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    conflict_pause(attempt).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!()
+    }
+
+    /// The heartbeat's timeout passed: declare, unless it was seen since or already declared.
+    pub(crate) async fn run_heartbeat_job(&self, job: &Job) -> Result<(), StoreError> {
+        let actor = Actor::system("heartbeat");
+        let name = job
+            .payload
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let now = self.clock().now();
+        let hb_cfg = self.config().alerts.heartbeat.clone();
+        let hb = self.store().heartbeat(&name).await?;
+        let open_incident = match hb.as_ref().and_then(|h| h.incident) {
+            Some(r) => self
+                .store()
+                .incident(r)
+                .await?
+                .is_some_and(|i| i.state.is_open()),
+            None => false,
+        };
+        let complete = JobChange::Complete {
+            id: job.id,
+            due_at: job.due_at,
+        };
+        match (hb, hb_cfg) {
+            (Some(hb), Some(cfg)) if now - hb.last_seen >= cfg.timeout && !open_incident => {
+                let title = format!(
+                    "Monitoring pipeline silent: no heartbeat from {name} for {}",
+                    format_duration(cfg.timeout)
+                );
+                let last_seen = hb.last_seen;
+                let name2 = name.clone();
+                let complete2 = complete.clone();
+                self.declare_with(
+                    &actor,
+                    cfg.level,
+                    title,
+                    vec![],
+                    None,
+                    Source::Alert,
+                    &move |plan: &mut Plan<'_>, inc: &Incident| {
+                        plan.event(
+                            inc,
+                            EventKind::Alert,
+                            format!(
+                                "the heartbeat alert from {name2} was last seen at {}",
+                                render::time(last_seen)
+                            ),
+                            false,
+                        );
+                        plan.extra.heartbeats.push(Heartbeat {
+                            name: name2.clone(),
+                            last_seen,
+                            incident: Some(inc.reference),
+                        });
+                        plan.jobs.push(complete2.clone());
+                    },
+                )
+                .await?;
+                Ok(())
+            }
+            _ => {
+                let mut plan = Plan::new(self, &actor, now);
+                plan.jobs.push(complete);
+                self.commit_plan(plan, None).await
+            }
+        }
+    }
+
+    /// The quiet period after every alert resolved is over: resolve, if still quiet.
+    pub(crate) async fn run_autoresolve_job(&self, job: &Job) -> Result<(), StoreError> {
+        let actor = Actor::system("autoresolve");
+        let now = self.clock().now();
+        let complete = JobChange::Complete {
+            id: job.id,
+            due_at: job.due_at,
+        };
+        let mut plan = Plan::new(self, &actor, now);
+        let mut write = None;
+        if let Some(r) = job.incident {
+            let alerts = self.store().incident_alerts(r).await?;
+            let quiet = alerts.iter().all(|a| a.status == AlertStatus::Resolved);
+            if let Some(mut inc) =
+                self.store().incident(r).await?.filter(|i| {
+                    i.state.is_open() && i.phase == Phase::PostRecoveryMonitoring && quiet
+                })
+            {
+                let q = format_duration(self.config().alerts.quiet_period);
+                inc.resolve(Some(format!("all alerts resolved and quiet for {q}")), now)
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+                plan.cancel_escalation(&inc);
+                plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
+                let met = if now <= inc.rto_deadline {
+                    "within RTO"
+                } else {
+                    "RTO missed"
+                };
+                plan.event(
+                    &inc,
+                    EventKind::Resolved,
+                    format!(
+                        "{r} resolved by itself: all alerts resolved and quiet for {q} ({met})"
+                    ),
+                    false,
+                );
+                plan.audit(
+                    "incident.resolve",
+                    &inc,
+                    serde_json::json!({"reason": "quiet period"}),
+                );
+                write = Some(IncidentWrite::Update(inc));
+            }
+        }
+        plan.jobs.push(complete);
+        self.commit_plan(plan, write).await
+    }
+}
+
+/// `MySQLDown (instance=db-1:9104)`: the summary and the labels that tell alerts apart.
+fn alert_label(rec: &AlertRecord) -> String {
+    let distinguishing: Vec<String> = ["instance", "pod", "host", "job"]
+        .iter()
+        .filter_map(|k| rec.labels.get(*k).map(|v| format!("{k}={v}")))
+        .take(2)
+        .collect();
+    if distinguishing.is_empty() {
+        rec.summary.clone()
+    } else {
+        format!("{} ({})", rec.summary, distinguishing.join(", "))
+    }
+}
