@@ -56,6 +56,11 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        let (intake, warnings) =
+            spotter_webhooks::intake::Intake::from_config(&config, &|var| std::env::var(var).ok());
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
         let engine = Arc::new(Engine::new(
             Arc::new(store.clone()),
             Arc::new(config),
@@ -65,6 +70,7 @@ impl Application {
         let state = AppState {
             engine: engine.clone(),
             api_token,
+            intake: Arc::new(intake),
         };
         Ok(Application {
             listener,
@@ -106,6 +112,8 @@ impl Application {
 
         tracing::info!("listening on http://{}", self.addr);
         let app = spotter_webhooks::router(self.state);
+        // Peer addresses reach the handlers: sources without a credential accept loopback only.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;

@@ -1084,27 +1084,28 @@ impl Engine {
     async fn maintenance_end(&self, actor: &Actor, id: Option<i64>) -> Result<Reply, StoreError> {
         let now = self.clock.now();
         let active = self.store.maintenance_windows(Some(now)).await?;
-        let window =
-            match id {
-                Some(id) => match active.iter().find(|w| w.id == id) {
-                    Some(w) => w,
-                    None => return Ok(Reply::refused(format!(
+        let window = match id {
+            Some(id) => match active.iter().find(|w| w.id == id) {
+                Some(w) => w,
+                None => {
+                    return Ok(Reply::refused(format!(
                         "maintenance #{id} is not active; /maintenance list shows the active ones"
-                    ))),
-                },
-                None => match active.as_slice() {
-                    [one] => one,
-                    [] => return Ok(Reply::refused("no maintenance window is active")),
-                    many => {
-                        let ids: Vec<String> = many.iter().map(|w| format!("#{}", w.id)).collect();
-                        return Ok(Reply::refused(format!(
-                            "{} maintenance windows are active ({}); name one with id:<n>",
-                            many.len(),
-                            ids.join(", ")
-                        )));
-                    }
-                },
-            };
+                    )))
+                }
+            },
+            None => match active.as_slice() {
+                [one] => one,
+                [] => return Ok(Reply::refused("no maintenance window is active")),
+                many => {
+                    let ids: Vec<String> = many.iter().map(|w| format!("#{}", w.id)).collect();
+                    return Ok(Reply::refused(format!(
+                        "{} maintenance windows are active ({}); name one with id:<n>",
+                        many.len(),
+                        ids.join(", ")
+                    )));
+                }
+            },
+        };
         let mut plan = Plan::new(self, actor, now);
         plan.audit.push(AuditRecord {
             at: now,

@@ -19,6 +19,7 @@ pub struct Metrics {
     outbox_delivered: Counter,
     outbox_failures: Family<Labels, Counter>,
     http: Family<Labels, Histogram>,
+    alerts: Family<Labels, Counter>,
     incidents: Family<Labels, Gauge>,
     outbox_depth: Family<Labels, Gauge>,
 }
@@ -60,6 +61,12 @@ impl Metrics {
             "HTTP request latency",
             http.clone(),
         );
+        let alerts = Family::<Labels, Counter>::default();
+        registry.register(
+            "alerts_received",
+            "Alerts received, by source and outcome (changed, duplicate)",
+            alerts.clone(),
+        );
         let incidents = Family::<Labels, Gauge>::default();
         registry.register(
             "incidents",
@@ -78,6 +85,7 @@ impl Metrics {
             outbox_delivered,
             outbox_failures,
             http,
+            alerts,
             incidents,
             outbox_depth,
         }
@@ -105,6 +113,19 @@ impl Metrics {
                 ("status".into(), status.to_string()),
             ])
             .observe(seconds);
+    }
+
+    pub fn alerts_received(&self, source: &str, changed: u64, duplicates: u64) {
+        for (outcome, n) in [("changed", changed), ("duplicate", duplicates)] {
+            if n > 0 {
+                self.alerts
+                    .get_or_create(&vec![
+                        ("source".into(), source.into()),
+                        ("outcome".into(), outcome.into()),
+                    ])
+                    .inc_by(n);
+            }
+        }
     }
 
     /// Prometheus text exposition, with the database-derived gauges set from `stats`.

@@ -148,3 +148,84 @@ pub async fn get_incident(
     view.timeline = Some(timeline);
     Ok(Json(view))
 }
+
+#[derive(Deserialize)]
+pub struct AlertQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/alerts?status=firing|resolved&limit=N`: alerts, most recently changed first.
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    Query(q): Query<AlertQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("all") => None,
+        Some(s) => Some(spotter_core::alerts::AlertStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "query `status`: `{s}` is not accepted; use firing, resolved or all"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let alerts = state.engine.store().alerts(status, limit).await?;
+    Ok(Json(serde_json::json!({ "alerts": alerts })))
+}
+
+/// `GET /api/v1/maintenance`: the active maintenance windows.
+pub async fn list_maintenance(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = state.engine.clock().now();
+    let windows = state.engine.store().maintenance_windows(Some(now)).await?;
+    Ok(Json(serde_json::json!({ "maintenance": windows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    pub user: String,
+    pub components: Vec<String>,
+    pub duration: String,
+    pub reason: String,
+}
+
+/// `POST /api/v1/maintenance`: starts a window, through the same rules as `/maintenance start`.
+pub async fn start_maintenance(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<MaintenanceRequest>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    use spotter_core::command::quote;
+    let line = format!(
+        "/maintenance start component:{} duration:{} reason:{}",
+        quote(&req.components.join(",")),
+        quote(&req.duration),
+        quote(&req.reason)
+    );
+    let actor = state.engine.actor_for_person(req.user.trim());
+    let reply = state
+        .engine
+        .execute(
+            &actor,
+            &line,
+            &CommandContext {
+                source: Some(Source::Api),
+                channel_incident: None,
+            },
+        )
+        .await?;
+    if reply.ok {
+        let now = state.engine.clock().now();
+        let windows = state.engine.store().maintenance_windows(Some(now)).await?;
+        Ok((
+            axum::http::StatusCode::CREATED,
+            Json(serde_json::json!({"reply": reply.reply, "maintenance": windows.last()})),
+        ))
+    } else {
+        Ok((
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({"error": reply.reply})),
+        ))
+    }
+}

@@ -7,6 +7,8 @@
 //! - [`auth`]: bearer-token middleware for `/api/v1` (constant-time comparison).
 //! - [`api`]: `POST /api/v1/commands`, `GET /api/v1/incidents[/{ref}]`.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`intake`]: alert intake — `/webhooks/alertmanager`, `/webhooks/grafana`, `/v2/enqueue`
+//!   (PagerDuty Events v2), `/webhooks/generic/{source}`; its `parse` module reads each format.
 //! - [`telemetry`]: request spans and the latency histogram.
 
 pub mod api;
@@ -14,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod intake;
 pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;
@@ -31,6 +34,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub api_token: Secret,
+    pub intake: Arc<intake::Intake>,
 }
 
 /// The whole HTTP application.
@@ -39,6 +43,11 @@ pub fn router(state: AppState) -> Router {
         .route("/commands", post(api::command))
         .route("/incidents", get(api::list_incidents))
         .route("/incidents/{reference}", get(api::get_incident))
+        .route("/alerts", get(api::list_alerts))
+        .route(
+            "/maintenance",
+            get(api::list_maintenance).post(api::start_maintenance),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
@@ -48,6 +57,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .nest("/api/v1", api)
+        .route("/webhooks/alertmanager", post(intake::alertmanager))
+        .route(
+            "/webhooks/alertmanager/{source}",
+            post(intake::alertmanager_named),
+        )
+        .route("/webhooks/grafana", post(intake::grafana))
+        .route("/webhooks/grafana/{source}", post(intake::grafana_named))
+        .route("/webhooks/generic/{source}", post(intake::generic))
+        .route("/v2/enqueue", post(intake::pagerduty))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(

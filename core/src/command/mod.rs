@@ -176,6 +176,21 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
     out
 }
 
+/// A value quoted for the grammar (`"…"` with `\` and `"` escaped), for adapters that build a
+/// command line from structured input (slash-command options, JSON).
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 /// Parses one command line against the spec table and the configuration.
 pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
     let tokens = lexer::lex(line).map_err(ParseError)?;

@@ -127,7 +127,10 @@ fn errors_name_the_problem_and_the_accepted_form() {
         "{e}"
     );
     let e = p("/deploy now").unwrap_err();
-    assert_eq!(e, "unknown command `/deploy`; accepted: /incident, /page, /oncall, /maintenance, /help");
+    assert_eq!(
+        e,
+        "unknown command `/deploy`; accepted: /incident, /page, /oncall, /maintenance, /help"
+    );
     let e = p("/incident").unwrap_err();
     assert!(e.starts_with("missing subcommand for /incident"), "{e}");
     let e = p("/incident ack INC-3").unwrap_err();
@@ -227,4 +230,18 @@ fn usage_and_help_come_from_the_spec() {
         assert!(h.contains(&spec.name()), "help lists {}", spec.name());
     }
     assert!(help(Some(declare), &c).contains("needs role responder"));
+}
+
+#[test]
+fn quoted_values_round_trip_through_the_parser() {
+    let hostile = r#"a "quoted" \ value; $(rm -rf /)"#;
+    let line = format!("/incident update text:{}", quote(hostile));
+    assert_eq!(
+        p(&line).unwrap(),
+        Command::Update {
+            incident: None,
+            text: hostile.into(),
+            public: false
+        }
+    );
 }
