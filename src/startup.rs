@@ -38,6 +38,16 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        Self::build_with(config, clock, &|var| std::env::var(var).ok()).await
+    }
+
+    /// Builds with an explicit clock and a lookup for the environment variables that hold
+    /// secrets (tests pass their own, so nothing depends on the process environment).
+    pub async fn build_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> anyhow::Result<Application> {
         let store =
             SqlStore::connect(&config.database.url, config.database.max_connections).await?;
         store.migrate().await?;
@@ -56,8 +66,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let (intake, warnings) =
-            spotter_webhooks::intake::Intake::from_config(&config, &|var| std::env::var(var).ok());
+        let (intake, warnings) = spotter_webhooks::intake::Intake::from_config(&config, env);
         for w in warnings {
             tracing::warn!("{w}");
         }

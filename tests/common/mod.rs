@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 use spotter::startup::Application;
+use spotter_core::clock::{Clock, ManualClock, SystemClock};
 use spotter_core::config::Config;
 use spotter_core::testkit::{self, PostgresTestDb};
 use tokio_util::sync::CancellationToken;
@@ -54,14 +55,37 @@ pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
     config
 }
 
+/// How a test wants the application built.
+#[derive(Default)]
+pub struct Options {
+    /// Changes to the test configuration.
+    pub configure: Option<Box<dyn FnOnce(&mut Config) + Send>>,
+    /// The environment variables holding secrets, as the application should see them.
+    pub env: std::collections::HashMap<String, String>,
+    /// A clock the test moves by hand.
+    pub clock: Option<std::sync::Arc<ManualClock>>,
+}
+
 impl TestApp {
     /// Starts the application; `None` when the backend is skipped.
     pub async fn spawn(backend: Backend, test: &str) -> Option<TestApp> {
+        Self::spawn_with(backend, test, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, test: &str, options: Options) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg) = database(backend, test, dir.path()).await?;
-        let config = test_config(dir.path(), &database_url);
+        let mut config = test_config(dir.path(), &database_url);
+        if let Some(f) = options.configure {
+            f(&mut config);
+        }
         let token_file = config.server.data_dir.join("api-token");
-        let app = Application::build(config)
+        let clock: std::sync::Arc<dyn Clock> = match options.clock {
+            Some(c) => c,
+            None => std::sync::Arc::new(SystemClock),
+        };
+        let env = options.env;
+        let app = Application::build_with(config, clock, &|k| env.get(k).cloned())
             .await
             .expect("the application builds");
         let addr = format!("http://{}", app.addr());
@@ -152,6 +176,53 @@ impl TestApp {
             .await
     }
 
+    /// POSTs raw bytes with extra headers (no API token: webhooks carry their own credentials).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.addr))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.unwrap()
+    }
+
+    pub async fn post_alertmanager(&self, body: &str) -> reqwest::Response {
+        self.post_raw("/webhooks/alertmanager", &[], body.to_string())
+            .await
+    }
+
+    pub async fn timeline_kinds(&self, reference: &str) -> Vec<String> {
+        self.incident(reference).await["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Polls `check` until it holds (background work: scheduler, dispatcher) or panics.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !check().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn metrics(&self) -> String {
         self.client
             .get(format!("{}/metrics", self.addr))
@@ -167,6 +238,28 @@ impl TestApp {
 /// Writes one test per backend: `dual_test!(name, |app| async move { … })`.
 #[macro_export]
 macro_rules! dual_test {
+    ($name:ident, options = $options:expr, |$app:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+            async fn run(backend: common::Backend) {
+                let Some($app) =
+                    common::TestApp::spawn_with(backend, stringify!($name), $options).await
+                else {
+                    return;
+                };
+                $body.await;
+                $app.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(common::Backend::Postgres).await
+            }
+        }
+    };
     ($name:ident, |$app:ident| $body:expr) => {
         mod $name {
             use super::*;

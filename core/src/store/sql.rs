@@ -199,8 +199,11 @@ fn map_err(e: sqlx::Error) -> StoreError {
             // serialization failures and deadlocks (40).
             let primary = code.parse::<i64>().ok().map(|c| c & 0xff);
             let sqlite_transient = matches!(primary, Some(5 | 6 | 8 | 10 | 13 | 14));
-            let pg_transient =
-                ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p)) || code == "25006";
+            // 55000 is what a database refusing connections (ALLOW_CONNECTIONS false, being
+            // dropped or restored) answers at connect time.
+            let pg_transient = ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p))
+                || code == "25006"
+                || code == "55000";
             if sqlite_transient || (pg_transient && code.len() == 5) {
                 StoreError::Unavailable(anyhow::Error::new(e))
             } else {
