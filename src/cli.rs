@@ -49,6 +49,22 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The Discord bot (see the README's Discord section).
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DiscordCommand {
+    /// Register the slash commands for the configured guild (a bulk overwrite: safe to repeat).
+    /// `serve` does this at start-up too.
+    Register {
+        /// Print the registration payload instead of sending it (needs no token).
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +135,9 @@ pub fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => audit_verify(config).await,
+            Command::Discord {
+                command: DiscordCommand::Register { dry_run },
+            } => discord_register(config, dry_run).await,
             Command::Config { .. } => unreachable!("handled above"),
         }
     });
@@ -193,4 +212,22 @@ async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn discord_register(config: Config, dry_run: bool) -> anyhow::Result<ExitCode> {
+    if dry_run {
+        if let Some(d) = &config.discord {
+            eprintln!(
+                "PUT {}/api/v10/applications/{}/guilds/{}/commands",
+                d.api_base_url, d.application_id, d.guild_id
+            );
+        }
+        let payload = spotter_bot::discord::registration_payload(&config);
+        println!("{}", serde_json::to_string_pretty(&payload)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let guild = config.discord.as_ref().map(|d| d.guild_id.clone()).unwrap_or_default();
+    let n = spotter_bot::discord::register_once(std::sync::Arc::new(config)).await?;
+    println!("registered {n} slash commands for guild {guild}");
+    Ok(ExitCode::SUCCESS)
 }

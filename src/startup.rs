@@ -6,7 +6,7 @@ use crate::token::{self, TokenSource};
 use anyhow::Context;
 use spotter_core::clock::{Clock, SystemClock};
 use spotter_core::config::{redact_url, Config};
-use spotter_core::engine::LOG_CHANNEL;
+use spotter_core::engine::{DISCORD_CHANNEL, LOG_CHANNEL};
 use spotter_core::metrics::Metrics;
 use spotter_core::outbox::{Dispatcher, LogNotifier};
 use spotter_core::scheduler::Scheduler;
@@ -25,6 +25,8 @@ pub struct Application {
     engine: Arc<Engine>,
     store: SqlStore,
     state: AppState,
+    /// The Discord bot, when `[discord]` is configured.
+    discord: Option<spotter_bot::discord::Discord>,
 }
 
 impl Application {
@@ -76,6 +78,7 @@ impl Application {
             clock,
             Arc::new(Metrics::new()),
         ));
+        let discord = spotter_bot::discord::Discord::from_engine(&engine, env)?;
         let state = AppState {
             engine: engine.clone(),
             api_token,
@@ -87,6 +90,7 @@ impl Application {
             engine,
             store,
             state,
+            discord,
         })
     }
 
@@ -107,7 +111,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let engine = self.engine.clone();
         let config = engine.config().clone();
-        let dispatcher = Dispatcher::new(
+        let mut dispatcher = Dispatcher::new(
             engine.store().clone(),
             engine.clock().clone(),
             engine.metrics().clone(),
@@ -115,12 +119,21 @@ impl Application {
             engine.outbox_wakeup(),
         )
         .with_notifier(LOG_CHANNEL, Arc::new(LogNotifier));
+        if let Some(d) = &self.discord {
+            dispatcher = dispatcher.with_notifier(DISCORD_CHANNEL, d.notifier());
+        }
         let background = CancellationToken::new();
         let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
         let scheduler = tokio::spawn(Scheduler::new(engine.clone()).run(background.clone()));
 
         tracing::info!("listening on http://{}", self.addr);
-        let app = spotter_webhooks::router(self.state);
+        // Discord: slash-command registration, the gateway in gateway mode (both stop on the
+        // shutdown signal), and POST /discord/interactions in interactions mode.
+        let discord = self.discord.as_ref().map(|d| d.start(shutdown.clone()));
+        let mut app = spotter_webhooks::router(self.state);
+        if let Some(d) = &self.discord {
+            app = app.merge(d.router());
+        }
         // Peer addresses reach the handlers: sources without a credential accept loopback only.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
@@ -129,7 +142,12 @@ impl Application {
 
         // The HTTP side has drained; now the background workers.
         background.cancel();
-        for (name, task) in [("dispatcher", dispatcher), ("scheduler", scheduler)] {
+        let tasks = [
+            ("dispatcher", Some(dispatcher)),
+            ("scheduler", Some(scheduler)),
+            ("discord", discord),
+        ];
+        for (name, task) in tasks.into_iter().filter_map(|(n, t)| Some((n, t?))) {
             if tokio::time::timeout(Duration::from_secs(10), task)
                 .await
                 .is_err()

@@ -5,7 +5,9 @@
 //! Map of the modules:
 //! - [`console`]: `spotter chat`, a terminal chat over the HTTP command API (reads stdin line by
 //!   line, or prompts when stdin is a terminal).
-//!
-//! Discord (gateway and HTTP interactions) joins here as `discord`.
+//! - [`discord`]: the Discord bot (serenity): slash commands generated from the core command
+//!   table, incident channels with a live card and buttons, gateway or HTTP-interactions mode,
+//!   and the outbox notifier that posts and edits through Discord's REST API.
 
 pub mod console;
+pub mod discord;

@@ -1,0 +1,308 @@
+//! The outbox's Discord channel: incident channels, the card, and timeline posts.
+//!
+//! - `card_update`: make sure the incident has its channel (a channel under the configured
+//!   category, or a thread in the configured channel), then post the card or edit it in place.
+//!   The card shows the incident as the store has it *now*, so stale updates cost nothing: when
+//!   this process has already put the current version on the card, the edit is skipped, and a
+//!   burst of changes becomes one edit.
+//! - `chat_post`: the timeline event, posted to the incident channel.
+//! - pages and broadcasts are not Discord's; they are acknowledged and dropped.
+//!
+//! Every outcome maps onto the dispatcher's retry rules (see [`RestError::into_delivery`]), and
+//! the dispatcher delivers one incident's messages one at a time, in order.
+
+use super::card;
+use super::rest::{DiscordRest, RestError, UNKNOWN_CHANNEL};
+use super::DISCORD;
+use async_trait::async_trait;
+use serenity::all::{
+    AutoArchiveDuration, ChannelId, ChannelType, CreateAllowedMentions, CreateChannel,
+    CreateEmbed, CreateMessage, CreateThread, EditMessage, GuildId, MessageId,
+};
+use serenity::http::{LightMethod, Route};
+use spotter_core::config::{DiscordConfig, IncidentChannels};
+use spotter_core::domain::{Incident, IncidentRef};
+use spotter_core::outbox::{DeliveryError, Notifier};
+use spotter_core::store::{ChatBinding, MessageKind, OutboxMessage};
+use spotter_core::{Engine, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Discord's limits: message content and embed description.
+const CONTENT_MAX: usize = 2000;
+const DESCRIPTION_MAX: usize = 4096;
+
+pub struct DiscordNotifier {
+    engine: Arc<Engine>,
+    rest: Arc<DiscordRest>,
+    config: DiscordConfig,
+    /// The incident version this process last put on each card. A std mutex: held for a map
+    /// lookup only, never across an await.
+    rendered: Mutex<HashMap<IncidentRef, i64>>,
+}
+
+/// What went wrong delivering one message.
+enum Failure {
+    Rest(RestError),
+    Store(StoreError),
+    Gone(String),
+}
+
+impl From<RestError> for Failure {
+    fn from(e: RestError) -> Self {
+        Failure::Rest(e)
+    }
+}
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl DiscordNotifier {
+    pub fn new(engine: Arc<Engine>, rest: Arc<DiscordRest>, config: DiscordConfig) -> Self {
+        DiscordNotifier {
+            engine,
+            rest,
+            config,
+            rendered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn incident(&self, r: IncidentRef) -> Result<Incident, Failure> {
+        self.engine
+            .store()
+            .incident(r)
+            .await?
+            .ok_or_else(|| Failure::Gone(format!("{r} does not exist")))
+    }
+
+    /// The incident's channel, created (with its card) when it has none yet.
+    async fn channel(&self, incident: &Incident) -> Result<ChatBinding, Failure> {
+        match self.engine.store().chat_binding(DISCORD, incident.reference).await? {
+            Some(b) => Ok(b),
+            None => self.open_channel(incident).await,
+        }
+    }
+
+    /// Creates the incident's channel (or thread) and remembers it at once, so a retry after a
+    /// later failure reuses it.
+    async fn open_channel(&self, incident: &Incident) -> Result<ChatBinding, Failure> {
+        let name = card::channel_name(incident);
+        let topic = format!(
+            "{} · level {} · {}",
+            incident.reference, incident.level, incident.title
+        );
+        let channel_id = match &self.config.incident_channels {
+            IncidentChannels::Category(category) => {
+                let mut body = CreateChannel::new(name)
+                    .kind(ChannelType::Text)
+                    .topic(super::commands::truncate(&topic, 1024));
+                if let Some(c) = category.as_deref().and_then(|c| c.parse::<u64>().ok()) {
+                    body = body.category(ChannelId::new(c));
+                }
+                self.rest
+                    .call_for_id(
+                        Route::GuildChannels {
+                            guild_id: guild(&self.config),
+                        },
+                        LightMethod::Post,
+                        Some(&body),
+                    )
+                    .await?
+            }
+            IncidentChannels::Threads(parent) => {
+                let body = CreateThread::new(name)
+                    .kind(ChannelType::PublicThread)
+                    .auto_archive_duration(AutoArchiveDuration::OneWeek);
+                self.rest
+                    .call_for_id(
+                        Route::ChannelThreads {
+                            channel_id: channel_id(parent)?,
+                        },
+                        LightMethod::Post,
+                        Some(&body),
+                    )
+                    .await?
+            }
+        };
+        let binding = ChatBinding {
+            incident: incident.reference,
+            platform: DISCORD.into(),
+            channel_id,
+            card_message_id: None,
+        };
+        self.engine.store().save_chat_binding(&binding).await?;
+        tracing::info!(incident = %incident.reference, channel = %binding.channel_id, "Discord incident channel created");
+        Ok(binding)
+    }
+
+    /// Brings the card up to date with the incident's latest state.
+    async fn update_card(&self, r: IncidentRef) -> Result<(), Failure> {
+        let incident = self.incident(r).await?;
+        let mut binding = self.channel(&incident).await?;
+        if binding.card_message_id.is_some()
+            && self.rendered.lock().unwrap().get(&r) == Some(&incident.version)
+        {
+            return Ok(());
+        }
+        let config = self.engine.config();
+        let alerts = self.engine.store().incident_alerts(r).await?;
+        let embed = card::embed(&incident, config, &alerts);
+        let rows = card::buttons(&incident);
+        let edited = match &binding.card_message_id {
+            Some(mid) => {
+                let body = EditMessage::new().embed(embed.clone()).components(rows.clone());
+                match self
+                    .rest
+                    .call(
+                        Route::ChannelMessage {
+                            channel_id: channel_id(&binding.channel_id)?,
+                            message_id: message_id(mid)?,
+                        },
+                        LightMethod::Patch,
+                        Some(&body),
+                    )
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(e) if e.not_found() && e.code() == Some(UNKNOWN_CHANNEL) => {
+                        return self.reopen(&incident, e).await
+                    }
+                    // Someone deleted the card: post a new one below.
+                    Err(e) if e.not_found() => false,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => false,
+        };
+        if !edited {
+            let body = CreateMessage::new()
+                .embed(embed)
+                .components(rows)
+                .allowed_mentions(CreateAllowedMentions::new());
+            let posted = self
+                .rest
+                .call_for_id(
+                    Route::ChannelMessages {
+                        channel_id: channel_id(&binding.channel_id)?,
+                    },
+                    LightMethod::Post,
+                    Some(&body),
+                )
+                .await;
+            let mid = match posted {
+                Ok(id) => id,
+                Err(e) if e.not_found() => return self.reopen(&incident, e).await,
+                Err(e) => return Err(e.into()),
+            };
+            binding.card_message_id = Some(mid);
+            self.engine.store().save_chat_binding(&binding).await?;
+        }
+        self.rendered.lock().unwrap().insert(r, incident.version);
+        Ok(())
+    }
+
+    /// The incident channel was deleted: open a new one, then let the dispatcher retry.
+    async fn reopen(&self, incident: &Incident, e: RestError) -> Result<(), Failure> {
+        tracing::warn!(incident = %incident.reference, error = %e, "Discord incident channel is gone; opening a new one");
+        self.rendered.lock().unwrap().remove(&incident.reference);
+        self.open_channel(incident).await?;
+        Err(Failure::Rest(RestError::Transport {
+            route: "incident channel".into(),
+            message: "the incident channel was deleted; a new one was opened".into(),
+        }))
+    }
+
+    /// Posts a timeline event to the incident channel.
+    async fn post(&self, r: IncidentRef, text: &str) -> Result<(), Failure> {
+        let binding = match self.engine.store().chat_binding(DISCORD, r).await? {
+            Some(b) => b,
+            // The card (which opens the channel) comes first; it may have been given up.
+            None => self.channel(&self.incident(r).await?).await?,
+        };
+        let body = message(text);
+        match self
+            .rest
+            .call(
+                Route::ChannelMessages {
+                    channel_id: channel_id(&binding.channel_id)?,
+                },
+                LightMethod::Post,
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.not_found() => self.reopen(&self.incident(r).await?, e).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A timeline post: plain content, or an embed when it is longer than a message may be. Nobody is
+/// pinged by what people typed.
+fn message(text: &str) -> CreateMessage {
+    let m = CreateMessage::new().allowed_mentions(CreateAllowedMentions::new());
+    if text.chars().count() <= CONTENT_MAX {
+        m.content(text)
+    } else {
+        m.embed(CreateEmbed::new().description(super::commands::truncate(text, DESCRIPTION_MAX)))
+    }
+}
+
+fn guild(config: &DiscordConfig) -> GuildId {
+    GuildId::new(config.guild_id.parse().unwrap_or(1))
+}
+
+fn channel_id(s: &str) -> Result<ChannelId, Failure> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| *n != 0)
+        .map(ChannelId::new)
+        .ok_or_else(|| Failure::Gone(format!("`{s}` is not a Discord channel id")))
+}
+
+fn message_id(s: &str) -> Result<MessageId, Failure> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| *n != 0)
+        .map(MessageId::new)
+        .ok_or_else(|| Failure::Gone(format!("`{s}` is not a Discord message id")))
+}
+
+/// The incident a message is about: its column, else its `incident:INC-7` target.
+fn incident_of(m: &OutboxMessage) -> Option<IncidentRef> {
+    m.incident
+        .or_else(|| m.target.strip_prefix("incident:").and_then(|r| r.parse().ok()))
+}
+
+#[async_trait]
+impl Notifier for DiscordNotifier {
+    async fn deliver(&self, m: &OutboxMessage) -> Result<(), DeliveryError> {
+        let is = |k: MessageKind| m.kind == k.as_str();
+        if !is(MessageKind::CardUpdate) && !is(MessageKind::ChatPost) {
+            tracing::debug!(id = m.id, kind = %m.kind, "not a Discord message kind; dropped");
+            return Ok(());
+        }
+        let Some(r) = incident_of(m) else {
+            return Err(DeliveryError::Permanent(format!(
+                "`{}` names no incident",
+                m.target
+            )));
+        };
+        let result = if is(MessageKind::CardUpdate) {
+            self.update_card(r).await
+        } else {
+            self.post(r, &m.text).await
+        };
+        result.map_err(|f| match f {
+            Failure::Rest(e) => e.into_delivery(m.attempts, &self.engine.config().outbox),
+            Failure::Store(e) => DeliveryError::Retry {
+                reason: format!("store: {e}"),
+                after: None,
+            },
+            Failure::Gone(why) => DeliveryError::Permanent(why),
+        })
+    }
+}

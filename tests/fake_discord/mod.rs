@@ -1,0 +1,358 @@
+//! A recording fake of Discord's REST API (`/api/v10/…`), for end-to-end tests of the bot.
+//!
+//! It answers the calls Spotter makes with bodies shaped like Discord's (a channel object with an
+//! id for a channel create, a message object for a message create or edit, command objects for a
+//! bulk overwrite, 204 for interaction callbacks), keeps the channels and messages it created so
+//! unknown ids get Discord's 404s, and records every request with the status it got. It can be
+//! told to answer 429 (with `retry_after`) or 500 for a while.
+
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub mod interactions;
+
+/// The application, guild and bot user the fake plays.
+pub const APPLICATION_ID: &str = "1300000000000000000";
+pub const GUILD_ID: &str = "1290000000000000000";
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+    pub status: u16,
+    pub authorization: Option<String>,
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    pub fn is(&self, method: &str, path: &str) -> bool {
+        self.method == method && self.path == path
+    }
+}
+
+/// A stretch of time during which channel and message calls fail.
+#[derive(Debug, Clone)]
+struct Outage {
+    status: u16,
+    until: Instant,
+    retry_after: f64,
+}
+
+#[derive(Default)]
+struct Fake {
+    log: Mutex<Vec<Recorded>>,
+    /// Channel id → channel object.
+    channels: Mutex<HashMap<String, Value>>,
+    /// Message id → message object.
+    messages: Mutex<HashMap<String, Value>>,
+    outages: Mutex<Vec<Outage>>,
+    next_id: AtomicU64,
+}
+
+impl Fake {
+    fn snowflake(&self) -> String {
+        (1_400_000_000_000_000_000u64 + self.next_id.fetch_add(1, Ordering::SeqCst)).to_string()
+    }
+}
+
+pub struct FakeDiscord {
+    /// What `discord.api_base_url` should be: `http://127.0.0.1:PORT`.
+    pub base: String,
+    fake: Arc<Fake>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeDiscord {
+    pub async fn start() -> FakeDiscord {
+        let fake = Arc::new(Fake::default());
+        let app = axum::Router::new().fallback(handle).with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeDiscord { base, fake, server }
+    }
+
+    /// Channel and message calls answer `status` for `duration`, after any outage already set.
+    pub fn fail(&self, status: u16, duration: Duration, retry_after: f64) {
+        let mut outages = self.fake.outages.lock().unwrap();
+        let from = outages
+            .last()
+            .map(|o| o.until)
+            .unwrap_or_else(Instant::now)
+            .max(Instant::now());
+        outages.push(Outage {
+            status,
+            until: from + duration,
+            retry_after,
+        });
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.fake.log.lock().unwrap().clone()
+    }
+
+    /// The successful requests with this method whose path starts with `prefix`.
+    pub fn ok(&self, method: &str, prefix: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.ok() && r.method == method && r.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// The message as the fake holds it now (after edits).
+    pub fn message(&self, id: &str) -> Option<Value> {
+        self.fake.messages.lock().unwrap().get(id).cloned()
+    }
+
+    /// Polls until `pred` holds for the requests, or panics after `within`.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&[Recorded]) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            let reqs = self.requests();
+            if let Some(v) = pred(&reqs) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = reqs
+                    .iter()
+                    .map(|r| format!("{} {} → {} {}", r.method, r.path, r.status, r.body))
+                    .collect();
+                panic!("timed out waiting for {what}; the fake saw:\n{}", seen.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The channels the fake created, oldest first.
+    pub fn channels(&self) -> Vec<Value> {
+        let mut v: Vec<Value> = self.fake.channels.lock().unwrap().values().cloned().collect();
+        v.sort_by_key(|c| c["id"].as_str().unwrap().parse::<u64>().unwrap());
+        v
+    }
+
+    /// The messages now in a channel (edits applied), oldest first.
+    pub fn messages_in(&self, channel_id: &str) -> Vec<Value> {
+        let mut v: Vec<Value> = self
+            .fake
+            .messages
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|m| m["channel_id"] == channel_id)
+            .cloned()
+            .collect();
+        v.sort_by_key(|m| m["id"].as_str().unwrap().parse::<u64>().unwrap());
+        v
+    }
+
+    /// The incident channel the fake created first, and the card (the message with an embed)
+    /// posted in it.
+    pub async fn incident_channel_and_card(&self) -> (String, String) {
+        self.wait_for("an incident channel with its card", Duration::from_secs(10), |_| {
+            let channel = self.channels().into_iter().next()?;
+            let channel_id = channel["id"].as_str()?.to_string();
+            let card = self
+                .messages_in(&channel_id)
+                .into_iter()
+                .find(|m| m["embeds"].as_array().is_some_and(|e| !e.is_empty()))?;
+            Some((channel_id, card["id"].as_str()?.to_string()))
+        })
+        .await
+    }
+}
+
+fn error(status: StatusCode, code: i64, message: &str) -> Response {
+    (status, Json(json!({"message": message, "code": code}))).into_response()
+}
+
+fn bot_user() -> Value {
+    json!({"id": APPLICATION_ID, "username": "Spotter", "global_name": null, "discriminator": "0", "avatar": null, "bot": true})
+}
+
+fn message(fake: &Fake, id: &str, channel_id: &str, body: &Value) -> Value {
+    json!({
+        "id": id,
+        "channel_id": channel_id,
+        "type": 0,
+        "author": bot_user(),
+        "content": body.get("content").cloned().unwrap_or(json!("")),
+        "embeds": body.get("embeds").cloned().unwrap_or(json!([])),
+        "components": body.get("components").cloned().unwrap_or(json!([])),
+        "attachments": [], "mentions": [], "mention_roles": [], "mention_everyone": false,
+        "pinned": false, "tts": false, "flags": body.get("flags").cloned().unwrap_or(json!(0)),
+        "timestamp": "2026-11-26T10:00:00.000000+00:00",
+        "edited_timestamp": null,
+        "application_id": APPLICATION_ID,
+        "webhook_id": null,
+        "nonce": fake.next_id.load(Ordering::SeqCst).to_string(),
+    })
+}
+
+async fn handle(
+    State(fake): State<Arc<Fake>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let response = answer(&fake, &method, &path, &body);
+    fake.log.lock().unwrap().push(Recorded {
+        method: method.to_string(),
+        path,
+        body,
+        status: response.status().as_u16(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        at: Instant::now(),
+    });
+    response
+}
+
+fn answer(fake: &Fake, method: &Method, path: &str, body: &Value) -> Response {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let Some(["api", "v10", rest @ ..]) = Some(segs.as_slice()) else {
+        return error(StatusCode::NOT_FOUND, 0, "404: Not Found");
+    };
+    // Outages hit what the outbox sends: channels and messages.
+    if matches!(rest.first(), Some(&"channels") | Some(&"guilds")) {
+        let now = Instant::now();
+        let outage = fake
+            .outages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|o| o.until > now)
+            .cloned();
+        if let Some(o) = outage {
+            return if o.status == 429 {
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", format!("{}", o.retry_after.ceil()))],
+                    Json(json!({"message": "You are being rate limited.", "retry_after": o.retry_after, "global": false})),
+                )
+                    .into_response()
+            } else {
+                error(
+                    StatusCode::from_u16(o.status).unwrap(),
+                    0,
+                    "Discord is having trouble",
+                )
+            };
+        }
+    }
+    match (method.as_str(), rest) {
+        ("POST", ["guilds", guild, "channels"]) => {
+            if *guild != GUILD_ID {
+                return error(StatusCode::NOT_FOUND, 10004, "Unknown Guild");
+            }
+            let id = fake.snowflake();
+            let channel = json!({
+                "id": id, "type": body.get("type").cloned().unwrap_or(json!(0)), "guild_id": guild,
+                "name": body["name"], "topic": body.get("topic").cloned().unwrap_or(Value::Null),
+                "parent_id": body.get("parent_id").cloned().unwrap_or(Value::Null),
+                "position": 7, "permission_overwrites": [], "nsfw": false,
+                "last_message_id": null, "rate_limit_per_user": 0, "flags": 0
+            });
+            fake.channels.lock().unwrap().insert(id, channel.clone());
+            (StatusCode::CREATED, Json(channel)).into_response()
+        }
+        ("POST", ["channels", parent, "threads"]) => {
+            let id = fake.snowflake();
+            let thread = json!({
+                "id": id, "type": body.get("type").cloned().unwrap_or(json!(11)), "guild_id": GUILD_ID,
+                "parent_id": parent, "owner_id": APPLICATION_ID, "name": body["name"],
+                "last_message_id": null, "rate_limit_per_user": 0, "message_count": 0, "member_count": 1,
+                "thread_metadata": {"archived": false, "auto_archive_duration": body.get("auto_archive_duration").cloned().unwrap_or(json!(10080)), "archive_timestamp": "2026-11-26T10:00:00.000000+00:00", "locked": false},
+                "total_message_sent": 0, "flags": 0
+            });
+            fake.channels.lock().unwrap().insert(id, thread.clone());
+            (StatusCode::CREATED, Json(thread)).into_response()
+        }
+        ("POST", ["channels", channel, "messages"]) => {
+            if !fake.channels.lock().unwrap().contains_key(*channel) {
+                return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+            }
+            let id = fake.snowflake();
+            let m = message(fake, &id, channel, body);
+            fake.messages.lock().unwrap().insert(id, m.clone());
+            Json(m).into_response()
+        }
+        ("PATCH", ["channels", channel, "messages", id]) => {
+            let mut messages = fake.messages.lock().unwrap();
+            match messages.get_mut(*id) {
+                Some(m) if m["channel_id"] == *channel => {
+                    for key in ["content", "embeds", "components"] {
+                        if let Some(v) = body.get(key) {
+                            m[key] = v.clone();
+                        }
+                    }
+                    m["edited_timestamp"] = json!("2026-11-26T10:05:00.000000+00:00");
+                    Json(m.clone()).into_response()
+                }
+                _ => error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+            }
+        }
+        ("PUT", ["applications", app, "guilds", _guild, "commands"]) => {
+            let commands: Vec<Value> = body
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut c| {
+                    c["id"] = json!(fake.snowflake());
+                    c["application_id"] = json!(app);
+                    c["version"] = json!("1");
+                    c["type"] = c.get("type").cloned().unwrap_or(json!(1));
+                    c
+                })
+                .collect();
+            Json(Value::Array(commands)).into_response()
+        }
+        ("POST", ["interactions", _id, _token, "callback"]) => StatusCode::NO_CONTENT.into_response(),
+        ("PATCH", ["webhooks", _app, _token, "messages", "@original"]) => {
+            let id = fake.snowflake();
+            Json(message(fake, &id, "1291111111111111111", body)).into_response()
+        }
+        ("DELETE", ["webhooks", _app, _token, "messages", "@original"]) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", ["webhooks", _app, _token]) => {
+            let id = fake.snowflake();
+            Json(message(fake, &id, "1291111111111111111", body)).into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, 0, "404: Not Found"),
+    }
+}
