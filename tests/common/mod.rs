@@ -261,23 +261,6 @@ macro_rules! dual_test {
         }
     };
     ($name:ident, |$app:ident| $body:expr) => {
-        mod $name {
-            use super::*;
-            async fn run(backend: common::Backend) {
-                let Some($app) = common::TestApp::spawn(backend, stringify!($name)).await else {
-                    return;
-                };
-                $body.await;
-                $app.stop().await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(common::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                run(common::Backend::Postgres).await
-            }
-        }
+        dual_test!($name, options = common::Options::default(), |$app| $body);
     };
 }

@@ -123,6 +123,32 @@ impl SqlStore {
         self.writer.begin_with(stmt).await.map_err(map_err)
     }
 
+    /// Runs a claiming `UPDATE … RETURNING` whose parameters are (owner, lease end, now, limit)
+    /// in a write transaction: the outbox and the job table lease rows the same way.
+    async fn lease_rows<R>(
+        &self,
+        sql: String,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let mut tx = self.begin().await?;
+        let rows: Vec<R> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(ms(now + lease))
+            .bind(ms(now))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(rows)
+    }
+
     fn skip_locked(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "",
@@ -893,16 +919,7 @@ impl Store for SqlStore {
              RETURNING {OUTBOX_COLUMNS}",
             self.skip_locked()
         );
-        let mut tx = self.begin().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(ms(now + lease))
-            .bind(ms(now))
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        let rows: Vec<OutboxRow> = self.lease_rows(sql, owner, now, lease, limit).await?;
         let mut out: Vec<OutboxMessage> = rows
             .into_iter()
             .map(OutboxRow::into_message)
@@ -975,16 +992,7 @@ impl Store for SqlStore {
              RETURNING {JOB_COLUMNS}",
             self.skip_locked()
         );
-        let mut tx = self.begin().await?;
-        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(ms(now + lease))
-            .bind(ms(now))
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        let rows: Vec<JobRow> = self.lease_rows(sql, owner, now, lease, limit).await?;
         let mut jobs: Vec<Job> = rows
             .into_iter()
             .map(JobRow::into_job)
