@@ -9,9 +9,9 @@ use fake_discord::interactions::{self as ix, GENERAL_CHANNEL};
 use fake_discord::{FakeDiscord, Recorded, APPLICATION_ID, GUILD_ID};
 use serde_json::{json, Value};
 use spotter::startup::Application;
+use spotter_core::clock::SystemClock;
 use spotter_core::config::{Config, DiscordConfig, DiscordMode, IncidentChannels};
 use spotter_core::domain::Role;
-use spotter_core::clock::SystemClock;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -211,7 +211,9 @@ macro_rules! discord_test {
 }
 
 fn is_ephemeral(response: &Value) -> bool {
-    response["data"]["flags"].as_u64().is_some_and(|f| f & 64 == 64)
+    response["data"]["flags"]
+        .as_u64()
+        .is_some_and(|f| f & 64 == 64)
 }
 
 fn card_posts(reqs: &[Recorded], channel: &str) -> usize {
@@ -228,7 +230,9 @@ fn card_posts(reqs: &[Recorded], channel: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_ping_is_answered_with_a_pong() {
-    let app = DiscordApp::spawn(common::Backend::Sqlite, "ping").await.unwrap();
+    let app = DiscordApp::spawn(common::Backend::Sqlite, "ping")
+        .await
+        .unwrap();
     let (v, _) = app.interact(&ix::ping()).await;
     assert_eq!(v, json!({"type": 1}));
     app.stop().await;
@@ -236,7 +240,9 @@ async fn a_signed_ping_is_answered_with_a_pong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_wrongly_signed_and_stale_requests_are_refused_with_401() {
-    let app = DiscordApp::spawn(common::Backend::Sqlite, "signatures").await.unwrap();
+    let app = DiscordApp::spawn(common::Backend::Sqlite, "signatures")
+        .await
+        .unwrap();
     let url = format!("{}/discord/interactions", app.addr);
     let body = ix::ping();
     let now = chrono::Utc::now().timestamp();
@@ -277,7 +283,12 @@ async fn unsigned_wrongly_signed_and_stale_requests_are_refused_with_401() {
         assert_eq!(res.status(), 401, "skew {skew}");
     }
     // Within the window it is fine.
-    assert_eq!(app.post_signed(&body, now - 60, &ix::signing_key()).await.status(), 200);
+    assert_eq!(
+        app.post_signed(&body, now - 60, &ix::signing_key())
+            .await
+            .status(),
+        200
+    );
     // Nothing reached the engine or Discord.
     assert!(app.fake.ok("POST", "/api/v10/channels").is_empty());
     app.stop().await;
@@ -294,14 +305,20 @@ discord_test!(
             GENERAL_CHANNEL,
             "incident",
             Some("declare"),
-            &[("level", json!(3)), ("title", json!("MySQL primary unreachable"))],
+            &[
+                ("level", json!(3)),
+                ("title", json!("MySQL primary unreachable")),
+            ],
             &ix::token("declare"),
         );
         let (v, took) = app.interact(&body).await;
         assert!(took < Duration::from_secs(3), "took {took:?}");
         assert_eq!(v["type"], 4, "{v}");
         assert!(
-            v["data"]["content"].as_str().unwrap().starts_with("Declared INC-1"),
+            v["data"]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("Declared INC-1"),
             "{v}"
         );
         assert!(!is_ephemeral(&v), "a declaration is for everyone: {v}");
@@ -327,7 +344,10 @@ discord_test!(
         assert!(text.contains("Immediate Response"), "{text}");
         let deadline: chrono::DateTime<chrono::Utc> =
             i["rto_deadline"].as_str().unwrap().parse().unwrap();
-        assert!(text.contains(&format!("<t:{}:R>", deadline.timestamp())), "{text}");
+        assert!(
+            text.contains(&format!("<t:{}:R>", deadline.timestamp())),
+            "{text}"
+        );
         let buttons: Vec<&str> = card["components"][0]["components"]
             .as_array()
             .unwrap()
@@ -336,7 +356,11 @@ discord_test!(
             .collect();
         assert_eq!(
             buttons,
-            ["incident:INC-1:ack", "incident:INC-1:escalate", "incident:INC-1:resolve"]
+            [
+                "incident:INC-1:ack",
+                "incident:INC-1:escalate",
+                "incident:INC-1:resolve"
+            ]
         );
 
         // The timeline follows the card into the channel.
@@ -345,7 +369,12 @@ discord_test!(
                 app.fake
                     .messages_in(&channel)
                     .iter()
-                    .any(|m| m["content"].as_str().unwrap().starts_with("INC-1 declared at level 3"))
+                    .any(|m| {
+                        m["content"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("INC-1 declared at level 3")
+                    })
                     .then_some(())
             })
             .await;
@@ -365,13 +394,26 @@ discord_test!(
         app.declare(SYSADMIN, 3, "MySQL down").await;
         let (channel, card) = app.fake.incident_channel_and_card().await;
 
-        let click = ix::button(DEV, &[], &channel, &card, "incident:INC-1:ack", &ix::token("ack"));
+        let click = ix::button(
+            DEV,
+            &[],
+            &channel,
+            &card,
+            "incident:INC-1:ack",
+            &ix::token("ack"),
+        );
         let (v, took) = app.interact(&click).await;
         assert!(took < Duration::from_secs(3), "took {took:?}");
         // The answer is the card itself, updated (type 7).
         assert_eq!(v["type"], 7, "{v}");
-        assert!(v["data"]["embeds"][0].to_string().contains("ACKNOWLEDGED"), "{v}");
-        assert_eq!(v["data"]["components"][0]["components"][0]["disabled"], true);
+        assert!(
+            v["data"]["embeds"][0].to_string().contains("ACKNOWLEDGED"),
+            "{v}"
+        );
+        assert_eq!(
+            v["data"]["components"][0]["components"][0]["disabled"],
+            true
+        );
 
         let i = app.incident("INC-1").await;
         assert_eq!(i["state"], "acknowledged");
@@ -380,20 +422,32 @@ discord_test!(
         // The card message on Discord is edited in place (PATCH), not posted again.
         let card_path = format!("/api/v10/channels/{channel}/messages/{card}");
         app.fake
-            .wait_for("the card edited to acknowledged", Duration::from_secs(10), |reqs| {
-                reqs.iter()
-                    .any(|r| r.ok() && r.is("PATCH", &card_path) && r.body.to_string().contains("ACKNOWLEDGED"))
-                    .then_some(())
-            })
+            .wait_for(
+                "the card edited to acknowledged",
+                Duration::from_secs(10),
+                |reqs| {
+                    reqs.iter()
+                        .any(|r| {
+                            r.ok()
+                                && r.is("PATCH", &card_path)
+                                && r.body.to_string().contains("ACKNOWLEDGED")
+                        })
+                        .then_some(())
+                },
+            )
             .await;
         app.fake
-            .wait_for("the acknowledgement posted", Duration::from_secs(10), |_| {
-                app.fake
-                    .messages_in(&channel)
-                    .iter()
-                    .any(|m| m["content"].as_str().unwrap().contains("acknowledged by"))
-                    .then_some(())
-            })
+            .wait_for(
+                "the acknowledgement posted",
+                Duration::from_secs(10),
+                |_| {
+                    app.fake
+                        .messages_in(&channel)
+                        .iter()
+                        .any(|m| m["content"].as_str().unwrap().contains("acknowledged by"))
+                        .then_some(())
+                },
+            )
             .await;
         assert_eq!(card_posts(&app.fake.requests(), &channel), 1);
         assert_eq!(app.fake.channels().len(), 1);
@@ -409,7 +463,14 @@ discord_test!(
         let (channel, card) = app.fake.incident_channel_and_card().await;
         let before = app.incident("INC-1").await;
 
-        let click = ix::button(STRANGER, &[], &channel, &card, "incident:INC-1:ack", &ix::token("ack"));
+        let click = ix::button(
+            STRANGER,
+            &[],
+            &channel,
+            &card,
+            "incident:INC-1:ack",
+            &ix::token("ack"),
+        );
         let (v, _) = app.interact(&click).await;
         assert_eq!(v["type"], 4, "{v}");
         assert!(is_ephemeral(&v), "{v}");
@@ -423,10 +484,20 @@ discord_test!(
         assert_eq!(after["timeline"], before["timeline"]);
 
         // The same member holding the mapped on-call role may.
-        let click = ix::button(STRANGER, &[ONCALL_ROLE], &channel, &card, "incident:INC-1:ack", &ix::token("ack"));
+        let click = ix::button(
+            STRANGER,
+            &[ONCALL_ROLE],
+            &channel,
+            &card,
+            "incident:INC-1:ack",
+            &ix::token("ack"),
+        );
         let (v, _) = app.interact(&click).await;
         assert_eq!(v["type"], 7, "{v}");
-        assert_eq!(app.incident("INC-1").await["acknowledged_by"], format!("discord:{STRANGER}"));
+        assert_eq!(
+            app.incident("INC-1").await["acknowledged_by"],
+            format!("discord:{STRANGER}")
+        );
     }
 );
 
@@ -454,12 +525,21 @@ discord_test!(
         let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}/messages/@original");
         let done = app
             .fake
-            .wait_for("the deferred reply completed", Duration::from_secs(15), |reqs| {
-                reqs.iter().find(|r| r.ok() && r.is("PATCH", &path)).cloned()
-            })
+            .wait_for(
+                "the deferred reply completed",
+                Duration::from_secs(15),
+                |reqs| {
+                    reqs.iter()
+                        .find(|r| r.ok() && r.is("PATCH", &path))
+                        .cloned()
+                },
+            )
             .await;
         assert!(
-            done.body["content"].as_str().unwrap().starts_with("Declared INC-1"),
+            done.body["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("Declared INC-1"),
             "{}",
             done.body
         );
@@ -475,7 +555,10 @@ async fn hold_write_lock(url: &str, for_: Duration) -> tokio::task::JoinHandle<(
     let task = tokio::spawn(async move {
         if url.starts_with("sqlite:") {
             let mut c = sqlx::sqlite::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut c).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
             locked_tx.send(()).unwrap();
             tokio::time::sleep(for_).await;
             sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
@@ -500,7 +583,8 @@ discord_test!(
     |app| async {
         app.declare(SYSADMIN, 3, "MySQL down").await;
         let (channel, _) = app.fake.incident_channel_and_card().await;
-        app.api("sysadmin", r#"/incident declare level:1 title:"Slow API""#).await;
+        app.api("sysadmin", r#"/incident declare level:1 title:"Slow API""#)
+            .await;
 
         // Two incidents are open; typed in INC-1's channel, the update goes to INC-1.
         let update = ix::command(
@@ -516,7 +600,10 @@ discord_test!(
         assert_eq!(v["type"], 4, "{v}");
         assert!(!is_ephemeral(&v), "{v}");
         let timeline = app.incident("INC-1").await["timeline"].to_string();
-        assert!(timeline.contains(r#"failing over to the \"replica\" \\ now"#), "{timeline}");
+        assert!(
+            timeline.contains(r#"failing over to the \"replica\" \\ now"#),
+            "{timeline}"
+        );
 
         // Elsewhere the same words need an incident named.
         let update = ix::command(
@@ -530,7 +617,13 @@ discord_test!(
         );
         let (v, _) = app.interact(&update).await;
         assert!(is_ephemeral(&v), "{v}");
-        assert!(v["data"]["content"].as_str().unwrap().contains("2 incidents are open"), "{v}");
+        assert!(
+            v["data"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("2 incidents are open"),
+            "{v}"
+        );
     }
 );
 
@@ -541,12 +634,18 @@ discord_test!(
     |app| async {
         app.fake.fail(429, Duration::from_millis(1500), 0.2);
         app.fake.fail(500, Duration::from_millis(1500), 0.0);
-        app.api("sysadmin", r#"/incident declare level:3 title:"MySQL down""#).await;
+        app.api(
+            "sysadmin",
+            r#"/incident declare level:3 title:"MySQL down""#,
+        )
+        .await;
         app.api("dev", "/incident ack").await;
         for n in 1..=3 {
-            app.api("dev", &format!(r#"/incident update text:"step {n}""#)).await;
+            app.api("dev", &format!(r#"/incident update text:"step {n}""#))
+                .await;
         }
-        app.api("dba", r#"/incident resolve summary:"failed over""#).await;
+        app.api("dba", r#"/incident resolve summary:"failed over""#)
+            .await;
 
         let timeline: Vec<String> = app.incident("INC-1").await["timeline"]
             .as_array()
@@ -560,19 +659,28 @@ discord_test!(
         let posts_path = format!("/api/v10/channels/{channel}/messages");
         let posted = app
             .fake
-            .wait_for("every timeline event posted", Duration::from_secs(20), |reqs| {
-                let texts: Vec<String> = reqs
-                    .iter()
-                    .filter(|r| r.ok() && r.is("POST", &posts_path) && r.body.get("content").is_some())
-                    .map(|r| r.body["content"].as_str().unwrap().to_string())
-                    .collect();
-                (texts.len() >= timeline.len()).then_some(texts)
-            })
+            .wait_for(
+                "every timeline event posted",
+                Duration::from_secs(20),
+                |reqs| {
+                    let texts: Vec<String> = reqs
+                        .iter()
+                        .filter(|r| {
+                            r.ok() && r.is("POST", &posts_path) && r.body.get("content").is_some()
+                        })
+                        .map(|r| r.body["content"].as_str().unwrap().to_string())
+                        .collect();
+                    (texts.len() >= timeline.len()).then_some(texts)
+                },
+            )
             .await;
         // In order, each once.
         assert_eq!(posted, timeline);
         let reqs = app.fake.requests();
-        assert!(reqs.iter().any(|r| r.status == 429), "the rate limit was hit");
+        assert!(
+            reqs.iter().any(|r| r.status == 429),
+            "the rate limit was hit"
+        );
         assert!(reqs.iter().any(|r| r.status == 500), "the outage was hit");
         assert_eq!(app.fake.channels().len(), 1);
         assert_eq!(card_posts(&reqs, &channel), 1);
@@ -601,7 +709,9 @@ discord_test!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registration_at_start_up_is_generated_from_the_command_table() {
-    let app = DiscordApp::spawn(common::Backend::Sqlite, "registration").await.unwrap();
+    let app = DiscordApp::spawn(common::Backend::Sqlite, "registration")
+        .await
+        .unwrap();
     let path = format!("/api/v10/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands");
     let put = app
         .fake
@@ -609,7 +719,10 @@ async fn the_registration_at_start_up_is_generated_from_the_command_table() {
             reqs.iter().find(|r| r.ok() && r.is("PUT", &path)).cloned()
         })
         .await;
-    assert_eq!(put.body, spotter_bot::discord::registration_payload(&app.config));
+    assert_eq!(
+        put.body,
+        spotter_bot::discord::registration_payload(&app.config)
+    );
     let registered = put.body.as_array().unwrap();
     for spec in spotter_core::command::COMMANDS {
         let root = registered
@@ -640,26 +753,49 @@ async fn the_registration_at_start_up_is_generated_from_the_command_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incident_refs_autocomplete_from_open_incidents_and_reads_are_private() {
-    let app = DiscordApp::spawn(common::Backend::Sqlite, "autocomplete").await.unwrap();
-    app.api("sysadmin", r#"/incident declare level:3 title:"MySQL down""#).await;
-    app.api("sysadmin", r#"/incident declare level:1 title:"Slow API""#).await;
-    app.api("sysadmin", "/incident resolve incident:INC-2").await;
+    let app = DiscordApp::spawn(common::Backend::Sqlite, "autocomplete")
+        .await
+        .unwrap();
+    app.api(
+        "sysadmin",
+        r#"/incident declare level:3 title:"MySQL down""#,
+    )
+    .await;
+    app.api("sysadmin", r#"/incident declare level:1 title:"Slow API""#)
+        .await;
+    app.api("sysadmin", "/incident resolve incident:INC-2")
+        .await;
 
-    let (v, _) = app.interact(&ix::autocomplete(STRANGER, "ack", "incident", "")).await;
+    let (v, _) = app
+        .interact(&ix::autocomplete(STRANGER, "ack", "incident", ""))
+        .await;
     assert_eq!(v["type"], 8, "{v}");
     let choices = v["data"]["choices"].as_array().unwrap();
     assert_eq!(choices.len(), 1, "only open incidents: {v}");
     assert_eq!(choices[0]["value"], "INC-1");
     assert!(choices[0]["name"].as_str().unwrap().contains("MySQL down"));
-    let (v, _) = app.interact(&ix::autocomplete(STRANGER, "show", "incident", "slow")).await;
+    let (v, _) = app
+        .interact(&ix::autocomplete(STRANGER, "show", "incident", "slow"))
+        .await;
     assert!(v["data"]["choices"].as_array().unwrap().is_empty(), "{v}");
 
     // A viewer's read: answered, privately.
-    let list = ix::command(STRANGER, &[], GENERAL_CHANNEL, "incident", Some("list"), &[("state", json!("all"))], &ix::token("list"));
+    let list = ix::command(
+        STRANGER,
+        &[],
+        GENERAL_CHANNEL,
+        "incident",
+        Some("list"),
+        &[("state", json!("all"))],
+        &ix::token("list"),
+    );
     let (v, _) = app.interact(&list).await;
     assert_eq!(v["type"], 4);
     assert!(is_ephemeral(&v), "{v}");
-    assert!(v["data"]["content"].as_str().unwrap().contains("INC-2"), "{v}");
+    assert!(
+        v["data"]["content"].as_str().unwrap().contains("INC-2"),
+        "{v}"
+    );
     app.stop().await;
 }
 
@@ -673,7 +809,9 @@ async fn in_thread_mode_each_incident_gets_a_thread() {
     .unwrap();
     app.declare(DBA, 4, "Orders table corrupted").await;
     let (thread, _card) = app.fake.incident_channel_and_card().await;
-    let created = app.fake.ok("POST", &format!("/api/v10/channels/{parent}/threads"));
+    let created = app
+        .fake
+        .ok("POST", &format!("/api/v10/channels/{parent}/threads"));
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].body["name"], "inc-1-orders-table-corrupted");
     assert_eq!(created[0].body["type"], 11);
@@ -695,16 +833,250 @@ discord_test!(
             .unwrap();
         assert_eq!(res.status(), 200);
         let (channel, card) = app.fake.incident_channel_and_card().await;
-        assert_eq!(app.fake.channels()[0]["name"], "inc-1-mysql-is-not-answering");
+        assert_eq!(
+            app.fake.channels()[0]["name"],
+            "inc-1-mysql-is-not-answering"
+        );
         // The card lists the alerts that are firing.
         let embed = app
             .fake
-            .wait_for("the card listing the firing alerts", Duration::from_secs(10), |_| {
-                let e = app.fake.message(&card)?["embeds"][0].clone();
-                e.to_string().contains("Firing alerts (2)").then_some(e)
-            })
+            .wait_for(
+                "the card listing the firing alerts",
+                Duration::from_secs(10),
+                |_| {
+                    let e = app.fake.message(&card)?["embeds"][0].clone();
+                    e.to_string().contains("Firing alerts (2)").then_some(e)
+                },
+            )
             .await;
         assert!(embed.to_string().contains("`alertmanager`"), "{embed}");
         assert_eq!(card_posts(&app.fake.requests(), &channel), 1);
     }
 );
+
+// ── `spotter discord register`, the real binary ─────────────────────────────────────────────
+
+/// A configuration file: the built-in guide plus a `[discord]` section pointing at `base`.
+fn config_file(dir: &std::path::Path, base: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"{default}
+[discord]
+mode = "interactions"
+application_id = "{APPLICATION_ID}"
+guild_id = "{GUILD_ID}"
+public_key = "{key}"
+token_env = "{TOKEN_ENV}"
+api_base_url = "{base}"
+incident_category_id = "{CATEGORY}"
+
+[[discord.roles]]
+discord_role_id = "{ONCALL_ROLE}"
+role = "responder"
+"#,
+        default = spotter_core::config::DEFAULT_TOML,
+        key = ix::public_key_hex(),
+    );
+    let path = dir.join("spotter.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn run_spotter(args: Vec<String>, token: Option<&str>) -> std::process::Output {
+    let token = token.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_spotter"));
+        c.args(&args)
+            .env_remove("SPOTTER_CONFIG")
+            .env_remove(TOKEN_ENV);
+        if let Some(t) = token {
+            c.env(TOKEN_ENV, t);
+        }
+        c.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_register_prints_or_performs_the_registration() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(dir.path(), &fake.base);
+    let config = Config::load(&file).expect("the [discord] section is valid");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "--config".to_string(),
+            file.display().to_string(),
+            "discord".into(),
+            "register".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+
+    // Dry run: the payload on stdout, no token needed, nothing sent.
+    let out = run_spotter(args(&["--dry-run"]), None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, spotter_bot::discord::registration_payload(&config));
+    assert!(fake.requests().is_empty());
+
+    // Without the token: refused, naming the variable.
+    let out = run_spotter(args(&[]), None).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(TOKEN_ENV), "{err}");
+
+    // With it: one bulk overwrite of the guild's commands, with the bot token.
+    let out = run_spotter(args(&[]), Some("cli-secret-token")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("registered"), "{said}");
+    assert!(
+        !said.contains("cli-secret-token"),
+        "the token is never printed: {said}"
+    );
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].is(
+        "PUT",
+        &format!("/api/v10/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands")
+    ));
+    assert_eq!(
+        reqs[0].authorization.as_deref(),
+        Some("Bot cli-secret-token")
+    );
+    assert_eq!(reqs[0].body, printed);
+}
+
+// ── Gateway mode ────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_gateway_mode_interactions_arrive_over_the_websocket_and_answer_through_the_callback() {
+    let app = DiscordApp::spawn_with(common::Backend::Sqlite, "gateway", |c| {
+        let d = c.discord.as_mut().unwrap();
+        d.mode = DiscordMode::Gateway;
+        d.public_key = None;
+    })
+    .await
+    .unwrap();
+    // No HTTP endpoint in gateway mode.
+    let res = app
+        .client
+        .post(format!("{}/discord/interactions", app.addr))
+        .json(&ix::ping())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    let identify = app
+        .fake
+        .wait_for("the gateway IDENTIFY", Duration::from_secs(10), |reqs| {
+            reqs.iter().find(|r| r.is("GATEWAY", "identify")).cloned()
+        })
+        .await;
+    assert_eq!(
+        identify.body["intents"], 1,
+        "GUILDS only: {}",
+        identify.body
+    );
+
+    let token = ix::token("gw-declare");
+    let declare = ix::command(
+        SYSADMIN,
+        &[],
+        GENERAL_CHANNEL,
+        "incident",
+        Some("declare"),
+        &[("level", json!(2)), ("title", json!("Redis down"))],
+        &token,
+    );
+    let id = declare["id"].as_str().unwrap().to_string();
+    app.fake.dispatch("INTERACTION_CREATE", declare);
+    let callback = format!("/api/v10/interactions/{id}/{token}/callback");
+    let answered = app
+        .fake
+        .wait_for(
+            "the interaction callback",
+            Duration::from_secs(10),
+            |reqs| {
+                reqs.iter()
+                    .find(|r| r.ok() && r.is("POST", &callback))
+                    .cloned()
+            },
+        )
+        .await;
+    assert_eq!(answered.body["type"], 4, "{}", answered.body);
+    assert!(answered.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Declared INC-1"));
+    let (channel, card) = app.fake.incident_channel_and_card().await;
+
+    // A button through the gateway: the card updated in the callback (type 7).
+    let token = ix::token("gw-ack");
+    let click = ix::button(DBA, &[], &channel, &card, "incident:INC-1:ack", &token);
+    let id = click["id"].as_str().unwrap().to_string();
+    app.fake.dispatch("INTERACTION_CREATE", click);
+    let callback = format!("/api/v10/interactions/{id}/{token}/callback");
+    let answered = app
+        .fake
+        .wait_for("the button's callback", Duration::from_secs(10), |reqs| {
+            reqs.iter()
+                .find(|r| r.ok() && r.is("POST", &callback))
+                .cloned()
+        })
+        .await;
+    assert_eq!(answered.body["type"], 7, "{}", answered.body);
+    assert_eq!(app.incident("INC-1").await["state"], "acknowledged");
+
+    // The gateway closes with everything else.
+    let stopped = Instant::now();
+    app.stop().await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_payloads_work_as_they_are() {
+    let app = DiscordApp::spawn(common::Backend::Sqlite, "fixtures")
+        .await
+        .unwrap();
+    let body = |raw: &str| serde_json::from_str::<Value>(raw).unwrap();
+    let (v, _) = app
+        .interact(&body(include_str!("fixtures/discord-ping.json")))
+        .await;
+    assert_eq!(v, json!({"type": 1}));
+    // Sam (1280000000000000001) is the configured sysadmin.
+    let (v, _) = app
+        .interact(&body(include_str!("fixtures/discord-declare.json")))
+        .await;
+    assert_eq!(v["type"], 4, "{v}");
+    assert!(
+        v["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Declared INC-1"),
+        "{v}"
+    );
+    // Dana (1280000000000000002) is the DBA, a commander: the click acknowledges INC-1.
+    let (v, _) = app
+        .interact(&body(include_str!("fixtures/discord-ack-button.json")))
+        .await;
+    assert_eq!(v["type"], 7, "{v}");
+    assert_eq!(app.incident("INC-1").await["acknowledged_by"], "dba");
+    app.stop().await;
+}

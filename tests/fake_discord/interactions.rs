@@ -89,6 +89,7 @@ pub fn command(
         "guild_locale": "en-US",
         "app_permissions": "2147483647",
         "entitlements": [],
+        "attachment_size_limit": 10485760,
         "authorizing_integration_owners": {"0": GUILD_ID},
         "context": 0
     })
@@ -96,7 +97,15 @@ pub fn command(
 
 /// An autocomplete request while typing `option` of `/incident <sub>`.
 pub fn autocomplete(user_id: &str, sub: &str, option: &str, typed: &str) -> Value {
-    let mut v = command(user_id, &[], GENERAL_CHANNEL, "incident", Some(sub), &[], &token("auto"));
+    let mut v = command(
+        user_id,
+        &[],
+        GENERAL_CHANNEL,
+        "incident",
+        Some(sub),
+        &[],
+        &token("auto"),
+    );
     v["type"] = json!(4);
     v["data"]["options"][0]["options"] =
         json!([{"name": option, "type": 3, "value": typed, "focused": true}]);
@@ -135,6 +144,7 @@ pub fn button(
         "locale": "en-US",
         "app_permissions": "2147483647",
         "entitlements": [],
+        "attachment_size_limit": 10485760,
         "context": 0
     })
 }

@@ -5,10 +5,14 @@
 //! bulk overwrite, 204 for interaction callbacks), keeps the channels and messages it created so
 //! unknown ids get Discord's 404s, and records every request with the status it got. It can be
 //! told to answer 429 (with `retry_after`) or 500 for a while.
+//!
+//! It also plays a minimal gateway (`GET /api/v10/gateway` points serenity's client at its
+//! websocket): HELLO, READY after IDENTIFY, heartbeat ACKs, and the events a test dispatches.
 
 #![allow(dead_code)]
 
 use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -62,6 +66,10 @@ struct Fake {
     messages: Mutex<HashMap<String, Value>>,
     outages: Mutex<Vec<Outage>>,
     next_id: AtomicU64,
+    /// `ws://127.0.0.1:PORT/gateway`.
+    gateway_url: Mutex<String>,
+    /// Gateway events for the connected clients: `(t, d)`.
+    events: Mutex<Option<tokio::sync::broadcast::Sender<(String, Value)>>>,
 }
 
 impl Fake {
@@ -86,13 +94,26 @@ impl Drop for FakeDiscord {
 impl FakeDiscord {
     pub async fn start() -> FakeDiscord {
         let fake = Arc::new(Fake::default());
-        let app = axum::Router::new().fallback(handle).with_state(fake.clone());
+        *fake.events.lock().unwrap() = Some(tokio::sync::broadcast::channel(64).0);
+        let app = axum::Router::new()
+            .route("/gateway", axum::routing::get(gateway))
+            .fallback(handle)
+            .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        *fake.gateway_url.lock().unwrap() = format!("ws://{addr}/gateway");
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
         FakeDiscord { base, fake, server }
+    }
+
+    /// Sends a gateway dispatch (`INTERACTION_CREATE`, …) to every connected client.
+    pub fn dispatch(&self, event: &str, data: Value) {
+        let tx = self.fake.events.lock().unwrap().clone().unwrap();
+        tx.send((event.to_string(), data))
+            .expect("a gateway client is connected");
     }
 
     /// Channel and message calls answer `status` for `duration`, after any outage already set.
@@ -146,7 +167,10 @@ impl FakeDiscord {
                     .iter()
                     .map(|r| format!("{} {} → {} {}", r.method, r.path, r.status, r.body))
                     .collect();
-                panic!("timed out waiting for {what}; the fake saw:\n{}", seen.join("\n"));
+                panic!(
+                    "timed out waiting for {what}; the fake saw:\n{}",
+                    seen.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -154,7 +178,14 @@ impl FakeDiscord {
 
     /// The channels the fake created, oldest first.
     pub fn channels(&self) -> Vec<Value> {
-        let mut v: Vec<Value> = self.fake.channels.lock().unwrap().values().cloned().collect();
+        let mut v: Vec<Value> = self
+            .fake
+            .channels
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
         v.sort_by_key(|c| c["id"].as_str().unwrap().parse::<u64>().unwrap());
         v
     }
@@ -177,15 +208,19 @@ impl FakeDiscord {
     /// The incident channel the fake created first, and the card (the message with an embed)
     /// posted in it.
     pub async fn incident_channel_and_card(&self) -> (String, String) {
-        self.wait_for("an incident channel with its card", Duration::from_secs(10), |_| {
-            let channel = self.channels().into_iter().next()?;
-            let channel_id = channel["id"].as_str()?.to_string();
-            let card = self
-                .messages_in(&channel_id)
-                .into_iter()
-                .find(|m| m["embeds"].as_array().is_some_and(|e| !e.is_empty()))?;
-            Some((channel_id, card["id"].as_str()?.to_string()))
-        })
+        self.wait_for(
+            "an incident channel with its card",
+            Duration::from_secs(10),
+            |_| {
+                let channel = self.channels().into_iter().next()?;
+                let channel_id = channel["id"].as_str()?.to_string();
+                let card = self
+                    .messages_in(&channel_id)
+                    .into_iter()
+                    .find(|m| m["embeds"].as_array().is_some_and(|e| !e.is_empty()))?;
+                Some((channel_id, card["id"].as_str()?.to_string()))
+            },
+        )
         .await
     }
 }
@@ -274,6 +309,12 @@ fn answer(fake: &Fake, method: &Method, path: &str, body: &Value) -> Response {
         }
     }
     match (method.as_str(), rest) {
+        ("GET", ["gateway"]) => Json(json!({"url": *fake.gateway_url.lock().unwrap()})).into_response(),
+        ("GET", ["gateway", "bot"]) => Json(json!({
+            "url": *fake.gateway_url.lock().unwrap(), "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        }))
+        .into_response(),
         ("POST", ["guilds", guild, "channels"]) => {
             if *guild != GUILD_ID {
                 return error(StatusCode::NOT_FOUND, 10004, "Unknown Guild");
@@ -354,5 +395,82 @@ fn answer(fake: &Fake, method: &Method, path: &str, body: &Value) -> Response {
             Json(message(fake, &id, "1291111111111111111", body)).into_response()
         }
         _ => error(StatusCode::NOT_FOUND, 0, "404: Not Found"),
+    }
+}
+
+async fn gateway(ws: WebSocketUpgrade, State(fake): State<Arc<Fake>>) -> Response {
+    ws.on_upgrade(move |socket| gateway_session(socket, fake))
+}
+
+fn record(fake: &Fake, what: &str, body: Value) {
+    fake.log.lock().unwrap().push(Recorded {
+        method: "GATEWAY".into(),
+        path: what.into(),
+        body,
+        status: 200,
+        authorization: None,
+        at: Instant::now(),
+    });
+}
+
+/// One gateway connection: HELLO; READY after IDENTIFY; ACK for each heartbeat; then the
+/// dispatched events, with increasing sequence numbers.
+async fn gateway_session(mut socket: WebSocket, fake: Arc<Fake>) {
+    let send = |v: Value| Message::Text(v.to_string().into());
+    if socket
+        .send(send(
+            json!({"op": 10, "d": {"heartbeat_interval": 41250}, "s": null, "t": null}),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut events = fake.events.lock().unwrap().as_ref().unwrap().subscribe();
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                let Some(Ok(Message::Text(text))) = msg else {
+                    match msg {
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                            record(&fake, "closed", Value::Null);
+                            return;
+                        }
+                        _ => continue,
+                    }
+                };
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                match v["op"].as_u64() {
+                    Some(1) => {
+                        let _ = socket.send(send(json!({"op": 11, "d": null, "s": null, "t": null}))).await;
+                    }
+                    Some(2) => {
+                        let mut d = v["d"].clone();
+                        d["token"] = json!("[seen]");
+                        record(&fake, "identify", d);
+                        seq += 1;
+                        let ready = json!({"op": 0, "t": "READY", "s": seq, "d": {
+                            "v": 10,
+                            "user": bot_user(),
+                            "guilds": [{"id": GUILD_ID, "unavailable": true}],
+                            "session_id": "fake-session",
+                            "resume_gateway_url": *fake.gateway_url.lock().unwrap(),
+                            "shard": [0, 1],
+                            "application": {"id": APPLICATION_ID, "flags": 0}
+                        }});
+                        let _ = socket.send(send(ready)).await;
+                    }
+                    _ => {}
+                }
+            }
+            ev = events.recv() => {
+                let Ok((t, d)) = ev else { continue };
+                seq += 1;
+                if socket.send(send(json!({"op": 0, "t": t, "s": seq, "d": d}))).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }

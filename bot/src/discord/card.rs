@@ -3,9 +3,9 @@
 //! Acknowledge / Escalate / Resolve buttons). It is edited in place on every change.
 
 use serenity::all::{ButtonStyle, CreateActionRow, CreateButton, CreateEmbed, CreateEmbedFooter};
+use spotter_core::alerts::AlertStatus;
 use spotter_core::config::Config;
 use spotter_core::domain::{Incident, IncidentRef, State};
-use spotter_core::alerts::AlertStatus;
 use spotter_core::render;
 use spotter_core::store::AlertRecord;
 
@@ -84,7 +84,10 @@ fn ts(t: chrono::DateTime<chrono::Utc>, style: char) -> String {
 /// (mentions inside embeds never ping).
 fn who(actor: &str, config: &Config) -> String {
     let mut s = config.display_name(actor);
-    if let Some(id) = config.person(actor).and_then(|p| p.discord_user_id.as_deref()) {
+    if let Some(id) = config
+        .person(actor)
+        .and_then(|p| p.discord_user_id.as_deref())
+    {
         s.push_str(&format!(" <@{id}>"));
     }
     s
@@ -101,7 +104,11 @@ pub fn embed(i: &Incident, config: &Config, alerts: &[AlertRecord]) -> CreateEmb
         .unwrap_or_else(|| format!("{}", i.level));
     let mut state = format!("**{}**", i.state.as_str().to_uppercase());
     if let (Some(at), Some(by)) = (i.acknowledged_at, &i.acknowledged_by) {
-        state.push_str(&format!("\nacknowledged by {} {}", who(by, config), ts(at, 'R')));
+        state.push_str(&format!(
+            "\nacknowledged by {} {}",
+            who(by, config),
+            ts(at, 'R')
+        ));
     }
     if let Some(at) = i.resolved_at {
         state.push_str(&format!("\nresolved {}", ts(at, 'R')));
@@ -109,7 +116,10 @@ pub fn embed(i: &Incident, config: &Config, alerts: &[AlertRecord]) -> CreateEmb
     let rto = match (i.state.is_open(), i.resolved_at) {
         (true, _) => format!("{} ({})", ts(i.rto_deadline, 'R'), ts(i.rto_deadline, 'f')),
         (false, Some(at)) if at <= i.rto_deadline => {
-            format!("met: restored within {}", render::duration_between(i.declared_at, at))
+            format!(
+                "met: restored within {}",
+                render::duration_between(i.declared_at, at)
+            )
         }
         (false, Some(at)) => format!(
             "missed by {} ({})",
@@ -139,7 +149,10 @@ pub fn embed(i: &Incident, config: &Config, alerts: &[AlertRecord]) -> CreateEmb
     };
     let base = config.server.public_url.trim_end_matches('/');
     let mut e = CreateEmbed::new()
-        .title(crate::discord::commands::truncate(&format!("{} · {}", i.reference, i.title), 256))
+        .title(crate::discord::commands::truncate(
+            &format!("{} · {}", i.reference, i.title),
+            256,
+        ))
         .colour(colour(i))
         .field("Level", level, true)
         .field("State", state, true)
@@ -186,7 +199,11 @@ pub fn embed(i: &Incident, config: &Config, alerts: &[AlertRecord]) -> CreateEmb
         );
     }
     if let Some(s) = &i.summary {
-        e = e.field("Summary", crate::discord::commands::truncate(s, 1024), false);
+        e = e.field(
+            "Summary",
+            crate::discord::commands::truncate(s, 1024),
+            false,
+        );
     }
     e.field(
         "Links",
@@ -211,7 +228,11 @@ pub fn buttons(i: &Incident) -> Vec<CreateActionRow> {
             .disabled(!enabled)
     };
     vec![CreateActionRow::Buttons(vec![
-        button(CardAction::Ack, ButtonStyle::Primary, i.state == State::Declared),
+        button(
+            CardAction::Ack,
+            ButtonStyle::Primary,
+            i.state == State::Declared,
+        ),
         button(CardAction::Escalate, ButtonStyle::Danger, i.state.is_open()),
         button(CardAction::Resolve, ButtonStyle::Success, i.state.is_open()),
     ])]
@@ -242,7 +263,9 @@ mod tests {
     use spotter_core::domain::{LevelId, Source};
 
     fn incident(title: &str) -> Incident {
-        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap().to_utc();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
+            .unwrap()
+            .to_utc();
         Incident::declare(
             IncidentRef(7),
             LevelId(3),
@@ -259,7 +282,10 @@ mod tests {
     #[test]
     fn channel_names_are_slugs_of_the_title() {
         assert_eq!(channel_name(&incident("MySQL down")), "inc-7-mysql-down");
-        assert_eq!(channel_name(&incident("  Redis: OOM!! (again) ")), "inc-7-redis-oom-again");
+        assert_eq!(
+            channel_name(&incident("  Redis: OOM!! (again) ")),
+            "inc-7-redis-oom-again"
+        );
         assert_eq!(channel_name(&incident("!!!")), "inc-7");
         assert!(channel_name(&incident(&"x".repeat(300))).len() <= 100);
     }
@@ -267,7 +293,10 @@ mod tests {
     #[test]
     fn button_ids_round_trip() {
         for a in CardAction::ALL {
-            assert_eq!(CardAction::parse(&a.custom_id(IncidentRef(12))), Some((IncidentRef(12), a)));
+            assert_eq!(
+                CardAction::parse(&a.custom_id(IncidentRef(12))),
+                Some((IncidentRef(12), a))
+            );
         }
         assert_eq!(CardAction::parse("incident:INC-1:delete"), None);
         assert_eq!(CardAction::parse("incident:nope:ack"), None);
@@ -284,7 +313,10 @@ mod tests {
         assert!(text.contains("3 · Complete System Failure"), "{text}");
         assert!(text.contains("DECLARED"), "{text}");
         assert!(text.contains("Immediate Response"), "{text}");
-        assert!(text.contains(&format!("<t:{}:R>", i.rto_deadline.timestamp())), "{text}");
+        assert!(
+            text.contains(&format!("<t:{}:R>", i.rto_deadline.timestamp())),
+            "{text}"
+        );
         let b = serde_json::to_value(buttons(&i)).unwrap();
         assert_eq!(b[0]["components"][0]["custom_id"], "incident:INC-7:ack");
         assert_eq!(b[0]["components"][0]["disabled"], false);

@@ -47,11 +47,14 @@ pub fn registration_for(specs: &[CommandSpec], config: &Config) -> Vec<CreateCom
                     cmd
                 }
                 _ => {
-                    let mut cmd = CreateCommand::new(root).description(clip(&group_summary(root, &members)));
+                    let mut cmd =
+                        CreateCommand::new(root).description(clip(&group_summary(root, &members)));
                     // Subcommands in table order; a third word makes a subcommand group.
                     let mut seen: Vec<&str> = Vec::new();
                     for m in &members {
-                        let Some(&second) = m.path.get(1) else { continue };
+                        let Some(&second) = m.path.get(1) else {
+                            continue;
+                        };
                         if seen.contains(&second) {
                             continue;
                         }
@@ -82,7 +85,10 @@ pub fn registration_for(specs: &[CommandSpec], config: &Config) -> Vec<CreateCom
 }
 
 fn group_summary(root: &str, members: &[&CommandSpec]) -> String {
-    let subs: Vec<&str> = members.iter().filter_map(|m| m.path.get(1).copied()).collect();
+    let subs: Vec<&str> = members
+        .iter()
+        .filter_map(|m| m.path.get(1).copied())
+        .collect();
     match root {
         "incident" => "Declare, acknowledge, escalate and resolve incidents".to_string(),
         _ => format!("/{root}: {}", subs.join(", ")),
@@ -112,7 +118,8 @@ fn option(o: &OptionSpec, config: &Config) -> CreateCommandOption {
         OptionKind::Level => {
             let mut opt = new(CommandOptionType::Integer);
             for l in config.levels.values().take(25) {
-                opt = opt.add_int_choice(clip(&format!("{} · {}", l.id, l.name)), i32::from(l.id.0));
+                opt =
+                    opt.add_int_choice(clip(&format!("{} · {}", l.id, l.name)), i32::from(l.id.0));
             }
             opt
         }
@@ -120,12 +127,16 @@ fn option(o: &OptionSpec, config: &Config) -> CreateCommandOption {
             .min_length(1)
             .max_length(max.min(STRING_MAX) as u16),
         OptionKind::Bool => new(CommandOptionType::Boolean),
-        OptionKind::Phase => Phase::ALL.iter().fold(new(CommandOptionType::String), |opt, p| {
-            opt.add_string_choice(p.title(), p.as_str())
-        }),
+        OptionKind::Phase => Phase::ALL
+            .iter()
+            .fold(new(CommandOptionType::String), |opt, p| {
+                opt.add_string_choice(p.title(), p.as_str())
+            }),
         OptionKind::StateFilter => ["open", "resolved", "closed", "all"]
             .iter()
-            .fold(new(CommandOptionType::String), |opt, s| opt.add_string_choice(*s, *s)),
+            .fold(new(CommandOptionType::String), |opt, s| {
+                opt.add_string_choice(*s, *s)
+            }),
         OptionKind::Number => new(CommandOptionType::Integer).min_int_value(1),
         OptionKind::Duration => new(CommandOptionType::String).min_length(1).max_length(40),
         // Open incidents, people, teams, component lists and command names change or outgrow
@@ -193,13 +204,16 @@ impl Invocation {
     fn read(&mut self, options: &[CommandDataOption]) {
         for o in options {
             let value = match &o.value {
-                CommandDataOptionValue::SubCommand(inner) | CommandDataOptionValue::SubCommandGroup(inner) => {
+                CommandDataOptionValue::SubCommand(inner)
+                | CommandDataOptionValue::SubCommandGroup(inner) => {
                     self.path.push(o.name.clone());
                     self.read(inner);
                     continue;
                 }
                 CommandDataOptionValue::String(s) => OptionValue::Text(s.clone()),
-                CommandDataOptionValue::Autocomplete { value, .. } => OptionValue::Text(value.clone()),
+                CommandDataOptionValue::Autocomplete { value, .. } => {
+                    OptionValue::Text(value.clone())
+                }
                 CommandDataOptionValue::Integer(n) => OptionValue::Bare(n.to_string()),
                 CommandDataOptionValue::Number(n) => OptionValue::Bare(n.to_string()),
                 CommandDataOptionValue::Boolean(b) => OptionValue::Bare(b.to_string()),
@@ -293,11 +307,23 @@ mod tests {
             assert_eq!(opts.len(), spec.options.len(), "{}", spec.name());
             for o in spec.options {
                 let got = opts.iter().find(|x| x["name"] == o.name).unwrap();
-                assert_eq!(got["required"].as_bool().unwrap_or(false), o.required, "{}", o.name);
+                assert_eq!(
+                    got["required"].as_bool().unwrap_or(false),
+                    o.required,
+                    "{}",
+                    o.name
+                );
             }
             // Required options come first, as Discord demands.
-            let req: Vec<bool> = opts.iter().map(|o| o["required"].as_bool().unwrap_or(false)).collect();
-            assert!(req.windows(2).all(|w| w[0] || !w[1]), "{}: {req:?}", spec.name());
+            let req: Vec<bool> = opts
+                .iter()
+                .map(|o| o["required"].as_bool().unwrap_or(false))
+                .collect();
+            assert!(
+                req.windows(2).all(|w| w[0] || !w[1]),
+                "{}: {req:?}",
+                spec.name()
+            );
         }
         let _ = config;
     }
@@ -305,17 +331,35 @@ mod tests {
     #[test]
     fn levels_are_choices_and_incident_refs_autocomplete() {
         let p = payload();
-        let incident = p.as_array().unwrap().iter().find(|c| c["name"] == "incident").unwrap();
-        let declare = incident["options"].as_array().unwrap().iter().find(|o| o["name"] == "declare").unwrap();
+        let incident = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "incident")
+            .unwrap();
+        let declare = incident["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == "declare")
+            .unwrap();
         let level = &declare["options"][0];
         assert_eq!(level["name"], "level");
         assert_eq!(level["type"], 4);
         assert_eq!(level["choices"].as_array().unwrap().len(), 5);
-        assert_eq!(level["choices"][2], json!({"name": "3 · Complete System Failure", "value": 3}));
+        assert_eq!(
+            level["choices"][2],
+            json!({"name": "3 · Complete System Failure", "value": 3})
+        );
         let title = &declare["options"][1];
         assert_eq!(title["type"], 3);
         assert_eq!(title["max_length"], 200);
-        let ack = incident["options"].as_array().unwrap().iter().find(|o| o["name"] == "ack").unwrap();
+        let ack = incident["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == "ack")
+            .unwrap();
         assert_eq!(ack["options"][0]["name"], "incident");
         assert_eq!(ack["options"][0]["autocomplete"], true);
     }
@@ -326,7 +370,10 @@ mod tests {
             path: vec!["incident".into(), "declare".into()],
             options: vec![
                 ("level".into(), OptionValue::Bare("3".into())),
-                ("title".into(), OptionValue::Text(r#"MySQL "primary" \ down “now”"#.into())),
+                (
+                    "title".into(),
+                    OptionValue::Text(r#"MySQL "primary" \ down “now”"#.into()),
+                ),
             ],
         };
         let line = inv.line();
@@ -355,6 +402,9 @@ mod tests {
         }]))
         .unwrap();
         let inv = Invocation::from_interaction("incident", &options);
-        assert_eq!(inv.line(), r#"/incident declare level:3 title:"MySQL primary unreachable""#);
+        assert_eq!(
+            inv.line(),
+            r#"/incident declare level:3 title:"MySQL primary unreachable""#
+        );
     }
 }

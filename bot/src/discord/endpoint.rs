@@ -66,15 +66,19 @@ impl Endpoint {
     /// within 5 minutes of now.
     fn authentic(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let (Some(signature), Some(timestamp)) =
-            (header("x-signature-ed25519"), header("x-signature-timestamp"))
-        else {
+        let (Some(signature), Some(timestamp)) = (
+            header("x-signature-ed25519"),
+            header("x-signature-timestamp"),
+        ) else {
             return Err("missing X-Signature-Ed25519 or X-Signature-Timestamp");
         };
         self.verifier
             .verify(signature, timestamp, body)
             .map_err(|()| "bad request signature")?;
-        let at: i64 = timestamp.trim().parse().map_err(|_| "bad X-Signature-Timestamp")?;
+        let at: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| "bad X-Signature-Timestamp")?;
         if (self.clock.now().timestamp() - at).abs() > MAX_SKEW_SECS {
             return Err("X-Signature-Timestamp is more than 5 minutes off");
         }
@@ -114,7 +118,8 @@ pub fn parse(body: &[u8]) -> Result<Interaction, serde_json::Error> {
         if matches!(kind, Some(2..=5)) {
             map.entry("locale").or_insert_with(|| json!("en-US"));
             map.entry("entitlements").or_insert_with(|| json!([]));
-            map.entry("attachment_size_limit").or_insert_with(|| json!(0));
+            map.entry("attachment_size_limit")
+                .or_insert_with(|| json!(0));
         }
     }
     serde_json::from_value(v)
@@ -166,7 +171,10 @@ mod tests {
 
     #[test]
     fn the_example_payloads_parse_into_serenitys_model() {
-        assert!(matches!(parse(PING.as_bytes()).unwrap(), Interaction::Ping(_)));
+        assert!(matches!(
+            parse(PING.as_bytes()).unwrap(),
+            Interaction::Ping(_)
+        ));
         match parse(DECLARE.as_bytes()).unwrap() {
             Interaction::Command(c) => {
                 assert_eq!(c.user.id.get(), 1280000000000000001);

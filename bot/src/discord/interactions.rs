@@ -24,8 +24,8 @@ use futures::FutureExt;
 use serde_json::{json, Value};
 use serenity::all::{
     CommandInteraction, ComponentInteraction, CreateAllowedMentions, CreateAutocompleteResponse,
-    CreateInteractionResponse, CreateInteractionResponseFollowup,
-    CreateInteractionResponseMessage, EditInteractionResponse, Interaction, RoleId, UserId,
+    CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage,
+    EditInteractionResponse, Interaction, RoleId, UserId,
 };
 use serenity::http::{LightMethod, Route};
 use spotter_core::command::{OptionKind, COMMANDS};
@@ -97,9 +97,11 @@ impl Interactions {
                 let choices = tokio::time::timeout(self.budget, self.suggest(&ci))
                     .await
                     .unwrap_or_default();
-                let resp = choices.into_iter().fold(CreateAutocompleteResponse::new(), |r, (name, value)| {
-                    r.add_string_choice(name, value)
-                });
+                let resp = choices
+                    .into_iter()
+                    .fold(CreateAutocompleteResponse::new(), |r, (name, value)| {
+                        r.add_string_choice(name, value)
+                    });
                 Handled::now(to_json(&CreateInteractionResponse::Autocomplete(resp)))
             }
             _ => Handled::now(to_json(&CreateInteractionResponse::Message(
@@ -119,7 +121,8 @@ impl Interactions {
         let actor = self.actor(ci.user.id, ci.member.as_ref().map(|m| m.roles.as_slice()));
         let channel = ci.channel_id.to_string();
         tracing::info!(actor = %actor.id, interaction = %ci.id, "{line}");
-        self.respond(actor, line, Some(channel), asked, ci.token).await
+        self.respond(actor, line, Some(channel), asked, ci.token)
+            .await
     }
 
     async fn button(self: &Arc<Self>, ci: ComponentInteraction) -> Handled {
@@ -129,7 +132,8 @@ impl Interactions {
         let actor = self.actor(ci.user.id, ci.member.as_ref().map(|m| m.roles.as_slice()));
         let line = action.line(r);
         tracing::info!(actor = %actor.id, interaction = %ci.id, "button: {line}");
-        self.respond(actor, line, None, Asked::Button, ci.token).await
+        self.respond(actor, line, None, Asked::Button, ci.token)
+            .await
     }
 
     /// The actor for a Discord user: by snowflake only, never by name.
@@ -179,7 +183,12 @@ impl Interactions {
     /// Runs one command line through the core engine, as typed in `channel`.
     async fn run(&self, actor: &Actor, line: &str, channel: Option<String>) -> Reply {
         let channel_incident = match channel {
-            Some(c) => match self.engine.store().chat_binding_by_channel(DISCORD, &c).await {
+            Some(c) => match self
+                .engine
+                .store()
+                .chat_binding_by_channel(DISCORD, &c)
+                .await
+            {
                 Ok(b) => b.map(|b| b.incident),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot look up the channel's incident");
@@ -255,22 +264,31 @@ impl Interactions {
                 let body = EditInteractionResponse::new()
                     .embed(self.card(i).await)
                     .components(card::buttons(i));
-                self.webhook(original, LightMethod::Patch, Some(&body)).await
+                self.webhook(original, LightMethod::Patch, Some(&body))
+                    .await
             }
             (Asked::Command { private }, ok) if ok || private => {
                 let body = EditInteractionResponse::new().content(text);
-                self.webhook(original, LightMethod::Patch, Some(&body)).await
+                self.webhook(original, LightMethod::Patch, Some(&body))
+                    .await
             }
             // A refusal must not be public: drop the public "thinking…" and say it privately.
             (Asked::Command { .. }, _) => {
-                if let Err(e) = self.webhook(original, LightMethod::Delete, None::<&()>).await {
+                if let Err(e) = self
+                    .webhook(original, LightMethod::Delete, None::<&()>)
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot delete the deferred response");
                 }
-                let body = CreateInteractionResponseFollowup::new().content(text).ephemeral(true);
+                let body = CreateInteractionResponseFollowup::new()
+                    .content(text)
+                    .ephemeral(true);
                 self.webhook(followup, LightMethod::Post, Some(&body)).await
             }
             (Asked::Button, _) => {
-                let body = CreateInteractionResponseFollowup::new().content(text).ephemeral(true);
+                let body = CreateInteractionResponseFollowup::new()
+                    .content(text)
+                    .ephemeral(true);
                 self.webhook(followup, LightMethod::Post, Some(&body)).await
             }
         };
@@ -362,7 +380,9 @@ impl Interactions {
                 config
                     .components
                     .iter()
-                    .filter(|c| c.id.as_str().starts_with(&last) || c.name.to_lowercase().contains(&last))
+                    .filter(|c| {
+                        c.id.as_str().starts_with(&last) || c.name.to_lowercase().contains(&last)
+                    })
                     .map(|c| {
                         let value = format!("{done}{}", c.id);
                         (format!("{value} ({})", c.name), value)
@@ -379,7 +399,9 @@ impl Interactions {
                         .values()
                         .map(|t| (format!("team {} ({})", t.name, t.id), t.id.clone())),
                 )
-                .filter(|(name, id)| typed.is_empty() || id.contains(&typed) || name.to_lowercase().contains(&typed))
+                .filter(|(name, id)| {
+                    typed.is_empty() || id.contains(&typed) || name.to_lowercase().contains(&typed)
+                })
                 .collect(),
             Some(OptionKind::CommandName) => COMMANDS
                 .iter()

@@ -74,9 +74,16 @@ impl Discord {
         Discord::new(engine.clone(), config, token).map(Some)
     }
 
-    pub fn new(engine: Arc<Engine>, config: DiscordConfig, token: Secret) -> anyhow::Result<Discord> {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: DiscordConfig,
+        token: Secret,
+    ) -> anyhow::Result<Discord> {
         let rest = Arc::new(rest::DiscordRest::new(&config, &token)?);
-        let interactions = Arc::new(interactions::Interactions::new(engine.clone(), rest.clone()));
+        let interactions = Arc::new(interactions::Interactions::new(
+            engine.clone(),
+            rest.clone(),
+        ));
         let discord = Discord {
             engine,
             config,
@@ -133,10 +140,13 @@ impl Discord {
         let token = self.token.clone();
         let interactions = self.interactions.clone();
         tokio::spawn(async move {
-            let registration = register_until_done(engine.config(), &config, &rest, shutdown.clone());
+            let registration =
+                register_until_done(engine.config(), &config, &rest, shutdown.clone());
             if config.mode == DiscordMode::Gateway {
                 let gateway = async {
-                    if let Err(e) = gateway::run(&config, &token, interactions, shutdown.clone()).await {
+                    if let Err(e) =
+                        gateway::run(&config, &token, interactions, shutdown.clone()).await
+                    {
                         tracing::error!("{e:#}");
                     }
                 };
@@ -212,7 +222,11 @@ async fn register_until_done(
                 return;
             }
             Err(e) if e.is_retryable() => {
-                if let rest::RestError::RateLimited { retry_after: Some(d), .. } = &e {
+                if let rest::RestError::RateLimited {
+                    retry_after: Some(d),
+                    ..
+                } = &e
+                {
                     wait = wait.max(*d);
                 }
                 tracing::warn!(error = %e, "cannot register the Discord slash commands yet; retrying in {wait:?}");

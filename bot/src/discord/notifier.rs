@@ -16,8 +16,8 @@ use super::rest::{DiscordRest, RestError, UNKNOWN_CHANNEL};
 use super::DISCORD;
 use async_trait::async_trait;
 use serenity::all::{
-    AutoArchiveDuration, ChannelId, ChannelType, CreateAllowedMentions, CreateChannel,
-    CreateEmbed, CreateMessage, CreateThread, EditMessage, GuildId, MessageId,
+    AutoArchiveDuration, ChannelId, ChannelType, CreateAllowedMentions, CreateChannel, CreateEmbed,
+    CreateMessage, CreateThread, EditMessage, GuildId, MessageId,
 };
 use serenity::http::{LightMethod, Route};
 use spotter_core::config::{DiscordConfig, IncidentChannels};
@@ -79,7 +79,12 @@ impl DiscordNotifier {
 
     /// The incident's channel, created (with its card) when it has none yet.
     async fn channel(&self, incident: &Incident) -> Result<ChatBinding, Failure> {
-        match self.engine.store().chat_binding(DISCORD, incident.reference).await? {
+        match self
+            .engine
+            .store()
+            .chat_binding(DISCORD, incident.reference)
+            .await?
+        {
             Some(b) => Ok(b),
             None => self.open_channel(incident).await,
         }
@@ -152,7 +157,9 @@ impl DiscordNotifier {
         let rows = card::buttons(&incident);
         let edited = match &binding.card_message_id {
             Some(mid) => {
-                let body = EditMessage::new().embed(embed.clone()).components(rows.clone());
+                let body = EditMessage::new()
+                    .embed(embed.clone())
+                    .components(rows.clone());
                 match self
                     .rest
                     .call(
@@ -273,8 +280,11 @@ fn message_id(s: &str) -> Result<MessageId, Failure> {
 
 /// The incident a message is about: its column, else its `incident:INC-7` target.
 fn incident_of(m: &OutboxMessage) -> Option<IncidentRef> {
-    m.incident
-        .or_else(|| m.target.strip_prefix("incident:").and_then(|r| r.parse().ok()))
+    m.incident.or_else(|| {
+        m.target
+            .strip_prefix("incident:")
+            .and_then(|r| r.parse().ok())
+    })
 }
 
 #[async_trait]

@@ -77,7 +77,11 @@ impl RestError {
     /// The outbox's view: 429 → retry no earlier than Discord asked (and no earlier than the
     /// outbox's own backoff for this attempt, so a long rate limit does not burn the attempts a
     /// long outage needs); 5xx and network trouble → retry with backoff; other 4xx → give up.
-    pub fn into_delivery(self, attempts_so_far: i32, outbox: &spotter_core::config::OutboxConfig) -> DeliveryError {
+    pub fn into_delivery(
+        self,
+        attempts_so_far: i32,
+        outbox: &spotter_core::config::OutboxConfig,
+    ) -> DeliveryError {
         match &self {
             RestError::RateLimited { retry_after, .. } => {
                 let backoff = outbox_backoff(attempts_so_far, outbox);
@@ -99,7 +103,10 @@ impl RestError {
 }
 
 /// The dispatcher's backoff for the attempt after `attempts_so_far` failures, without jitter.
-fn outbox_backoff(attempts_so_far: i32, c: &spotter_core::config::OutboxConfig) -> chrono::Duration {
+fn outbox_backoff(
+    attempts_so_far: i32,
+    c: &spotter_core::config::OutboxConfig,
+) -> chrono::Duration {
     let base = c.retry_base.num_milliseconds().max(1);
     let exp = base.saturating_mul(1i64 << attempts_so_far.clamp(0, 30));
     chrono::Duration::milliseconds(exp.min(c.retry_max.num_milliseconds().max(base)))
@@ -309,10 +316,22 @@ mod tests {
             DeliveryError::Retry { after, .. } => after.unwrap(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(after(rl(30.0).into_delivery(0, &outbox())), chrono::Duration::seconds(30));
-        assert_eq!(after(rl(0.5).into_delivery(0, &outbox())), chrono::Duration::seconds(2));
-        assert_eq!(after(rl(0.5).into_delivery(3, &outbox())), chrono::Duration::seconds(16));
-        assert_eq!(after(rl(0.5).into_delivery(20, &outbox())), chrono::Duration::minutes(5));
+        assert_eq!(
+            after(rl(30.0).into_delivery(0, &outbox())),
+            chrono::Duration::seconds(30)
+        );
+        assert_eq!(
+            after(rl(0.5).into_delivery(0, &outbox())),
+            chrono::Duration::seconds(2)
+        );
+        assert_eq!(
+            after(rl(0.5).into_delivery(3, &outbox())),
+            chrono::Duration::seconds(16)
+        );
+        assert_eq!(
+            after(rl(0.5).into_delivery(20, &outbox())),
+            chrono::Duration::minutes(5)
+        );
     }
 
     #[test]
@@ -349,6 +368,9 @@ mod tests {
         };
         let name = route_name(&r);
         assert!(!name.contains("secret-token"), "{name}");
-        assert!(name.starts_with("/api/v10/webhooks/1300000000000000000/[token]"), "{name}");
+        assert!(
+            name.starts_with("/api/v10/webhooks/1300000000000000000/[token]"),
+            "{name}"
+        );
     }
 }
