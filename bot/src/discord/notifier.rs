@@ -190,7 +190,7 @@ impl DiscordNotifier {
                 .allowed_mentions(CreateAllowedMentions::new());
             let posted = self
                 .rest
-                .call_for_id(
+                .call(
                     Route::ChannelMessages {
                         channel_id: channel_id(&binding.channel_id)?,
                     },
@@ -199,12 +199,19 @@ impl DiscordNotifier {
                 )
                 .await;
             let mid = match posted {
-                Ok(id) => id,
+                Ok(message) => super::rest::id_of(&message),
                 Err(e) if e.not_found() => return self.reopen(&incident, e).await,
                 Err(e) => return Err(e.into()),
             };
-            binding.card_message_id = Some(mid);
-            self.engine.store().save_chat_binding(&binding).await?;
+            // The card is posted either way; without its id it cannot be edited later, and the
+            // next change posts a fresh card instead.
+            match mid {
+                Some(mid) => {
+                    binding.card_message_id = Some(mid);
+                    self.engine.store().save_chat_binding(&binding).await?;
+                }
+                None => tracing::warn!(incident = %r, "Discord returned the card without an id"),
+            }
         }
         self.rendered.lock().unwrap().insert(r, incident.version);
         Ok(())

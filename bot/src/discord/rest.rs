@@ -241,17 +241,19 @@ impl DiscordRest {
     ) -> Result<String, RestError> {
         let name = format!("{} {}", method_name(method), route_name(&route));
         let v = self.call(route, method, body).await?;
-        v.get("id")
-            .and_then(|id| {
-                id.as_str()
-                    .map(str::to_string)
-                    .or_else(|| id.as_u64().map(|n| n.to_string()))
-            })
-            .ok_or_else(|| RestError::Decode {
-                route: name,
-                message: "the answer has no `id`".into(),
-            })
+        id_of(&v).ok_or_else(|| RestError::Decode {
+            route: name,
+            message: "the answer has no `id`".into(),
+        })
     }
+}
+
+/// The `id` of an object Discord returned (a string snowflake; a number is accepted too).
+pub fn id_of(v: &serde_json::Value) -> Option<String> {
+    let id = v.get("id")?;
+    id.as_str()
+        .map(str::to_string)
+        .or_else(|| id.as_u64().map(|n| n.to_string()))
 }
 
 /// serenity's `Http` for Spotter: the token, `api_base_url` as its proxy, and its own rate
