@@ -544,6 +544,25 @@ discord_test!(
             done.body
         );
         assert_eq!(app.incident("INC-1").await["state"], "declared");
+
+        // A slow button: acknowledged at once (type 6), then the card edited through the webhook.
+        let (channel, card) = app.fake.incident_channel_and_card().await;
+        let hold = hold_write_lock(&app.database_url, Duration::from_millis(3500)).await;
+        let token = ix::token("slow-ack");
+        let click = ix::button(DEV, &[], &channel, &card, "incident:INC-1:ack", &token);
+        let (v, took) = app.interact(&click).await;
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert_eq!(v["type"], 6, "deferred update: {v}");
+        hold.await.unwrap();
+        let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}/messages/@original");
+        let done = app
+            .fake
+            .wait_for("the deferred card update", Duration::from_secs(15), |reqs| {
+                reqs.iter().find(|r| r.ok() && r.is("PATCH", &path)).cloned()
+            })
+            .await;
+        assert!(done.body["embeds"][0].to_string().contains("ACKNOWLEDGED"), "{}", done.body);
+        assert_eq!(app.incident("INC-1").await["state"], "acknowledged");
     }
 );
 
