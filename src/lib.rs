@@ -3,7 +3,8 @@
 //!
 //! Map of the modules:
 //! - [`startup`]: [`startup::Application`] — build (connect, migrate, bind), run until stopped.
-//! - [`cli`]: the clap command line (`serve`, `chat`, `config`, `migrate`, `audit verify`).
+//! - [`cli`]: the clap command line (`serve`, `chat`, `config`, `migrate`, `audit verify`,
+//!   `discord register`).
 //! - [`token`]: the API bearer token: from the environment, or generated once into the data folder.
 //! - [`telemetry`]: tracing subscriber set-up, once per process.
 

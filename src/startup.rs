@@ -130,10 +130,12 @@ impl Application {
         // Discord: slash-command registration, the gateway in gateway mode (both stop on the
         // shutdown signal), and POST /discord/interactions in interactions mode.
         let discord = self.discord.as_ref().map(|d| d.start(shutdown.clone()));
-        let mut app = spotter_webhooks::router(self.state);
-        if let Some(d) = &self.discord {
-            app = app.merge(d.router());
-        }
+        let extra = self
+            .discord
+            .as_ref()
+            .map(|d| d.router())
+            .unwrap_or_default();
+        let app = spotter_webhooks::router_with(self.state, extra);
         // Peer addresses reach the handlers: sources without a credential accept loopback only.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)

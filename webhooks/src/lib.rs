@@ -39,6 +39,12 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The HTTP application with another adapter's routes (the Discord interactions endpoint)
+/// merged in, so they share the body limit, request spans, latency histogram and timeout.
+pub fn router_with(state: AppState, extra: Router) -> Router {
     let api = Router::new()
         .route("/commands", post(api::command))
         .route("/incidents", get(api::list_incidents))
@@ -66,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/grafana/{source}", post(intake::grafana_named))
         .route("/webhooks/generic/{source}", post(intake::generic))
         .route("/v2/enqueue", post(intake::pagerduty))
+        .with_state(state.clone())
+        .merge(extra)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -77,5 +85,4 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
-        .with_state(state)
 }

@@ -67,7 +67,7 @@ fn quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<String
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
-                Some(e @ ('"' | '\\')) => out.push(e),
+                Some(e @ ('"' | '\\' | '“' | '”')) => out.push(e),
                 Some(other) => {
                     out.push('\\');
                     out.push(other);

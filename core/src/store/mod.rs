@@ -164,6 +164,7 @@ impl MessageKind {
     pub fn parse(s: &str) -> Option<Self> {
         [
             MessageKind::ChatPost,
+            MessageKind::CardUpdate,
             MessageKind::Page,
             MessageKind::Broadcast,
         ]
