@@ -226,7 +226,11 @@ async fn discord_register(config: Config, dry_run: bool) -> anyhow::Result<ExitC
         println!("{}", serde_json::to_string_pretty(&payload)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let guild = config.discord.as_ref().map(|d| d.guild_id.clone()).unwrap_or_default();
+    let guild = config
+        .discord
+        .as_ref()
+        .map(|d| d.guild_id.clone())
+        .unwrap_or_default();
     let n = spotter_bot::discord::register_once(std::sync::Arc::new(config)).await?;
     println!("registered {n} slash commands for guild {guild}");
     Ok(ExitCode::SUCCESS)
