@@ -456,7 +456,7 @@ impl Engine {
         unreachable!()
     }
 
-    fn incident_lock(&self, r: IncidentRef) -> &tokio::sync::Mutex<()> {
+    pub(crate) fn incident_lock(&self, r: IncidentRef) -> &tokio::sync::Mutex<()> {
         &self.incident_locks[(r.number().unsigned_abs() as usize) % self.incident_locks.len()]
     }
 

@@ -183,6 +183,47 @@ impl Engine {
         let source = batch.source.as_str();
         let now = self.clock().now();
         let routed = alerts::route(self.config(), source, batch.group_key.as_deref(), alert);
+        // The duplicate path stays lock-free: a repeat of the stored state is answered here.
+        let seen = self.store().alert(source, fingerprint).await?;
+        if self
+            .next_record(
+                seen.as_ref(),
+                source,
+                fingerprint,
+                alert,
+                &routed.group_key,
+                now,
+            )
+            .is_none()
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        // A change: decisions about one incident take turns in this process (as commands do),
+        // so alerts moving the same incident at once queue instead of losing version races and
+        // backing off. Other replicas are still settled by the versions. Everything is read
+        // again under the lock.
+        let resolving = alert.action == AlertAction::Resolve;
+        let group_incident = self
+            .store()
+            .group_incident(source, &routed.group_key)
+            .await?;
+        let lock_on = if resolving {
+            seen.as_ref().and_then(|e| e.incident)
+        } else {
+            group_incident
+        };
+        let _turn = match lock_on {
+            Some(r) => Some(self.incident_lock(r).lock().await),
+            None => None,
+        };
+        let group_incident = match lock_on {
+            Some(_) if !resolving => {
+                self.store()
+                    .group_incident(source, &routed.group_key)
+                    .await?
+            }
+            _ => group_incident,
+        };
         let existing = self.store().alert(source, fingerprint).await?;
         let Some(mut rec) = self.next_record(
             existing.as_ref(),
@@ -216,10 +257,6 @@ impl Engine {
             return Ok(Outcome::Suppressed);
         }
 
-        let group_incident = self
-            .store()
-            .group_incident(source, &routed.group_key)
-            .await?;
         let current = match group_incident {
             Some(r) => self.store().incident(r).await?,
             None => None,

@@ -68,6 +68,13 @@ impl IntoResponse for ApiError {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
             }
+            // The body may be unread: the connection cannot carry another request.
+            ApiError::PayloadTooLarge => {
+                res.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
             _ => {}
         }
         res

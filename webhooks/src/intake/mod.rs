@@ -194,6 +194,20 @@ impl IntoResponse for IntakeError {
                     .insert(axum::http::header::RETRY_AFTER, secs.into());
                 r
             }
+            IntakeError::TooLarge(_) => {
+                // The rest of the body was not read, so this connection cannot carry another
+                // request: say so, or a client may reuse it and fail on a closed socket.
+                let mut r = (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Json(serde_json::json!({"error": self.message()})),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                r
+            }
             other => (
                 other.status(),
                 Json(serde_json::json!({"error": other.message()})),
