@@ -12,14 +12,15 @@
 //! Without the Alertmanager binary the test says SKIPPED; under `SPOTTER_TEST_STRICT=1` (CI) that
 //! is a failure. `SPOTTER_TEST_ALERTMANAGER` may name the binary.
 
+mod common;
+
+use common::binary::{client, spotter};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_spotter");
 
 /// How long any one expected change may take. Alertmanager notifies after group_wait (1 s) and
 /// then every group_interval (1 s), so this is generous.
@@ -87,14 +88,6 @@ impl Drop for Proc {
     }
 }
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 /// Polls `f` every 50 ms until it returns `Some`, or fails naming `what`.
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + DEADLINE;
@@ -148,17 +141,7 @@ struct Spotter {
 
 impl Spotter {
     fn start(dir: &Path, alertmanager_token: &str) -> Spotter {
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(dir);
-        for var in [
-            "SPOTTER_CONFIG",
-            "SPOTTER_DATABASE_URL",
-            "SPOTTER_API_TOKEN",
-            "SPOTTER_USER",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = spotter(dir, None);
         cmd.arg("serve")
             .env("SPOTTER_LISTEN", "127.0.0.1:0")
             .env("SPOTTER_ALERTMANAGER_TOKEN", alertmanager_token);

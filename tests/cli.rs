@@ -2,33 +2,13 @@
 
 mod common;
 
+use common::binary::spotter;
 use common::Backend;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_spotter");
-
-/// A `spotter` command run in `dir` with a clean environment for Spotter's variables.
-fn spotter(dir: &Path, db: Option<&str>) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir);
-    for var in [
-        "SPOTTER_CONFIG",
-        "SPOTTER_DATABASE_URL",
-        "SPOTTER_LISTEN",
-        "SPOTTER_API_TOKEN",
-        "SPOTTER_USER",
-    ] {
-        c.env_remove(var);
-    }
-    if let Some(db) = db {
-        c.env("SPOTTER_DATABASE_URL", db);
-    }
-    c
-}
 
 struct Server {
     child: Child,

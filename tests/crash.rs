@@ -3,17 +3,18 @@
 //! answered 2xx is stored, with its incident. Runs on SQLite, and on PostgreSQL when
 //! `SPOTTER_TEST_DATABASE_URL` is set (under `SPOTTER_TEST_STRICT=1` it must be).
 
+mod common;
+
+use common::binary::{client, spotter};
 use serde_json::{json, Value};
 use spotter_core::testkit::{self, PostgresTestDb};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_spotter");
 
 /// Concurrent senders.
 const WORKERS: usize = 16;
@@ -21,36 +22,6 @@ const WORKERS: usize = 16;
 const KILL_AFTER: usize = 150;
 /// Kill, restart and check this many times on the same data.
 const ROUNDS: usize = 2;
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// `spotter` in `dir`, with a clean environment for Spotter's variables.
-fn spotter(dir: &Path, db: Option<&str>) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir);
-    for var in [
-        "SPOTTER_CONFIG",
-        "SPOTTER_DATABASE_URL",
-        "SPOTTER_LISTEN",
-        "SPOTTER_API_TOKEN",
-        "SPOTTER_USER",
-        // Unset: the alertmanager source then takes loopback requests without a token.
-        "SPOTTER_ALERTMANAGER_TOKEN",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    if let Some(db) = db {
-        c.env("SPOTTER_DATABASE_URL", db);
-    }
-    c
-}
 
 /// The built-in configuration with the alertmanager source's rate limit raised, so that the
 /// burst reaches the store instead of being answered 429.

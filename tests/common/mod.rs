@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use serde_json::{json, Value};
 use spotter::startup::Application;
 use spotter_core::clock::{Clock, ManualClock, SystemClock};

@@ -179,16 +179,7 @@ fn duration_or(sp: Option<Spanned<String>>, default: Duration, err: Report<'_>) 
 }
 
 fn env_name(sp: &Spanned<String>, err: Report<'_>) -> String {
-    if !super::raw::is_env_name(sp.get_ref()) {
-        err(
-            &sp.span(),
-            format!(
-                "`{}` is not an environment variable name (A-Z, 0-9, _)",
-                sp.get_ref()
-            ),
-        );
-    }
-    sp.get_ref().clone()
+    super::raw::env_var_name(sp, err)
 }
 
 pub(super) fn parse_alerts(

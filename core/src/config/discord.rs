@@ -112,18 +112,7 @@ pub(super) fn parse(raw: RawDiscord, err: Report<'_>) -> DiscordConfig {
         );
     }
     let token_env = match raw.token_env {
-        Some(t) => {
-            if !super::raw::is_env_name(t.get_ref()) {
-                err(
-                    &t.span(),
-                    format!(
-                        "`{}` is not an environment variable name (A-Z, 0-9, _)",
-                        t.get_ref()
-                    ),
-                );
-            }
-            t.into_inner()
-        }
+        Some(t) => super::raw::env_var_name(&t, err),
         None => "SPOTTER_DISCORD_TOKEN".into(),
     };
     let incident_channels = match (raw.incident_category_id, raw.incident_channel_id) {

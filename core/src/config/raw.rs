@@ -226,18 +226,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     };
 
     let token_env = match raw.api.and_then(|a| a.token_env) {
-        Some(t) => {
-            if !is_env_name(t.get_ref()) {
-                err(
-                    &t.span(),
-                    format!(
-                        "`{}` is not an environment variable name (A-Z, 0-9, _)",
-                        t.get_ref()
-                    ),
-                );
-            }
-            t.into_inner()
-        }
+        Some(t) => env_var_name(&t, &mut err),
         None => "SPOTTER_API_TOKEN".into(),
     };
     let api = ApiConfig { token_env };
@@ -517,6 +506,23 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         sources,
         routes,
     })
+}
+
+/// The name of an environment variable holding a secret, checked (the value is never in config).
+pub(super) fn env_var_name(
+    sp: &Spanned<String>,
+    err: &mut dyn FnMut(&std::ops::Range<usize>, String),
+) -> String {
+    if !is_env_name(sp.get_ref()) {
+        err(
+            &sp.span(),
+            format!(
+                "`{}` is not an environment variable name (A-Z, 0-9, _)",
+                sp.get_ref()
+            ),
+        );
+    }
+    sp.get_ref().clone()
 }
 
 pub(super) fn is_env_name(s: &str) -> bool {
