@@ -722,10 +722,14 @@ dual_test!(
             app.post_raw("/v2/enqueue", &[], PD_RESOLVE).await.status(),
             202
         );
+        // A resolve resolves (PagerDuty's contract: pagerduty sources have no quiet period),
+        // before the 202; the incident passed through post-recovery monitoring on the way.
+        let i = app.incident("INC-1").await;
         assert_eq!(
-            app.incident("INC-1").await["phase"],
-            "post_recovery_monitoring"
+            (i["state"].as_str(), i["phase"].as_str()),
+            (Some("resolved"), Some("post_recovery_monitoring"))
         );
+        assert_eq!(app.incidents("all").await.len(), 1);
 
         // PagerDuty-shaped errors.
         let res = app.post_raw("/v2/enqueue", &[], r#"{"routing_key":"R0123456789abcdef0123456789abcde","event_action":"trigger","payload":{"severity":"dire"}}"#).await;

@@ -406,25 +406,56 @@ impl Engine {
             .all(|a| a.status == AlertStatus::Resolved);
         if all_resolved && inc.source == Source::Alert && inc.phase != Phase::PostRecoveryMonitoring
         {
-            let quiet = self.config().alerts.quiet_period;
+            let quiet = self
+                .config()
+                .sources
+                .iter()
+                .find(|s| s.id == rec.source)
+                .and_then(|s| s.quiet_period)
+                .unwrap_or(self.config().alerts.quiet_period);
             inc.phase = Phase::PostRecoveryMonitoring;
-            plan.event(
-                &inc,
-                EventKind::PhaseChanged,
-                format!(
-                    "all alerts of {r} resolved: post-recovery monitoring; it resolves by itself at {} ({} quiet) unless held open with /incident hold",
-                    render::time(now + quiet),
-                    format_duration(quiet)
-                ),
-                false,
-            );
-            plan.jobs.push(JobChange::Schedule(NewJob {
-                key: format!("{}quiet", autoresolve_prefix(r)),
-                kind: JOB_AUTORESOLVE.into(),
-                incident: Some(r),
-                due_at: now + quiet,
-                payload: serde_json::json!({}),
-            }));
+            if quiet <= chrono::Duration::zero() {
+                // No quiet period (PagerDuty's contract): resolved in the same transaction, so
+                // the sender's answer comes after the incident is resolved.
+                inc.resolve(Some("all alerts resolved".into()), now)
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+                plan.cancel_escalation(&inc);
+                plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
+                let met = if now <= inc.rto_deadline {
+                    "within RTO"
+                } else {
+                    "RTO missed"
+                };
+                plan.event(
+                    &inc,
+                    EventKind::Resolved,
+                    format!("{r} resolved: all its alerts resolved ({met})"),
+                    false,
+                );
+                plan.audit(
+                    "incident.resolve",
+                    &inc,
+                    serde_json::json!({"reason": "all alerts resolved", "source": rec.source}),
+                );
+            } else {
+                plan.event(
+                    &inc,
+                    EventKind::PhaseChanged,
+                    format!(
+                        "all alerts of {r} resolved: post-recovery monitoring; it resolves by itself at {} ({} quiet) unless held open with /incident hold",
+                        render::time(now + quiet),
+                        format_duration(quiet)
+                    ),
+                    false,
+                );
+                plan.jobs.push(JobChange::Schedule(NewJob {
+                    key: format!("{}quiet", autoresolve_prefix(r)),
+                    kind: JOB_AUTORESOLVE.into(),
+                    incident: Some(r),
+                    due_at: now + quiet,
+                    payload: serde_json::json!({}),
+                }));
+            }
         }
         plan.extra.alerts.push(rec);
         self.commit_plan(plan, Some(IncidentWrite::Update(inc)))

@@ -56,6 +56,9 @@ pub struct SourceConfig {
     /// Requests allowed in a burst above the sustained rate.
     pub burst: u32,
     pub max_body: usize,
+    /// Overrides `[alerts] quiet_period` for incidents this source opened. PagerDuty sources
+    /// default to 0: in PagerDuty's contract a resolve event resolves.
+    pub quiet_period: Option<Duration>,
 }
 
 /// One routing rule. Every matcher must hold; the first matching route wins.
@@ -150,6 +153,7 @@ pub(super) struct RawSource {
     rate: Option<Spanned<String>>,
     burst: Option<u32>,
     max_body: Option<Spanned<String>>,
+    quiet_period: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -365,7 +369,19 @@ pub(super) fn parse_sources(raw: Vec<RawSource>, err: Report<'_>) -> Vec<SourceC
             .burst
             .unwrap_or_else(|| (rate_per_second * 2.0).ceil().max(1.0) as u32)
             .max(1);
+        let quiet_period = match &s.quiet_period {
+            Some(q) => match parse_duration(q.get_ref()) {
+                Ok(d) => Some(d),
+                Err(m) => {
+                    err(&q.span(), m);
+                    None
+                }
+            },
+            None if kind == SourceKind::Pagerduty => Some(Duration::zero()),
+            None => None,
+        };
         out.push(SourceConfig {
+            quiet_period,
             id,
             kind,
             credential,
