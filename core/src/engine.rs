@@ -201,7 +201,7 @@ impl Engine {
         // Incident commands needing `commander` also admit that incident's own commander, so the
         // check waits until the incident is known.
         let incident_scoped = cmd.incident().is_some();
-        if !actor.allows(spec.role) && !(incident_scoped && spec.role == Role::Commander) {
+        if !permitted(actor, spec.role, incident_scoped) {
             return Ok(Reply::refused(self.denied(actor, spec.role, &spec.name())));
         }
         match cmd {
@@ -225,7 +225,7 @@ impl Engine {
             }
             Command::Show { incident } => {
                 let Some(inc) = self.resolve_ref(incident, ctx).await? else {
-                    return Ok(self.which_incident().await?);
+                    return self.which_incident().await;
                 };
                 match self.store.incident(inc).await? {
                     Some(i) => Ok(Reply::ok(
@@ -237,7 +237,7 @@ impl Engine {
             }
             Command::Timeline { incident } => {
                 let Some(inc) = self.resolve_ref(incident, ctx).await? else {
-                    return Ok(self.which_incident().await?);
+                    return self.which_incident().await;
                 };
                 match self.store.incident(inc).await? {
                     Some(i) => {
@@ -269,7 +269,7 @@ impl Engine {
             Command::MaintenanceEnd { id } => self.maintenance_end(actor, id).await,
             other => {
                 let Some(inc) = self.resolve_ref(other.incident().flatten(), ctx).await? else {
-                    return Ok(self.which_incident().await?);
+                    return self.which_incident().await;
                 };
                 self.mutate(actor, inc, &other).await
             }
@@ -431,7 +431,7 @@ impl Engine {
             };
             let spec = cmd.spec();
             let is_commander = actor.person.is_some() && actor.person == current.commander;
-            if !actor.allows(spec.role) && !(spec.role == Role::Commander && is_commander) {
+            if !permitted(actor, spec.role, is_commander) {
                 return Ok(Reply::refused(self.denied(actor, spec.role, &spec.name())));
             }
             let now = self.clock.now();
@@ -741,6 +741,12 @@ impl Engine {
             _ => false,
         }
     }
+}
+
+/// The permission rule: the role itself, or, for commander work, being the commander of the
+/// incident concerned.
+fn permitted(actor: &Actor, required: Role, commands_the_incident: bool) -> bool {
+    actor.allows(required) || (required == Role::Commander && commands_the_incident)
 }
 
 /// Messages about one incident on one chat channel go out one at a time, in order.

@@ -57,11 +57,14 @@ pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
     config
 }
 
+/// A change a test makes to its configuration.
+pub type Configure = Box<dyn FnOnce(&mut Config) + Send>;
+
 /// How a test wants the application built.
 #[derive(Default)]
 pub struct Options {
     /// Changes to the test configuration.
-    pub configure: Option<Box<dyn FnOnce(&mut Config) + Send>>,
+    pub configure: Option<Configure>,
     /// The environment variables holding secrets, as the application should see them.
     pub env: std::collections::HashMap<String, String>,
     /// A clock the test moves by hand.
