@@ -417,26 +417,7 @@ impl Engine {
             if quiet <= chrono::Duration::zero() {
                 // No quiet period (PagerDuty's contract): resolved in the same transaction, so
                 // the sender's answer comes after the incident is resolved.
-                inc.resolve(Some("all alerts resolved".into()), now)
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
-                plan.cancel_escalation(&inc);
-                plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
-                let met = if now <= inc.rto_deadline {
-                    "within RTO"
-                } else {
-                    "RTO missed"
-                };
-                plan.event(
-                    &inc,
-                    EventKind::Resolved,
-                    format!("{r} resolved: all its alerts resolved ({met})"),
-                    false,
-                );
-                plan.audit(
-                    "incident.resolve",
-                    &inc,
-                    serde_json::json!({"reason": "all alerts resolved", "source": rec.source}),
-                );
+                resolve_by_alerts(&mut plan, &mut inc, "all its alerts resolved".into(), now)?;
             } else {
                 plan.event(
                     &inc,
@@ -560,21 +541,8 @@ impl Engine {
                     .await?
                     .filter(|i| i.state.is_open())
                 {
-                    inc.resolve(Some("the heartbeat returned".into()), now)
-                        .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
-                    plan.jobs.push(JobChange::CancelPrefix(format!("esc:{r}:")));
-                    plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
-                    plan.event(
-                        &inc,
-                        EventKind::Resolved,
-                        format!("{r} resolved: the monitoring heartbeat from {source} returned"),
-                        false,
-                    );
-                    plan.audit(
-                        "incident.resolve",
-                        &inc,
-                        serde_json::json!({"reason": "heartbeat returned"}),
-                    );
+                    let why = format!("the monitoring heartbeat from {source} returned");
+                    resolve_by_alerts(&mut plan, &mut inc, why, now)?;
                     write = Some(IncidentWrite::Update(inc));
                 }
             }
@@ -696,34 +664,46 @@ impl Engine {
                 })
             {
                 let q = format_duration(self.config().alerts.quiet_period);
-                inc.resolve(Some(format!("all alerts resolved and quiet for {q}")), now)
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
-                plan.cancel_escalation(&inc);
-                plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
-                let met = if now <= inc.rto_deadline {
-                    "within RTO"
-                } else {
-                    "RTO missed"
-                };
-                plan.event(
-                    &inc,
-                    EventKind::Resolved,
-                    format!(
-                        "{r} resolved by itself: all alerts resolved and quiet for {q} ({met})"
-                    ),
-                    false,
-                );
-                plan.audit(
-                    "incident.resolve",
-                    &inc,
-                    serde_json::json!({"reason": "quiet period"}),
-                );
+                resolve_by_alerts(
+                    &mut plan,
+                    &mut inc,
+                    format!("all alerts resolved and quiet for {q}"),
+                    now,
+                )?;
                 write = Some(IncidentWrite::Update(inc));
             }
         }
         plan.jobs.push(complete);
         self.commit_plan(plan, write).await
     }
+}
+
+/// Resolves an incident because its alerts say so (not a person): stops the escalation tiers
+/// and the RTO clock, and records why on the timeline and in the audit log.
+fn resolve_by_alerts(
+    plan: &mut Plan<'_>,
+    inc: &mut Incident,
+    why: String,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let r = inc.reference;
+    inc.resolve(Some(why.clone()), now)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+    plan.cancel_escalation(inc);
+    plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
+    let met = if now <= inc.rto_deadline {
+        "within RTO"
+    } else {
+        "RTO missed"
+    };
+    plan.event(
+        inc,
+        EventKind::Resolved,
+        format!("{r} resolved by itself: {why} ({met})"),
+        false,
+    );
+    plan.audit("incident.resolve", inc, serde_json::json!({"reason": why}));
+    Ok(())
 }
 
 /// `MySQLDown (instance=db-1:9104)`: the summary and the labels that tell alerts apart.
