@@ -66,10 +66,10 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/webhooks/alertmanager", post(intake::alertmanager))
         .route(
             "/webhooks/alertmanager/{source}",
-            post(intake::alertmanager_named),
+            post(intake::alertmanager),
         )
         .route("/webhooks/grafana", post(intake::grafana))
-        .route("/webhooks/grafana/{source}", post(intake::grafana_named))
+        .route("/webhooks/grafana/{source}", post(intake::grafana))
         .route("/webhooks/generic/{source}", post(intake::generic))
         .route("/v2/enqueue", post(intake::pagerduty))
         .with_state(state.clone())

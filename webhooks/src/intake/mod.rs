@@ -399,49 +399,25 @@ async fn alertmanager_like(
 /// `POST /webhooks/alertmanager[/{source}]`: Alertmanager's webhook_config (version 4).
 pub async fn alertmanager(
     State(state): State<AppState>,
+    source: Option<Path<String>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IntakeError> {
-    alertmanager_like(state, SourceKind::Alertmanager, None, peer, headers, body).await
-}
-
-pub async fn alertmanager_named(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, IntakeError> {
-    alertmanager_like(
-        state,
-        SourceKind::Alertmanager,
-        Some(id),
-        peer,
-        headers,
-        body,
-    )
-    .await
+    let id = source.map(|Path(id)| id);
+    alertmanager_like(state, SourceKind::Alertmanager, id, peer, headers, body).await
 }
 
 /// `POST /webhooks/grafana[/{source}]`: Grafana's webhook contact point (version 1).
 pub async fn grafana(
     State(state): State<AppState>,
+    source: Option<Path<String>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IntakeError> {
-    alertmanager_like(state, SourceKind::Grafana, None, peer, headers, body).await
-}
-
-pub async fn grafana_named(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, IntakeError> {
-    alertmanager_like(state, SourceKind::Grafana, Some(id), peer, headers, body).await
+    let id = source.map(|Path(id)| id);
+    alertmanager_like(state, SourceKind::Grafana, id, peer, headers, body).await
 }
 
 /// `POST /webhooks/generic/{source}`: the documented JSON shape, HMAC-signed.
