@@ -57,14 +57,21 @@ impl ConsoleChat {
             .json(&serde_json::json!({"text": line, "user": self.user, "source": "chat"}))
             .send()
             .await
-            .with_context(|| {
-                format!(
-                    "cannot reach Spotter at {}; is `spotter serve` running?",
-                    self.url
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach Spotter at {}: {}; is `spotter serve` running?",
+                    self.url,
+                    crate::transport::describe(e)
                 )
             })?;
         let status = res.status();
-        let body = res.text().await.context("reading the reply")?;
+        let body = res.text().await.map_err(|e| {
+            anyhow::anyhow!(
+                "reading the reply from {}: {}",
+                self.url,
+                crate::transport::describe(e)
+            )
+        })?;
         if status.is_success() {
             let r: CommandResponse = serde_json::from_str(&body)
                 .context("the server's reply is not a command response")?;

@@ -10,6 +10,7 @@
 //! by the outbox (a 429 becomes a retry no earlier than `retry_after`), which also keeps them
 //! durable across restarts and shared by every replica.
 
+use crate::transport;
 use serde::Serialize;
 use serde_json::Value;
 use serenity::http::{Http, HttpBuilder, LightMethod, Request, Route};
@@ -174,11 +175,17 @@ impl DiscordRest {
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
             .map_err(|e| RestError::Transport {
                 route: name.clone(),
-                message: e.to_string(),
+                message: match e {
+                    serenity::Error::Http(serenity::http::HttpError::Request(e)) => {
+                        transport::describe(e)
+                    }
+                    // URL parse and header errors name neither the URL nor the header's value.
+                    other => other.to_string(),
+                },
             })?;
         let response = request.send().await.map_err(|e| RestError::Transport {
             route: name.clone(),
-            message: e.to_string(),
+            message: transport::describe(e),
         })?;
         let status = response.status();
         let header_retry = response
@@ -188,7 +195,7 @@ impl DiscordRest {
             .and_then(|v| v.trim().parse::<f64>().ok());
         let text = response.text().await.map_err(|e| RestError::Transport {
             route: name.clone(),
-            message: e.to_string(),
+            message: transport::describe(e),
         })?;
         let json: Option<Value> = serde_json::from_str(&text).ok();
         if status.is_success() {
@@ -374,5 +381,42 @@ mod tests {
             name.starts_with("/api/v10/webhooks/1300000000000000000/[token]"),
             "{name}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_names_the_route_but_never_the_interaction_token() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = DiscordConfig {
+            mode: spotter_core::config::DiscordMode::Interactions,
+            application_id: "1300000000000000000".into(),
+            guild_id: "1290000000000000000".into(),
+            public_key: None,
+            token_env: "UNUSED".into(),
+            api_base_url: format!("http://127.0.0.1:{port}"),
+            incident_channels: spotter_core::config::IncidentChannels::Category(None),
+            role_map: vec![],
+        };
+        let rest = DiscordRest::new(&config, &Secret::new("Bot bot-token")).unwrap();
+        let e = rest
+            .call(
+                Route::WebhookOriginalInteractionResponse {
+                    application_id: rest.application_id(),
+                    token: "secret-interaction-token",
+                },
+                LightMethod::Patch,
+                Some(&serde_json::json!({"content": "x"})),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RestError::Transport { .. }), "{e:?}");
+        for shown in [e.to_string(), format!("{e:?}")] {
+            assert!(!shown.contains("secret-interaction-token"), "{shown}");
+            assert!(!shown.contains("bot-token"), "{shown}");
+        }
+        assert!(e.to_string().contains("[token]"), "{e}");
     }
 }
