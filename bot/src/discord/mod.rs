@@ -26,9 +26,8 @@ pub mod rest;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use serenity::all::GuildId;
 use serenity::http::{LightMethod, Route};
-use spotter_core::config::{Config, DiscordConfig, DiscordMode};
+use spotter_core::config::{Config, DiscordConfig, DiscordMode, IncidentChannels};
 use spotter_core::outbox::Notifier;
 use spotter_core::{Engine, Secret};
 use std::sync::Arc;
@@ -80,6 +79,15 @@ impl Discord {
         token: Secret,
     ) -> anyhow::Result<Discord> {
         let rest = Arc::new(rest::DiscordRest::new(&config, &token)?);
+        match &config.incident_channels {
+            IncidentChannels::Category(Some(c)) => {
+                rest::snowflake("discord.incident_category_id", c)?;
+            }
+            IncidentChannels::Threads(c) => {
+                rest::snowflake("discord.incident_channel_id", c)?;
+            }
+            IncidentChannels::Category(None) => {}
+        }
         let interactions = Arc::new(interactions::Interactions::new(
             engine.clone(),
             rest.clone(),
@@ -195,11 +203,10 @@ async fn register(
     rest: &rest::DiscordRest,
 ) -> Result<usize, rest::RestError> {
     let payload = commands::registration(config);
-    let guild_id = GuildId::new(discord.guild_id.parse().unwrap_or(1));
     rest.call(
         Route::GuildCommands {
             application_id: rest.application_id(),
-            guild_id,
+            guild_id: rest.guild_id(),
         },
         LightMethod::Put,
         Some(&payload),

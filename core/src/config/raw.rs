@@ -339,7 +339,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         }
         if let Some(d) = &p.discord_user_id {
             let s = d.get_ref();
-            if !(17..=20).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+            if !super::discord::is_snowflake(s) {
                 err(&d.span(), format!("discord_user_id `{s}` is not a Discord user id (a snowflake: 17-20 digits)"));
             } else if !discord_ids.insert(s.clone()) {
                 err(
@@ -529,23 +529,4 @@ pub(super) fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// A database URL with its password replaced, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(c) => format!(
-                    "{}{}:[redacted]{}",
-                    &url[..s + 3],
-                    &userinfo[..c],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }

@@ -150,3 +150,53 @@ fn database_passwords_are_redacted_in_messages() {
     );
     assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
 }
+
+#[test]
+fn secret_query_parameters_are_redacted_and_the_others_kept() {
+    for (url, shown) in [
+        (
+            "postgres://u@h/db?password=hunter2",
+            "postgres://u@h/db?password=[redacted]",
+        ),
+        (
+            "postgres://u@h/db?sslmode=require&sslpassword=hunter2&application_name=spotter",
+            "postgres://u@h/db?sslmode=require&sslpassword=[redacted]&application_name=spotter",
+        ),
+        (
+            "postgres://u:p%40ss@h:5432/db?PASSWORD=x&token=y&auth_token=z",
+            "postgres://u:[redacted]@h:5432/db?PASSWORD=[redacted]&token=[redacted]&auth_token=[redacted]",
+        ),
+        // An `@` in the query is no user info.
+        (
+            "postgres://h/db?user=a@b&password=x",
+            "postgres://h/db?user=a@b&password=[redacted]",
+        ),
+        (
+            "sqlite://data/x.db?mode=rwc",
+            "sqlite://data/x.db?mode=rwc",
+        ),
+    ] {
+        assert_eq!(redact_url(url), shown, "{url}");
+        assert!(!redact_url(url).contains("hunter2"));
+    }
+}
+
+#[test]
+fn discord_ids_beyond_64_bits_or_zero_are_refused() {
+    let discord = |guild: &str| {
+        format!(
+            "{BASE}\n[discord]\nmode = \"gateway\"\napplication_id = \"1300000000000000000\"\nguild_id = \"{guild}\"\n"
+        )
+    };
+    assert_eq!(check(&discord("1290000000000000000")), Vec::<String>::new());
+    for bad in ["99999999999999999999", "00000000000000000", "12345"] {
+        let errs = check(&discord(bad));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains(&format!(
+                "guild_id `{bad}` is not a Discord id (a snowflake: 17-20 digits)"
+            )),
+            "{errs:?}"
+        );
+    }
+}
