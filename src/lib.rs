@@ -5,10 +5,12 @@
 //! - [`startup`]: [`startup::Application`] — build (connect, migrate, bind), run until stopped.
 //! - [`cli`]: the clap command line (`serve`, `chat`, `config`, `migrate`, `audit verify`,
 //!   `discord register`).
+//! - [`server_url`]: the address `serve` bound, left in the data folder for `spotter chat`.
 //! - [`token`]: the API bearer token: from the environment, or generated once into the data folder.
 //! - [`telemetry`]: tracing subscriber set-up, once per process.
 
 pub mod cli;
+pub mod server_url;
 pub mod startup;
 pub mod telemetry;
 pub mod token;

@@ -68,6 +68,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        crate::server_url::write(&config.server.data_dir, addr);
         let (intake, warnings) = spotter_webhooks::intake::Intake::from_config(&config, env);
         for w in warnings {
             tracing::warn!("{w}");

@@ -354,3 +354,186 @@ fn migrate_applies_the_schema_and_is_idempotent() {
     }
     assert!(dir.path().join("data/spotter.db").exists());
 }
+
+/// `spotter ARGS` with `stdin` → (exit ok, stdout, stderr).
+fn run(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = spotter(dir, db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn chat_finds_a_server_started_on_another_port_and_errors_name_the_url_they_used() {
+    let dir = tempfile::tempdir().unwrap();
+    // `serve` on a free port (SPOTTER_LISTEN=127.0.0.1:0), not the configured 8080.
+    let server = Server::start(dir.path(), None);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/server-url"))
+            .unwrap()
+            .trim(),
+        server.url
+    );
+    // No --url: chat finds it through the data folder.
+    let (ok, out, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin"],
+        "/incident declare level:2 title:\"Redis down\"\n",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("Declared INC-1"), "{out}");
+    server.stop();
+
+    // Stopped: the error names the URL it tried and where it came from.
+    let (ok, _, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin"],
+        "/incident list\n",
+    );
+    assert!(!ok);
+    let port = server_port(&dir);
+    assert!(
+        err.contains(&format!(
+            "cannot reach Spotter at http://127.0.0.1:{port} (from data/server-url"
+        )),
+        "{err}"
+    );
+
+    // --url wins, and is named too.
+    let dead = format!("http://127.0.0.1:{}", common::binary::closed_port());
+    let (ok, _, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin", "--url", &dead],
+        "/incident list\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("cannot reach Spotter at {dead} (from --url)")),
+        "{err}"
+    );
+
+    // Without the file: server.public_url, named as such.
+    std::fs::remove_file(dir.path().join("data/server-url")).unwrap();
+    let (ok, _, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin"],
+        "/incident list\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot reach Spotter at http://127.0.0.1:8080 (from server.public_url)"),
+        "{err}"
+    );
+}
+
+fn server_port(dir: &tempfile::TempDir) -> String {
+    let url = std::fs::read_to_string(dir.path().join("data/server-url")).unwrap();
+    url.trim().rsplit(':').next().unwrap().to_string()
+}
+
+#[test]
+fn audit_verify_in_an_empty_folder_creates_nothing_and_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(dir.path(), None, &["audit", "verify"], "");
+    assert!(!ok, "{out}");
+    assert_eq!(
+        err.trim(),
+        "error: no database at data/spotter.db; start `spotter serve` or run `spotter migrate` first"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "audit verify created files: {:?}",
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_on_a_missing_or_empty_postgres_database_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, pg)) =
+        common::database(Backend::Postgres, "audit_verify_missing_pg", dir.path()).await
+    else {
+        return;
+    };
+    let missing = format!("{}_missing", url);
+    let path = dir.path().to_path_buf();
+    let (url2, missing2) = (url.clone(), missing.clone());
+    let (missing_err, empty_err) = tokio::task::spawn_blocking(move || {
+        let (ok, _, missing_err) = run(&path, Some(&missing2), &["audit", "verify"], "");
+        assert!(!ok);
+        let (ok, _, empty_err) = run(&path, Some(&url2), &["audit", "verify"], "");
+        assert!(!ok);
+        (missing_err, empty_err)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        missing_err.trim(),
+        format!(
+            "error: no database at {missing}; start `spotter serve` or run `spotter migrate` first"
+        )
+    );
+    assert!(
+        empty_err.starts_with(&format!("error: the database at {url} is not ready (")),
+        "{empty_err}"
+    );
+    assert!(
+        empty_err
+            .trim_end()
+            .ends_with("start `spotter serve` or run `spotter migrate` first"),
+        "{empty_err}"
+    );
+    // Nothing was created in it: no migrations table, no schema.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(tables, 0);
+    if let Some(pg) = pg {
+        pg.drop_db().await;
+    }
+}
+
+#[test]
+fn discord_register_without_a_discord_section_is_an_error_even_as_a_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["discord", "register", "--dry-run"][..],
+        &["discord", "register"][..],
+    ] {
+        let (ok, out, err) = run(dir.path(), None, args, "");
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.starts_with("error: no [discord] section in the configuration"),
+            "{err}"
+        );
+    }
+}

@@ -10,6 +10,8 @@ use std::io::{BufRead, IsTerminal, Write};
 pub struct ConsoleChat {
     client: reqwest::Client,
     url: String,
+    /// Where the URL came from (`--url`, the file `serve` left, the config), for error messages.
+    origin: Option<String>,
     token: String,
     user: String,
 }
@@ -43,9 +45,24 @@ impl ConsoleChat {
         Ok(ConsoleChat {
             client,
             url: url.trim_end_matches('/').to_string(),
+            origin: None,
             token,
             user,
         })
+    }
+
+    /// Says in every error where the URL came from ("from data/server-url").
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// "http://127.0.0.1:8080 (from data/server-url)".
+    fn server(&self) -> String {
+        match &self.origin {
+            Some(o) => format!("{} ({o})", self.url),
+            None => self.url.clone(),
+        }
     }
 
     /// Sends one line; returns (ok, reply).
@@ -59,8 +76,9 @@ impl ConsoleChat {
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
-                    "cannot reach Spotter at {}: {}; is `spotter serve` running?",
-                    self.url,
+                    "cannot reach Spotter at {}: {}; is `spotter serve` running? (--url picks \
+                     another server)",
+                    self.server(),
                     crate::transport::describe(e)
                 )
             })?;
@@ -68,22 +86,30 @@ impl ConsoleChat {
         let body = res.text().await.map_err(|e| {
             anyhow::anyhow!(
                 "reading the reply from {}: {}",
-                self.url,
+                self.server(),
                 crate::transport::describe(e)
             )
         })?;
         if status.is_success() {
-            let r: CommandResponse = serde_json::from_str(&body)
-                .context("the server's reply is not a command response")?;
+            let r: CommandResponse = serde_json::from_str(&body).with_context(|| {
+                format!(
+                    "the reply from {} is not a Spotter command response; is that Spotter?",
+                    self.server()
+                )
+            })?;
             return Ok((r.ok, r.reply));
         }
         let msg = serde_json::from_str::<ErrorResponse>(&body)
             .map(|e| e.error)
             .unwrap_or(body);
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            bail!("the server refused the API token (401): set SPOTTER_API_TOKEN or run next to the server's data folder");
+            bail!(
+                "{} refused the API token (401): set SPOTTER_API_TOKEN or run next to the \
+                 server's data folder",
+                self.server()
+            );
         }
-        bail!("server answered {status}: {msg}")
+        bail!("{} answered {status}: {msg}", self.server())
     }
 
     /// Reads commands from stdin until EOF: a prompt on a terminal, silent line-by-line otherwise.

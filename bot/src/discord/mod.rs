@@ -170,7 +170,7 @@ impl Discord {
     /// # Errors
     /// Discord refused or could not be reached.
     pub async fn register(&self) -> Result<usize, rest::RestError> {
-        register(self.engine.config(), &self.config, &self.rest).await
+        register(self.engine.config(), &self.rest).await
     }
 }
 
@@ -197,11 +197,7 @@ pub fn registration_payload(config: &Config) -> Value {
 }
 
 /// Bulk-overwrites the guild's commands with the ones generated from the core table; idempotent.
-async fn register(
-    config: &Config,
-    discord: &DiscordConfig,
-    rest: &rest::DiscordRest,
-) -> Result<usize, rest::RestError> {
+async fn register(config: &Config, rest: &rest::DiscordRest) -> Result<usize, rest::RestError> {
     let payload = commands::registration(config);
     rest.call(
         Route::GuildCommands {
@@ -223,7 +219,7 @@ async fn register_until_done(
 ) {
     let mut wait = Duration::from_secs(1);
     loop {
-        match register(config, discord, rest).await {
+        match register(config, rest).await {
             Ok(n) => {
                 tracing::info!(guild = %discord.guild_id, "registered {n} Discord slash commands");
                 return;
@@ -262,7 +258,7 @@ pub async fn register_once(config: Arc<Config>) -> anyhow::Result<usize> {
         .context("no [discord] section in the configuration")?;
     let token = token_from(&discord, &|var| std::env::var(var).ok())?;
     let rest = rest::DiscordRest::new(&discord, &token)?;
-    register(&config, &discord, &rest)
+    register(&config, &rest)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

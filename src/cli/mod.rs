@@ -1,12 +1,18 @@
-//! The command line.
+//! The command line: clap's definitions here, one module per group of commands.
+//!
+//! - [`chat`]: `spotter chat`, the console chat, and how it finds the server.
+//! - [`database`]: `migrate`, `audit verify`, and opening the database: read-write for commands
+//!   that change it, existing-only for commands that only read (they never create one).
+//! - [`discord`]: `spotter discord register`.
+
+mod chat;
+mod database;
+mod discord;
 
 use crate::startup::{shutdown_on_signals, Application};
 use crate::telemetry;
 use clap::{Parser, Subcommand};
-use spotter_bot::console::ConsoleChat;
-use spotter_core::audit;
 use spotter_core::config::{Config, DEFAULT_TOML};
-use spotter_core::store::{SqlStore, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,7 +39,8 @@ enum Command {
         /// The person id to speak as (see [[person]] in the config).
         #[arg(long = "as", env = "SPOTTER_USER", value_name = "PERSON")]
         user: Option<String>,
-        /// The server's base URL (default: server.public_url).
+        /// The server's base URL (default: the address `serve` left in <data_dir>/server-url,
+        /// else server.public_url).
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
@@ -130,14 +137,14 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
-            Command::Chat { user, url } => chat(config, user, url).await,
-            Command::Migrate => migrate(config).await,
+            Command::Chat { user, url } => chat::run(config, user, url).await,
+            Command::Migrate => database::migrate(config).await,
             Command::Audit {
                 command: AuditCommand::Verify,
-            } => audit_verify(config).await,
+            } => database::audit_verify(config).await,
             Command::Discord {
                 command: DiscordCommand::Register { dry_run },
-            } => discord_register(config, dry_run).await,
+            } => discord::register(config, dry_run).await,
             Command::Config { .. } => unreachable!("handled above"),
         }
     });
@@ -163,75 +170,5 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_on_signals()).await?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn chat(
-    config: Config,
-    user: Option<String>,
-    url: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let user = user.or_else(|| std::env::var("USER").ok()).ok_or_else(|| {
-        anyhow::anyhow!("say who you are: spotter chat --as PERSON (a person id from the config)")
-    })?;
-    let token = crate::token::for_client(&config)?;
-    let url = url.unwrap_or_else(|| config.server.public_url.clone());
-    let chat = ConsoleChat::new(&url, token.expose().to_string(), user)?;
-    let summary = chat.run_stdin().await?;
-    Ok(
-        if summary.refused > 0 && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
-}
-
-async fn connect(config: &Config) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&config.database.url, 2).await
-}
-
-async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
-    let store = connect(&config).await?;
-    store.migrate().await?;
-    println!("migrations applied ({:?})", store.backend());
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
-    let store = connect(&config).await?;
-    store.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let log = store.audit_log().await?;
-    match audit::verify(&log.entries, log.head_seq, &log.head_hash) {
-        Ok(n) => {
-            println!("audit log verified: {n} entries, hash chain intact");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(v) => {
-            eprintln!("audit log verification FAILED: {v}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-async fn discord_register(config: Config, dry_run: bool) -> anyhow::Result<ExitCode> {
-    if dry_run {
-        if let Some(d) = &config.discord {
-            eprintln!(
-                "PUT {}/api/v10/applications/{}/guilds/{}/commands",
-                d.api_base_url, d.application_id, d.guild_id
-            );
-        }
-        let payload = spotter_bot::discord::registration_payload(&config);
-        println!("{}", serde_json::to_string_pretty(&payload)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let guild = config
-        .discord
-        .as_ref()
-        .map(|d| d.guild_id.clone())
-        .unwrap_or_default();
-    let n = spotter_bot::discord::register_once(std::sync::Arc::new(config)).await?;
-    println!("registered {n} slash commands for guild {guild}");
     Ok(ExitCode::SUCCESS)
 }
