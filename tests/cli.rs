@@ -537,3 +537,41 @@ fn discord_register_without_a_discord_section_is_an_error_even_as_a_dry_run() {
         );
     }
 }
+
+#[test]
+fn config_check_reports_every_problem_in_one_run_naming_table_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = spotter_core::config::DEFAULT_TOML
+        .replacen(
+            "id = \"dba\"\nname = \"Database Administrator\"\nemail = \"dba@company.com\"\nroles = [\"commander\", \"approver\"]",
+            "id = \"dba\"\nname = \"Database Administrator\"\nemail = \"dba@company.com\"\nroles = \"commander\"",
+            1,
+        )
+        .replacen("max_connections = 8", "max_connections = \"eight\"", 1)
+        .replacen(
+            "notify = [\"sysadmin\"]",
+            "notify = [\"sysadmin\", \"bob\"]",
+            1,
+        );
+    let line = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    std::fs::write(dir.path().join("broken.toml"), &broken).unwrap();
+    let (ok, out, err) = run(dir.path(), None, &["config", "check", "broken.toml"], "");
+    assert!(!ok, "{out}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        vec![
+            format!(
+                "broken.toml:{}:19: [database]: max_connections: expected a whole number, e.g. 8; found string \"eight\"",
+                line("max_connections")
+            ),
+            format!(
+                "broken.toml:{}:9: [[person]] #2 (id = \"dba\"): roles: expected an array of role names, e.g. [\"responder\"]; found string \"commander\"",
+                line("roles = \"commander\"")
+            ),
+            format!(
+                "broken.toml:{}:23: escalation tier names unknown person or team `bob`",
+                line("\"bob\"")
+            ),
+        ]
+    );
+}

@@ -154,6 +154,9 @@ async fn no_secret_reaches_the_logs(backend: Backend, test: &str) {
     }
 }
 
+/// A request that must be refused: path, headers, body.
+type Refusal = (&'static str, Vec<(&'static str, String)>, String);
+
 /// Runs the binary and provokes errors; returns everything every process wrote, and the
 /// interaction tokens it was sent.
 fn drive(dir: &Path, db_url: &str, secrets: &[(&'static str, String)]) -> (String, Vec<String>) {
@@ -186,7 +189,7 @@ fn drive(dir: &Path, db_url: &str, secrets: &[(&'static str, String)]) -> (Strin
         .unwrap();
     assert_eq!(api.status(), 401);
     let alert = r#"{"version":"4","groupKey":"g","status":"firing","receiver":"spotter","alerts":[{"status":"firing","labels":{"alertname":"X"},"annotations":{},"startsAt":"2026-01-01T00:00:00Z","fingerprint":"f"}]}"#;
-    let refusals: Vec<(&str, Vec<(&str, String)>, String)> = vec![
+    let refusals: Vec<Refusal> = vec![
         (
             "/webhooks/alertmanager",
             vec![("authorization", "Bearer wrong".into())],

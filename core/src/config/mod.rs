@@ -10,6 +10,7 @@
 
 mod alerts;
 mod discord;
+mod document;
 mod raw;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
