@@ -557,11 +557,21 @@ discord_test!(
         let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}/messages/@original");
         let done = app
             .fake
-            .wait_for("the deferred card update", Duration::from_secs(15), |reqs| {
-                reqs.iter().find(|r| r.ok() && r.is("PATCH", &path)).cloned()
-            })
+            .wait_for(
+                "the deferred card update",
+                Duration::from_secs(15),
+                |reqs| {
+                    reqs.iter()
+                        .find(|r| r.ok() && r.is("PATCH", &path))
+                        .cloned()
+                },
+            )
             .await;
-        assert!(done.body["embeds"][0].to_string().contains("ACKNOWLEDGED"), "{}", done.body);
+        assert!(
+            done.body["embeds"][0].to_string().contains("ACKNOWLEDGED"),
+            "{}",
+            done.body
+        );
         assert_eq!(app.incident("INC-1").await["state"], "acknowledged");
     }
 );
