@@ -6,7 +6,7 @@ use crate::token::{self, TokenSource};
 use anyhow::Context;
 use spotter_core::clock::{Clock, SystemClock};
 use spotter_core::config::{redact_url, Config};
-use spotter_core::engine::{DISCORD_CHANNEL, LOG_CHANNEL};
+use spotter_core::domain::Channel;
 use spotter_core::metrics::Metrics;
 use spotter_core::outbox::{Dispatcher, LogNotifier};
 use spotter_core::scheduler::Scheduler;
@@ -119,9 +119,9 @@ impl Application {
             config.outbox.clone(),
             engine.outbox_wakeup(),
         )
-        .with_notifier(LOG_CHANNEL, Arc::new(LogNotifier));
+        .with_notifier(Channel::Log, Arc::new(LogNotifier));
         if let Some(d) = &self.discord {
-            dispatcher = dispatcher.with_notifier(DISCORD_CHANNEL, d.notifier());
+            dispatcher = dispatcher.with_notifier(Channel::Discord, d.notifier());
         }
         let background = CancellationToken::new();
         let dispatcher = tokio::spawn(dispatcher.run(background.clone()));

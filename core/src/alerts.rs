@@ -5,32 +5,10 @@
 use crate::config::{Config, Route};
 use crate::domain::{ComponentId, LevelId};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertStatus {
-    Firing,
-    Resolved,
-}
-
-impl AlertStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertStatus::Firing => "firing",
-            AlertStatus::Resolved => "resolved",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "firing" => Some(AlertStatus::Firing),
-            "resolved" => Some(AlertStatus::Resolved),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::AlertStatus;
 
 /// What a sender asks for about one alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +174,7 @@ pub fn route(
     let title: String = title
         .chars()
         .filter(|c| !c.is_control())
-        .take(crate::command::spec::TITLE_MAX)
+        .take(crate::domain::TITLE_MAX)
         .collect();
     let group_key = match matched.filter(|r| !r.group_by.is_empty()) {
         Some(r) => {

@@ -4,14 +4,13 @@
 //!
 //! Map of the modules:
 //! - [`alerts`]: alerts from any sender, normalised; their identity and routing rules.
-//! - [`intake`] (part of the engine): alerts become incidents — dedup, grouping, resolution,
-//!   flapping, maintenance windows, the dead man's switch.
 //! - [`domain`]: levels, incidents and their state machine, phases, timeline, people and roles.
 //! - [`command`]: the chat grammar (`/incident declare level:3 title:"…"`) parsed into one typed
 //!   [`command::Command`]; its spec table also feeds `/help` and slash-command registration.
 //! - [`config`]: the TOML configuration, its built-in default (the guide), and `config check`.
-//! - [`engine`]: the incident service. Executes commands and scheduled jobs; decides what to
-//!   write (incident, timeline, audit, outbox, jobs) as one atomic changeset.
+//! - [`engine`]: the incident service. Executes commands, scheduled jobs and alert intake
+//!   (dedup, grouping, resolution, flapping, maintenance windows, the dead man's switch); decides
+//!   what to write (incident, timeline, audit, outbox, jobs) as one atomic changeset.
 //! - [`store`]: the store port and its SQL adapter (SQLite by default, PostgreSQL for teams).
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries.
@@ -30,7 +29,6 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
-pub mod intake;
 pub mod metrics;
 pub mod outbox;
 pub mod render;

@@ -22,6 +22,7 @@ pub struct Metrics {
     alerts: Family<Labels, Counter>,
     incidents: Family<Labels, Gauge>,
     outbox_depth: Family<Labels, Gauge>,
+    jobs_dead: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,7 +49,7 @@ impl Metrics {
         let outbox_failures = Family::<Labels, Counter>::default();
         registry.register(
             "outbox_failures",
-            "Failed delivery attempts, by outcome (retry, dead)",
+            "Failed delivery attempts, by outcome (retry, dead, lease_lost)",
             outbox_failures.clone(),
         );
         let http = Family::<Labels, Histogram>::new_with_constructor(|| {
@@ -79,6 +80,12 @@ impl Metrics {
             "Outbox messages not delivered, by state (pending, failed)",
             outbox_depth.clone(),
         );
+        let jobs_dead = Family::<Labels, Counter>::default();
+        registry.register(
+            "jobs_dead_lettered",
+            "Scheduled jobs given up after their attempt limit, by kind",
+            jobs_dead.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             commands,
@@ -88,6 +95,7 @@ impl Metrics {
             alerts,
             incidents,
             outbox_depth,
+            jobs_dead,
         }
     }
 
@@ -103,6 +111,18 @@ impl Metrics {
         let outcome = if dead { "dead" } else { "retry" };
         self.outbox_failures
             .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+    /// A dispatcher's lease ran out before it could record an outcome.
+    pub fn outbox_lease_lost(&self) {
+        self.outbox_failures
+            .get_or_create(&vec![("outcome".into(), "lease_lost".into())])
+            .inc();
+    }
+    /// A job was given up after its attempt limit (`kind` is one of the fixed job kinds).
+    pub fn job_dead_lettered(&self, kind: &'static str) {
+        self.jobs_dead
+            .get_or_create(&vec![("kind".into(), kind.into())])
             .inc();
     }
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

@@ -4,10 +4,14 @@
 //! [`crate::store::Changeset`]), so a crash can delay a message but never lose one. The
 //! [`Dispatcher`] leases due rows, hands each to the [`Notifier`] of its channel, and records the
 //! outcome: delivered, retried later with exponential backoff (or when the far side says), or
-//! given up after `max_attempts`. Leases make it safe to run a dispatcher in every replica.
+//! given up after `max_attempts`. Leases make it safe to run a dispatcher in every replica:
+//! every outcome is fenced by the lease (a dispatcher whose lease ran out records nothing, since
+//! another replica may own the message by then), each delivery is bounded by its notifier's
+//! timeout, and the lease is sized from those timeouts so a batch cannot outlive it.
 
 use crate::clock::Clock;
 use crate::config::OutboxConfig;
+use crate::domain::Channel;
 use crate::error::StoreError;
 use crate::metrics::Metrics;
 use crate::store::{OutboxMessage, Store};
@@ -37,6 +41,11 @@ pub enum DeliveryError {
 #[async_trait]
 pub trait Notifier: Send + Sync + 'static {
     async fn deliver(&self, message: &OutboxMessage) -> Result<(), DeliveryError>;
+    /// The longest one delivery may take; the dispatcher gives up on it after this (a retry) and
+    /// sizes its leases from it.
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(30)
+    }
 }
 
 /// Writes messages to the log. The channel every installation has.
@@ -46,25 +55,33 @@ pub struct LogNotifier;
 impl Notifier for LogNotifier {
     async fn deliver(&self, m: &OutboxMessage) -> Result<(), DeliveryError> {
         // Card updates only matter to platforms that show a card; in the log they are noise.
-        if m.kind == crate::store::MessageKind::CardUpdate.as_str() {
+        if m.kind == crate::store::MessageKind::CardUpdate {
             tracing::debug!(target: "spotter::outbox", target = %m.target, "{}", m.text);
         } else {
-            tracing::info!(target: "spotter::outbox", kind = %m.kind, target = %m.target, "{}", m.text);
+            tracing::info!(target: "spotter::outbox", kind = m.kind.as_str(), target = %m.target, "{}", m.text);
         }
         Ok(())
     }
+
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
 }
+
+/// Messages claimed per round. Small, because they are delivered one after another within one
+/// lease: the lease must cover this many notifier timeouts.
+const BATCH: usize = 16;
+/// Lease time beyond the deliveries themselves: claiming, recording outcomes, clock skew.
+const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     config: OutboxConfig,
-    notifiers: HashMap<String, Arc<dyn Notifier>>,
+    notifiers: HashMap<Channel, Arc<dyn Notifier>>,
     owner: String,
     wakeup: Arc<Notify>,
-    /// How long a claimed message is ours before another replica may take it.
-    lease: Duration,
     poll: std::time::Duration,
 }
 
@@ -84,14 +101,25 @@ impl Dispatcher {
             notifiers: HashMap::new(),
             owner: format!("dispatcher-{}", crate::random_token(6)),
             wakeup,
-            lease: Duration::seconds(60),
             poll: std::time::Duration::from_millis(500),
         }
     }
 
-    pub fn with_notifier(mut self, channel: &str, n: Arc<dyn Notifier>) -> Self {
-        self.notifiers.insert(channel.to_string(), n);
+    pub fn with_notifier(mut self, channel: Channel, n: Arc<dyn Notifier>) -> Self {
+        self.notifiers.insert(channel, n);
         self
+    }
+
+    /// How long a claimed batch is ours before another replica may take it: enough for every
+    /// message of the batch to take its notifier's whole timeout, plus a margin.
+    pub fn lease(&self) -> std::time::Duration {
+        let slowest = self
+            .notifiers
+            .values()
+            .map(|n| n.timeout())
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(30));
+        slowest * BATCH as u32 + LEASE_MARGIN
     }
 
     pub fn with_poll_interval(mut self, poll: std::time::Duration) -> Self {
@@ -126,24 +154,48 @@ impl Dispatcher {
 
     /// One round: claim a batch, deliver each, record outcomes. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, StoreError> {
+        let lease = self.lease();
+        let claimed = std::time::Instant::now();
         let now = self.clock.now();
         let batch = self
             .store
-            .claim_outbox(now, self.lease, &self.owner, 32)
+            .claim_outbox(
+                now,
+                Duration::from_std(lease).unwrap_or(Duration::seconds(600)),
+                &self.owner,
+                BATCH as i64,
+            )
             .await?;
-        for m in &batch {
-            let result = match self.notifiers.get(&m.channel) {
-                Some(n) => n.deliver(m).await,
+        for (i, m) in batch.iter().enumerate() {
+            let notifier = self.notifiers.get(&m.channel);
+            let timeout = notifier.map(|n| n.timeout()).unwrap_or_default();
+            // Never start a delivery the lease might not cover: give the rest back instead.
+            if claimed.elapsed() + timeout + LEASE_MARGIN / 2 > lease {
+                let rest: Vec<i64> = batch[i..].iter().map(|m| m.id).collect();
+                self.store.outbox_release(&rest, &self.owner).await?;
+                return Ok(i);
+            }
+            let result = match notifier {
+                Some(n) => match tokio::time::timeout(timeout, n.deliver(m)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(DeliveryError::Retry {
+                        reason: format!("no answer within {} s", timeout.as_secs_f64()),
+                        after: None,
+                    }),
+                },
                 None => Err(DeliveryError::Permanent(format!(
                     "no notifier for channel `{}`",
                     m.channel
                 ))),
             };
             let now = self.clock.now();
-            match result {
+            let fenced = match result {
                 Ok(()) => {
-                    self.store.outbox_delivered(m.id, now).await?;
-                    self.metrics.outbox_delivered();
+                    let held = self.store.outbox_delivered(m.id, &self.owner, now).await?;
+                    if held {
+                        self.metrics.outbox_delivered();
+                    }
+                    held
                 }
                 Err(e) => {
                     let attempts = m.attempts + 1;
@@ -155,17 +207,31 @@ impl Dispatcher {
                         }
                         _ => None,
                     };
-                    let dead = retry_at.is_none();
-                    if dead {
-                        tracing::error!(id = m.id, channel = %m.channel, error = %e, "outbox message given up");
-                    } else {
-                        tracing::warn!(id = m.id, channel = %m.channel, attempts, error = %e, "outbox delivery failed; will retry");
-                    }
-                    self.metrics.outbox_failure(dead);
-                    self.store
-                        .outbox_attempt_failed(m.id, &e.to_string(), retry_at)
+                    let held = self
+                        .store
+                        .outbox_attempt_failed(m.id, &self.owner, now, &e.to_string(), retry_at)
                         .await?;
+                    if held {
+                        let dead = retry_at.is_none();
+                        if dead {
+                            tracing::error!(id = m.id, channel = %m.channel, error = %e, "outbox message given up");
+                        } else {
+                            tracing::warn!(id = m.id, channel = %m.channel, attempts, error = %e, "outbox delivery failed; will retry");
+                        }
+                        self.metrics.outbox_failure(dead);
+                    }
+                    held
                 }
+            };
+            if !fenced {
+                // Our lease ran out: another replica may own these messages now, so record
+                // nothing more for this batch.
+                tracing::warn!(
+                    id = m.id,
+                    "outbox lease lost before the outcome was recorded"
+                );
+                self.metrics.outbox_lease_lost();
+                return Ok(i + 1);
             }
         }
         Ok(batch.len())

@@ -9,10 +9,12 @@ use common::RecordingNotifier;
 use spotter_core::audit::{self, AuditRecord};
 use spotter_core::clock::Clock;
 use spotter_core::domain::{
-    EventKind, Incident, IncidentRef, LevelId, Phase, Source, State, StateFilter, TimelineEntry,
+    Channel, EventKind, Incident, IncidentRef, LevelId, Phase, Source, State, StateFilter,
+    TimelineEntry,
 };
 use spotter_core::store::{
-    Changeset, IncidentWrite, JobChange, MessageKind, NewJob, NewMessage, Store,
+    Changeset, DeliveryState, IncidentWrite, JobChange, JobPayload, MessageKind, NewJob,
+    NewMessage, Store,
 };
 use spotter_core::{CommandContext, StoreError};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -21,7 +23,7 @@ use std::sync::Arc;
 
 fn chat_message(key: &str, text: &str) -> NewMessage {
     NewMessage {
-        channel: "log".into(),
+        channel: Channel::Log,
         kind: MessageKind::ChatPost,
         target: "incident:INC-1".into(),
         incident: Some(IncidentRef(1)),
@@ -322,7 +324,7 @@ dual_test!(
 fn pages_to(outbox: &[spotter_core::store::OutboxMessage], person: &str) -> usize {
     outbox
         .iter()
-        .filter(|m| m.kind == "page" && m.target == person)
+        .filter(|m| m.kind == MessageKind::Page && m.target == person)
         .count()
 }
 
@@ -364,10 +366,10 @@ dual_test!(
         assert_eq!(pages_to(&out, "dba"), 1, "{out:#?}");
         let page = out
             .iter()
-            .find(|m| m.kind == "page" && m.target == "dba")
+            .find(|m| m.kind == MessageKind::Page && m.target == "dba")
             .unwrap();
         assert_eq!(page.incident, Some(IncidentRef(1)));
-        assert_eq!(page.state, "pending");
+        assert_eq!(page.state, DeliveryState::Pending);
 
         // The job ran once; ticking again changes nothing.
         ctx.clock.advance(Duration::minutes(30));
@@ -565,10 +567,28 @@ dual_test!(
         ctx.clock.advance(Duration::seconds(1));
         ctx.ok("dev", r#"/incident update text:"restarting""#).await;
         let queued = ctx.outbox().await;
-        assert_eq!(queued.iter().filter(|m| m.kind == "chat_post").count(), 5);
-        assert_eq!(queued.iter().filter(|m| m.kind == "page").count(), 4);
+        assert_eq!(
+            queued
+                .iter()
+                .filter(|m| m.kind == MessageKind::ChatPost)
+                .count(),
+            5
+        );
+        assert_eq!(
+            queued
+                .iter()
+                .filter(|m| m.kind == MessageKind::Page)
+                .count(),
+            4
+        );
         // Every incident write (declare, update, ack, update) refreshes the card.
-        assert_eq!(queued.iter().filter(|m| m.kind == "card_update").count(), 4);
+        assert_eq!(
+            queued
+                .iter()
+                .filter(|m| m.kind == MessageKind::CardUpdate)
+                .count(),
+            4
+        );
 
         let notifier = RecordingNotifier::failing_first(2);
         let d = ctx.dispatcher(notifier.clone());
@@ -577,7 +597,7 @@ dual_test!(
         let out = ctx.outbox().await;
         assert!(
             out.iter()
-                .all(|m| m.state == "delivered" && m.attempts == 3),
+                .all(|m| m.state == DeliveryState::Delivered && m.attempts == 3),
             "{out:#?}"
         );
         let delivered = notifier.delivered();
@@ -593,7 +613,7 @@ dual_test!(
         // The incident's chat posts arrive in creation order.
         let chat: Vec<i64> = delivered
             .iter()
-            .filter(|m| m.kind == "chat_post")
+            .filter(|m| m.kind == MessageKind::ChatPost)
             .map(|m| m.id)
             .collect();
         let mut created = chat.clone();
@@ -601,7 +621,7 @@ dual_test!(
         assert_eq!(chat, created);
         let texts: Vec<&str> = delivered
             .iter()
-            .filter(|m| m.kind == "chat_post")
+            .filter(|m| m.kind == MessageKind::ChatPost)
             .map(|m| m.text.as_str())
             .collect();
         assert!(
@@ -645,7 +665,7 @@ dual_test!(
         let out = ctx.outbox().await;
         assert_eq!(out.len(), 4);
         for m in &out {
-            assert_eq!(m.state, "failed", "{m:#?}");
+            assert_eq!(m.state, DeliveryState::Failed, "{m:#?}");
             assert_eq!(m.attempts, 1, "{m:#?}");
             assert!(
                 m.last_error.as_deref().unwrap_or("").contains("410 gone"),
@@ -682,12 +702,12 @@ dual_test!(
         ctx.declare(1, "Slow pages").await;
         let d = ctx
             .bare_dispatcher()
-            .with_notifier("pager", RecordingNotifier::working());
+            .with_notifier(Channel::Discord, RecordingNotifier::working());
         ctx.drain(&d, 20).await;
         let out = ctx.outbox().await;
         assert!(!out.is_empty());
         for m in &out {
-            assert_eq!(m.state, "failed");
+            assert_eq!(m.state, DeliveryState::Failed);
             assert_eq!(m.attempts, 1);
             assert!(
                 m.last_error
@@ -763,10 +783,9 @@ fn ghost_changeset(
         outbox: vec![chat_message("ghost-message", "ghost message")],
         jobs: vec![JobChange::Schedule(NewJob {
             key: "ghost-job".into(),
-            kind: "rto_breach".into(),
             incident: Some(IncidentRef(1)),
             due_at: now,
-            payload: serde_json::json!({}),
+            payload: JobPayload::RtoBreach,
         })],
         ..Default::default()
     }
@@ -894,7 +913,7 @@ dual_test!(
     |ctx| async move {
         four_audited_commands(&ctx).await;
         assert_eq!(
-            ctx.raw_sql("UPDATE audit_log SET actor='mallory' WHERE seq=2")
+            ctx.tamper("UPDATE audit_log SET actor='mallory' WHERE seq=2")
                 .await,
             1
         );
@@ -910,7 +929,7 @@ dual_test!(
     deleting_an_audit_row_in_the_middle_names_the_missing_row,
     |ctx| async move {
         four_audited_commands(&ctx).await;
-        assert_eq!(ctx.raw_sql("DELETE FROM audit_log WHERE seq=3").await, 1);
+        assert_eq!(ctx.tamper("DELETE FROM audit_log WHERE seq=3").await, 1);
         let v = violation(&ctx.store.audit_log().await.unwrap());
         assert_eq!(v.seq, 3, "{v}");
         assert!(v.problem.contains("missing"), "{v}");
@@ -921,7 +940,7 @@ dual_test!(
     cutting_audit_rows_off_the_end_disagrees_with_the_head,
     |ctx| async move {
         four_audited_commands(&ctx).await;
-        assert_eq!(ctx.raw_sql("DELETE FROM audit_log WHERE seq=4").await, 1);
+        assert_eq!(ctx.tamper("DELETE FROM audit_log WHERE seq=4").await, 1);
         let v = violation(&ctx.store.audit_log().await.unwrap());
         assert_eq!(v.seq, 4, "{v}");
         assert!(v.problem.contains("deleted at the end"), "{v}");
@@ -958,7 +977,11 @@ dual_test!(multi_thread two_dispatchers_claiming_at_once_never_get_the_same_mess
                     mine.push((order.fetch_add(1, Ordering::SeqCst), m.id));
                 }
                 for m in batch {
-                    ctx.store.outbox_delivered(m.id, ctx.clock.now()).await.unwrap();
+                    assert!(ctx
+                        .store
+                        .outbox_delivered(m.id, owner, ctx.clock.now())
+                        .await
+                        .unwrap());
                 }
             }
             panic!("{owner} never saw the outbox drain");
@@ -974,7 +997,7 @@ dual_test!(multi_thread two_dispatchers_claiming_at_once_never_get_the_same_mess
     let both: Vec<_> = sa.intersection(&sb).collect();
     assert!(both.is_empty(), "claimed by both: {both:?}");
     assert_eq!(sa.len() + sb.len(), total);
-    assert!(ctx.outbox().await.iter().all(|m| m.state == "delivered"));
+    assert!(ctx.outbox().await.iter().all(|m| m.state == DeliveryState::Delivered));
 
     // Across both owners, the messages of one ordering key (one target here) were handed out in
     // creation order.
@@ -1021,7 +1044,7 @@ dual_test!(multi_thread two_dispatchers_ticking_at_once_deliver_every_message_on
     let unique: BTreeSet<i64> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "a message was delivered twice");
     assert_eq!(ids.len(), total);
-    assert!(ctx.outbox().await.iter().all(|m| m.state == "delivered" && m.attempts == 1));
+    assert!(ctx.outbox().await.iter().all(|m| m.state == DeliveryState::Delivered && m.attempts == 1));
 });
 
 // ── Regressions: races found while writing this suite ────────────────────────

@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The platform name of Discord's chat bindings, and the outbox channel it delivers.
-pub const DISCORD: &str = spotter_core::engine::DISCORD_CHANNEL;
+pub const DISCORD: &str = spotter_core::domain::Channel::Discord.as_str();
 
 /// The Discord bot of one application.
 pub struct Discord {

@@ -296,7 +296,7 @@ fn incident_of(m: &OutboxMessage) -> Option<IncidentRef> {
 #[async_trait]
 impl Notifier for DiscordNotifier {
     async fn deliver(&self, m: &OutboxMessage) -> Result<(), DeliveryError> {
-        let is = |k: MessageKind| m.kind == k.as_str();
+        let is = |k: MessageKind| m.kind == k;
         if !is(MessageKind::CardUpdate) && !is(MessageKind::ChatPost) {
             tracing::debug!(id = m.id, kind = %m.kind, "not a Discord message kind; dropped");
             return Ok(());

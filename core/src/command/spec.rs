@@ -82,7 +82,7 @@ const INCIDENT: OptionSpec = opt(
     OptionKind::Incident,
     "the incident (default: the incident of this channel, or the only open one)",
 );
-pub const TITLE_MAX: usize = 200;
+pub use crate::domain::TITLE_MAX;
 pub const TEXT_MAX: usize = 4000;
 
 /// Every command, in the order `/help` lists them.

@@ -15,7 +15,7 @@ mod raw;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 
-use crate::domain::{ComponentId, LevelId, PersonId, Role, RoleSet};
+use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};
 use chrono::Duration;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -204,10 +204,10 @@ impl Config {
 
     /// The outbox channels that carry incident conversations (chat posts and the incident card):
     /// the log always, Discord when configured.
-    pub fn chat_channels(&self) -> Vec<&'static str> {
-        let mut out = vec![crate::engine::LOG_CHANNEL];
+    pub fn chat_channels(&self) -> Vec<Channel> {
+        let mut out = vec![Channel::Log];
         if self.discord.is_some() {
-            out.push(crate::engine::DISCORD_CHANNEL);
+            out.push(Channel::Discord);
         }
         out
     }

@@ -63,6 +63,9 @@ impl FromStr for State {
     }
 }
 
+/// The longest incident title (and other one-line texts) accepted, in characters.
+pub const TITLE_MAX: usize = 200;
+
 /// Which incidents a listing wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateFilter {
@@ -259,12 +262,12 @@ impl Incident {
                 }
                 Ok(())
             }
-            State::Acknowledged => Err(DomainError::new(format!(
+            State::Acknowledged => Err(DomainError::already(format!(
                 "{} is already acknowledged (by {})",
                 self.reference,
                 self.acknowledged_by.as_deref().unwrap_or("someone")
             ))),
-            State::Resolved => Err(DomainError::new(format!(
+            State::Resolved => Err(DomainError::wrong_state(self.state, format!(
                 "{} is resolved and cannot be acknowledged; reopen it first with /incident reopen incident:{}",
                 self.reference, self.reference
             ))),
@@ -289,7 +292,7 @@ impl Incident {
                 }
                 Ok(())
             }
-            State::Resolved => Err(DomainError::new(format!(
+            State::Resolved => Err(DomainError::already(format!(
                 "{} is already resolved",
                 self.reference
             ))),
@@ -304,14 +307,17 @@ impl Incident {
                 self.closed_at = Some(at);
                 Ok(())
             }
-            State::Closed => Err(DomainError::new(format!(
+            State::Closed => Err(DomainError::already(format!(
                 "{} is already closed",
                 self.reference
             ))),
-            _ => Err(DomainError::new(format!(
-                "{} is {}; only a resolved incident can be closed (resolve it first)",
-                self.reference, self.state
-            ))),
+            _ => Err(DomainError::wrong_state(
+                self.state,
+                format!(
+                    "{} is {}; only a resolved incident can be closed (resolve it first)",
+                    self.reference, self.state
+                ),
+            )),
         }
     }
 
@@ -328,10 +334,13 @@ impl Incident {
                 Ok(())
             }
             State::Closed => Err(self.closed_error("reopened")),
-            _ => Err(DomainError::new(format!(
-                "{} is {}; only a resolved incident can be reopened",
-                self.reference, self.state
-            ))),
+            _ => Err(DomainError::wrong_state(
+                self.state,
+                format!(
+                    "{} is {}; only a resolved incident can be reopened",
+                    self.reference, self.state
+                ),
+            )),
         }
     }
 
@@ -339,7 +348,7 @@ impl Incident {
     pub fn change_level(&mut self, level: LevelId, rto: Duration) -> Result<(), DomainError> {
         self.ensure_open("change its level")?;
         if level == self.level {
-            return Err(DomainError::new(format!(
+            return Err(DomainError::already(format!(
                 "{} is already at level {}",
                 self.reference, level
             )));
@@ -354,7 +363,7 @@ impl Incident {
             return Err(self.closed_error("changed"));
         }
         if phase == self.phase {
-            return Err(DomainError::new(format!(
+            return Err(DomainError::already(format!(
                 "{} is already in phase {}",
                 self.reference, phase
             )));
@@ -366,7 +375,7 @@ impl Incident {
     pub fn set_commander(&mut self, person: PersonId) -> Result<(), DomainError> {
         self.ensure_open("hand over command")?;
         if self.commander.as_ref() == Some(&person) {
-            return Err(DomainError::new(format!(
+            return Err(DomainError::already(format!(
                 "{person} is already the commander of {}",
                 self.reference
             )));
@@ -386,15 +395,21 @@ impl Incident {
         if self.state.is_open() {
             Ok(())
         } else {
-            Err(DomainError::new(format!(
-                "{} is {}; cannot {what} (reopen it first)",
-                self.reference, self.state
-            )))
+            Err(DomainError::wrong_state(
+                self.state,
+                format!(
+                    "{} is {}; cannot {what} (reopen it first)",
+                    self.reference, self.state
+                ),
+            ))
         }
     }
 
     fn closed_error(&self, what: &str) -> DomainError {
-        DomainError::new(format!("{} is closed and cannot be {what}", self.reference))
+        DomainError::wrong_state(
+            self.state,
+            format!("{} is closed and cannot be {what}", self.reference),
+        )
     }
 }
 
@@ -447,7 +462,7 @@ mod tests {
         let before = i.clone();
         let err = i.acknowledge("dba", t).unwrap_err();
         assert!(
-            err.0.contains("is resolved and cannot be acknowledged"),
+            matches!(&err, DomainError::WrongState { state: State::Resolved, message } if message.contains("is resolved and cannot be acknowledged")),
             "{err}"
         );
         assert!(i.resolve(None, t).is_err());
@@ -485,7 +500,7 @@ mod tests {
         assert!(i
             .close(i.declared_at)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("only a resolved incident can be closed"));
         assert!(i.reopen().is_err());
         assert!("recovery execution".parse::<Phase>().is_ok());

@@ -1,12 +1,16 @@
 //! The incident domain in the guide's words: levels, incidents and their state machine, phases,
 //! the timeline, people and roles. Pure data and rules; no I/O.
 
+mod alert;
+mod channel;
 mod ids;
 mod incident;
 mod role;
 mod timeline;
 
+pub use alert::AlertStatus;
+pub use channel::Channel;
 pub use ids::{is_slug, ComponentId, IncidentRef, LevelId, PersonId};
-pub use incident::{Incident, Phase, Source, State, StateFilter};
+pub use incident::{Incident, Phase, Source, State, StateFilter, TITLE_MAX};
 pub use role::{Actor, Role, RoleSet};
 pub use timeline::{EventKind, TimelineEntry};

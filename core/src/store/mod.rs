@@ -9,268 +9,16 @@
 
 mod sql;
 
-pub use sql::SqlStore;
+pub use sql::{Backend, SqlStore};
 
-use crate::alerts::AlertStatus;
-use crate::audit::{AuditEntry, AuditRecord};
-use crate::domain::{
-    ComponentId, Incident, IncidentRef, LevelId, State, StateFilter, TimelineEntry,
-};
+mod types;
+
+pub use types::*;
+
+use crate::domain::{AlertStatus, Incident, IncidentRef, StateFilter, TimelineEntry};
 use crate::error::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
-use std::collections::BTreeMap;
-
-/// Everything one decision changes, written atomically.
-#[derive(Debug, Default, Clone)]
-pub struct Changeset {
-    /// When the decision was made (the engine's clock): stamps outbox rows and job rows, so a
-    /// test clock governs when they fall due. `None` falls back to the first timeline or audit
-    /// time, then the wall clock.
-    pub at: Option<DateTime<Utc>>,
-    pub incident: Option<IncidentWrite>,
-    pub timeline: Vec<TimelineEntry>,
-    pub audit: Vec<AuditRecord>,
-    pub outbox: Vec<NewMessage>,
-    pub jobs: Vec<JobChange>,
-    /// Alert rows to create (`version` 0, must not exist yet) or update (read at `version`).
-    pub alerts: Vec<AlertRecord>,
-    /// Which incident an alert group feeds.
-    pub alert_groups: Vec<GroupWrite>,
-    pub maintenance: Vec<MaintenanceWrite>,
-    pub heartbeats: Vec<Heartbeat>,
-}
-
-impl Changeset {
-    pub fn is_empty(&self) -> bool {
-        self.incident.is_none()
-            && self.timeline.is_empty()
-            && self.audit.is_empty()
-            && self.outbox.is_empty()
-            && self.jobs.is_empty()
-            && self.alerts.is_empty()
-            && self.alert_groups.is_empty()
-            && self.maintenance.is_empty()
-            && self.heartbeats.is_empty()
-    }
-}
-
-/// An alert's last known state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlertRecord {
-    pub source: String,
-    pub fingerprint: String,
-    pub status: AlertStatus,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub summary: String,
-    pub group_key: String,
-    pub incident: Option<IncidentRef>,
-    pub starts_at: Option<DateTime<Utc>>,
-    pub ends_at: Option<DateTime<Utc>>,
-    pub first_seen_at: DateTime<Utc>,
-    pub changed_at: DateTime<Utc>,
-    /// When its status changed recently (within the flap window), oldest first.
-    pub recent_changes: Vec<DateTime<Utc>>,
-    pub flapping: bool,
-    /// The maintenance window that suppressed it, if any.
-    pub suppressed_by: Option<i64>,
-    /// 0 for an alert not stored yet; else the version it was read at (bumped by each write).
-    pub version: i64,
-}
-
-/// Points an alert group at an incident. With `previous: None` the group must be new; else it
-/// must still point at `previous` — so two notifications racing to open the group's incident
-/// cannot both succeed (the loser re-decides and joins the winner's incident).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupWrite {
-    pub source: String,
-    pub group_key: String,
-    pub incident: IncidentRef,
-    pub previous: Option<IncidentRef>,
-}
-
-/// A maintenance window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Maintenance {
-    pub id: i64,
-    pub components: Vec<ComponentId>,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub reason: String,
-    pub created_by: String,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub ended_by: Option<String>,
-}
-
-impl Maintenance {
-    pub fn is_active(&self, at: DateTime<Utc>) -> bool {
-        self.ended_at.is_none() && self.starts_at <= at && at < self.ends_at
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum MaintenanceWrite {
-    /// A new window; its `id` must still be free (else `Conflict`).
-    Insert(Maintenance),
-    End {
-        id: i64,
-        at: DateTime<Utc>,
-        by: String,
-    },
-}
-
-/// The dead man's switch's memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heartbeat {
-    pub name: String,
-    pub last_seen: DateTime<Utc>,
-    /// The "monitoring pipeline silent" incident it opened, if any.
-    pub incident: Option<IncidentRef>,
-}
-
-#[derive(Debug, Clone)]
-pub enum IncidentWrite {
-    /// A new incident; its number must still be free (else `Conflict`).
-    Insert(Incident),
-    /// An update of an incident read at `incident.version`; stored with version + 1.
-    Update(Incident),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    /// A post to the incident's chat channel.
-    ChatPost,
-    /// The incident changed: bring its card (the live summary in its chat channel) up to date.
-    /// Only the latest state matters, so a notifier may coalesce these.
-    CardUpdate,
-    /// A page to a person.
-    Page,
-    /// A status broadcast to users.
-    Broadcast,
-}
-
-impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::ChatPost => "chat_post",
-            MessageKind::CardUpdate => "card_update",
-            MessageKind::Page => "page",
-            MessageKind::Broadcast => "broadcast",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            MessageKind::ChatPost,
-            MessageKind::CardUpdate,
-            MessageKind::Page,
-            MessageKind::Broadcast,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
-
-/// An outbound message to be delivered by the dispatcher.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    /// Which notifier delivers it (`log` today; `discord`, `webhook`, `email` later).
-    pub channel: String,
-    pub kind: MessageKind,
-    /// Channel-specific address: a person id for pages, `incident:INC-7` for chat posts.
-    pub target: String,
-    pub incident: Option<IncidentRef>,
-    pub text: String,
-    /// Higher first. Pages outrank chat posts so they never wait behind edits.
-    pub priority: i32,
-    /// Unique: a second message with the same key is dropped, so retried decisions never send
-    /// twice.
-    pub idempotency_key: String,
-    /// Messages with the same ordering key are delivered one at a time, in order.
-    pub ordering_key: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OutboxMessage {
-    pub id: i64,
-    pub channel: String,
-    pub kind: String,
-    pub target: String,
-    pub incident: Option<IncidentRef>,
-    pub text: String,
-    pub priority: i32,
-    pub attempts: i32,
-    pub state: String,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
-}
-
-/// Work due at a time, claimable by exactly one replica at once.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    /// Unique per logical job (`rto:INC-7`); scheduling the same key again moves its due time.
-    pub key: String,
-    pub kind: String,
-    pub incident: Option<IncidentRef>,
-    pub due_at: DateTime<Utc>,
-    pub payload: serde_json::Value,
-}
-
-#[derive(Debug, Clone)]
-pub enum JobChange {
-    Schedule(NewJob),
-    /// Cancels every pending job whose key starts with the prefix.
-    CancelPrefix(String),
-    /// Marks a claimed job done (in the same transaction as what it caused), provided it is still
-    /// pending at the due time it was claimed with: a job rescheduled while its run was in flight
-    /// stays pending for its new due time.
-    Complete {
-        id: i64,
-        due_at: DateTime<Utc>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    pub id: i64,
-    pub key: String,
-    pub kind: String,
-    pub incident: Option<IncidentRef>,
-    pub due_at: DateTime<Utc>,
-    pub payload: serde_json::Value,
-    pub attempts: i32,
-}
-
-/// Where an incident's conversation lives on a chat platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatBinding {
-    pub incident: IncidentRef,
-    /// `discord`, later `slack`, …
-    pub platform: String,
-    /// The channel (or thread) id on that platform.
-    pub channel_id: String,
-    /// The message holding the incident card, once posted.
-    pub card_message_id: Option<String>,
-}
-
-/// Counts for `/metrics`, computed from the database so every replica reports the same.
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    pub incidents: Vec<(LevelId, State, i64)>,
-    pub outbox_pending: i64,
-    pub outbox_failed: i64,
-}
-
-/// The whole audit log with the head pointer that guards its end.
-#[derive(Debug, Clone, Default)]
-pub struct AuditLog {
-    pub entries: Vec<AuditEntry>,
-    pub head_seq: i64,
-    pub head_hash: String,
-}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -309,14 +57,26 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
-    async fn outbox_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks a leased message delivered. Fenced: returns `false` (and changes nothing) when
+    /// `owner` no longer holds the lease at `at`.
+    async fn outbox_delivered(
+        &self,
+        id: i64,
+        owner: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Records a failed attempt: retried at `retry_at`, or given up (`failed`) when `None`.
+    /// Fenced like [`Store::outbox_delivered`].
     async fn outbox_attempt_failed(
         &self,
         id: i64,
+        owner: &str,
+        at: DateTime<Utc>,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// Gives back leased messages `owner` will not deliver now.
+    async fn outbox_release(&self, ids: &[i64], owner: &str) -> Result<(), StoreError>;
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
 
     /// Leases up to `limit` due jobs to `owner` until `now + lease`.

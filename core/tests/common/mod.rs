@@ -275,7 +275,7 @@ impl Ctx {
     /// A dispatcher on this store whose `log` channel is `notifier`.
     pub fn dispatcher(&self, notifier: Arc<dyn Notifier>) -> Dispatcher {
         self.bare_dispatcher()
-            .with_notifier(spotter_core::engine::LOG_CHANNEL, notifier)
+            .with_notifier(spotter_core::domain::Channel::Log, notifier)
     }
 
     /// A dispatcher with no notifiers at all.
@@ -295,7 +295,12 @@ impl Ctx {
         for tick in 1..=max_ticks {
             let handled = d.tick().await.expect("dispatcher tick");
             if handled == 0 {
-                if self.outbox().await.iter().all(|m| m.state != "pending") {
+                if self
+                    .outbox()
+                    .await
+                    .iter()
+                    .all(|m| m.state != spotter_core::store::DeliveryState::Pending)
+                {
                     return tick;
                 }
                 self.clock.advance(Duration::minutes(1));
@@ -327,6 +332,19 @@ impl Ctx {
             .unwrap_or_else(|e| panic!("raw SQL `{sql}` failed: {e}"));
         let _ = conn.close().await;
         done.rows_affected()
+    }
+
+    /// Runs SQL as an attacker with write access to the database would: first dropping the
+    /// triggers that keep the audit log append-only (they stop the application, not an owner).
+    pub async fn tamper(&self, sql: &str) -> u64 {
+        let drop = if self.url.starts_with("sqlite:") {
+            "DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;"
+        } else {
+            "DROP TRIGGER IF EXISTS audit_log_no_change ON audit_log; \
+             DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log;"
+        };
+        self.raw_sql(drop).await;
+        self.raw_sql(sql).await
     }
 
     /// Everything a refused command must leave untouched.

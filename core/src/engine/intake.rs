@@ -17,22 +17,17 @@
 //! the store: new alert rows and groups are inserted, existing ones updated at the version read,
 //! and the loser of a race decides again from what the winner wrote.
 
+use super::{retry_on_conflict, Engine, Plan};
 use crate::alerts::{self, AlertAction, AlertBatch, AlertStatus, IncomingAlert};
 use crate::config::format_duration;
 use crate::domain::{Actor, EventKind, Incident, IncidentRef, Phase, Role, RoleSet, Source, State};
-use crate::engine::{conflict_pause, Engine, Plan, MAX_CONFLICT_RETRIES};
 use crate::error::StoreError;
 use crate::render;
-use crate::store::{AlertRecord, GroupWrite, Heartbeat, IncidentWrite, Job, JobChange, NewJob};
+use crate::store::{
+    AlertRecord, GroupWrite, IncidentWrite, JobChange, JobKind, JobPayload, NewJob,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-
-pub const JOB_AUTORESOLVE: &str = "autoresolve";
-pub const JOB_HEARTBEAT: &str = "heartbeat";
-
-pub(crate) fn autoresolve_prefix(r: IncidentRef) -> String {
-    format!("autoresolve:{r}:")
-}
 
 /// What one notification did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -44,21 +39,27 @@ pub struct IngestReport {
     pub duplicates: usize,
     /// Recorded but suppressed by a maintenance window.
     pub suppressed: usize,
+    /// Recorded, but a rule refused what they asked of their incident (logged with the reason).
+    pub refused: usize,
     /// Incidents declared, joined, reopened or moved by this notification.
     pub incidents: Vec<IncidentRef>,
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Duplicate,
     Changed(Option<IncidentRef>),
     Suppressed,
+    /// The alert was recorded; the incident change it implied was refused by a rule.
+    Refused,
 }
 
+/// The identity an alert source acts as: its own (`source:<id>`), with the least role that
+/// opens and moves incidents. Never admin: a source's credential is a machine's, not a person's.
 fn source_actor(source: &str) -> Actor {
     Actor {
         id: format!("source:{source}"),
         person: None,
-        roles: RoleSet::new([Role::Admin]),
+        roles: RoleSet::new([Role::Responder]),
     }
 }
 
@@ -84,6 +85,7 @@ impl Engine {
             match outcome {
                 Outcome::Duplicate => report.duplicates += 1,
                 Outcome::Suppressed => report.suppressed += 1,
+                Outcome::Refused => report.refused += 1,
                 Outcome::Changed(r) => {
                     report.changed += 1;
                     if let Some(r) = r.filter(|r| !report.incidents.contains(r)) {
@@ -95,14 +97,14 @@ impl Engine {
         Ok(report)
     }
 
-    async fn ingest_one(
+    pub(crate) async fn ingest_one(
         &self,
         actor: &Actor,
         batch: &AlertBatch,
         alert: &IncomingAlert,
     ) -> Result<Outcome, StoreError> {
         let fingerprint = alert.identity();
-        for attempt in 0.. {
+        retry_on_conflict!(async {
             let result = match alert.action {
                 AlertAction::Acknowledge => {
                     self.alert_acknowledged(actor, &batch.source, &fingerprint)
@@ -112,18 +114,12 @@ impl Engine {
                     self.alert_changed(actor, batch, alert, &fingerprint).await
                 }
             };
-            match result {
-                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
-                    conflict_pause(attempt).await
-                }
-                other => return other,
-            }
-        }
-        unreachable!()
+            result
+        })
     }
 
     /// The new state of the alert row, or `None` when the notification repeats what is stored.
-    fn next_record(
+    pub(crate) fn next_record(
         &self,
         existing: Option<&AlertRecord>,
         source: &str,
@@ -173,7 +169,7 @@ impl Engine {
         })
     }
 
-    async fn alert_changed(
+    pub(crate) async fn alert_changed(
         &self,
         actor: &Actor,
         batch: &AlertBatch,
@@ -276,8 +272,10 @@ impl Engine {
                 );
                 if inc.phase == Phase::PostRecoveryMonitoring {
                     inc.phase = Phase::Assessment;
-                    plan.jobs
-                        .push(JobChange::CancelPrefix(autoresolve_prefix(r)));
+                    plan.jobs.push(JobChange::Cancel {
+                        incident: r,
+                        kind: JobKind::Autoresolve,
+                    });
                     plan.event(&inc, EventKind::PhaseChanged, format!("{r} back to assessment: an alert fired again, automatic resolution cancelled"), false);
                 }
                 if became_flapping {
@@ -299,8 +297,9 @@ impl Engine {
             {
                 let r = inc.reference;
                 let resolved_at = inc.resolved_at.unwrap_or(now);
-                inc.reopen()
-                    .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+                if let Err(e) = inc.reopen() {
+                    return self.record_refused(actor, Some(rec), e, now).await;
+                }
                 rec.incident = Some(r);
                 let mut plan = Plan::new(self, actor, now);
                 plan.event(
@@ -371,7 +370,7 @@ impl Engine {
         }
     }
 
-    async fn alert_resolved(
+    pub(crate) async fn alert_resolved(
         &self,
         actor: &Actor,
         rec: AlertRecord,
@@ -417,7 +416,11 @@ impl Engine {
             if quiet <= chrono::Duration::zero() {
                 // No quiet period (PagerDuty's contract): resolved in the same transaction, so
                 // the sender's answer comes after the incident is resolved.
-                resolve_by_alerts(&mut plan, &mut inc, "all its alerts resolved".into(), now)?;
+                if let Err(e) =
+                    resolve_by_alerts(&mut plan, &mut inc, "all its alerts resolved".into(), now)
+                {
+                    return self.record_refused(actor, Some(rec), e, now).await;
+                }
             } else {
                 plan.event(
                     &inc,
@@ -430,11 +433,10 @@ impl Engine {
                     false,
                 );
                 plan.jobs.push(JobChange::Schedule(NewJob {
-                    key: format!("{}quiet", autoresolve_prefix(r)),
-                    kind: JOB_AUTORESOLVE.into(),
+                    key: format!("autoresolve:{r}:quiet"),
                     incident: Some(r),
                     due_at: now + quiet,
-                    payload: serde_json::json!({}),
+                    payload: JobPayload::Autoresolve,
                 }));
             }
         }
@@ -445,7 +447,7 @@ impl Engine {
     }
 
     /// PagerDuty's `acknowledge`: acknowledges the alert's incident.
-    async fn alert_acknowledged(
+    pub(crate) async fn alert_acknowledged(
         &self,
         actor: &Actor,
         source: &str,
@@ -464,8 +466,9 @@ impl Engine {
             return Ok(Outcome::Duplicate);
         }
         let now = self.clock().now();
-        inc.acknowledge(&actor.id, now)
-            .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+        if let Err(e) = inc.acknowledge(&actor.id, now) {
+            return self.record_refused(actor, None, e, now).await;
+        }
         let mut plan = Plan::new(self, actor, now);
         plan.cancel_escalation(&inc);
         plan.event(
@@ -484,7 +487,26 @@ impl Engine {
         Ok(Outcome::Changed(Some(r)))
     }
 
-    fn flapping_text(&self, label: &str) -> String {
+    /// A rule refused the incident change an alert implied (it read a state that cannot take
+    /// it): the alert is still recorded, so a repeat is a duplicate, and the refusal is logged.
+    /// Never a 500: the sender did nothing wrong, and retrying would not help.
+    pub(crate) async fn record_refused(
+        &self,
+        actor: &Actor,
+        rec: Option<AlertRecord>,
+        refusal: crate::error::DomainError,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        tracing::warn!(actor = %actor.id, reason = %refusal, "alert recorded; its incident change was refused");
+        if let Some(rec) = rec {
+            let mut plan = Plan::new(self, actor, now);
+            plan.extra.alerts.push(rec);
+            self.commit_plan(plan, None).await?;
+        }
+        Ok(Outcome::Refused)
+    }
+
+    pub(crate) fn flapping_text(&self, label: &str) -> String {
         let cfg = &self.config().alerts;
         format!(
             "alert is flapping ({} state changes within {}): {label}; it pages nobody until stable",
@@ -506,191 +528,20 @@ impl Engine {
         }
         Ok(())
     }
-
-    // ── The dead man's switch ──────────────────────────────────────────────────────────────────
-
-    fn is_heartbeat(&self, alert: &IncomingAlert) -> bool {
-        self.config().alerts.heartbeat.as_ref().is_some_and(|h| {
-            !h.labels.is_empty() && h.labels.iter().all(|(k, v)| alert.labels.get(k) == Some(v))
-        })
-    }
-
-    async fn heartbeat_seen(
-        &self,
-        actor: &Actor,
-        source: &str,
-        alert: &IncomingAlert,
-    ) -> Result<Outcome, StoreError> {
-        if alert.action != AlertAction::Fire {
-            // A resolved Watchdog means the pipeline said goodbye; the timeout will notice.
-            return Ok(Outcome::Duplicate);
-        }
-        let Some(hb) = self.config().alerts.heartbeat.clone() else {
-            return Ok(Outcome::Duplicate);
-        };
-        for attempt in 0.. {
-            let now = self.clock().now();
-            let name = source.to_string();
-            let previous = self.store().heartbeat(&name).await?;
-            let mut plan = Plan::new(self, actor, now);
-            let mut write = None;
-            if let Some(r) = previous.as_ref().and_then(|p| p.incident) {
-                if let Some(mut inc) = self
-                    .store()
-                    .incident(r)
-                    .await?
-                    .filter(|i| i.state.is_open())
-                {
-                    let why = format!("the monitoring heartbeat from {source} returned");
-                    resolve_by_alerts(&mut plan, &mut inc, why, now)?;
-                    write = Some(IncidentWrite::Update(inc));
-                }
-            }
-            plan.extra.heartbeats.push(Heartbeat {
-                name: name.clone(),
-                last_seen: now,
-                incident: None,
-            });
-            plan.jobs.push(JobChange::Schedule(NewJob {
-                key: format!("heartbeat:{name}"),
-                kind: JOB_HEARTBEAT.into(),
-                incident: None,
-                due_at: now + hb.timeout,
-                payload: serde_json::json!({"name": name}),
-            }));
-            let changed = write.is_some();
-            match self.commit_plan(plan, write).await {
-                Ok(()) => {
-                    return Ok(if changed {
-                        Outcome::Changed(previous.and_then(|p| p.incident))
-                    } else {
-                        Outcome::Duplicate
-                    })
-                }
-                Err(StoreError::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
-                    conflict_pause(attempt).await
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        unreachable!()
-    }
-
-    /// The heartbeat's timeout passed: declare, unless it was seen since or already declared.
-    pub(crate) async fn run_heartbeat_job(&self, job: &Job) -> Result<(), StoreError> {
-        let actor = Actor::system("heartbeat");
-        let name = job
-            .payload
-            .get("name")
-            .and_then(|n| n.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let now = self.clock().now();
-        let hb_cfg = self.config().alerts.heartbeat.clone();
-        let hb = self.store().heartbeat(&name).await?;
-        let open_incident = match hb.as_ref().and_then(|h| h.incident) {
-            Some(r) => self
-                .store()
-                .incident(r)
-                .await?
-                .is_some_and(|i| i.state.is_open()),
-            None => false,
-        };
-        let complete = JobChange::Complete {
-            id: job.id,
-            due_at: job.due_at,
-        };
-        match (hb, hb_cfg) {
-            (Some(hb), Some(cfg)) if now - hb.last_seen >= cfg.timeout && !open_incident => {
-                let title = format!(
-                    "Monitoring pipeline silent: no heartbeat from {name} for {}",
-                    format_duration(cfg.timeout)
-                );
-                let last_seen = hb.last_seen;
-                let name2 = name.clone();
-                let complete2 = complete.clone();
-                self.declare_with(
-                    &actor,
-                    cfg.level,
-                    title,
-                    vec![],
-                    None,
-                    Source::Alert,
-                    &move |plan: &mut Plan<'_>, inc: &Incident| {
-                        plan.event(
-                            inc,
-                            EventKind::Alert,
-                            format!(
-                                "the heartbeat alert from {name2} was last seen at {}",
-                                render::time(last_seen)
-                            ),
-                            false,
-                        );
-                        plan.extra.heartbeats.push(Heartbeat {
-                            name: name2.clone(),
-                            last_seen,
-                            incident: Some(inc.reference),
-                        });
-                        plan.jobs.push(complete2.clone());
-                    },
-                )
-                .await?;
-                Ok(())
-            }
-            _ => {
-                let mut plan = Plan::new(self, &actor, now);
-                plan.jobs.push(complete);
-                self.commit_plan(plan, None).await
-            }
-        }
-    }
-
-    /// The quiet period after every alert resolved is over: resolve, if still quiet.
-    pub(crate) async fn run_autoresolve_job(&self, job: &Job) -> Result<(), StoreError> {
-        let actor = Actor::system("autoresolve");
-        let now = self.clock().now();
-        let complete = JobChange::Complete {
-            id: job.id,
-            due_at: job.due_at,
-        };
-        let mut plan = Plan::new(self, &actor, now);
-        let mut write = None;
-        if let Some(r) = job.incident {
-            let alerts = self.store().incident_alerts(r).await?;
-            let quiet = alerts.iter().all(|a| a.status == AlertStatus::Resolved);
-            if let Some(mut inc) =
-                self.store().incident(r).await?.filter(|i| {
-                    i.state.is_open() && i.phase == Phase::PostRecoveryMonitoring && quiet
-                })
-            {
-                let q = format_duration(self.config().alerts.quiet_period);
-                resolve_by_alerts(
-                    &mut plan,
-                    &mut inc,
-                    format!("all alerts resolved and quiet for {q}"),
-                    now,
-                )?;
-                write = Some(IncidentWrite::Update(inc));
-            }
-        }
-        plan.jobs.push(complete);
-        self.commit_plan(plan, write).await
-    }
 }
 
 /// Resolves an incident because its alerts say so (not a person): stops the escalation tiers
 /// and the RTO clock, and records why on the timeline and in the audit log.
-fn resolve_by_alerts(
+pub(super) fn resolve_by_alerts(
     plan: &mut Plan<'_>,
     inc: &mut Incident,
     why: String,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<(), crate::error::DomainError> {
     let r = inc.reference;
-    inc.resolve(Some(why.clone()), now)
-        .map_err(|e| StoreError::Other(anyhow::anyhow!(e.0)))?;
+    inc.resolve(Some(why.clone()), now)?;
     plan.cancel_escalation(inc);
-    plan.jobs.push(JobChange::CancelPrefix(format!("rto:{r}:")));
+    plan.cancel_jobs(r, JobKind::RtoBreach);
     let met = if now <= inc.rto_deadline {
         "within RTO"
     } else {

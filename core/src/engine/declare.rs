@@ -1,0 +1,92 @@
+//! Declaring an incident: the one path for people, alert intake and the dead man's switch.
+
+use super::*;
+
+impl Engine {
+    /// Declares an incident. Public so alert intake can declare through the same rules.
+    pub async fn declare(
+        &self,
+        actor: &Actor,
+        level: LevelId,
+        title: String,
+        components: Vec<crate::domain::ComponentId>,
+        commander: Option<PersonId>,
+        source: Source,
+    ) -> Result<Reply, StoreError> {
+        self.declare_with(
+            actor,
+            level,
+            title,
+            components,
+            commander,
+            source,
+            &|_, _| {},
+        )
+        .await
+    }
+
+    /// Declares an incident; `also` adds what else belongs in the same transaction (the alert
+    /// that caused it, a completed job, …), given the numbered incident.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn declare_with(
+        &self,
+        actor: &Actor,
+        level: LevelId,
+        title: String,
+        components: Vec<crate::domain::ComponentId>,
+        commander: Option<PersonId>,
+        source: Source,
+        also: &(dyn Fn(&mut Plan<'_>, &Incident) + Send + Sync),
+    ) -> Result<Reply, StoreError> {
+        let Some(lvl) = self.config.level(level) else {
+            return Ok(Reply::refused(format!(
+                "unknown level {level}; accepted: {}",
+                self.config.level_choices()
+            )));
+        };
+        let now = self.clock.now();
+        // The store picks the number inside its serialised write and asks for the changeset of
+        // that incident, so concurrent declares never contend for a number.
+        let built: std::sync::Mutex<Option<Incident>> = std::sync::Mutex::new(None);
+        let build = |reference: IncidentRef| {
+            let inc = Incident::declare(
+                reference,
+                level,
+                lvl.rto,
+                title.clone(),
+                components.clone(),
+                commander.clone(),
+                source,
+                actor.id.clone(),
+                now,
+            );
+            let mut plan = Plan::new(self, actor, now);
+            let text = format!(
+                "{} declared at level {} {} by {}: {} (RTO {}, deadline {})",
+                inc.reference,
+                level,
+                lvl.name,
+                self.config.display_name(&actor.id),
+                inc.title,
+                format_duration(lvl.rto),
+                render::time(inc.rto_deadline)
+            );
+            plan.event(&inc, EventKind::Declared, text, false);
+            plan.audit("incident.declare", &inc, serde_json::json!({"level": level.0, "title": inc.title, "source": source.as_str()}));
+            plan.start_escalation(&inc);
+            plan.schedule_rto(&inc);
+            also(&mut plan, &inc);
+            *built.lock().unwrap() = Some(inc.clone());
+            plan.finish(Some(IncidentWrite::Insert(inc)))
+        };
+        self.store.commit_new_incident(&build).await?;
+        self.outbox_wakeup.notify_one();
+        let mut inc = built
+            .into_inner()
+            .unwrap()
+            .expect("the store built the incident");
+        inc.version = 1;
+        let reply = render::incident(&inc, &self.config, now);
+        Ok(Reply::ok(format!("Declared {reply}"), Some(inc)))
+    }
+}

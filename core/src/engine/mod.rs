@@ -1,0 +1,358 @@
+//! The incident service: executes [`Command`]s and scheduled jobs against the store.
+//!
+//! Every door (chat, HTTP API, alert intake, scheduler) ends here, so every rule is applied once:
+//! who may do what, which incident a command means, the state machine, paging the escalation
+//! matrix, and what gets written (timeline, audit, outbox, jobs) in the same transaction.
+//!
+//! Map of the engine:
+//! - this file: the [`Engine`], dispatch of a command to its rule, permissions, and which
+//!   incident a command means.
+//! - [`plan`]: the changeset one decision builds (timeline, audit, outbox, jobs) before commit.
+//! - [`retry`]: the one read-decide-commit loop that re-decides after a lost write race.
+//! - [`declare`]: declaring an incident (for people, alerts and the dead man's switch alike).
+//! - [`commands`]: the rules of each command that changes one incident.
+//! - [`paging`]: the escalation matrix and `/page`.
+//! - [`jobs`]: scheduled work (RTO breaches, escalation tiers) run by the scheduler.
+//! - [`maintenance`]: maintenance windows.
+//! - [`intake`]: alerts become incidents (dedup, grouping, resolution, flapping, maintenance),
+//!   and [`heartbeat`], the dead man's switch.
+
+use crate::audit::AuditRecord;
+use crate::clock::Clock;
+use crate::command::{self, Command};
+use crate::config::{format_duration, Config};
+use crate::domain::{
+    Actor, Channel, EventKind, Incident, IncidentRef, LevelId, PersonId, Role, RoleSet, Source,
+    StateFilter, TimelineEntry,
+};
+use crate::error::{DomainError, StoreError};
+use crate::metrics::Metrics;
+use crate::render;
+use crate::store::{
+    Changeset, IncidentWrite, Job, JobChange, JobKind, MessageKind, NewJob, NewMessage, Store,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+mod commands;
+mod declare;
+pub mod heartbeat;
+pub mod intake;
+mod jobs;
+mod maintenance;
+mod paging;
+pub(crate) mod plan;
+pub(crate) mod retry;
+
+pub(crate) use plan::Plan;
+pub(crate) use retry::retry_on_conflict;
+
+/// The answer to a command, whatever door it came in by.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reply {
+    pub ok: bool,
+    pub reply: String,
+    pub incident: Option<Incident>,
+}
+
+impl Reply {
+    fn ok(reply: impl Into<String>, incident: Option<Incident>) -> Self {
+        Reply {
+            ok: true,
+            reply: reply.into(),
+            incident,
+        }
+    }
+    fn refused(reply: impl Into<String>) -> Self {
+        Reply {
+            ok: false,
+            reply: reply.into(),
+            incident: None,
+        }
+    }
+}
+
+/// Where a command came from.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    pub source: Option<Source>,
+    /// The incident of the chat channel the command was typed in, if any.
+    pub channel_incident: Option<IncidentRef>,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// Rung after every commit that queued messages, so the dispatcher does not wait for its poll.
+    outbox_wakeup: Arc<Notify>,
+    /// Lock stripes serialising decisions about one incident within this process.
+    incident_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Engine {
+            store,
+            config,
+            clock,
+            metrics,
+            outbox_wakeup: Arc::new(Notify::new()),
+            incident_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+    pub fn outbox_wakeup(&self) -> Arc<Notify> {
+        self.outbox_wakeup.clone()
+    }
+
+    /// The actor for a person id. Anyone not configured is a viewer under the id they gave.
+    pub fn actor_for_person(&self, id: &str) -> Actor {
+        match self.config.person(id) {
+            Some(p) => Actor {
+                id: p.id.to_string(),
+                person: Some(p.id.clone()),
+                roles: p.roles.clone(),
+            },
+            None => Actor {
+                id: id.to_string(),
+                person: None,
+                roles: RoleSet::new([Role::Viewer]),
+            },
+        }
+    }
+
+    /// The actor for a Discord member: the configured person with that `discord_user_id`, else
+    /// an unconfigured member identified by snowflake (`discord:<id>`) with the Spotter roles
+    /// their Discord roles map to (`[[discord.roles]]`), at least viewer. Never a display name.
+    pub fn actor_for_discord(&self, user_id: &str, member_roles: &[String]) -> Actor {
+        if let Some(p) = self
+            .config
+            .people
+            .values()
+            .find(|p| p.discord_user_id.as_deref() == Some(user_id))
+        {
+            return Actor {
+                id: p.id.to_string(),
+                person: Some(p.id.clone()),
+                roles: p.roles.clone(),
+            };
+        }
+        let mapped = self
+            .config
+            .discord
+            .iter()
+            .flat_map(|d| d.role_map.iter())
+            .filter(|(id, _)| member_roles.contains(id))
+            .map(|(_, r)| *r);
+        Actor {
+            id: format!("discord:{user_id}"),
+            person: None,
+            roles: RoleSet::new(std::iter::once(Role::Viewer).chain(mapped)),
+        }
+    }
+
+    /// Parses and runs one command line.
+    ///
+    /// # Errors
+    /// Only infrastructure failures; a refused command is an `Ok(Reply { ok: false, .. })`.
+    #[tracing::instrument(skip_all, fields(actor = %actor.id), err)]
+    pub async fn execute(
+        &self,
+        actor: &Actor,
+        line: &str,
+        ctx: &CommandContext,
+    ) -> Result<Reply, StoreError> {
+        let result = match command::parse(line, &self.config) {
+            Ok(cmd) => self.run(actor, cmd, ctx).await,
+            Err(e) => Ok(Reply::refused(e.0)),
+        };
+        self.metrics.command_outcome(match &result {
+            Ok(r) if r.ok => "ok",
+            Ok(_) => "refused",
+            Err(_) => "error",
+        });
+        result
+    }
+
+    /// Runs a parsed command.
+    pub async fn run(
+        &self,
+        actor: &Actor,
+        cmd: Command,
+        ctx: &CommandContext,
+    ) -> Result<Reply, StoreError> {
+        let spec = cmd.spec();
+        // Incident commands needing `commander` also admit that incident's own commander, so the
+        // check waits until the incident is known.
+        let incident_scoped = cmd.incident().is_some();
+        if !permitted(actor, spec.role, incident_scoped) {
+            return Ok(Reply::refused(self.denied(actor, spec.role, &spec.name())));
+        }
+        match cmd {
+            Command::Help { topic } => Ok(Reply::ok(command::help(topic, &self.config), None)),
+            Command::List { filter } => {
+                let list = self.store.incidents(filter).await?;
+                Ok(Reply::ok(
+                    render::list(&list, filter, &self.config, self.clock.now()),
+                    None,
+                ))
+            }
+            Command::Declare {
+                level,
+                title,
+                components,
+                commander,
+            } => {
+                let source = ctx.source.unwrap_or(Source::Chat);
+                self.declare(actor, level, title, components, commander, source)
+                    .await
+            }
+            Command::Show { incident } => {
+                let Some(inc) = self.resolve_ref(incident, ctx).await? else {
+                    return self.which_incident().await;
+                };
+                match self.store.incident(inc).await? {
+                    Some(i) => Ok(Reply::ok(
+                        render::incident(&i, &self.config, self.clock.now()),
+                        Some(i),
+                    )),
+                    None => Ok(Reply::refused(no_such(inc))),
+                }
+            }
+            Command::Timeline { incident } => {
+                let Some(inc) = self.resolve_ref(incident, ctx).await? else {
+                    return self.which_incident().await;
+                };
+                match self.store.incident(inc).await? {
+                    Some(i) => {
+                        let t = self.store.timeline(inc).await?;
+                        Ok(Reply::ok(render::timeline(&i, &t, &self.config), Some(i)))
+                    }
+                    None => Ok(Reply::refused(no_such(inc))),
+                }
+            }
+            Command::Oncall { level } => Ok(Reply::ok(render::oncall(&self.config, level), None)),
+            Command::Page {
+                target,
+                text,
+                incident,
+            } => self.page(actor, &target, text, incident, ctx).await,
+            Command::MaintenanceStart {
+                components,
+                duration,
+                reason,
+            } => {
+                self.maintenance_start(actor, components, duration, reason)
+                    .await
+            }
+            Command::MaintenanceList => {
+                let now = self.clock.now();
+                let windows = self.store.maintenance_windows(Some(now)).await?;
+                Ok(Reply::ok(render::maintenance(&windows, now), None))
+            }
+            Command::MaintenanceEnd { id } => self.maintenance_end(actor, id).await,
+            other => {
+                let Some(inc) = self.resolve_ref(other.incident().flatten(), ctx).await? else {
+                    return self.which_incident().await;
+                };
+                self.mutate(actor, inc, &other).await
+            }
+        }
+    }
+
+    fn denied(&self, actor: &Actor, role: Role, what: &str) -> String {
+        let who = if actor.person.is_some() {
+            format!(
+                "{} has roles {}",
+                actor.id,
+                actor
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!(
+                "`{}` is not a configured person, so only a viewer",
+                actor.id
+            )
+        };
+        format!("not allowed: {what} needs role {role}; {who}")
+    }
+
+    /// The incident a command means: the one named, else the channel's, else the only open one.
+    async fn resolve_ref(
+        &self,
+        named: Option<IncidentRef>,
+        ctx: &CommandContext,
+    ) -> Result<Option<IncidentRef>, StoreError> {
+        if let Some(r) = named.or(ctx.channel_incident) {
+            return Ok(Some(r));
+        }
+        let open = self.store.incidents(StateFilter::Open).await?;
+        Ok(if open.len() == 1 {
+            Some(open[0].reference)
+        } else {
+            None
+        })
+    }
+
+    async fn which_incident(&self) -> Result<Reply, StoreError> {
+        let open = self.store.incidents(StateFilter::Open).await?;
+        Ok(Reply::refused(if open.is_empty() {
+            "no incident is open; name one with incident:INC-<number>".to_string()
+        } else {
+            let refs: Vec<String> = open.iter().rev().map(|i| i.reference.to_string()).collect();
+            format!(
+                "{} incidents are open ({}); name one with incident:INC-<number>",
+                refs.len(),
+                refs.join(", ")
+            )
+        }))
+    }
+
+    pub(crate) fn incident_lock(&self, r: IncidentRef) -> &tokio::sync::Mutex<()> {
+        &self.incident_locks[(r.number().unsigned_abs() as usize) % self.incident_locks.len()]
+    }
+
+    async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
+        let wake = !cs.outbox.is_empty();
+        self.store.commit(cs).await?;
+        if wake {
+            self.outbox_wakeup.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The permission rule: the role itself, or, for commander work, being the commander of the
+/// incident concerned.
+fn permitted(actor: &Actor, required: Role, commands_the_incident: bool) -> bool {
+    actor.allows(required) || (required == Role::Commander && commands_the_incident)
+}
+
+fn no_such(r: IncidentRef) -> String {
+    format!("{r} does not exist; /incident list state:all shows every incident")
+}

@@ -1,0 +1,114 @@
+//! The changeset one decision builds before it is committed.
+
+use super::*;
+
+/// Messages about one incident on one chat channel go out one at a time, in order.
+fn chat_ordering_key(channel: Channel, r: IncidentRef) -> String {
+    format!("chat:{channel}:{r}")
+}
+
+/// Collects what one decision writes.
+pub(crate) struct Plan<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) actor: &'a Actor,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) timeline: Vec<TimelineEntry>,
+    pub(crate) audit: Vec<AuditRecord>,
+    pub(crate) outbox: Vec<NewMessage>,
+    pub(crate) jobs: Vec<JobChange>,
+    /// Alert rows, alert groups, maintenance windows and heartbeats this decision writes.
+    pub(crate) extra: Changeset,
+}
+
+impl<'a> Plan<'a> {
+    pub(crate) fn new(engine: &'a Engine, actor: &'a Actor, at: DateTime<Utc>) -> Self {
+        Plan {
+            engine,
+            actor,
+            at,
+            timeline: vec![],
+            audit: vec![],
+            outbox: vec![],
+            jobs: vec![],
+            extra: Changeset::default(),
+        }
+    }
+
+    pub(crate) fn finish(mut self, incident: Option<IncidentWrite>) -> Changeset {
+        // Any write to an incident refreshes its card, ahead of the posts it caused (so on
+        // declare the card, and the channel it lives in, come first).
+        if let Some(IncidentWrite::Insert(i) | IncidentWrite::Update(i)) = &incident {
+            let cards: Vec<NewMessage> = self
+                .engine
+                .config
+                .chat_channels()
+                .into_iter()
+                .map(|channel| NewMessage {
+                    channel,
+                    kind: MessageKind::CardUpdate,
+                    target: format!("incident:{}", i.reference),
+                    incident: Some(i.reference),
+                    text: format!(
+                        "{} is {}, level {}, phase {}",
+                        i.reference, i.state, i.level, i.phase
+                    ),
+                    priority: 0,
+                    idempotency_key: format!("card:{channel}:{}:v{}", i.reference, i.version + 1),
+                    ordering_key: chat_ordering_key(channel, i.reference),
+                })
+                .collect();
+            self.outbox.splice(0..0, cards);
+        }
+        Changeset {
+            at: Some(self.at),
+            incident,
+            timeline: self.timeline,
+            audit: self.audit,
+            outbox: self.outbox,
+            jobs: self.jobs,
+            alerts: self.extra.alerts,
+            alert_groups: self.extra.alert_groups,
+            maintenance: self.extra.maintenance,
+            heartbeats: self.extra.heartbeats,
+        }
+    }
+
+    /// A timeline event, and its post to the incident's chat channels.
+    pub(crate) fn event(&mut self, inc: &Incident, kind: EventKind, text: String, public: bool) {
+        let r = inc.reference;
+        let n = self.timeline.len();
+        for channel in self.engine.config.chat_channels() {
+            self.outbox.push(NewMessage {
+                channel,
+                kind: MessageKind::ChatPost,
+                target: format!("incident:{r}"),
+                incident: Some(r),
+                text: text.clone(),
+                priority: 0,
+                idempotency_key: format!("chat:{channel}:{r}:v{}:{n}", inc.version),
+                ordering_key: chat_ordering_key(channel, r),
+            });
+        }
+        self.timeline.push(TimelineEntry {
+            incident: r,
+            at: self.at,
+            actor: self.actor.id.clone(),
+            kind,
+            text,
+            public,
+        });
+    }
+
+    pub(crate) fn audit(&mut self, action: &str, inc: &Incident, mut detail: serde_json::Value) {
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("state".into(), inc.state.as_str().into());
+        }
+        self.audit.push(AuditRecord {
+            at: self.at,
+            actor: self.actor.id.clone(),
+            action: action.into(),
+            subject: inc.reference.to_string(),
+            detail,
+        });
+    }
+}

@@ -1,0 +1,147 @@
+//! Alerts, alert groups, maintenance windows and heartbeats.
+
+use super::rows::*;
+use super::*;
+
+/// id, components, starts_at, ends_at, reason, created_by, ended_at, ended_by
+type MaintenanceRow = (
+    i64,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+);
+
+impl SqlStore {
+    pub(super) async fn alert(
+        &self,
+        source: &str,
+        fingerprint: &str,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        let sql =
+            format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE source = $1 AND fingerprint = $2");
+        let row: Option<AlertRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(source)
+            .bind(fingerprint)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.map(AlertRow::into_record).transpose()
+    }
+
+    pub(super) async fn incident_alerts(
+        &self,
+        incident: IncidentRef,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE incident = $1 ORDER BY first_seen_at, fingerprint");
+        let rows: Vec<AlertRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(incident.number())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.into_iter().map(AlertRow::into_record).collect()
+    }
+
+    pub(super) async fn alerts(
+        &self,
+        status: Option<AlertStatus>,
+        limit: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let (cond, st) = match status {
+            Some(s) => ("WHERE status = $2", s.as_str()),
+            None => ("WHERE $2 = $2", ""),
+        };
+        let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts {cond} ORDER BY changed_at DESC, fingerprint LIMIT $1");
+        let rows: Vec<AlertRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(st)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.into_iter().map(AlertRow::into_record).collect()
+    }
+
+    pub(super) async fn group_incident(
+        &self,
+        source: &str,
+        group_key: &str,
+    ) -> Result<Option<IncidentRef>, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT incident FROM alert_groups WHERE source = $1 AND group_key = $2",
+        )
+        .bind(source)
+        .bind(group_key)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(n.map(IncidentRef))
+    }
+
+    pub(super) async fn maintenance_windows(
+        &self,
+        active_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Maintenance>, StoreError> {
+        let cols = "id, components, starts_at, ends_at, reason, created_by, ended_at, ended_by";
+        let rows: Vec<MaintenanceRow> = match active_at {
+            Some(at) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {cols} FROM maintenance WHERE ended_at IS NULL AND starts_at <= $1 AND ends_at > $1 ORDER BY id"
+            )))
+            .bind(ms(at))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?,
+            None => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {cols} FROM maintenance ORDER BY id")))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?,
+        };
+        rows.into_iter()
+            .map(
+                |(id, comps, starts, ends, reason, created_by, ended_at, ended_by)| {
+                    Ok(Maintenance {
+                        id,
+                        components: comps
+                            .split(',')
+                            .filter(|c| !c.is_empty())
+                            .map(|c| c.parse().map_err(|e| corrupt("component", e)))
+                            .collect::<Result<_, _>>()?,
+                        starts_at: from_ms(starts)?,
+                        ends_at: from_ms(ends)?,
+                        reason,
+                        created_by,
+                        ended_at: ended_at.map(from_ms).transpose()?,
+                        ended_by,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    pub(super) async fn next_maintenance_id(&self) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM maintenance")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(n.unwrap_or(0) + 1)
+    }
+
+    pub(super) async fn heartbeat(&self, name: &str) -> Result<Option<Heartbeat>, StoreError> {
+        let row: Option<(String, i64, Option<i64>)> =
+            sqlx::query_as("SELECT name, last_seen, incident FROM heartbeats WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(map_err)?;
+        row.map(|(name, last_seen, incident)| {
+            Ok(Heartbeat {
+                name,
+                last_seen: from_ms(last_seen)?,
+                incident: incident.map(IncidentRef),
+            })
+        })
+        .transpose()
+    }
+}

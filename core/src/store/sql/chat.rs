@@ -1,0 +1,54 @@
+//! Where each incident lives on each chat platform.
+
+use super::rows::*;
+use super::*;
+
+impl SqlStore {
+    pub(super) async fn chat_binding(
+        &self,
+        platform: &str,
+        incident: IncidentRef,
+    ) -> Result<Option<ChatBinding>, StoreError> {
+        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT incident, platform, channel_id, card_message_id FROM chat_bindings WHERE platform = $1 AND incident = $2",
+        )
+        .bind(platform)
+        .bind(incident.number())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(binding_from_row))
+    }
+
+    pub(super) async fn chat_binding_by_channel(
+        &self,
+        platform: &str,
+        channel_id: &str,
+    ) -> Result<Option<ChatBinding>, StoreError> {
+        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT incident, platform, channel_id, card_message_id FROM chat_bindings WHERE platform = $1 AND channel_id = $2",
+        )
+        .bind(platform)
+        .bind(channel_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(binding_from_row))
+    }
+
+    pub(super) async fn save_chat_binding(&self, b: &ChatBinding) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chat_bindings (incident, platform, channel_id, card_message_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (incident, platform) DO UPDATE SET channel_id = excluded.channel_id, \
+             card_message_id = excluded.card_message_id",
+        )
+        .bind(b.incident.number())
+        .bind(&b.platform)
+        .bind(&b.channel_id)
+        .bind(b.card_message_id.clone())
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+}

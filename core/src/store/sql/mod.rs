@@ -1,0 +1,408 @@
+//! The SQL adapter of the store port: one implementation over SQLite and PostgreSQL through
+//! sqlx's `Any` driver, with runtime queries (no live database at build time).
+//!
+//! Portable SQL throughout: `$n` placeholders (SQLite accepts them), BIGINT milliseconds for
+//! time, 0/1 integers for flags, `ON CONFLICT` upserts. Where the backends must differ it is
+//! spelled out: SQLite writes begin `IMMEDIATE` on a single writer connection (so a
+//! read-then-write never fails on a lock upgrade and writers queue in-process), PostgreSQL
+//! claims with `FOR UPDATE SKIP LOCKED` and serialises audit appends on the head row.
+
+use super::*;
+use crate::audit::{self, AuditEntry};
+use crate::domain::AlertStatus;
+use crate::domain::{
+    Channel, Incident, IncidentRef, LevelId, Phase, Source, State, StateFilter, TimelineEntry,
+};
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rows::*;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
+
+mod alerts;
+mod audit_log;
+mod chat;
+mod incidents;
+mod jobs;
+mod outbox;
+mod rows;
+mod write;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct SqlStore {
+    backend: Backend,
+    /// Transactions go here. On SQLite a single connection: one writer at a time is what SQLite
+    /// allows anyway, and queueing in-process is fairer and faster than busy-waiting on a lock.
+    writer: AnyPool,
+    /// Reads go here (the same pool on PostgreSQL).
+    reader: AnyPool,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file and its folder when missing). Does not migrate.
+    ///
+    /// # Errors
+    /// An unsupported URL, or a database that cannot be reached.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(anyhow!(
+                "unsupported database url: use sqlite://PATH or postgres://USER@HOST/DB"
+            ));
+        };
+        let shown = crate::config::redact_url(url);
+        match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                let writer = pool(&url, 1)
+                    .await
+                    .with_context(|| format!("cannot open {shown}"))?;
+                let reader = pool(&url, max_connections.max(2))
+                    .await
+                    .with_context(|| format!("cannot open {shown}"))?;
+                Ok(SqlStore {
+                    backend,
+                    writer,
+                    reader,
+                })
+            }
+            Backend::Postgres => {
+                let p = pool(url, max_connections)
+                    .await
+                    .with_context(|| format!("cannot connect to {shown}"))?;
+                Ok(SqlStore {
+                    backend,
+                    writer: p.clone(),
+                    reader: p,
+                })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(super) fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies pending migrations; a no-op when the schema is current.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        self.migrator()
+            .run(&self.writer)
+            .await
+            .context("applying migrations")?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let stmt = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        self.writer.begin_with(stmt).await.map_err(map_err)
+    }
+
+    /// Runs a claiming `UPDATE … RETURNING` whose parameters are (owner, lease end, now, limit)
+    /// in a write transaction: the outbox and the job table lease rows the same way.
+    pub(super) async fn lease_rows<R>(
+        &self,
+        sql: String,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let mut tx = self.begin().await?;
+        let rows: Vec<R> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(ms(now + lease))
+            .bind(ms(now))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(rows)
+    }
+
+    pub(super) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+/// `sqlite://data/x.db` → make sure `data/` exists and the file is created on first open.
+pub(super) fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    let mut out = format!("sqlite://{path}");
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    if !params.iter().any(|p| p.starts_with("mode=")) {
+        params.push("mode=rwc");
+    }
+    out.push('?');
+    out.push_str(&params.join("&"));
+    Ok(out)
+}
+
+pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .after_connect(|conn: &mut AnyConnection, _meta| {
+            Box::pin(async move {
+                if conn.backend_name() == "SQLite" {
+                    // WAL lets readers run beside the writer; FULL makes every acknowledged
+                    // commit survive power loss, not only a process crash.
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+}
+
+/// Classifies a database error for the edges: transient (503, retry) or not.
+pub(super) fn map_err(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match &e {
+        E::PoolTimedOut
+        | E::PoolClosed
+        | E::Io(_)
+        | E::Tls(_)
+        | E::WorkerCrashed
+        | E::Protocol(_) => StoreError::Unavailable(anyhow::Error::new(e)),
+        E::Database(db) => {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(db.message().to_string());
+            }
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            // SQLite: BUSY(5), LOCKED(6), READONLY(8), IOERR(10), CORRUPT(11), FULL(13),
+            // CANTOPEN(14) and their extended codes. PostgreSQL: connection exceptions (08),
+            // insufficient resources (53), operator intervention (57), read-only (25006),
+            // serialization failures and deadlocks (40).
+            let primary = code.parse::<i64>().ok().map(|c| c & 0xff);
+            let sqlite_transient = matches!(primary, Some(5 | 6 | 8 | 10 | 13 | 14));
+            // 55000 is what a database refusing connections (ALLOW_CONNECTIONS false, being
+            // dropped or restored) answers at connect time.
+            let pg_transient = ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p))
+                || code == "25006"
+                || code == "55000";
+            if sqlite_transient || (pg_transient && code.len() == 5) {
+                StoreError::Unavailable(anyhow::Error::new(e))
+            } else {
+                StoreError::Other(anyhow::Error::new(e))
+            }
+        }
+        _ => StoreError::Other(anyhow::Error::new(e)),
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
+        SqlStore::commit(self, cs).await
+    }
+
+    async fn commit_new_incident(
+        &self,
+        build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
+    ) -> Result<IncidentRef, StoreError> {
+        SqlStore::commit_new_incident(self, build).await
+    }
+
+    async fn next_incident_number(&self) -> Result<i64, StoreError> {
+        SqlStore::next_incident_number(self).await
+    }
+
+    async fn incident(&self, r: IncidentRef) -> Result<Option<Incident>, StoreError> {
+        SqlStore::incident(self, r).await
+    }
+
+    async fn incidents(&self, filter: StateFilter) -> Result<Vec<Incident>, StoreError> {
+        SqlStore::incidents(self, filter).await
+    }
+
+    async fn timeline(&self, r: IncidentRef) -> Result<Vec<TimelineEntry>, StoreError> {
+        SqlStore::timeline(self, r).await
+    }
+
+    async fn audit_log(&self) -> Result<AuditLog, StoreError> {
+        SqlStore::audit_log(self).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        SqlStore::claim_outbox(self, now, lease, owner, limit).await
+    }
+
+    async fn outbox_delivered(
+        &self,
+        id: i64,
+        owner: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        SqlStore::outbox_delivered(self, id, owner, at).await
+    }
+
+    async fn outbox_attempt_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        at: DateTime<Utc>,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        SqlStore::outbox_attempt_failed(self, id, owner, at, error, retry_at).await
+    }
+
+    async fn outbox_release(&self, ids: &[i64], owner: &str) -> Result<(), StoreError> {
+        SqlStore::outbox_release(self, ids, owner).await
+    }
+
+    async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+        SqlStore::outbox(self, limit).await
+    }
+
+    async fn claim_jobs(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        SqlStore::claim_jobs(self, now, lease, owner, limit).await
+    }
+
+    async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        SqlStore::pending_jobs(self).await
+    }
+
+    async fn chat_binding(
+        &self,
+        platform: &str,
+        incident: IncidentRef,
+    ) -> Result<Option<ChatBinding>, StoreError> {
+        SqlStore::chat_binding(self, platform, incident).await
+    }
+
+    async fn chat_binding_by_channel(
+        &self,
+        platform: &str,
+        channel_id: &str,
+    ) -> Result<Option<ChatBinding>, StoreError> {
+        SqlStore::chat_binding_by_channel(self, platform, channel_id).await
+    }
+
+    async fn save_chat_binding(&self, b: &ChatBinding) -> Result<(), StoreError> {
+        SqlStore::save_chat_binding(self, b).await
+    }
+
+    async fn alert(
+        &self,
+        source: &str,
+        fingerprint: &str,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        SqlStore::alert(self, source, fingerprint).await
+    }
+
+    async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError> {
+        SqlStore::incident_alerts(self, incident).await
+    }
+
+    async fn alerts(
+        &self,
+        status: Option<AlertStatus>,
+        limit: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        SqlStore::alerts(self, status, limit).await
+    }
+
+    async fn group_incident(
+        &self,
+        source: &str,
+        group_key: &str,
+    ) -> Result<Option<IncidentRef>, StoreError> {
+        SqlStore::group_incident(self, source, group_key).await
+    }
+
+    async fn maintenance_windows(
+        &self,
+        active_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Maintenance>, StoreError> {
+        SqlStore::maintenance_windows(self, active_at).await
+    }
+
+    async fn next_maintenance_id(&self) -> Result<i64, StoreError> {
+        SqlStore::next_maintenance_id(self).await
+    }
+
+    async fn heartbeat(&self, name: &str) -> Result<Option<Heartbeat>, StoreError> {
+        SqlStore::heartbeat(self, name).await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        SqlStore::stats(self).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        SqlStore::ready(self).await
+    }
+}

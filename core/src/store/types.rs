@@ -1,0 +1,401 @@
+//! What the store reads and writes: changesets and the rows they become.
+
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::domain::AlertStatus;
+use crate::domain::{Channel, ComponentId, Incident, IncidentRef, LevelId, State, TimelineEntry};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Everything one decision changes, written atomically.
+#[derive(Debug, Default, Clone)]
+pub struct Changeset {
+    /// When the decision was made (the engine's clock): stamps outbox rows and job rows, so a
+    /// test clock governs when they fall due. `None` falls back to the first timeline or audit
+    /// time, then the wall clock.
+    pub at: Option<DateTime<Utc>>,
+    pub incident: Option<IncidentWrite>,
+    pub timeline: Vec<TimelineEntry>,
+    pub audit: Vec<AuditRecord>,
+    pub outbox: Vec<NewMessage>,
+    pub jobs: Vec<JobChange>,
+    /// Alert rows to create (`version` 0, must not exist yet) or update (read at `version`).
+    pub alerts: Vec<AlertRecord>,
+    /// Which incident an alert group feeds.
+    pub alert_groups: Vec<GroupWrite>,
+    pub maintenance: Vec<MaintenanceWrite>,
+    pub heartbeats: Vec<Heartbeat>,
+}
+
+impl Changeset {
+    pub fn is_empty(&self) -> bool {
+        self.incident.is_none()
+            && self.timeline.is_empty()
+            && self.audit.is_empty()
+            && self.outbox.is_empty()
+            && self.jobs.is_empty()
+            && self.alerts.is_empty()
+            && self.alert_groups.is_empty()
+            && self.maintenance.is_empty()
+            && self.heartbeats.is_empty()
+    }
+}
+
+/// An alert's last known state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub source: String,
+    pub fingerprint: String,
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub summary: String,
+    pub group_key: String,
+    pub incident: Option<IncidentRef>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+    /// When its status changed recently (within the flap window), oldest first.
+    pub recent_changes: Vec<DateTime<Utc>>,
+    pub flapping: bool,
+    /// The maintenance window that suppressed it, if any.
+    pub suppressed_by: Option<i64>,
+    /// 0 for an alert not stored yet; else the version it was read at (bumped by each write).
+    pub version: i64,
+}
+
+/// Points an alert group at an incident. With `previous: None` the group must be new; else it
+/// must still point at `previous` — so two notifications racing to open the group's incident
+/// cannot both succeed (the loser re-decides and joins the winner's incident).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupWrite {
+    pub source: String,
+    pub group_key: String,
+    pub incident: IncidentRef,
+    pub previous: Option<IncidentRef>,
+}
+
+/// A maintenance window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Maintenance {
+    pub id: i64,
+    pub components: Vec<ComponentId>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub created_by: String,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_by: Option<String>,
+}
+
+impl Maintenance {
+    pub fn is_active(&self, at: DateTime<Utc>) -> bool {
+        self.ended_at.is_none() && self.starts_at <= at && at < self.ends_at
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum MaintenanceWrite {
+    /// A new window; its `id` must still be free (else `Conflict`).
+    Insert(Maintenance),
+    End {
+        id: i64,
+        at: DateTime<Utc>,
+        by: String,
+    },
+}
+
+/// The dead man's switch's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub name: String,
+    pub last_seen: DateTime<Utc>,
+    /// The "monitoring pipeline silent" incident it opened, if any.
+    pub incident: Option<IncidentRef>,
+}
+
+#[derive(Debug, Clone)]
+pub enum IncidentWrite {
+    /// A new incident; its number must still be free (else `Conflict`).
+    Insert(Incident),
+    /// An update of an incident read at `incident.version`; stored with version + 1.
+    Update(Incident),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A post to the incident's chat channel.
+    ChatPost,
+    /// The incident changed: bring its card (the live summary in its chat channel) up to date.
+    /// Only the latest state matters, so a notifier may coalesce these.
+    CardUpdate,
+    /// A page to a person.
+    Page,
+    /// A status broadcast to users.
+    Broadcast,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::ChatPost => "chat_post",
+            MessageKind::CardUpdate => "card_update",
+            MessageKind::Page => "page",
+            MessageKind::Broadcast => "broadcast",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            MessageKind::ChatPost,
+            MessageKind::CardUpdate,
+            MessageKind::Page,
+            MessageKind::Broadcast,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An outbound message to be delivered by the dispatcher.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Which notifier delivers it.
+    pub channel: Channel,
+    pub kind: MessageKind,
+    /// Channel-specific address: a person id for pages, `incident:INC-7` for chat posts.
+    pub target: String,
+    pub incident: Option<IncidentRef>,
+    pub text: String,
+    /// Higher first. Pages outrank chat posts so they never wait behind edits.
+    pub priority: i32,
+    /// Unique: a second message with the same key is dropped, so retried decisions never send
+    /// twice.
+    pub idempotency_key: String,
+    /// Messages with the same ordering key are delivered one at a time, in order.
+    pub ordering_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub channel: Channel,
+    pub kind: MessageKind,
+    pub target: String,
+    pub incident: Option<IncidentRef>,
+    pub text: String,
+    pub priority: i32,
+    pub attempts: i32,
+    pub state: DeliveryState,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Where an outbox message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for (another) delivery attempt.
+    Pending,
+    Delivered,
+    /// Given up: permanent failure, or out of attempts (a dead letter).
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::Failed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// The kinds of scheduled work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// The incident's RTO deadline passed.
+    RtoBreach,
+    /// The next tier of the escalation matrix is due.
+    EscalationTier,
+    /// The quiet period after every alert resolved is over.
+    Autoresolve,
+    /// The dead man's switch: the heartbeat alert should have arrived by now.
+    Heartbeat,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::RtoBreach,
+        JobKind::EscalationTier,
+        JobKind::Autoresolve,
+        JobKind::Heartbeat,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::RtoBreach => "rto_breach",
+            JobKind::EscalationTier => "escalation_tier",
+            JobKind::Autoresolve => "autoresolve",
+            JobKind::Heartbeat => "heartbeat",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What a job needs to run, typed per kind (stored as JSON beside the kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobPayload {
+    RtoBreach,
+    /// Tier `tier` (0-based) of the matrix of `level`; it pages only while the incident is
+    /// still unacknowledged at that level.
+    EscalationTier {
+        tier: usize,
+        level: LevelId,
+    },
+    Autoresolve,
+    /// The heartbeat source's name.
+    Heartbeat {
+        name: String,
+    },
+}
+
+impl JobPayload {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobPayload::RtoBreach => JobKind::RtoBreach,
+            JobPayload::EscalationTier { .. } => JobKind::EscalationTier,
+            JobPayload::Autoresolve => JobKind::Autoresolve,
+            JobPayload::Heartbeat { .. } => JobKind::Heartbeat,
+        }
+    }
+
+    /// The stored JSON (the kind is stored in its own column).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            JobPayload::RtoBreach | JobPayload::Autoresolve => serde_json::json!({}),
+            JobPayload::EscalationTier { tier, level } => {
+                serde_json::json!({"tier": tier, "level": level.0})
+            }
+            JobPayload::Heartbeat { name } => serde_json::json!({"name": name}),
+        }
+    }
+
+    /// Reads a stored payload; an error names what is missing.
+    pub fn from_json(kind: JobKind, v: &serde_json::Value) -> Result<Self, String> {
+        let field = |name: &str| {
+            v.get(name)
+                .ok_or_else(|| format!("{} job without `{name}`", kind.as_str()))
+        };
+        Ok(match kind {
+            JobKind::RtoBreach => JobPayload::RtoBreach,
+            JobKind::Autoresolve => JobPayload::Autoresolve,
+            JobKind::EscalationTier => JobPayload::EscalationTier {
+                tier: field("tier")?
+                    .as_u64()
+                    .ok_or("escalation tier is not a number")? as usize,
+                level: LevelId(
+                    u8::try_from(field("level")?.as_u64().ok_or("level is not a number")?)
+                        .map_err(|e| e.to_string())?,
+                ),
+            },
+            JobKind::Heartbeat => JobPayload::Heartbeat {
+                name: field("name")?
+                    .as_str()
+                    .ok_or("heartbeat name is not a string")?
+                    .to_string(),
+            },
+        })
+    }
+}
+
+/// Work due at a time, claimable by exactly one replica at once.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Unique per logical job (`rto:INC-7`); scheduling the same key again moves its due time.
+    pub key: String,
+    pub incident: Option<IncidentRef>,
+    pub due_at: DateTime<Utc>,
+    pub payload: JobPayload,
+}
+
+#[derive(Debug, Clone)]
+pub enum JobChange {
+    Schedule(NewJob),
+    /// Cancels the incident's pending jobs of one kind (through the `jobs_by_incident` index).
+    Cancel {
+        incident: IncidentRef,
+        kind: JobKind,
+    },
+    /// Marks a claimed job done (in the same transaction as what it caused), provided it is still
+    /// pending at the due time it was claimed with: a job rescheduled while its run was in flight
+    /// stays pending for its new due time.
+    Complete {
+        id: i64,
+        due_at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub key: String,
+    pub incident: Option<IncidentRef>,
+    pub due_at: DateTime<Utc>,
+    pub payload: JobPayload,
+    pub attempts: i32,
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
+    }
+}
+
+/// Where an incident's conversation lives on a chat platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatBinding {
+    pub incident: IncidentRef,
+    /// `discord`, later `slack`, …
+    pub platform: String,
+    /// The channel (or thread) id on that platform.
+    pub channel_id: String,
+    /// The message holding the incident card, once posted.
+    pub card_message_id: Option<String>,
+}
+
+/// Counts for `/metrics`, computed from the database so every replica reports the same.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub incidents: Vec<(LevelId, State, i64)>,
+    pub outbox_pending: i64,
+    pub outbox_failed: i64,
+}
+
+/// The whole audit log with the head pointer that guards its end.
+#[derive(Debug, Clone, Default)]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+    pub head_seq: i64,
+    pub head_hash: String,
+}
