@@ -233,13 +233,18 @@ async fn a_fresh_install_declares_over_the_console_and_keeps_it_across_restarts_
 
 fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
     let server = Server::start(dir, db);
-    let (ok, out) = chat(
+    // Resolving needs a commander: the shared token stops at responder, so sysadmin speaks with
+    // their own token.
+    let token = create_token(dir, db, "sysadmin");
+    let (ok, out, err) = run_with(
         dir,
-        &server.url,
-        "sysadmin",
+        db,
+        &["chat", "--url", &server.url],
+        &[("SPOTTER_TOKEN", &token)],
         "/incident declare level:2 title:\"Redis down\"\n/incident ack\n/incident resolve summary:\"restarted\"\n",
     );
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("resolved"), "{out}");
     server.stop();
 
     let verify = |dir: &Path| spotter(dir, db).args(["audit", "verify"]).output().unwrap();
@@ -251,7 +256,7 @@ fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "audit log verified: 3 entries, hash chain intact"
+        "audit log verified: 4 entries, hash chain intact"
     );
 
     // Someone edits row 2 by hand.
@@ -364,25 +369,7 @@ fn migrate_applies_the_schema_and_is_idempotent() {
 
 /// `spotter ARGS` with `stdin` → (exit ok, stdout, stderr).
 fn run(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = spotter(dir, db)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    run_with(dir, db, args, &[], stdin)
 }
 
 #[test]
@@ -581,4 +568,49 @@ fn config_check_reports_every_problem_in_one_run_naming_table_and_key() {
             ),
         ]
     );
+}
+
+/// `spotter token create --person PERSON` → the token it printed.
+fn create_token(dir: &Path, db: Option<&str>, person: &str) -> String {
+    let (ok, out, err) = run(dir, db, &["token", "create", "--person", person], "");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "stdout holds the token alone: {out}"
+    );
+    out.trim().to_string()
+}
+
+/// `spotter ARGS` with extra environment variables and `stdin` → (exit ok, stdout, stderr).
+fn run_with(
+    dir: &Path,
+    db: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> (bool, String, String) {
+    let mut cmd = spotter(dir, db);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }

@@ -13,7 +13,8 @@ pub struct ConsoleChat {
     /// Where the URL came from (`--url`, the file `serve` left, the config), for error messages.
     origin: Option<String>,
     token: String,
-    user: String,
+    /// The person id to speak as; `None` with a person token (the server knows whose it is).
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -35,9 +36,10 @@ pub struct Summary {
 }
 
 impl ConsoleChat {
-    /// `url` is the server's base URL (`http://127.0.0.1:8080`); `token` the API bearer token;
-    /// `user` the person id to speak as.
-    pub fn new(url: &str, token: String, user: String) -> anyhow::Result<Self> {
+    /// `url` is the server's base URL (`http://127.0.0.1:8080`); `token` the API bearer token (a
+    /// person's own, or the shared one); `user` the person id to speak as (required with the
+    /// shared token; with a person token it must be that person, or `None`).
+    pub fn new(url: &str, token: String, user: Option<String>) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -71,7 +73,10 @@ impl ConsoleChat {
             .client
             .post(format!("{}/api/v1/commands", self.url))
             .bearer_auth(&self.token)
-            .json(&serde_json::json!({"text": line, "user": self.user, "source": "chat"}))
+            .json(&match &self.user {
+                Some(user) => serde_json::json!({"text": line, "user": user, "source": "chat"}),
+                None => serde_json::json!({"text": line, "source": "chat"}),
+            })
             .send()
             .await
             .map_err(|e| {
@@ -104,10 +109,14 @@ impl ConsoleChat {
             .unwrap_or(body);
         if status == reqwest::StatusCode::UNAUTHORIZED {
             bail!(
-                "{} refused the API token (401): set SPOTTER_API_TOKEN or run next to the \
-                 server's data folder",
+                "{} refused the API token (401): set SPOTTER_TOKEN to your own token (`spotter \
+                 token create --person ID`), or SPOTTER_API_TOKEN to the shared one, or run next \
+                 to the server's data folder",
                 self.server()
             );
+        }
+        if status == reqwest::StatusCode::FORBIDDEN {
+            bail!("{} refused (403): {msg}", self.server());
         }
         bail!("{} answered {status}: {msg}", self.server())
     }
@@ -117,9 +126,13 @@ impl ConsoleChat {
         let stdin = std::io::stdin();
         let interactive = stdin.is_terminal();
         if interactive {
+            let who = match &self.user {
+                Some(u) => format!("as `{u}`"),
+                None => "with your own token".to_string(),
+            };
             println!(
-                "Spotter chat as `{}` on {} — /help lists commands, Ctrl-D quits.",
-                self.user, self.url
+                "Spotter chat {who} on {} — /help lists commands, Ctrl-D quits.",
+                self.url
             );
         }
         let mut summary = Summary::default();

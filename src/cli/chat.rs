@@ -25,17 +25,35 @@ pub fn server(config: &Config, url: Option<String>) -> anyhow::Result<(String, S
     ))
 }
 
+/// The variable holding a person's own API token, for `spotter chat`.
+pub const PERSON_TOKEN_ENV: &str = "SPOTTER_TOKEN";
+
 pub async fn run(
     config: Config,
     user: Option<String>,
     url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let user = user.or_else(|| std::env::var("USER").ok()).ok_or_else(|| {
-        anyhow::anyhow!("say who you are: spotter chat --as PERSON (a person id from the config)")
-    })?;
-    let token = crate::token::for_client(&config)?;
+    // A person's own token says who speaks; the shared one must be told (and is capped at
+    // `api.shared_token_role`).
+    let personal = std::env::var(PERSON_TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let (token, user) = match personal {
+        Some(t) => (t, user),
+        None => {
+            let user = user.or_else(|| std::env::var("USER").ok()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "say who you are: spotter chat --as PERSON (a person id from the config), or \
+                     set {PERSON_TOKEN_ENV} to your own token"
+                )
+            })?;
+            let shared = crate::token::for_client(&config)?;
+            (shared.expose().to_string(), Some(user))
+        }
+    };
     let (url, origin) = server(&config, url)?;
-    let chat = ConsoleChat::new(&url, token.expose().to_string(), user)?.with_origin(origin);
+    let chat = ConsoleChat::new(&url, token, user)?.with_origin(origin);
     let summary = chat.run_stdin().await?;
     Ok(
         if summary.refused > 0 && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {

@@ -4,10 +4,12 @@
 //! - [`database`]: `migrate`, `audit verify`, and opening the database: read-write for commands
 //!   that change it, existing-only for commands that only read (they never create one).
 //! - [`discord`]: `spotter discord register`.
+//! - [`token`]: `spotter token create | list | revoke`, per-person API tokens.
 
 mod chat;
 mod database;
 mod discord;
+mod token;
 
 use crate::startup::{shutdown_on_signals, Application};
 use crate::telemetry;
@@ -36,7 +38,8 @@ enum Command {
     /// Reads commands line by line from stdin when it is not a terminal (exit status 1 if any
     /// was refused), otherwise prompts.
     Chat {
-        /// The person id to speak as (see [[person]] in the config).
+        /// The person id to speak as (see [[person]] in the config). With your own token in
+        /// $SPOTTER_TOKEN it may be left out (the token says who you are).
         #[arg(long = "as", env = "SPOTTER_USER", value_name = "PERSON")]
         user: Option<String>,
         /// The server's base URL (default: the address `serve` left in <data_dir>/server-url,
@@ -56,6 +59,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Per-person API tokens: a request with one acts as its person, with their roles (the
+    /// shared token is capped at `api.shared_token_role`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The Discord bot (see the README's Discord section).
     Discord {
         #[command(subcommand)]
@@ -71,6 +80,24 @@ enum DiscordCommand {
         /// Print the registration payload instead of sending it (needs no token).
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a configured person; prints it once, on stdout (only its SHA-256 is
+    /// stored).
+    Create {
+        /// The person id (see [[person]] in the config).
+        #[arg(long, value_name = "PERSON")]
+        person: String,
+    },
+    /// List the tokens: id, person, created, last used, revoked (never the tokens).
+    List,
+    /// Revoke a token by its id (or the token itself): refused at once, on every replica.
+    Revoke {
+        #[arg(value_name = "ID")]
+        id: String,
     },
 }
 
@@ -145,6 +172,11 @@ pub fn main() -> ExitCode {
             Command::Discord {
                 command: DiscordCommand::Register { dry_run },
             } => discord::register(config, dry_run).await,
+            Command::Token { command } => match command {
+                TokenCommand::Create { person } => token::create(config, person).await,
+                TokenCommand::List => token::list(config).await,
+                TokenCommand::Revoke { id } => token::revoke(config, id).await,
+            },
             Command::Config { .. } => unreachable!("handled above"),
         }
     });

@@ -15,6 +15,7 @@ pub const SPOTTER_VARS: &[&str] = &[
     "SPOTTER_LISTEN",
     "SPOTTER_API_TOKEN",
     "SPOTTER_USER",
+    "SPOTTER_TOKEN",
     "SPOTTER_ALERTMANAGER_TOKEN",
     "RUST_LOG",
 ];

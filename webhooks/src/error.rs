@@ -12,6 +12,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
+    /// Authenticated, but this caller may not do that (a person token naming someone else).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("request body is larger than the limit of {} bytes", crate::MAX_BODY)]
@@ -38,6 +41,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

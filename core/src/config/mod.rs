@@ -59,8 +59,13 @@ pub struct DatabaseConfig {
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Name of the environment variable holding the API bearer token (never the token itself).
+    /// Name of the environment variable holding the shared API bearer token (never the token
+    /// itself).
     pub token_env: String,
+    /// The most the shared token may do: a request through it acts as the person it names, with
+    /// that person's roles capped at this one (naming an admin does not grant admin). Per-person
+    /// tokens (`spotter token create`) act with their person's full roles.
+    pub shared_token_role: Role,
 }
 
 #[derive(Debug, Clone)]

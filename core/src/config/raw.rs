@@ -85,6 +85,7 @@ struct RawDatabase {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     token_env: Option<Spanned<String>>,
+    shared_token_role: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -256,11 +257,25 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         max_connections,
     };
 
-    let token_env = match raw.api.and_then(|a| a.token_env) {
+    let (token_env, shared_role) = match raw.api {
+        Some(a) => (a.token_env, a.shared_token_role),
+        None => (None, None),
+    };
+    let token_env = match token_env {
         Some(t) => env_var_name(&t, &mut err),
         None => "SPOTTER_API_TOKEN".into(),
     };
-    let api = ApiConfig { token_env };
+    let shared_token_role = match shared_role {
+        Some(r) => r.get_ref().parse::<Role>().unwrap_or_else(|m| {
+            err(&r.span(), format!("shared_token_role: {m}"));
+            Role::Responder
+        }),
+        None => Role::Responder,
+    };
+    let api = ApiConfig {
+        token_env,
+        shared_token_role,
+    };
 
     let ob = raw.outbox.unwrap_or(RawOutbox {
         max_attempts: None,
