@@ -6,3 +6,6 @@ mod fake_discord;
 
 #[path = "hostile/logs.rs"]
 mod logs;
+
+#[path = "hostile/tokens.rs"]
+mod tokens;

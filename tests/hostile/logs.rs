@@ -128,7 +128,7 @@ async fn no_secret_reaches_the_logs(backend: Backend, test: &str) {
     secrets.extend(
         interaction_tokens
             .into_iter()
-            .map(|t| ("(interaction token)", t)),
+            .map(|t| ("(interaction or person token)", t)),
     );
 
     // The test did make it log errors, or finding nothing would prove nothing.
@@ -257,6 +257,38 @@ fn drive(dir: &Path, db_url: &str, secrets: &[(&'static str, String)]) -> (Strin
         .status();
     assert_eq!(status, 401);
 
+    // A person token: created (printed once, on its own stdout, which is not a log), refused
+    // when it names someone else, revoked, then refused.
+    let out = command(&["token", "create", "--person", "dba"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    let person_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let as_other = http
+        .post(format!("{url}/api/v1/commands"))
+        .bearer_auth(&person_token)
+        .json(&json!({"text": "/incident list", "user": "sysadmin"}))
+        .send()
+        .unwrap();
+    assert_eq!(as_other.status(), 403);
+    let out = command(&["token", "revoke", &person_token])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    output.push_str(&String::from_utf8_lossy(&out.stdout));
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    let revoked = http
+        .get(format!("{url}/api/v1/incidents"))
+        .bearer_auth(&person_token)
+        .send()
+        .unwrap();
+    assert_eq!(revoked.status(), 401);
+
     // A slash command that outlives the reply budget (the database is locked meanwhile): it is
     // deferred, and its completion through the interaction webhook cannot reach Discord.
     let token = ix::token("deferred");
@@ -321,7 +353,7 @@ fn drive(dir: &Path, db_url: &str, secrets: &[(&'static str, String)]) -> (Strin
     output.push_str(&String::from_utf8_lossy(&out.stderr));
 
     output.insert_str(0, &served.stop());
-    (output, vec![token])
+    (output, vec![token, person_token])
 }
 
 /// Takes the database's write lock on a connection of its own, on a thread of its own, and
