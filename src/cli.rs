@@ -78,7 +78,15 @@ enum ConfigCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Verify the audit log's hash chain; names the first row that was edited, inserted or deleted.
-    Verify,
+    Verify {
+        /// An exported head (`spotter audit head`): also fail when the log no longer contains
+        /// it (a database rolled back to an older copy, or rows cut off the end).
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<spotter_core::audit::Head>,
+    },
+    /// Print the chain's head (`<seq>:<hash>`), to keep somewhere the database's writers cannot
+    /// reach; pass it to `audit verify --head` later.
+    Head,
 }
 
 pub fn main() -> ExitCode {
@@ -133,8 +141,11 @@ pub fn main() -> ExitCode {
             Command::Chat { user, url } => chat(config, user, url).await,
             Command::Migrate => migrate(config).await,
             Command::Audit {
-                command: AuditCommand::Verify,
-            } => audit_verify(config).await,
+                command: AuditCommand::Verify { head },
+            } => audit_verify(config, head).await,
+            Command::Audit {
+                command: AuditCommand::Head,
+            } => audit_head(config).await,
             Command::Discord {
                 command: DiscordCommand::Register { dry_run },
             } => discord_register(config, dry_run).await,
@@ -198,13 +209,23 @@ async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
+async fn audit_verify(config: Config, head: Option<audit::Head>) -> anyhow::Result<ExitCode> {
+    let key = crate::audit_key::load(&config, false)?;
     let store = connect(&config).await?;
     store.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let log = store.audit_log().await?;
-    match audit::verify(&log.entries, log.head_seq, &log.head_hash) {
+    let checked =
+        audit::verify(&key, &log.entries, log.head_seq, &log.head_hash).and_then(|n| match &head {
+            Some(h) => audit::verify_head(&log.entries, h).map(|()| n),
+            None => Ok(n),
+        });
+    match checked {
         Ok(n) => {
-            println!("audit log verified: {n} entries, hash chain intact");
+            let pinned = match &head {
+                Some(h) => format!("; contains the exported head {h}"),
+                None => String::new(),
+            };
+            println!("audit log verified: {n} entries, hash chain intact{pinned}");
             Ok(ExitCode::SUCCESS)
         }
         Err(v) => {
@@ -212,6 +233,14 @@ async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn audit_head(config: Config) -> anyhow::Result<ExitCode> {
+    let store = connect(&config).await?;
+    store.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = store.audit_log().await?;
+    println!("{}", audit::head_of(&log.entries));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn discord_register(config: Config, dry_run: bool) -> anyhow::Result<ExitCode> {

@@ -8,6 +8,7 @@
 //! - [`token`]: the API bearer token: from the environment, or generated once into the data folder.
 //! - [`telemetry`]: tracing subscriber set-up, once per process.
 
+pub mod audit_key;
 pub mod cli;
 pub mod startup;
 pub mod telemetry;

@@ -30,6 +30,9 @@ struct RawConfig {
     source: Vec<super::alerts::RawSource>,
     #[serde(default)]
     route: Vec<super::alerts::RawRoute>,
+    audit: Option<super::upkeep::RawAudit>,
+    jobs: Option<super::upkeep::RawJobs>,
+    retention: Option<super::upkeep::RawRetention>,
 }
 
 #[derive(Deserialize)]
@@ -485,6 +488,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let alerts = super::alerts::parse_alerts(raw.alerts, &levels, &mut err);
     let sources = super::alerts::parse_sources(raw.source, &mut err);
     let routes = super::alerts::parse_routes(raw.route, &levels, &components, &mut err);
+    let audit = super::upkeep::parse_audit(raw.audit, &mut err);
+    let jobs = super::upkeep::parse_jobs(raw.jobs, &mut err);
+    let retention = super::upkeep::parse_retention(raw.retention, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));
@@ -505,6 +511,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         alerts,
         sources,
         routes,
+        audit,
+        jobs,
+        retention,
     })
 }
 
