@@ -9,6 +9,7 @@
 //! - [`token`]: the API bearer token: from the environment, or generated once into the data folder.
 //! - [`telemetry`]: tracing subscriber set-up, once per process.
 
+pub mod audit_key;
 pub mod cli;
 pub mod server_url;
 pub mod startup;

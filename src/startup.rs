@@ -50,8 +50,9 @@ impl Application {
         clock: Arc<dyn Clock>,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> anyhow::Result<Application> {
-        let store =
-            SqlStore::connect(&config.database.url, config.database.max_connections).await?;
+        let store = SqlStore::connect(&config.database.url, config.database.max_connections)
+            .await?
+            .with_audit_key(crate::audit_key::load(&config, true)?);
         store.migrate().await?;
         tracing::info!(database = %redact_url(&config.database.url), "database ready");
         let (api_token, source) = token::load_or_create(&config)?;

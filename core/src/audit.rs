@@ -4,10 +4,59 @@
 //! of the entry before it; a head row remembers the last sequence number and hash. Editing a row
 //! breaks its hash, inserting or deleting one breaks the sequence or the links, and cutting rows
 //! off the end disagrees with the head. [`verify`] names the first row where it goes wrong.
+//!
+//! The hashes are HMAC-SHA256 under an [`AuditKey`] kept outside the database (an env var or a
+//! file in `data_dir`), so someone who can write the database cannot edit a row and recompute
+//! the chain after it. The head in the database can be rolled back with the rows, so an
+//! operator keeps an exported [`Head`] (`spotter audit head`) elsewhere: [`verify_head`] fails
+//! when the log no longer contains it.
 
+use crate::Secret;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+
+/// The key of the audit chain's HMAC.
+#[derive(Clone, Debug)]
+pub struct AuditKey(Secret);
+
+impl AuditKey {
+    pub fn new(secret: Secret) -> Self {
+        AuditKey(secret)
+    }
+}
+
+/// A point of the chain (`<seq>:<hash>`), exported for an operator to keep elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!("`{s}` is not an audit head; expected <seq>:<64 hex digits>, as printed by `spotter audit head`")
+        };
+        let (seq, hash) = s.trim().split_once(':').ok_or_else(bad)?;
+        let seq: i64 = seq.parse().map_err(|_| bad())?;
+        if seq < 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Head {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
 
 /// The hash the first entry links to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -36,9 +85,11 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-/// The hash of an entry: SHA-256 over the previous hash and each field, every field prefixed by
-/// its length so no two different entries can serialise to the same bytes.
+/// The hash of an entry: HMAC-SHA256 under the key over the previous hash and each field, every
+/// field prefixed by its length so no two different entries can serialise to the same bytes.
+#[allow(clippy::too_many_arguments)]
 pub fn entry_hash(
+    key: &AuditKey,
     prev_hash: &str,
     seq: i64,
     at: DateTime<Utc>,
@@ -47,21 +98,23 @@ pub fn entry_hash(
     subject: &str,
     detail: &str,
 ) -> String {
-    let mut h = Sha256::new();
+    let mut h = Hmac::<Sha256>::new_from_slice(key.0.expose().as_bytes())
+        .expect("HMAC takes any key length");
     let at_ms = at.timestamp_millis().to_string();
     let seq = seq.to_string();
     for field in [prev_hash, &seq, &at_ms, actor, action, subject, detail] {
-        h.update((field.len() as u64).to_le_bytes());
+        h.update(&(field.len() as u64).to_le_bytes());
         h.update(field.as_bytes());
     }
-    hex::encode(h.finalize())
+    hex::encode(h.finalize().into_bytes())
 }
 
 /// Chains a record onto the log after (`prev_seq`, `prev_hash`).
-pub fn seal(record: &AuditRecord, prev_seq: i64, prev_hash: &str) -> AuditEntry {
+pub fn seal(key: &AuditKey, record: &AuditRecord, prev_seq: i64, prev_hash: &str) -> AuditEntry {
     let seq = prev_seq + 1;
     let detail = record.detail.to_string();
     let hash = entry_hash(
+        key,
         prev_hash,
         seq,
         record.at,
@@ -97,7 +150,12 @@ impl std::fmt::Display for Violation {
 }
 
 /// Checks the whole chain, oldest first. Returns the number of entries on success.
-pub fn verify(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> Result<usize, Violation> {
+pub fn verify(
+    key: &AuditKey,
+    entries: &[AuditEntry],
+    head_seq: i64,
+    head_hash: &str,
+) -> Result<usize, Violation> {
     let mut prev_hash = GENESIS.to_string();
     let mut expected_seq = 1;
     for e in entries {
@@ -115,6 +173,7 @@ pub fn verify(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> Result<
             return Err(Violation { seq, problem });
         }
         let recomputed = entry_hash(
+            key,
             &e.prev_hash,
             e.seq,
             e.at,
@@ -156,10 +215,51 @@ pub fn verify(entries: &[AuditEntry], head_seq: i64, head_hash: &str) -> Result<
     Ok(entries.len())
 }
 
+/// Checks that the log still contains an exported head: the entry at its sequence number with
+/// its hash. Fails when the database was rolled back to an older copy (the entry is missing) or
+/// rewritten (the hash differs). Run [`verify`] as well: this only pins one point.
+pub fn verify_head(entries: &[AuditEntry], head: &Head) -> Result<(), Violation> {
+    if head.seq == 0 {
+        return Ok(());
+    }
+    match entries.iter().find(|e| e.seq == head.seq) {
+        Some(e) if e.hash == head.hash => Ok(()),
+        Some(_) => Err(Violation {
+            seq: head.seq,
+            problem: "differs from the exported head (the log was rewritten)".into(),
+        }),
+        None => Err(Violation {
+            seq: head.seq,
+            problem: format!(
+                "is missing, but the exported head records it (the log ends at row {}: rolled back to an older copy, or rows were cut off the end)",
+                entries.last().map(|e| e.seq).unwrap_or(0)
+            ),
+        }),
+    }
+}
+
+/// The head of a chain (the last entry), for export.
+pub fn head_of(entries: &[AuditEntry]) -> Head {
+    entries
+        .last()
+        .map(|e| Head {
+            seq: e.seq,
+            hash: e.hash.clone(),
+        })
+        .unwrap_or(Head {
+            seq: 0,
+            hash: GENESIS.into(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn key() -> AuditKey {
+        AuditKey::new(Secret::new("test-audit-key"))
+    }
 
     fn chain(n: usize) -> Vec<AuditEntry> {
         let mut out: Vec<AuditEntry> = Vec::new();
@@ -177,7 +277,7 @@ mod tests {
                 .last()
                 .map(|e| (e.seq, e.hash.clone()))
                 .unwrap_or((0, GENESIS.into()));
-            out.push(seal(&rec, seq, &prev));
+            out.push(seal(&key(), &rec, seq, &prev));
         }
         out
     }
@@ -192,8 +292,8 @@ mod tests {
     fn an_untouched_chain_verifies() {
         let c = chain(5);
         let (s, h) = head(&c);
-        assert_eq!(verify(&c, s, &h), Ok(5));
-        assert_eq!(verify(&[], 0, GENESIS), Ok(0));
+        assert_eq!(verify(&key(), &c, s, &h), Ok(5));
+        assert_eq!(verify(&key(), &[], 0, GENESIS), Ok(0));
     }
 
     #[test]
@@ -201,7 +301,7 @@ mod tests {
         let mut c = chain(5);
         let (s, h) = head(&c);
         c[2].subject = "INC-99".into();
-        let v = verify(&c, s, &h).unwrap_err();
+        let v = verify(&key(), &c, s, &h).unwrap_err();
         assert_eq!(v.seq, 3);
         assert!(v.problem.contains("edited"));
     }
@@ -212,6 +312,7 @@ mod tests {
         let (s, h) = head(&c);
         c[1].actor = "mallory".into();
         c[1].hash = entry_hash(
+            &key(),
             &c[1].prev_hash,
             2,
             c[1].at,
@@ -220,7 +321,7 @@ mod tests {
             &c[1].subject,
             &c[1].detail,
         );
-        assert_eq!(verify(&c, s, &h).unwrap_err().seq, 3);
+        assert_eq!(verify(&key(), &c, s, &h).unwrap_err().seq, 3);
     }
 
     #[test]
@@ -228,14 +329,64 @@ mod tests {
         let mut c = chain(5);
         let (s, h) = head(&c);
         c.remove(2);
-        let v = verify(&c, s, &h).unwrap_err();
+        let v = verify(&key(), &c, s, &h).unwrap_err();
         assert_eq!(v.seq, 3);
         assert!(v.problem.contains("missing"));
         let mut c = chain(5);
         c.pop();
-        assert!(verify(&c, s, &h)
+        assert!(verify(&key(), &c, s, &h)
             .unwrap_err()
             .problem
             .contains("deleted at the end"));
+    }
+
+    #[test]
+    fn a_chain_recomputed_without_the_key_is_detected() {
+        let mut c = chain(3);
+        let (s, _) = head(&c);
+        // The attacker edits row 2 and recomputes rows 2 and 3 under a key of their own.
+        let theirs = AuditKey::new(Secret::new("guessed"));
+        c[1].actor = "mallory".into();
+        for i in 1..3 {
+            let prev = c[i - 1].hash.clone();
+            let e = &mut c[i];
+            e.prev_hash = prev;
+            e.hash = entry_hash(
+                &theirs,
+                &e.prev_hash,
+                e.seq,
+                e.at,
+                &e.actor,
+                &e.action,
+                &e.subject,
+                &e.detail,
+            );
+        }
+        let forged_head = c[2].hash.clone();
+        let v = verify(&key(), &c, s, &forged_head).unwrap_err();
+        assert_eq!(v.seq, 2);
+        assert!(v.problem.contains("edited"), "{v}");
+    }
+
+    #[test]
+    fn an_exported_head_catches_a_rollback_and_a_rewrite() {
+        let c = chain(5);
+        let exported = head_of(&c);
+        assert_eq!(verify_head(&c, &exported), Ok(()));
+        let rolled_back = &c[..3];
+        let v = verify_head(rolled_back, &exported).unwrap_err();
+        assert_eq!(v.seq, 5);
+        assert!(v.problem.contains("rolled back"), "{v}");
+        let mut rewritten = c.clone();
+        rewritten[4].hash = "f".repeat(64);
+        assert!(verify_head(&rewritten, &exported)
+            .unwrap_err()
+            .problem
+            .contains("rewritten"));
+        let parsed: Head = exported.to_string().parse().unwrap();
+        assert_eq!(parsed, exported);
+        for bad in ["", "5", "x:abc", "5:abc", "-1:"] {
+            assert!(bad.parse::<Head>().is_err(), "{bad}");
+        }
     }
 }

@@ -904,8 +904,13 @@ async fn four_audited_commands(ctx: &common::Ctx) {
 }
 
 fn violation(log: &spotter_core::store::AuditLog) -> audit::Violation {
-    audit::verify(&log.entries, log.head_seq, &log.head_hash)
-        .expect_err("tampering must be detected")
+    audit::verify(
+        &common::audit_key(),
+        &log.entries,
+        log.head_seq,
+        &log.head_hash,
+    )
+    .expect_err("tampering must be detected")
 }
 
 dual_test!(

@@ -77,14 +77,27 @@ pub async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
+pub async fn audit_verify(config: Config, head: Option<audit::Head>) -> anyhow::Result<ExitCode> {
     let store = open_existing(&config).await?;
-    let log = store.audit_log().await;
+    let read = async {
+        let key = crate::audit_key::load(&config, false)?;
+        anyhow::Ok((key, store.audit_log().await?))
+    }
+    .await;
     store.close().await;
-    let log = log?;
-    match audit::verify(&log.entries, log.head_seq, &log.head_hash) {
+    let (key, log) = read?;
+    let checked =
+        audit::verify(&key, &log.entries, log.head_seq, &log.head_hash).and_then(|n| match &head {
+            Some(h) => audit::verify_head(&log.entries, h).map(|()| n),
+            None => Ok(n),
+        });
+    match checked {
         Ok(n) => {
-            println!("audit log verified: {n} entries, hash chain intact");
+            let pinned = match &head {
+                Some(h) => format!("; contains the exported head {h}"),
+                None => String::new(),
+            };
+            println!("audit log verified: {n} entries, hash chain intact{pinned}");
             Ok(ExitCode::SUCCESS)
         }
         Err(v) => {
@@ -92,6 +105,14 @@ pub async fn audit_verify(config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+pub async fn audit_head(config: Config) -> anyhow::Result<ExitCode> {
+    let store = open_existing(&config).await?;
+    let log = store.audit_log().await;
+    store.close().await;
+    println!("{}", audit::head_of(&log?.entries));
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

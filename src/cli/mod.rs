@@ -112,7 +112,15 @@ enum ConfigCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Verify the audit log's hash chain; names the first row that was edited, inserted or deleted.
-    Verify,
+    Verify {
+        /// An exported head (`spotter audit head`): also fail when the log no longer contains
+        /// it (a database rolled back to an older copy, or rows cut off the end).
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<spotter_core::audit::Head>,
+    },
+    /// Print the chain's head (`<seq>:<hash>`), to keep somewhere the database's writers cannot
+    /// reach; pass it to `audit verify --head` later.
+    Head,
 }
 
 pub fn main() -> ExitCode {
@@ -167,8 +175,11 @@ pub fn main() -> ExitCode {
             Command::Chat { user, url } => chat::run(config, user, url).await,
             Command::Migrate => database::migrate(config).await,
             Command::Audit {
-                command: AuditCommand::Verify,
-            } => database::audit_verify(config).await,
+                command: AuditCommand::Verify { head },
+            } => database::audit_verify(config, head).await,
+            Command::Audit {
+                command: AuditCommand::Head,
+            } => database::audit_head(config).await,
             Command::Discord {
                 command: DiscordCommand::Register { dry_run },
             } => discord::register(config, dry_run).await,

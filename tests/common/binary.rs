@@ -16,6 +16,7 @@ pub const SPOTTER_VARS: &[&str] = &[
     "SPOTTER_API_TOKEN",
     "SPOTTER_USER",
     "SPOTTER_TOKEN",
+    "SPOTTER_AUDIT_KEY",
     "SPOTTER_ALERTMANAGER_TOKEN",
     "RUST_LOG",
 ];

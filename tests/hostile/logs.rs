@@ -25,6 +25,7 @@ fn secrets() -> Vec<(&'static str, String)> {
         "SPOTTER_PAGERDUTY_ROUTING_KEY",
         "SPOTTER_BACKUP_JOBS_SECRET",
         "SPOTTER_DISCORD_TOKEN",
+        "SPOTTER_AUDIT_KEY",
     ]
     .into_iter()
     .map(|var| {

@@ -220,7 +220,8 @@ dual_test!(
             .entries
             .iter()
             .any(|e| e.action == "api_token.revoke" && e.subject == "person:dba"));
-        spotter_core::audit::verify(&log.entries, log.head_seq, &log.head_hash).unwrap();
+        let key = spotter::audit_key::load(&app.config, false).unwrap();
+        spotter_core::audit::verify(&key, &log.entries, log.head_seq, &log.head_hash).unwrap();
         replica.stop().await;
     }
 );

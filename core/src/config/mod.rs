@@ -12,8 +12,10 @@ mod alerts;
 mod discord;
 mod document;
 mod raw;
+mod upkeep;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
+pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};
 use chrono::Duration;
@@ -42,6 +44,9 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub sources: Vec<SourceConfig>,
     pub routes: Vec<Route>,
+    pub audit: AuditConfig,
+    pub jobs: JobsConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone)]

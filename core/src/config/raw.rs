@@ -23,13 +23,17 @@ struct RawConfig {
     alerts: Option<super::alerts::RawAlerts>,
     source: Vec<super::alerts::RawSource>,
     route: Vec<super::alerts::RawRoute>,
+    audit: Option<super::upkeep::RawAudit>,
+    jobs: Option<super::upkeep::RawJobs>,
+    retention: Option<super::upkeep::RawRetention>,
     /// Tables with an element that could not be read: checks that would only repeat the
     /// problem ("names unknown person") stand down for them.
     incomplete: HashSet<String>,
 }
 
 const TABLES: &str = "[server], [database], [api], [outbox], [[level]], [[rpo]], [[component]], \
-    [[person]], [[team]], [[escalation]], [discord], [alerts], [[source]], [[route]]";
+    [[person]], [[team]], [[escalation]], [discord], [alerts], [[source]], [[route]], [audit], \
+    [jobs], [retention]";
 
 impl RawConfig {
     /// Reads every table; each problem goes to `err`.
@@ -52,6 +56,9 @@ impl RawConfig {
                 "escalation" => raw.escalation = r.array(&key, value, Some("level")),
                 "source" => raw.source = r.array(&key, value, Some("id")),
                 "route" => raw.route = r.array(&key, value, None),
+                "audit" => raw.audit = r.table(&key, value),
+                "jobs" => raw.jobs = r.table(&key, value),
+                "retention" => raw.retention = r.table(&key, value),
                 other => err(
                     &key_span,
                     format!("unknown table `{other}`; accepted: {TABLES}"),
@@ -537,6 +544,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let alerts = super::alerts::parse_alerts(raw.alerts, &levels, &mut err);
     let sources = super::alerts::parse_sources(raw.source, &mut err);
     let routes = super::alerts::parse_routes(raw.route, &levels, &components, &mut err);
+    let audit = super::upkeep::parse_audit(raw.audit, &mut err);
+    let jobs = super::upkeep::parse_jobs(raw.jobs, &mut err);
+    let retention = super::upkeep::parse_retention(raw.retention, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));
@@ -557,6 +567,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         alerts,
         sources,
         routes,
+        audit,
+        jobs,
+        retention,
     })
 }
 

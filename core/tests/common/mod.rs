@@ -264,7 +264,7 @@ impl Ctx {
     /// Verifies the audit chain as stored; returns the number of entries.
     pub async fn audit_verifies(&self) -> usize {
         let log = self.store.audit_log().await.unwrap();
-        spotter_core::audit::verify(&log.entries, log.head_seq, &log.head_hash)
+        spotter_core::audit::verify(&audit_key(), &log.entries, log.head_seq, &log.head_hash)
             .unwrap_or_else(|v| panic!("the audit chain should verify: {v}"))
     }
 
@@ -334,6 +334,21 @@ impl Ctx {
         done.rows_affected()
     }
 
+    /// Executes raw SQL on a separate connection; the database's error when it refuses.
+    pub async fn try_raw_sql(&self, sql: &str) -> Result<u64, String> {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("a separate raw connection");
+        let done = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut conn)
+            .await
+            .map(|d| d.rows_affected())
+            .map_err(|e| e.to_string());
+        let _ = conn.close().await;
+        done
+    }
+
     /// Runs SQL as an attacker with write access to the database would: first dropping the
     /// triggers that keep the audit log append-only (they stop the application, not an owner).
     pub async fn tamper(&self, sql: &str) -> u64 {
@@ -376,10 +391,16 @@ pub struct Snapshot {
     pub jobs: usize,
 }
 
+/// The audit key every store of these tests seals with.
+pub fn audit_key() -> spotter_core::audit::AuditKey {
+    spotter_core::audit::AuditKey::new(spotter_core::Secret::new("core-tests-audit-key"))
+}
+
 async fn connect(url: &str) -> SqlStore {
     SqlStore::connect(url, 8)
         .await
         .unwrap_or_else(|e| panic!("connecting to {}: {e:#}", redact(url)))
+        .with_audit_key(audit_key())
 }
 
 /// A test double for the far side of a channel: records deliveries, and can be told to fail.

@@ -16,7 +16,7 @@ type MaintenanceRow = (
 );
 
 impl SqlStore {
-    pub(super) async fn alert(
+    pub(super) async fn alert_sql(
         &self,
         source: &str,
         fingerprint: &str,
@@ -32,7 +32,7 @@ impl SqlStore {
         row.map(AlertRow::into_record).transpose()
     }
 
-    pub(super) async fn incident_alerts(
+    pub(super) async fn incident_alerts_sql(
         &self,
         incident: IncidentRef,
     ) -> Result<Vec<AlertRecord>, StoreError> {
@@ -45,7 +45,7 @@ impl SqlStore {
         rows.into_iter().map(AlertRow::into_record).collect()
     }
 
-    pub(super) async fn alerts(
+    pub(super) async fn alerts_sql(
         &self,
         status: Option<AlertStatus>,
         limit: i64,
@@ -64,7 +64,7 @@ impl SqlStore {
         rows.into_iter().map(AlertRow::into_record).collect()
     }
 
-    pub(super) async fn group_incident(
+    pub(super) async fn group_incident_sql(
         &self,
         source: &str,
         group_key: &str,
@@ -80,7 +80,7 @@ impl SqlStore {
         Ok(n.map(IncidentRef))
     }
 
-    pub(super) async fn maintenance_windows(
+    pub(super) async fn maintenance_windows_sql(
         &self,
         active_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<Maintenance>, StoreError> {
@@ -120,7 +120,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn next_maintenance_id(&self) -> Result<i64, StoreError> {
+    pub(super) async fn next_maintenance_id_sql(&self) -> Result<i64, StoreError> {
         let n: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM maintenance")
             .fetch_one(&self.reader)
             .await
@@ -128,7 +128,7 @@ impl SqlStore {
         Ok(n.unwrap_or(0) + 1)
     }
 
-    pub(super) async fn heartbeat(&self, name: &str) -> Result<Option<Heartbeat>, StoreError> {
+    pub(super) async fn heartbeat_sql(&self, name: &str) -> Result<Option<Heartbeat>, StoreError> {
         let row: Option<(String, i64, Option<i64>)> =
             sqlx::query_as("SELECT name, last_seen, incident FROM heartbeats WHERE name = $1")
                 .bind(name)

@@ -4,10 +4,15 @@ use super::rows::*;
 use super::*;
 
 impl SqlStore {
-    pub(super) async fn audit_log(&self) -> Result<AuditLog, StoreError> {
+    pub(super) async fn audit_log_sql(&self) -> Result<AuditLog, StoreError> {
         // Read the head and the rows in one snapshot so a concurrent append cannot look like
-        // tampering.
-        let mut tx = self.reader.begin().await.map_err(map_err)?;
+        // tampering: REPEATABLE READ on PostgreSQL (its default READ COMMITTED gives each
+        // statement its own snapshot); a SQLite read transaction is one snapshot already.
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        let mut tx = self.reader.begin_with(begin).await.map_err(map_err)?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(&mut *tx)
             .await

@@ -4,7 +4,7 @@ use super::rows::*;
 use super::*;
 
 impl SqlStore {
-    pub(super) async fn chat_binding(
+    pub(super) async fn chat_binding_sql(
         &self,
         platform: &str,
         incident: IncidentRef,
@@ -20,7 +20,7 @@ impl SqlStore {
         Ok(row.map(binding_from_row))
     }
 
-    pub(super) async fn chat_binding_by_channel(
+    pub(super) async fn chat_binding_by_channel_sql(
         &self,
         platform: &str,
         channel_id: &str,
@@ -36,7 +36,7 @@ impl SqlStore {
         Ok(row.map(binding_from_row))
     }
 
-    pub(super) async fn save_chat_binding(&self, b: &ChatBinding) -> Result<(), StoreError> {
+    pub(super) async fn save_chat_binding_sql(&self, b: &ChatBinding) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO chat_bindings (incident, platform, channel_id, card_message_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (incident, platform) DO UPDATE SET channel_id = excluded.channel_id, \

@@ -4,7 +4,7 @@ use super::rows::*;
 use super::*;
 
 impl SqlStore {
-    pub(super) async fn next_incident_number(&self) -> Result<i64, StoreError> {
+    pub(super) async fn next_incident_number_sql(&self) -> Result<i64, StoreError> {
         let n: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM incidents")
             .fetch_one(&self.reader)
             .await
@@ -12,7 +12,10 @@ impl SqlStore {
         Ok(n.unwrap_or(0) + 1)
     }
 
-    pub(super) async fn incident(&self, r: IncidentRef) -> Result<Option<Incident>, StoreError> {
+    pub(super) async fn incident_sql(
+        &self,
+        r: IncidentRef,
+    ) -> Result<Option<Incident>, StoreError> {
         let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE number = $1");
         let row: Option<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(r.number())
@@ -22,7 +25,10 @@ impl SqlStore {
         row.map(IncidentRow::into_incident).transpose()
     }
 
-    pub(super) async fn incidents(&self, filter: StateFilter) -> Result<Vec<Incident>, StoreError> {
+    pub(super) async fn incidents_sql(
+        &self,
+        filter: StateFilter,
+    ) -> Result<Vec<Incident>, StoreError> {
         let condition = match filter {
             StateFilter::Open => "WHERE state IN ('declared', 'acknowledged')",
             StateFilter::Resolved => "WHERE state = 'resolved'",
@@ -38,7 +44,10 @@ impl SqlStore {
         rows.into_iter().map(IncidentRow::into_incident).collect()
     }
 
-    pub(super) async fn timeline(&self, r: IncidentRef) -> Result<Vec<TimelineEntry>, StoreError> {
+    pub(super) async fn timeline_sql(
+        &self,
+        r: IncidentRef,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
         let rows: Vec<TimelineRow> = sqlx::query_as(
             "SELECT incident, at, actor, kind, text, public FROM timeline WHERE incident = $1 ORDER BY id",
         )
@@ -60,7 +69,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn stats(&self) -> Result<Stats, StoreError> {
+    pub(super) async fn stats_sql(&self) -> Result<Stats, StoreError> {
         let rows =
             sqlx::query("SELECT level, state, COUNT(*) FROM incidents GROUP BY level, state")
                 .fetch_all(&self.reader)
@@ -98,7 +107,7 @@ impl SqlStore {
         })
     }
 
-    pub(super) async fn ready(&self) -> Result<(), StoreError> {
+    pub(super) async fn ready_sql(&self) -> Result<(), StoreError> {
         let expected = self
             .migrator()
             .iter()

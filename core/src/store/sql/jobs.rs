@@ -4,7 +4,7 @@ use super::rows::*;
 use super::*;
 
 impl SqlStore {
-    pub(super) async fn claim_jobs(
+    pub(super) async fn claim_jobs_sql(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
@@ -28,7 +28,7 @@ impl SqlStore {
         Ok(jobs)
     }
 
-    pub(super) async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError> {
+    pub(super) async fn pending_jobs_sql(&self) -> Result<Vec<Job>, StoreError> {
         let sql =
             format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' ORDER BY due_at, id");
         let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -46,6 +46,8 @@ pub struct SqlStore {
     writer: AnyPool,
     /// Reads go here (the same pool on PostgreSQL).
     reader: AnyPool,
+    /// Seals audit entries. Kept by the process, never in the database.
+    audit_key: Option<std::sync::Arc<audit::AuditKey>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -86,6 +88,7 @@ impl SqlStore {
                     backend,
                     writer,
                     reader,
+                    audit_key: None,
                 })
             }
             Backend::Postgres => {
@@ -96,9 +99,17 @@ impl SqlStore {
                     backend,
                     writer: p.clone(),
                     reader: p,
+                    audit_key: None,
                 })
             }
         }
+    }
+
+    /// The key audit entries are sealed with. A store without one refuses to write audit
+    /// entries (an unkeyed chain could be recomputed by anyone who can write the database).
+    pub fn with_audit_key(mut self, key: audit::AuditKey) -> Self {
+        self.audit_key = Some(std::sync::Arc::new(key));
+        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -254,34 +265,34 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
 #[async_trait]
 impl Store for SqlStore {
     async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
-        SqlStore::commit(self, cs).await
+        self.commit_sql(cs).await
     }
 
     async fn commit_new_incident(
         &self,
         build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
     ) -> Result<IncidentRef, StoreError> {
-        SqlStore::commit_new_incident(self, build).await
+        self.commit_new_incident_sql(build).await
     }
 
     async fn next_incident_number(&self) -> Result<i64, StoreError> {
-        SqlStore::next_incident_number(self).await
+        self.next_incident_number_sql().await
     }
 
     async fn incident(&self, r: IncidentRef) -> Result<Option<Incident>, StoreError> {
-        SqlStore::incident(self, r).await
+        self.incident_sql(r).await
     }
 
     async fn incidents(&self, filter: StateFilter) -> Result<Vec<Incident>, StoreError> {
-        SqlStore::incidents(self, filter).await
+        self.incidents_sql(filter).await
     }
 
     async fn timeline(&self, r: IncidentRef) -> Result<Vec<TimelineEntry>, StoreError> {
-        SqlStore::timeline(self, r).await
+        self.timeline_sql(r).await
     }
 
     async fn audit_log(&self) -> Result<AuditLog, StoreError> {
-        SqlStore::audit_log(self).await
+        self.audit_log_sql().await
     }
 
     async fn claim_outbox(
@@ -291,7 +302,7 @@ impl Store for SqlStore {
         owner: &str,
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        SqlStore::claim_outbox(self, now, lease, owner, limit).await
+        self.claim_outbox_sql(now, lease, owner, limit).await
     }
 
     async fn outbox_delivered(
@@ -300,7 +311,7 @@ impl Store for SqlStore {
         owner: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        SqlStore::outbox_delivered(self, id, owner, at).await
+        self.outbox_delivered_sql(id, owner, at).await
     }
 
     async fn outbox_attempt_failed(
@@ -311,15 +322,16 @@ impl Store for SqlStore {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
-        SqlStore::outbox_attempt_failed(self, id, owner, at, error, retry_at).await
+        self.outbox_attempt_failed_sql(id, owner, at, error, retry_at)
+            .await
     }
 
     async fn outbox_release(&self, ids: &[i64], owner: &str) -> Result<(), StoreError> {
-        SqlStore::outbox_release(self, ids, owner).await
+        self.outbox_release_sql(ids, owner).await
     }
 
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
-        SqlStore::outbox(self, limit).await
+        self.outbox_sql(limit).await
     }
 
     async fn claim_jobs(
@@ -329,11 +341,11 @@ impl Store for SqlStore {
         owner: &str,
         limit: i64,
     ) -> Result<Vec<Job>, StoreError> {
-        SqlStore::claim_jobs(self, now, lease, owner, limit).await
+        self.claim_jobs_sql(now, lease, owner, limit).await
     }
 
     async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        SqlStore::pending_jobs(self).await
+        self.pending_jobs_sql().await
     }
 
     async fn chat_binding(
@@ -341,7 +353,7 @@ impl Store for SqlStore {
         platform: &str,
         incident: IncidentRef,
     ) -> Result<Option<ChatBinding>, StoreError> {
-        SqlStore::chat_binding(self, platform, incident).await
+        self.chat_binding_sql(platform, incident).await
     }
 
     async fn chat_binding_by_channel(
@@ -349,11 +361,11 @@ impl Store for SqlStore {
         platform: &str,
         channel_id: &str,
     ) -> Result<Option<ChatBinding>, StoreError> {
-        SqlStore::chat_binding_by_channel(self, platform, channel_id).await
+        self.chat_binding_by_channel_sql(platform, channel_id).await
     }
 
     async fn save_chat_binding(&self, b: &ChatBinding) -> Result<(), StoreError> {
-        SqlStore::save_chat_binding(self, b).await
+        self.save_chat_binding_sql(b).await
     }
 
     async fn alert(
@@ -361,11 +373,11 @@ impl Store for SqlStore {
         source: &str,
         fingerprint: &str,
     ) -> Result<Option<AlertRecord>, StoreError> {
-        SqlStore::alert(self, source, fingerprint).await
+        self.alert_sql(source, fingerprint).await
     }
 
     async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError> {
-        SqlStore::incident_alerts(self, incident).await
+        self.incident_alerts_sql(incident).await
     }
 
     async fn alerts(
@@ -373,7 +385,7 @@ impl Store for SqlStore {
         status: Option<AlertStatus>,
         limit: i64,
     ) -> Result<Vec<AlertRecord>, StoreError> {
-        SqlStore::alerts(self, status, limit).await
+        self.alerts_sql(status, limit).await
     }
 
     async fn group_incident(
@@ -381,30 +393,30 @@ impl Store for SqlStore {
         source: &str,
         group_key: &str,
     ) -> Result<Option<IncidentRef>, StoreError> {
-        SqlStore::group_incident(self, source, group_key).await
+        self.group_incident_sql(source, group_key).await
     }
 
     async fn maintenance_windows(
         &self,
         active_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<Maintenance>, StoreError> {
-        SqlStore::maintenance_windows(self, active_at).await
+        self.maintenance_windows_sql(active_at).await
     }
 
     async fn next_maintenance_id(&self) -> Result<i64, StoreError> {
-        SqlStore::next_maintenance_id(self).await
+        self.next_maintenance_id_sql().await
     }
 
     async fn heartbeat(&self, name: &str) -> Result<Option<Heartbeat>, StoreError> {
-        SqlStore::heartbeat(self, name).await
+        self.heartbeat_sql(name).await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
-        SqlStore::stats(self).await
+        self.stats_sql().await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        SqlStore::ready(self).await
+        self.ready_sql().await
     }
 
     async fn insert_api_token(&self, token: &ApiToken) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@ use super::rows::*;
 use super::*;
 
 impl SqlStore {
-    pub(super) async fn claim_outbox(
+    pub(super) async fn claim_outbox_sql(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
@@ -35,7 +35,7 @@ impl SqlStore {
 
     /// Marks a message delivered, provided `owner` still holds its lease: a dispatcher whose
     /// lease ran out (and whose message another replica may be delivering) changes nothing.
-    pub(super) async fn outbox_delivered(
+    pub(super) async fn outbox_delivered_sql(
         &self,
         id: i64,
         owner: &str,
@@ -56,7 +56,7 @@ impl SqlStore {
     }
 
     /// Records a failed attempt, fenced by the lease like [`Self::outbox_delivered`].
-    pub(super) async fn outbox_attempt_failed(
+    pub(super) async fn outbox_attempt_failed_sql(
         &self,
         id: i64,
         owner: &str,
@@ -88,7 +88,11 @@ impl SqlStore {
 
     /// Gives back leased messages that `owner` will not deliver (its batch ran out of lease
     /// time), so they need not wait for the lease to expire.
-    pub(super) async fn outbox_release(&self, ids: &[i64], owner: &str) -> Result<(), StoreError> {
+    pub(super) async fn outbox_release_sql(
+        &self,
+        ids: &[i64],
+        owner: &str,
+    ) -> Result<(), StoreError> {
         for id in ids {
             sqlx::query(
                 "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
@@ -103,7 +107,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+    pub(super) async fn outbox_sql(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id LIMIT $1");
         let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(limit)

@@ -82,7 +82,10 @@ impl SqlStore {
 
         if let Some((mut seq, mut hash)) = head {
             for rec in &cs.audit {
-                let e = audit::seal(rec, seq, &hash);
+                let key = self.audit_key.as_deref().ok_or_else(|| {
+                    StoreError::Other(anyhow!("no audit key: the store was opened without one"))
+                })?;
+                let e = audit::seal(key, rec, seq, &hash);
                 sqlx::query(
                     "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
                 )
@@ -294,7 +297,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
+    pub(super) async fn commit_sql(&self, cs: Changeset) -> Result<(), StoreError> {
         if cs.is_empty() {
             return Ok(());
         }
@@ -308,7 +311,7 @@ impl SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
-    pub(super) async fn commit_new_incident(
+    pub(super) async fn commit_new_incident_sql(
         &self,
         build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
     ) -> Result<IncidentRef, StoreError> {
