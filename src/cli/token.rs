@@ -6,6 +6,7 @@
 use super::database::open_existing;
 use spotter_core::clock::{Clock, SystemClock};
 use spotter_core::config::Config;
+use spotter_core::store::SqlStore;
 use spotter_core::store::Store;
 use spotter_webhooks::api_tokens::{self, IssueError};
 use std::process::ExitCode;
@@ -25,6 +26,19 @@ macro_rules! when {
     };
 }
 
+/// The store for a command that writes the audit log: existing only, with the chain's key.
+async fn open_for_audit(config: &Config) -> anyhow::Result<SqlStore> {
+    // The database first: without one, that is what to say.
+    let store = open_existing(config).await?;
+    match crate::audit_key::load(config, false) {
+        Ok(key) => Ok(store.with_audit_key(key)),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
+}
+
 pub async fn create(config: Config, person: String) -> anyhow::Result<ExitCode> {
     // Refuse an unknown person before touching the database.
     if config.person(person.trim()).is_none() {
@@ -39,7 +53,7 @@ pub async fn create(config: Config, person: String) -> anyhow::Result<ExitCode> 
         };
         anyhow::bail!("{e}");
     }
-    let store = open_existing(&config).await?;
+    let store = open_for_audit(&config).await?;
     let now = SystemClock.now();
     let issued = api_tokens::issue(&store, &config, &person, &by(), now).await;
     store.close().await;
@@ -91,7 +105,7 @@ pub async fn list(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn revoke(config: Config, id: String) -> anyhow::Result<ExitCode> {
-    let store = open_existing(&config).await?;
+    let store = open_for_audit(&config).await?;
     let now = SystemClock.now();
     let revoked = api_tokens::revoke(&store, &id, &by(), now).await;
     store.close().await;
