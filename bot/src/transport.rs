@@ -19,6 +19,14 @@ pub fn describe(e: reqwest::Error) -> String {
     out
 }
 
+/// A serenity error as it may be shown: its reqwest errors without their URL.
+pub fn describe_serenity(e: serenity::Error) -> String {
+    match e {
+        serenity::Error::Http(serenity::http::HttpError::Request(e)) => describe(e),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

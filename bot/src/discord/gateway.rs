@@ -68,11 +68,21 @@ pub async fn run(
     let mut client = serenity::all::ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
         .event_handler(Handler { interactions })
         .await
-        .map_err(|e| anyhow::anyhow!("cannot build the Discord gateway client: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot build the Discord gateway client: {}",
+                crate::transport::describe_serenity(e)
+            )
+        })?;
     let shards = client.shard_manager.clone();
     tokio::select! {
         result = client.start() => {
-            result.map_err(|e| anyhow::anyhow!("the Discord gateway connection ended: {e}"))
+            result.map_err(|e| {
+                anyhow::anyhow!(
+                    "the Discord gateway connection ended: {}",
+                    crate::transport::describe_serenity(e)
+                )
+            })
         }
         _ = shutdown.cancelled() => {
             shards.shutdown_all().await;

@@ -179,13 +179,8 @@ impl DiscordRest {
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
             .map_err(|e| RestError::Transport {
                 route: name.clone(),
-                message: match e {
-                    serenity::Error::Http(serenity::http::HttpError::Request(e)) => {
-                        transport::describe(e)
-                    }
-                    // URL parse and header errors name neither the URL nor the header's value.
-                    other => other.to_string(),
-                },
+                // URL parse and header errors name neither the URL nor the header's value.
+                message: transport::describe_serenity(e),
             })?;
         let response = request.send().await.map_err(|e| RestError::Transport {
             route: name.clone(),
