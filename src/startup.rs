@@ -44,11 +44,22 @@ impl Application {
     }
 
     /// Builds with an explicit clock and a lookup for the environment variables that hold
-    /// secrets (tests pass their own, so nothing depends on the process environment).
+    /// secrets (tests pass their own, so nothing depends on the process environment). Generated
+    /// source credentials are announced on standard output.
     pub async fn build_with(
         config: Config,
         clock: Arc<dyn Clock>,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> anyhow::Result<Application> {
+        Self::build_announcing(config, clock, env, &mut std::io::stdout()).await
+    }
+
+    /// [`Application::build_with`], announcing generated source credentials to `announce`.
+    pub async fn build_announcing(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+        announce: &mut (dyn std::io::Write + Send),
     ) -> anyhow::Result<Application> {
         let store =
             SqlStore::connect(&config.database.url, config.database.max_connections).await?;
@@ -57,7 +68,7 @@ impl Application {
         let (api_token, origin) = token::load_or_create(&config)?;
         tracing::info!("API token {origin}");
         // Every alert source gets a credential (generated ones are shown once, on stdout).
-        let secrets = crate::sources::resolve(&config, env, &mut std::io::stdout())?;
+        let secrets = crate::sources::resolve(&config, env, announce)?;
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;

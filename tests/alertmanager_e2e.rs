@@ -489,8 +489,7 @@ fn real_alertmanager_end_to_end() {
     );
     assert!(unauthorized() >= 1.0);
     assert!(am3.webhook_metric("alertmanager_notifications_failed_total") >= 1.0);
-    // Stopped now: its retries would spend the failure budget of 127.0.0.1, which this test's
-    // own API calls share.
+    // Stopped now: it would keep retrying.
     drop(am3);
     // Spotter left a trace: counted by source and reason, logged at WARN with the client, and
     // neither the wrong token nor the right one in its log.

@@ -94,9 +94,11 @@ impl TestApp {
             None => std::sync::Arc::new(SystemClock),
         };
         let env = options.env;
-        let app = Application::build_with(config, clock, &|k| env.get(k).cloned())
-            .await
-            .expect("the application builds");
+        // Generated source credentials are read from the data folder, not announced.
+        let app =
+            Application::build_announcing(config, clock, &|k| env.get(k).cloned(), &mut std::io::sink())
+                .await
+                .expect("the application builds");
         let addr = format!("http://{}", app.addr());
         let token = std::fs::read_to_string(&token_file).expect("the token was generated");
         let alertmanager_token = std::fs::read_to_string(data_dir.join("sources/alertmanager.secret")).ok();

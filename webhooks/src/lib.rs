@@ -12,8 +12,8 @@
 //! - [`intake`]: alert intake — `/webhooks/alertmanager`, `/webhooks/grafana`, `/v2/enqueue`
 //!   (PagerDuty Events v2), `/webhooks/generic/{source}`; its `parse` module reads each format.
 //! - [`limit`]: per-client budgets — failed authentications on every door that checks a
-//!   credential (spent → 429 before any comparison), requests on `/api/v1`, `/metrics`, `/readyz`
-//!   and `/discord/interactions`; bounded key sets.
+//!   credential (spent → 429, before any HMAC or signature is computed), requests on `/api/v1`,
+//!   `/metrics`, `/readyz` and `/discord/interactions`; bounded key sets.
 //! - [`telemetry`]: request spans and the latency histogram.
 
 pub mod api;
@@ -67,10 +67,10 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
             state.clone(),
             auth::require_bearer,
         ))
-        // Outside the bearer check: a client over its budget is refused before any comparison.
+        // Outside the bearer check, so its 401s spend the client's failure budget.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            limit::guard_authenticated,
+            limit::guard_token_door,
         ));
     let open = Router::new()
         .route("/readyz", get(health::readyz))
@@ -82,7 +82,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
     let extra = if extra.has_routes() {
         extra.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            limit::guard_authenticated,
+            limit::guard_signed_door,
         ))
     } else {
         extra

@@ -1,11 +1,16 @@
 //! Per-client limits, so unauthenticated work is bounded.
 //!
 //! Two kinds of budget, both token buckets keyed by client address:
-//! - **Failed authentication.** Every door that checks a credential (alert intake, `/api/v1`,
-//!   `/discord/interactions`) takes one token from the client's failure budget *before* it looks
-//!   at the credential, and gives it back when the credential was right. So a client over its
-//!   budget is answered 429 with `Retry-After` before any HMAC, signature or token comparison is
-//!   computed, and a sender that authenticates never spends any of it.
+//! - **Failed authentication.** Each refused credential spends one token of the client's budget;
+//!   a client with none left is answered 429 with `Retry-After`. Where checking costs real work
+//!   (an HMAC or Ed25519 signature over a body of up to 1 MiB, a routing key inside a JSON body),
+//!   the token is taken *before* the body is read and given back when the credential was right,
+//!   so a client over its budget gets its 429 before any HMAC is computed. Where the credential
+//!   is a header compared in constant time (bearer tokens, basic auth), the comparison comes
+//!   first: it costs less than the bookkeeping, and it is what lets a sender that authenticates
+//!   through when an attacker has spent the budget of the address they share (every client of a
+//!   reverse proxy on the same host has the proxy's address). A right credential never spends
+//!   any budget.
 //! - **Requests.** Doors anyone may call (`/metrics`, `/readyz`: each reads the database) and the
 //!   API and Discord doors take one token per request; the budgets are far above what a scraper,
 //!   the console or Discord sends.
@@ -15,9 +20,6 @@
 //! clients that still find no room share one overflow bucket, so an attacker with many addresses
 //! costs at most that much memory and shares one budget. IPv6 clients are keyed by their /64,
 //! the block one subscriber usually holds.
-//!
-//! Every client behind one reverse proxy on the same host shares the proxy's address (loopback),
-//! and so one budget.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -221,17 +223,25 @@ impl ClientGuard {
         }
     }
 
-    /// Before a credential is checked: takes one token of `client`'s failure budget, or gives the
-    /// `Retry-After` seconds when the client has none left.
+    /// Before a costly credential check: takes one token of `client`'s failure budget, or gives
+    /// the `Retry-After` seconds when the client has none left.
     pub fn before_authentication(&self, client: IpAddr) -> Result<(), u64> {
         self.auth_failures
             .take(client, Instant::now())
             .map_err(retry_after_secs)
     }
 
-    /// After a credential checked out: the token goes back.
+    /// After a costly credential check that succeeded: the token goes back.
     pub fn authenticated(&self, client: IpAddr) {
         self.auth_failures.refund(client, Instant::now());
+    }
+
+    /// After a cheap credential check that failed: spends one token; `Err(Retry-After)` when
+    /// there was none left, so the answer becomes 429.
+    pub fn failed(&self, client: IpAddr) -> Result<(), u64> {
+        self.auth_failures
+            .take(client, Instant::now())
+            .map_err(retry_after_secs)
     }
 }
 
@@ -250,10 +260,29 @@ fn too_many(secs: u64, what: &str) -> Response {
     .into_response()
 }
 
-/// Middleware for doors that authenticate (`/api/v1`, `/discord/interactions`): the request
-/// budget, then the failure budget, both before the handler sees the credential; a 401 keeps the
-/// failure token, any other answer returns it.
-pub async fn guard_authenticated(
+const TOO_MANY_FAILURES: &str = "too many failed authentications from this address";
+
+/// Middleware for `/api/v1` (a bearer token, compared first): the request budget; then a 401
+/// spends one token of the failure budget, and becomes 429 once that is spent.
+pub async fn guard_token_door(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let client = peer(&req);
+    let guard = &state.guard;
+    if let Err(wait) = guard.api.take(client, Instant::now()) {
+        return too_many(retry_after_secs(wait), "too many requests from this address");
+    }
+    let res = next.run(req).await;
+    if res.status() == StatusCode::UNAUTHORIZED {
+        if let Err(secs) = guard.failed(client) {
+            return too_many(secs, TOO_MANY_FAILURES);
+        }
+    }
+    res
+}
+
+/// Middleware for `/discord/interactions` (an Ed25519 signature over the body): the request
+/// budget, then the failure budget *before* the handler reads or verifies anything; a 401 keeps
+/// the failure token, any other answer gives it back.
+pub async fn guard_signed_door(
     State(state): State<AppState>,
     req: Request,
     next: Next,
@@ -264,7 +293,7 @@ pub async fn guard_authenticated(
         return too_many(retry_after_secs(wait), "too many requests from this address");
     }
     if let Err(secs) = guard.before_authentication(client) {
-        return too_many(secs, "too many failed authentications from this address");
+        return too_many(secs, TOO_MANY_FAILURES);
     }
     let res = next.run(req).await;
     if res.status() != StatusCode::UNAUTHORIZED {

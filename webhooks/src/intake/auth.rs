@@ -72,6 +72,12 @@ impl Check {
         }
     }
 
+    /// Whether checking needs the body (an HMAC over it, a routing key in it): costly work, done
+    /// only within the client's failure budget. Header credentials are compared first.
+    pub fn reads_body(&self) -> bool {
+        matches!(self, Check::Hmac { .. } | Check::RoutingKey)
+    }
+
     /// What the secret is, in the words of the sender's documentation.
     pub fn noun(&self) -> &'static str {
         match self {

@@ -2,14 +2,16 @@
 //!
 //! Each request goes through the same gates, in this order:
 //! 1. The source: unknown → 404.
-//! 2. The client's failed-authentication budget ([`crate::limit`]): spent → 429 with
-//!    `Retry-After`, before the body is read or any credential compared.
+//! 2. Credentials, within the client's failed-authentication budget ([`crate::limit`]): a header
+//!    credential (bearer, basic) is compared first; a signature or routing key, which needs the
+//!    body, only while the client has budget left, else 429 with `Retry-After` before the body is
+//!    read or any HMAC computed. Missing or wrong, or a stale or replayed signature → 401, and
+//!    one token of the budget (429 once it is spent). Every source has a credential; one without
+//!    a secret refuses everything.
 //! 3. The body, read up to the source's `max_body`: larger → 413.
-//! 4. Credentials: missing or wrong, or a stale or replayed signature → 401 (and one token of the
-//!    client's failure budget). Every source has a credential; one without a secret refuses all.
-//! 5. The source's rate: over it → 429 with `Retry-After`.
-//! 6. The payload: malformed → 400 naming the field.
-//! 7. Ingest, and only then 2xx: every change is committed before the answer. Storage trouble →
+//! 4. The source's rate: over it → 429 with `Retry-After`.
+//! 5. The payload: malformed → 400 naming the field.
+//! 6. Ingest, and only then 2xx: every change is committed before the answer. Storage trouble →
 //!    503 with `Retry-After` (Alertmanager retries 5xx only); nothing is half-written.
 //!
 //! Every refusal is counted and logged once ([`reject`]).
@@ -127,8 +129,7 @@ impl Intake {
     }
 }
 
-/// Counts and logs a refusal, charges the client's failure budget when the credential was the
-/// problem, and answers.
+/// Counts and logs a refusal.
 fn refuse(state: &AppState, source: &str, client: IpAddr, e: IntakeError) -> IntakeError {
     state
         .intake
@@ -154,8 +155,9 @@ async fn read_body(
         .map_err(|_| IntakeError::TooLarge(max))
 }
 
-/// Gate 2 to 4: the client's failure budget, the body, the credential. The budget's token is
-/// given back unless the credential was what failed.
+/// Gates 2 and 3: the credential within the client's failure budget, and the body (see [`crate::limit`]).
+/// A header credential is compared first and a failure spends a token (429 once none is left);
+/// for a signature the token is taken before the body is read and given back when it verifies.
 async fn read_and_authenticate(
     state: &AppState,
     src: &Source,
@@ -163,15 +165,22 @@ async fn read_and_authenticate(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<bytes::Bytes, IntakeError> {
+    let now = chrono::Utc::now().timestamp();
+    if !src.check.reads_body() {
+        if let Err(e) = auth::authenticate(&state.intake, src, headers, &[], now) {
+            return Err(match state.guard.failed(client) {
+                Ok(()) => e,
+                Err(secs) => IntakeError::Throttled(secs),
+            });
+        }
+        return read_body(body, headers, src.config.max_body).await;
+    }
     state
         .guard
         .before_authentication(client)
         .map_err(IntakeError::Throttled)?;
     let result = match read_body(body, headers, src.config.max_body).await {
-        Ok(bytes) => {
-            let now = chrono::Utc::now().timestamp();
-            auth::authenticate(&state.intake, src, headers, &bytes, now).map(|()| bytes)
-        }
+        Ok(bytes) => auth::authenticate(&state.intake, src, headers, &bytes, now).map(|()| bytes),
         Err(e) => Err(e),
     };
     if !result.as_ref().is_err_and(IntakeError::is_auth_failure) {
