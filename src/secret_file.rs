@@ -64,8 +64,7 @@ pub fn load_or_create(
         return Ok((s, Origin::File(path.to_path_buf())));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let value = generate();
     let mut opts = std::fs::OpenOptions::new();

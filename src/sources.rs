@@ -66,7 +66,9 @@ pub fn resolve(
         if let Origin::Generated(path) = &origin {
             let text = notice(config, s, &check, &secret, path, var);
             // Best effort: a closed stdout must not stop the server.
-            let _ = announce.write_all(text.as_bytes()).and_then(|_| announce.flush());
+            let _ = announce
+                .write_all(text.as_bytes())
+                .and_then(|_| announce.flush());
         }
         secrets.insert(s.id.clone(), secret);
     }
@@ -179,7 +181,11 @@ mod tests {
         for s in &config.sources {
             let stored = std::fs::read_to_string(secret_path(&config, &s.id)).unwrap();
             assert_eq!(stored, secrets[&s.id].expose(), "{}", s.id);
-            assert!(first.contains(&stored), "the notice shows {}'s value once", s.id);
+            assert!(
+                first.contains(&stored),
+                "the notice shows {}'s value once",
+                s.id
+            );
         }
         assert!(first.contains("credentials_file: /"), "{first}");
         assert!(first.contains("type: Bearer"), "{first}");

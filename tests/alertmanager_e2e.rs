@@ -245,7 +245,10 @@ fn example_config(spotter_url: &str) -> String {
         ("repeat_interval: 4h", "repeat_interval: 24h"),
         (EXAMPLE_CREDENTIALS, EXAMPLE_CREDENTIALS),
     ] {
-        assert!(config.contains(from), "examples/alertmanager.yml no longer says {from:?}");
+        assert!(
+            config.contains(from),
+            "examples/alertmanager.yml no longer says {from:?}"
+        );
         config = config.replacen(from, to, 1);
     }
     config

@@ -205,10 +205,12 @@ fn burst_and_kill(server: Server, round: usize) -> Vec<String> {
                 let c = client();
                 for i in 0.. {
                     let fp = format!("crash-r{round}-w{w}-{i}");
-                    match c.post(&url)
+                    match c
+                        .post(&url)
                         .bearer_auth(AM_TOKEN)
                         .json(&notification(&fp, w + i))
-                        .send() {
+                        .send()
+                    {
                         Ok(r) if r.status().is_success() => {
                             let status = r.status();
                             let body: Value = r.json().unwrap_or_default();

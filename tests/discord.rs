@@ -557,11 +557,21 @@ discord_test!(
         let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}/messages/@original");
         let done = app
             .fake
-            .wait_for("the deferred card update", Duration::from_secs(15), |reqs| {
-                reqs.iter().find(|r| r.ok() && r.is("PATCH", &path)).cloned()
-            })
+            .wait_for(
+                "the deferred card update",
+                Duration::from_secs(15),
+                |reqs| {
+                    reqs.iter()
+                        .find(|r| r.ok() && r.is("PATCH", &path))
+                        .cloned()
+                },
+            )
             .await;
-        assert!(done.body["embeds"][0].to_string().contains("ACKNOWLEDGED"), "{}", done.body);
+        assert!(
+            done.body["embeds"][0].to_string().contains("ACKNOWLEDGED"),
+            "{}",
+            done.body
+        );
         assert_eq!(app.incident("INC-1").await["state"], "acknowledged");
     }
 );
@@ -843,7 +853,10 @@ discord_test!(
     an_incident_opened_by_alerts_gets_the_same_channel_and_card,
     |app| async {
         let token = std::fs::read_to_string(
-            app.config.server.data_dir.join("sources/alertmanager.secret"),
+            app.config
+                .server
+                .data_dir
+                .join("sources/alertmanager.secret"),
         )
         .unwrap();
         let res = app

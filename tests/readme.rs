@@ -6,14 +6,19 @@
 //!
 //! The only change made to a recipe is the port: the server listens on a free one, not 8080,
 //! so tests running at once do not collide.
+//!
+//! Also here, as the README describes it: a generated credential is shown once on standard
+//! output, never in the log, and later starts only say where it was read from.
 
 mod common;
 
 use common::binary::{client, spotter};
 use serde_json::Value;
+use std::io::Read;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const README: &str = include_str!("../README.md");
@@ -46,6 +51,8 @@ struct Server {
     child: Child,
     addr: String,
     token: String,
+    /// Every log line (stderr) so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -61,17 +68,20 @@ impl Server {
             .arg("serve")
             .env("SPOTTER_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(rest.trim().to_string());
                 }
+                log2.lock().unwrap().push(line);
             }
         });
         let addr = rx
@@ -87,7 +97,26 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         let token = std::fs::read_to_string(dir.join("data/api-token")).unwrap();
-        Server { child, addr, token }
+        Server {
+            child,
+            addr,
+            token,
+            log,
+        }
+    }
+
+    /// Stops the server (SIGKILL is enough: nothing is pending) and returns its stdout and log.
+    fn stop(mut self) -> (String, Vec<String>) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        // The stderr reader finishes once the pipe closes.
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().unwrap().clone();
+        (stdout, log)
     }
 
     fn incidents(&self) -> Vec<Value> {
@@ -153,6 +182,63 @@ fn every_intake_recipe_in_the_readme_works_on_the_default_config() {
             after.iter().any(|i| i["title"] == title),
             "recipe {name}: no incident titled {title:?} in {after:#?}"
         );
+    }
+}
+
+#[test]
+fn a_generated_credential_is_shown_once_and_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = ["alertmanager", "grafana", "uptime", "backup-jobs"];
+    let (stdout, log) = Server::start(dir.path()).stop();
+    let secrets: Vec<String> = sources
+        .iter()
+        .map(|id| {
+            std::fs::read_to_string(dir.path().join(format!("data/sources/{id}.secret"))).unwrap()
+        })
+        .collect();
+    for (id, secret) in sources.iter().zip(&secrets) {
+        assert_eq!(
+            stdout.matches(secret.as_str()).count(),
+            1,
+            "{id}'s value, once:\n{stdout}"
+        );
+        assert!(
+            !log.iter().any(|l| l.contains(secret.as_str())),
+            "{id}'s value reached the log"
+        );
+        assert!(
+            log.iter().any(
+                |l| l.contains(&format!("alert source `{id}`")) && l.contains("generated into")
+            ),
+            "{log:#?}"
+        );
+    }
+    let file = std::fs::canonicalize(dir.path().join("data/sources/alertmanager.secret")).unwrap();
+    assert!(
+        stdout.contains(&format!("credentials_file: {}", file.display())),
+        "the Alertmanager snippet points at the file:\n{stdout}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The next start reads them back: nothing shown, the log says where from.
+    let (stdout, log) = Server::start(dir.path()).stop();
+    for (id, secret) in sources.iter().zip(&secrets) {
+        assert!(
+            !stdout.contains(secret.as_str()),
+            "{id} shown again:\n{stdout}"
+        );
+        assert!(!log.iter().any(|l| l.contains(secret.as_str())));
+        assert!(
+            log.iter()
+                .any(|l| l.contains(&format!("alert source `{id}`")) && l.contains("read from")),
+            "{log:#?}"
+        );
+        let again = std::fs::read_to_string(dir.path().join(format!("data/sources/{id}.secret")));
+        assert_eq!(&again.unwrap(), secret, "{id} kept its credential");
     }
 }
 

@@ -266,8 +266,14 @@ mod tests {
             .filter(|l| l.starts_with("spotter_http_request_duration_seconds_count"))
             .collect::<Vec<_>>();
         assert_eq!(series.len(), 2, "{series:#?}");
-        assert!(out.contains(r#"method="other",route="unmatched",status="405"} 300"#), "{out}");
-        assert!(out.contains(r#"method="GET",route="/healthz",status="other"} 1"#), "{out}");
+        assert!(
+            out.contains(r#"method="other",route="unmatched",status="405"} 300"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"method="GET",route="/healthz",status="other"} 1"#),
+            "{out}"
+        );
         assert!(!out.contains("FOO"));
     }
 
@@ -281,10 +287,26 @@ mod tests {
             m.command_outcome(&format!("weird-{n}"));
         }
         let out = rendered(&m);
-        assert!(out.contains(r#"spotter_alerts_received_total{source="alertmanager",outcome="changed"} 1"#), "{out}");
-        assert!(out.contains(r#"spotter_alerts_received_total{source="unknown",outcome="changed"} 50"#), "{out}");
-        assert!(out.contains(r#"spotter_webhook_rejections_total{source="unknown",reason="unknown_source"} 50"#), "{out}");
-        assert!(out.contains(r#"spotter_commands_total{outcome="other"} 50"#), "{out}");
+        assert!(
+            out.contains(
+                r#"spotter_alerts_received_total{source="alertmanager",outcome="changed"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"spotter_alerts_received_total{source="unknown",outcome="changed"} 50"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"spotter_webhook_rejections_total{source="unknown",reason="unknown_source"} 50"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"spotter_commands_total{outcome="other"} 50"#),
+            "{out}"
+        );
         assert!(!out.contains("made-up") && !out.contains("weird"));
     }
 }

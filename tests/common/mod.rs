@@ -95,13 +95,18 @@ impl TestApp {
         };
         let env = options.env;
         // Generated source credentials are read from the data folder, not announced.
-        let app =
-            Application::build_announcing(config, clock, &|k| env.get(k).cloned(), &mut std::io::sink())
-                .await
-                .expect("the application builds");
+        let app = Application::build_announcing(
+            config,
+            clock,
+            &|k| env.get(k).cloned(),
+            &mut std::io::sink(),
+        )
+        .await
+        .expect("the application builds");
         let addr = format!("http://{}", app.addr());
         let token = std::fs::read_to_string(&token_file).expect("the token was generated");
-        let alertmanager_token = std::fs::read_to_string(data_dir.join("sources/alertmanager.secret")).ok();
+        let alertmanager_token =
+            std::fs::read_to_string(data_dir.join("sources/alertmanager.secret")).ok();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Some(TestApp {

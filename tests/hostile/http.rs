@@ -64,7 +64,10 @@ async fn post_generic(
 
 /// Nothing reached the store: no incident, no alert.
 async fn store_untouched(app: &TestApp) {
-    assert!(app.incidents("all").await.is_empty(), "an incident was opened");
+    assert!(
+        app.incidents("all").await.is_empty(),
+        "an incident was opened"
+    );
     let alerts = app.get_json("/api/v1/alerts").await;
     assert_eq!(alerts["alerts"], json!([]), "an alert was recorded");
 }
@@ -106,7 +109,12 @@ dual_test!(
                 .filter(|l| l.starts_with("spotter_http_request_duration_seconds_count"))
                 .count()
         };
-        let paths = ["/healthz", "/api/v1/incidents", "/webhooks/alertmanager", "/nope"];
+        let paths = [
+            "/healthz",
+            "/api/v1/incidents",
+            "/webhooks/alertmanager",
+            "/nope",
+        ];
         for n in 1..=300 {
             let method = reqwest::Method::from_bytes(format!("FOO{n}").as_bytes()).unwrap();
             let path = paths[n % paths.len()];
@@ -144,7 +152,8 @@ dual_test!(
         let key = secret(&app, "backup-jobs");
         let flooder = client_from("127.0.0.2");
         let honest = client_from("127.0.0.1");
-        let body = r#"{"summary":"Nightly backup failed","component":"database","dedup_key":"nightly"}"#;
+        let body =
+            r#"{"summary":"Nightly backup failed","component":"database","dedup_key":"nightly"}"#;
         let forged = format!("sha256={}", "0".repeat(64));
         let mut statuses = Vec::new();
         for i in 0..40 {
@@ -194,9 +203,7 @@ dual_test!(
 async fn raw_request_without_its_body(addr: &str, from: &str, path: &str) -> String {
     let target: std::net::SocketAddr = addr.trim_start_matches("http://").parse().unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(format!("{from}:0").parse().unwrap())
-        .unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     let mut stream = socket.connect(target).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\n\
@@ -277,35 +284,45 @@ dual_test!(
     }
 );
 
-dual_test!(a_flood_of_metrics_scrapes_is_limited_per_client, |app| async {
-    let flooder = client_from("127.0.0.4");
-    let mut limited = 0;
-    for _ in 0..80 {
-        let r = flooder
-            .get(format!("{}/metrics", app.addr))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 429 {
-            assert!(retry_after(&r) >= 1);
-            limited += 1;
-        } else {
-            assert_eq!(r.status(), 200);
+dual_test!(
+    a_flood_of_metrics_scrapes_is_limited_per_client,
+    |app| async {
+        let flooder = client_from("127.0.0.4");
+        let mut limited = 0;
+        for _ in 0..80 {
+            let r = flooder
+                .get(format!("{}/metrics", app.addr))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 429 {
+                assert!(retry_after(&r) >= 1);
+                limited += 1;
+            } else {
+                assert_eq!(r.status(), 200);
+            }
         }
+        assert!(limited >= 20, "only {limited} of 80 scrapes were limited");
+        // Another scraper is unaffected.
+        assert!(app.metrics().await.contains("spotter_incidents"));
     }
-    assert!(limited >= 20, "only {limited} of 80 scrapes were limited");
-    // Another scraper is unaffected.
-    assert!(app.metrics().await.contains("spotter_incidents"));
-});
+);
 
 dual_test!(
     a_same_host_proxy_without_the_credential_is_refused,
     |app| async {
         // Everything comes from 127.0.0.1, as through nginx on the same host.
-        let proxy = [("x-forwarded-for", "203.0.113.9"), ("x-real-ip", "203.0.113.9")];
+        let proxy = [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+        ];
         let unsigned: &[(&str, &str, &str)] = &[
             ("/webhooks/alertmanager", FIRING, "missing_credential"),
-            ("/webhooks/alertmanager/alertmanager", FIRING, "missing_credential"),
+            (
+                "/webhooks/alertmanager/alertmanager",
+                FIRING,
+                "missing_credential",
+            ),
             ("/webhooks/grafana", GRAFANA, "missing_credential"),
             ("/v2/enqueue", PD_TRIGGER, "bad_credential"),
             (GENERIC, r#"{"summary":"x"}"#, "missing_credential"),
@@ -316,7 +333,11 @@ dual_test!(
         }
         let wrong = [("authorization", "Bearer not-the-token"), proxy[0]];
         for path in ["/webhooks/alertmanager", "/webhooks/grafana"] {
-            let body = if path.contains("grafana") { GRAFANA } else { FIRING };
+            let body = if path.contains("grafana") {
+                GRAFANA
+            } else {
+                FIRING
+            };
             let r = app.post_raw(path, &wrong, body.to_string()).await;
             assert_eq!(r.status(), 401, "{path} with a wrong token");
         }
@@ -346,14 +367,20 @@ dual_test!(replays_within_the_window_are_refused, |app| async {
     let ts = now();
     let sig = sign(&key, ts, body);
     let honest = &app.client;
-    assert_eq!(post_generic(&app, honest, ts, &sig, body).await.status(), 200);
+    assert_eq!(
+        post_generic(&app, honest, ts, &sig, body).await.status(),
+        200
+    );
     // The same delivery again, and dressed up: the same MAC is the same signature.
     let bare = sig.trim_start_matches("sha256=").to_string();
     for again in [sig.clone(), bare.to_ascii_uppercase(), format!("  {sig} ")] {
         let r = post_generic(&app, honest, ts, &again, body).await;
         assert_eq!(r.status(), 401, "{again}");
         let e: Value = r.json().await.unwrap();
-        assert!(e["error"].as_str().unwrap().starts_with("replayed request"), "{e}");
+        assert!(
+            e["error"].as_str().unwrap().starts_with("replayed request"),
+            "{e}"
+        );
     }
     // From another address too.
     let r = post_generic(&app, &client_from("127.0.0.5"), ts, &sig, body).await;
@@ -383,12 +410,18 @@ dual_test!(oversize_bodies_are_413_and_change_nothing, |app| async {
     let sig = sign(&secret(&app, "backup-jobs"), ts, &big);
     let ts = ts.to_string();
     let doors: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("/webhooks/alertmanager", vec![("authorization", am.as_str())]),
+        (
+            "/webhooks/alertmanager",
+            vec![("authorization", am.as_str())],
+        ),
         ("/webhooks/grafana", vec![("authorization", gf.as_str())]),
         ("/v2/enqueue", vec![]),
         (
             GENERIC,
-            vec![("x-spotter-timestamp", ts.as_str()), ("x-spotter-signature", sig.as_str())],
+            vec![
+                ("x-spotter-timestamp", ts.as_str()),
+                ("x-spotter-signature", sig.as_str()),
+            ],
         ),
     ];
     for (path, headers) in &doors {
@@ -396,9 +429,8 @@ dual_test!(oversize_bodies_are_413_and_change_nothing, |app| async {
         assert_eq!(r.status(), 413, "{path}");
     }
     // Without a Content-Length (chunked), the limit holds while reading.
-    let chunks = futures::stream::iter(
-        (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])),
-    );
+    let chunks =
+        futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
     let r = app
         .client
         .post(format!("{}/webhooks/alertmanager", app.addr))
@@ -409,7 +441,10 @@ dual_test!(oversize_bodies_are_413_and_change_nothing, |app| async {
         .unwrap();
     assert_eq!(r.status(), 413, "chunked");
     let r = app
-        .post_json("/api/v1/commands", &json!({"text": big, "user": "sysadmin"}))
+        .post_json(
+            "/api/v1/commands",
+            &json!({"text": big, "user": "sysadmin"}),
+        )
         .await;
     assert_eq!(r.status(), 413, "/api/v1/commands");
     store_untouched(&app).await;

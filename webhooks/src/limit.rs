@@ -152,7 +152,9 @@ impl Buckets {
             Ok(())
         } else {
             let per_second = self.budget.per_second.max(f64::MIN_POSITIVE);
-            Err(Duration::from_secs_f64(((1.0 - b.tokens) / per_second).min(86_400.0)))
+            Err(Duration::from_secs_f64(
+                ((1.0 - b.tokens) / per_second).min(86_400.0),
+            ))
         };
         *bucket = b;
         result
@@ -268,7 +270,10 @@ pub async fn guard_token_door(State(state): State<AppState>, req: Request, next:
     let client = peer(&req);
     let guard = &state.guard;
     if let Err(wait) = guard.api.take(client, Instant::now()) {
-        return too_many(retry_after_secs(wait), "too many requests from this address");
+        return too_many(
+            retry_after_secs(wait),
+            "too many requests from this address",
+        );
     }
     let res = next.run(req).await;
     if res.status() == StatusCode::UNAUTHORIZED {
@@ -290,7 +295,10 @@ pub async fn guard_signed_door(
     let client = peer(&req);
     let guard = &state.guard;
     if let Err(wait) = guard.api.take(client, Instant::now()) {
-        return too_many(retry_after_secs(wait), "too many requests from this address");
+        return too_many(
+            retry_after_secs(wait),
+            "too many requests from this address",
+        );
     }
     if let Err(secs) = guard.before_authentication(client) {
         return too_many(secs, TOO_MANY_FAILURES);
@@ -306,7 +314,10 @@ pub async fn guard_signed_door(
 pub async fn guard_open(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let client = peer(&req);
     if let Err(wait) = state.guard.open.take(client, Instant::now()) {
-        return too_many(retry_after_secs(wait), "too many requests from this address");
+        return too_many(
+            retry_after_secs(wait),
+            "too many requests from this address",
+        );
     }
     next.run(req).await
 }
@@ -333,8 +344,14 @@ mod tests {
             assert!(b.take(ip(1), t).is_ok());
         }
         let wait = b.take(ip(1), t).unwrap_err();
-        assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO, "{wait:?}");
-        assert!(b.take(ip(2), t).is_ok(), "another client has its own budget");
+        assert!(
+            wait <= Duration::from_secs(1) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        assert!(
+            b.take(ip(2), t).is_ok(),
+            "another client has its own budget"
+        );
         assert!(b.take(ip(1), t + Duration::from_secs(1)).is_ok());
         // A refund gives the token back.
         b.refund(ip(1), t + Duration::from_secs(1));

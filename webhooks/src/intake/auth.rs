@@ -49,9 +49,12 @@ impl Check {
         match (&s.credential, s.kind) {
             (Credential::Bearer { .. }, _) => Check::Bearer,
             (Credential::Basic { user, .. }, _) => Check::Basic { user: user.clone() },
-            (Credential::Hmac {
-                timestamp_header, ..
-            }, _) => hmac(timestamp_header.clone()),
+            (
+                Credential::Hmac {
+                    timestamp_header, ..
+                },
+                _,
+            ) => hmac(timestamp_header.clone()),
             (Credential::RoutingKey { .. }, _) => Check::RoutingKey,
             (Credential::None, SourceKind::Alertmanager | SourceKind::Grafana) => Check::Bearer,
             (Credential::None, SourceKind::Generic) => {
@@ -109,23 +112,38 @@ pub(super) fn authenticate(
     let Some(secret) = &src.secret else {
         return Err(unauthorized(
             Reason::NoCredential,
-            format!("source `{}` has no credential, so it accepts nothing; see the start-up log", src.config.id),
+            format!(
+                "source `{}` has no credential, so it accepts nothing; see the start-up log",
+                src.config.id
+            ),
         ));
     };
     let auth = header(headers, "authorization");
     match &src.check {
         Check::Bearer => {
-            let token = auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")));
+            let token = auth.and_then(|a| {
+                a.strip_prefix("Bearer ")
+                    .or_else(|| a.strip_prefix("bearer "))
+            });
             match token {
                 Some(t) if secret.matches(t.trim()) => Ok(()),
-                Some(_) => Err(unauthorized(Reason::BadCredential, "missing or invalid bearer token")),
-                None => Err(unauthorized(Reason::MissingCredential, "missing or invalid bearer token: send Authorization: Bearer <token>")),
+                Some(_) => Err(unauthorized(
+                    Reason::BadCredential,
+                    "missing or invalid bearer token",
+                )),
+                None => Err(unauthorized(
+                    Reason::MissingCredential,
+                    "missing or invalid bearer token: send Authorization: Bearer <token>",
+                )),
             }
         }
         Check::Basic { user } => {
             use base64::Engine as _;
             let Some(encoded) = auth.and_then(|a| a.strip_prefix("Basic ")) else {
-                return Err(unauthorized(Reason::MissingCredential, "missing or invalid basic credentials: send Authorization: Basic"));
+                return Err(unauthorized(
+                    Reason::MissingCredential,
+                    "missing or invalid basic credentials: send Authorization: Basic",
+                ));
             };
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
@@ -143,7 +161,10 @@ pub(super) fn authenticate(
             if ok {
                 Ok(())
             } else {
-                Err(unauthorized(Reason::BadCredential, "missing or invalid basic credentials"))
+                Err(unauthorized(
+                    Reason::BadCredential,
+                    "missing or invalid basic credentials",
+                ))
             }
         }
         Check::Hmac {
@@ -152,7 +173,10 @@ pub(super) fn authenticate(
             timestamp_header,
         } => {
             let presented = header(headers, sig_header).ok_or_else(|| {
-                unauthorized(Reason::MissingCredential, format!("missing {sig_header} header"))
+                unauthorized(
+                    Reason::MissingCredential,
+                    format!("missing {sig_header} header"),
+                )
             })?;
             let signed = match timestamp_header {
                 Some(th) => Signed::WithTimestamp {
@@ -168,9 +192,16 @@ pub(super) fn authenticate(
             let th = timestamp_header.as_deref().unwrap_or("the timestamp");
             let verified = verify_signature(secret.expose().as_bytes(), presented, signed, body)
                 .map_err(|e| match e {
-                    SignatureError::Malformed => unauthorized(Reason::BadSignature, format!("invalid signature: {sig_header} {e}")),
-                    SignatureError::Mismatch => unauthorized(Reason::BadSignature, "invalid signature"),
-                    SignatureError::BadTimestamp => unauthorized(Reason::BadTimestamp, format!("{th} must be Unix seconds")),
+                    SignatureError::Malformed => unauthorized(
+                        Reason::BadSignature,
+                        format!("invalid signature: {sig_header} {e}"),
+                    ),
+                    SignatureError::Mismatch => {
+                        unauthorized(Reason::BadSignature, "invalid signature")
+                    }
+                    SignatureError::BadTimestamp => {
+                        unauthorized(Reason::BadTimestamp, format!("{th} must be Unix seconds"))
+                    }
                     SignatureError::Stale { off, window } => unauthorized(
                         Reason::StaleTimestamp,
                         format!("stale request: {th} is {off} s from now (at most {window} s)"),

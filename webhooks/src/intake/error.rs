@@ -108,9 +108,9 @@ impl IntakeError {
             IntakeError::TooLarge(max) => {
                 format!("request body is larger than this source's limit of {max} bytes")
             }
-            IntakeError::Throttled(s) => format!(
-                "too many failed authentications from this address; retry in {s} s"
-            ),
+            IntakeError::Throttled(s) => {
+                format!("too many failed authentications from this address; retry in {s} s")
+            }
             IntakeError::RateLimited(s) => {
                 format!("rate limit exceeded for this source; retry in {s} s")
             }
@@ -123,7 +123,9 @@ impl IntakeError {
     /// existing senders understand it.
     pub fn into_pagerduty_response(self) -> Response {
         let (message, errors) = match &self {
-            IntakeError::InvalidEvent(errors) => ("Event object is invalid".to_string(), errors.clone()),
+            IntakeError::InvalidEvent(errors) => {
+                ("Event object is invalid".to_string(), errors.clone())
+            }
             IntakeError::BadPayload(m) => ("Event object is invalid".to_string(), vec![m.clone()]),
             IntakeError::Unauthorized(_, m) | IntakeError::UnknownSource(m) => {
                 (m.clone(), vec![m.clone()])
@@ -154,14 +156,16 @@ impl IntoResponse for IntakeError {
         match self {
             IntakeError::Api(e) => e.into_response(),
             IntakeError::RateLimited(secs) | IntakeError::Throttled(secs) => {
-                let mut r = (status, Json(serde_json::json!({"error": self.message()}))).into_response();
+                let mut r =
+                    (status, Json(serde_json::json!({"error": self.message()}))).into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, secs.into());
                 r
             }
             IntakeError::TooLarge(_) => {
                 // The rest of the body was not read, so this connection cannot carry another
                 // request: say so, or a client may reuse it and fail on a closed socket.
-                let mut r = (status, Json(serde_json::json!({"error": self.message()}))).into_response();
+                let mut r =
+                    (status, Json(serde_json::json!({"error": self.message()}))).into_response();
                 close_connection(&mut r);
                 r
             }

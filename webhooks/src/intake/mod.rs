@@ -269,7 +269,15 @@ pub async fn alertmanager(
     body: Body,
 ) -> Response {
     let id = source.map(|Path(id)| id);
-    by_path(state, SourceKind::Alertmanager, id, peer.ip(), headers, body).await
+    by_path(
+        state,
+        SourceKind::Alertmanager,
+        id,
+        peer.ip(),
+        headers,
+        body,
+    )
+    .await
 }
 
 /// `POST /webhooks/grafana[/{source}]`: Grafana's webhook contact point (version 1).
@@ -292,7 +300,15 @@ pub async fn generic(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    by_path(state, SourceKind::Generic, Some(id), peer.ip(), headers, body).await
+    by_path(
+        state,
+        SourceKind::Generic,
+        Some(id),
+        peer.ip(),
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn generic_inner(
@@ -361,8 +377,8 @@ async fn pagerduty_inner<'a>(
     *label = src.config.id.as_str();
     rate_limit(src)?;
     let generated = spotter_core::random_token(16);
-    let (batch, dedup_key) = parse::pagerduty(event, &src.config.id, &generated)
-        .map_err(IntakeError::InvalidEvent)?;
+    let (batch, dedup_key) =
+        parse::pagerduty(event, &src.config.id, &generated).map_err(IntakeError::InvalidEvent)?;
     ingest(state, &batch).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -387,11 +403,11 @@ async fn pagerduty_source<'a>(
     let event: parse::PdEvent =
         parse::json(&bytes).map_err(|e| IntakeError::InvalidEvent(vec![e.to_string()]))?;
     let key = event.routing_key.clone().unwrap_or_default();
-    let found = candidates
-        .iter()
-        .copied()
-        .filter(|s| s.secret.as_ref().is_some_and(|secret| secret.matches(&key)))
-        .last();
+    // Every key is compared (no early exit), so timing does not tell which source matched.
+    let found = candidates.iter().copied().fold(None, |found, s| {
+        let matches = s.secret.as_ref().is_some_and(|secret| secret.matches(&key));
+        found.or(matches.then_some(s))
+    });
     match found {
         Some(src) => Ok((src, event)),
         None if key.is_empty() => Err(IntakeError::Unauthorized(

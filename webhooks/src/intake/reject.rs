@@ -31,29 +31,8 @@ impl RejectionLog {
     pub fn note(&self, metrics: &Metrics, source: &str, client: IpAddr, error: &IntakeError) {
         let Some(reason) = error.reason() else { return };
         metrics.webhook_rejection(source, reason.as_str());
-        let now = Instant::now();
-        let suppressed = {
-            let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-            match windows.get_mut(&(source.to_string(), reason)) {
-                Some(w) if now.saturating_duration_since(w.logged_at) < LOG_EVERY => {
-                    w.suppressed += 1;
-                    return;
-                }
-                Some(w) => {
-                    w.logged_at = now;
-                    std::mem::take(&mut w.suppressed)
-                }
-                None => {
-                    windows.insert(
-                        (source.to_string(), reason),
-                        Window {
-                            logged_at: now,
-                            suppressed: 0,
-                        },
-                    );
-                    0
-                }
-            }
+        let Some(suppressed) = self.due(source, reason, Instant::now()) else {
+            return;
         };
         // The message may quote what the client sent (an unknown source id): escaped, so it
         // cannot forge log lines.
@@ -66,6 +45,58 @@ impl RejectionLog {
             suppressed_since_last = suppressed,
             "alert intake refused a request: {}",
             message.escape_debug()
+        );
+    }
+
+    /// Whether a refusal of `source` for `reason` at `now` gets a log line: `Some(n)` with the
+    /// number of refusals left unlogged since the last line, or `None` within [`LOG_EVERY`].
+    fn due(&self, source: &str, reason: Reason, now: Instant) -> Option<u64> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        match windows.get_mut(&(source.to_string(), reason)) {
+            Some(w) if now.saturating_duration_since(w.logged_at) < LOG_EVERY => {
+                w.suppressed += 1;
+                None
+            }
+            Some(w) => {
+                w.logged_at = now;
+                Some(std::mem::take(&mut w.suppressed))
+            }
+            None => {
+                windows.insert(
+                    (source.to_string(), reason),
+                    Window {
+                        logged_at: now,
+                        suppressed: 0,
+                    },
+                );
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_source_and_reason_every_ten_seconds_with_the_count_it_stands_for() {
+        let log = RejectionLog::default();
+        let t = Instant::now();
+        assert_eq!(log.due("alertmanager", Reason::BadCredential, t), Some(0));
+        for _ in 0..5 {
+            assert_eq!(log.due("alertmanager", Reason::BadCredential, t), None);
+        }
+        // Another reason or source has its own window.
+        assert_eq!(log.due("alertmanager", Reason::TooLarge, t), Some(0));
+        assert_eq!(log.due("grafana", Reason::BadCredential, t), Some(0));
+        assert_eq!(
+            log.due("alertmanager", Reason::BadCredential, t + LOG_EVERY),
+            Some(5)
+        );
+        assert_eq!(
+            log.due("alertmanager", Reason::BadCredential, t + LOG_EVERY),
+            None
         );
     }
 }

@@ -64,7 +64,11 @@ impl ReplayCache {
 
     /// Signatures remembered right now.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).seen.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seen
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -87,7 +91,10 @@ mod tests {
         let c = ReplayCache::new(300, 100);
         assert!(c.first_use(mac(1), 1000));
         assert!(!c.first_use(mac(1), 1000 + 599));
-        assert!(c.first_use(mac(1), 1000 + 600), "expired after twice the window");
+        assert!(
+            c.first_use(mac(1), 1000 + 600),
+            "expired after twice the window"
+        );
     }
 
     #[test]

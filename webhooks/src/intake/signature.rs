@@ -131,7 +131,12 @@ mod tests {
     fn the_readme_example_verifies() {
         let body = br#"{"summary":"Nightly backup failed"}"#;
         let sig = sign_hex(b"k", &[b"1700000000", b".", body]);
-        let ok = verify_signature(b"k", &format!("sha256={sig}"), at("1700000000", 1700000100), body);
+        let ok = verify_signature(
+            b"k",
+            &format!("sha256={sig}"),
+            at("1700000000", 1700000100),
+            body,
+        );
         assert_eq!(ok.unwrap().timestamp, Some(1700000000));
         // Uppercase hex and no prefix are the same signature.
         let upper = sig.to_ascii_uppercase();
@@ -143,7 +148,10 @@ mod tests {
         let sig = sign_hex(b"k", &[b"100", b".", b"x"]);
         assert_eq!(
             verify_signature(b"k", &sig, at("100", 100 + WINDOW + 1), b"x"),
-            Err(SignatureError::Stale { off: WINDOW + 1, window: WINDOW })
+            Err(SignatureError::Stale {
+                off: WINDOW + 1,
+                window: WINDOW
+            })
         );
         for odd in ["", "+100", "-100", "1e3", "99999999999999999999", "１００"] {
             assert_eq!(
