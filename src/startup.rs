@@ -74,6 +74,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         let intake = spotter_webhooks::intake::Intake::new(&config, secrets);
+        for id in intake.switched_off() {
+            tracing::warn!("alert source `{id}` has no credential and refuses every request");
+        }
         let metrics = Metrics::new().with_sources(config.sources.iter().map(|s| s.id.clone()));
         let engine = Arc::new(Engine::new(
             Arc::new(store.clone()),

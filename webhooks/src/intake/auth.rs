@@ -219,3 +219,70 @@ pub(super) fn authenticate(
         Check::RoutingKey => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spotter_core::config::Config;
+    use spotter_core::Secret;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_source_without_a_secret_refuses_everything() {
+        let intake = Intake::new(&Config::builtin(), Default::default());
+        assert_eq!(intake.switched_off().len(), intake.sources.len());
+        for src in &intake.sources {
+            let e = authenticate(&intake, src, &bearer(""), b"{}", 0).unwrap_err();
+            assert!(
+                matches!(e, IntakeError::Unauthorized(Reason::NoCredential, _)),
+                "{}: {e:?}",
+                src.config.id
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_sources_check_the_credential_their_sender_supports() {
+        let config = Config::builtin();
+        let checks: Vec<(&str, Check)> = config
+            .sources
+            .iter()
+            .map(|s| (s.id.as_str(), Check::for_source(s)))
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                ("alertmanager", Check::Bearer),
+                ("grafana", Check::Bearer),
+                ("uptime", Check::RoutingKey),
+                (
+                    "backup-jobs",
+                    Check::Hmac {
+                        header: "x-spotter-signature",
+                        separator: b".",
+                        timestamp_header: Some(GENERIC_TIMESTAMP_HEADER.into()),
+                    }
+                ),
+            ]
+        );
+        let secrets = [("alertmanager".to_string(), Secret::new("right"))].into();
+        let intake = Intake::new(&config, secrets);
+        let am = &intake.sources[0];
+        assert!(authenticate(&intake, am, &bearer("right"), b"", 0).is_ok());
+        let wrong = authenticate(&intake, am, &bearer("wrong"), b"", 0).unwrap_err();
+        assert!(matches!(
+            wrong,
+            IntakeError::Unauthorized(Reason::BadCredential, _)
+        ));
+        let none = authenticate(&intake, am, &HeaderMap::new(), b"", 0).unwrap_err();
+        assert!(matches!(
+            none,
+            IntakeError::Unauthorized(Reason::MissingCredential, _)
+        ));
+    }
+}
