@@ -181,7 +181,27 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
 }
 
 /// Parses one command line against the spec table and the configuration.
+///
+/// # Errors
+/// A [`ParseError`] of one line: refusals quote what was typed, with control characters
+/// written as escapes (`\n`, `\u{0}`), so a reply or a log line cannot be split or rewritten.
 pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
+    parse_line(line, config).map_err(|e| ParseError(escape_controls(&e.0)))
+}
+
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
     let tokens = lexer::lex(line).map_err(ParseError)?;
     let mut it = tokens.into_iter().peekable();
     let group = match it.next() {
@@ -384,3 +404,6 @@ pub fn help(topic: Option<&CommandSpec>, config: &Config) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
