@@ -2,7 +2,7 @@
 //! the HTTP server, the outbox dispatcher and the scheduler until one shutdown signal stops them
 //! all.
 
-use crate::token::{self, TokenSource};
+use crate::token;
 use anyhow::Context;
 use spotter_core::clock::{Clock, SystemClock};
 use spotter_core::config::{redact_url, Config};
@@ -44,47 +44,54 @@ impl Application {
     }
 
     /// Builds with an explicit clock and a lookup for the environment variables that hold
-    /// secrets (tests pass their own, so nothing depends on the process environment).
+    /// secrets (tests pass their own, so nothing depends on the process environment). Generated
+    /// source credentials are announced on standard output.
     pub async fn build_with(
         config: Config,
         clock: Arc<dyn Clock>,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> anyhow::Result<Application> {
+        Self::build_announcing(config, clock, env, &mut std::io::stdout()).await
+    }
+
+    /// [`Application::build_with`], announcing generated source credentials to `announce`.
+    pub async fn build_announcing(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+        announce: &mut (dyn std::io::Write + Send),
     ) -> anyhow::Result<Application> {
         let store = SqlStore::connect(&config.database.url, config.database.max_connections)
             .await?
             .with_audit_key(crate::audit_key::load(&config, true)?);
         store.migrate().await?;
         tracing::info!(database = %redact_url(&config.database.url), "database ready");
-        let (api_token, source) = token::load_or_create(&config)?;
-        match source {
-            TokenSource::Env(var) => tracing::info!("API token taken from ${var}"),
-            TokenSource::File(p) => {
-                tracing::info!("API token read from {} (mode 0600)", p.display())
-            }
-            TokenSource::Generated(p) => {
-                tracing::info!("API token generated into {} (mode 0600)", p.display())
-            }
-        }
+        let (api_token, origin) = token::load_or_create(&config)?;
+        tracing::info!("API token {origin}");
+        // Every alert source gets a credential (generated ones are shown once, on stdout).
+        let secrets = crate::sources::resolve(&config, env, announce)?;
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         crate::server_url::write(&config.server.data_dir, addr);
-        let (intake, warnings) = spotter_webhooks::intake::Intake::from_config(&config, env);
-        for w in warnings {
-            tracing::warn!("{w}");
+        let intake = spotter_webhooks::intake::Intake::new(&config, secrets);
+        for id in intake.switched_off() {
+            tracing::warn!("alert source `{id}` has no credential and refuses every request");
         }
+        let metrics = Metrics::new().with_sources(config.sources.iter().map(|s| s.id.clone()));
         let engine = Arc::new(Engine::new(
             Arc::new(store.clone()),
             Arc::new(config),
             clock,
-            Arc::new(Metrics::new()),
+            Arc::new(metrics),
         ));
         let discord = spotter_bot::discord::Discord::from_engine(&engine, env)?;
         let state = AppState {
             engine: engine.clone(),
             api_token,
             intake: Arc::new(intake),
+            guard: Arc::new(spotter_webhooks::limit::ClientGuard::default()),
         };
         Ok(Application {
             listener,
@@ -138,7 +145,7 @@ impl Application {
             .map(|d| d.router())
             .unwrap_or_default();
         let app = spotter_webhooks::router_with(self.state, extra);
-        // Peer addresses reach the handlers: sources without a credential accept loopback only.
+        // Peer addresses reach the handlers: the per-client limits are keyed by them.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

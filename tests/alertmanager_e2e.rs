@@ -6,8 +6,12 @@
 //! - Alertmanager 2 (same config, not clustered: an HA pair that does not gossip) fires the same
 //!   alert → still one incident, and its timeline does not grow.
 //! - Both resolve it (`endsAt` in the past) → the incident enters post-recovery monitoring.
-//! - Alertmanager 3, configured with a wrong token → Spotter answers 401 and Alertmanager logs the
-//!   failed notification.
+//! - Alertmanager 3, configured with a wrong token → Spotter answers 401, Alertmanager logs the
+//!   failed notification, and Spotter logs and counts the refusal (without the token).
+//!
+//! Alertmanagers 1 and 2 run the README's `examples/alertmanager.yml` as shipped, but for the
+//! URL and shorter timings: its `credentials_file` reads the token Spotter generated on first
+//! start into `data/sources/alertmanager.secret`.
 //!
 //! Without the Alertmanager binary the test says SKIPPED; under `SPOTTER_TEST_STRICT=1` (CI) that
 //! is a failure. `SPOTTER_TEST_ALERTMANAGER` may name the binary.
@@ -140,11 +144,10 @@ struct Spotter {
 }
 
 impl Spotter {
-    fn start(dir: &Path, alertmanager_token: &str) -> Spotter {
+    /// Started with no source variables: the alertmanager source's token is generated.
+    fn start(dir: &Path) -> Spotter {
         let mut cmd = spotter(dir, None);
-        cmd.arg("serve")
-            .env("SPOTTER_LISTEN", "127.0.0.1:0")
-            .env("SPOTTER_ALERTMANAGER_TOKEN", alertmanager_token);
+        cmd.arg("serve").env("SPOTTER_LISTEN", "127.0.0.1:0");
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = Mutex::new(tx);
         let proc = Proc::spawn("spotter", cmd, move |line| {
@@ -229,39 +232,41 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// An Alertmanager whose only receiver is Spotter's webhook, with `token` as the bearer token.
+const EXAMPLE: &str = include_str!("../examples/alertmanager.yml");
+const EXAMPLE_CREDENTIALS: &str = "credentials_file: ../data/sources/alertmanager.secret";
+
+/// `examples/alertmanager.yml` pointed at `spotter_url`, notifying within a second.
+fn example_config(spotter_url: &str) -> String {
+    let mut config = EXAMPLE.to_string();
+    for (from, to) in [
+        ("http://127.0.0.1:8080", spotter_url),
+        ("group_wait: 30s", "group_wait: 1s"),
+        ("group_interval: 5m", "group_interval: 1s"),
+        ("repeat_interval: 4h", "repeat_interval: 24h"),
+        (EXAMPLE_CREDENTIALS, EXAMPLE_CREDENTIALS),
+    ] {
+        assert!(
+            config.contains(from),
+            "examples/alertmanager.yml no longer says {from:?}"
+        );
+        config = config.replacen(from, to, 1);
+    }
+    config
+}
+
+/// An Alertmanager whose only receiver is Spotter's webhook, run with `config` from its own
+/// folder under `dir` (beside Spotter's `data/`, as the example expects).
 struct Alertmanager {
     proc: Proc,
     url: String,
 }
 
 impl Alertmanager {
-    fn start(bin: &Path, name: &str, dir: &Path, spotter_url: &str, token: &str) -> Alertmanager {
+    fn start(bin: &Path, name: &str, dir: &Path, config_text: &str) -> Alertmanager {
         let home = dir.join(name);
         std::fs::create_dir_all(home.join("data")).unwrap();
         let config = home.join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"route:
-  receiver: spotter
-  group_by: ['alertname', 'service']
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 24h
-receivers:
-  - name: spotter
-    webhook_configs:
-      - url: {spotter_url}/webhooks/alertmanager
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {token}
-"#
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, config_text).unwrap();
         // The port is free when picked; should another process take it in between, try again.
         for attempt in 0.. {
             let url = format!("http://127.0.0.1:{}", free_port());
@@ -361,8 +366,9 @@ fn real_alertmanager_end_to_end() {
     };
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    let spotter = Spotter::start(dir.path(), &token);
+    let spotter = Spotter::start(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("data/sources/alertmanager.secret"))
+        .expect("spotter generated the alertmanager source's token");
     let changed = || spotter.metric(&format!("{RECEIVED}\"changed\"}}"));
     let duplicates = || spotter.metric(&format!("{RECEIVED}\"duplicate\"}}"));
     let unauthorized = || {
@@ -371,12 +377,18 @@ fn real_alertmanager_end_to_end() {
         )
     };
 
-    // Three Alertmanagers: two with the right token (an HA pair that does not gossip), one with a
+    // Three Alertmanagers: two running the example (an HA pair that does not gossip), one with a
     // wrong token.
-    let am1 = Alertmanager::start(&am_bin, "alertmanager-1", dir.path(), &spotter.url, &token);
-    let am2 = Alertmanager::start(&am_bin, "alertmanager-2", dir.path(), &spotter.url, &token);
-    let wrong = format!("{token}-wrong");
-    let am3 = Alertmanager::start(&am_bin, "alertmanager-3", dir.path(), &spotter.url, &wrong);
+    let example = example_config(&spotter.url);
+    let am1 = Alertmanager::start(&am_bin, "alertmanager-1", dir.path(), &example);
+    let am2 = Alertmanager::start(&am_bin, "alertmanager-2", dir.path(), &example);
+    let wrong = format!("{}-wrong", token.trim());
+    let am3 = Alertmanager::start(
+        &am_bin,
+        "alertmanager-3",
+        dir.path(),
+        &example.replacen(EXAMPLE_CREDENTIALS, &format!("credentials: {wrong}"), 1),
+    );
 
     let starts_at = rfc3339(chrono::Utc::now() - chrono::Duration::minutes(2));
     let firing = mysql_down(&starts_at, None);
@@ -480,6 +492,33 @@ fn real_alertmanager_end_to_end() {
     );
     assert!(unauthorized() >= 1.0);
     assert!(am3.webhook_metric("alertmanager_notifications_failed_total") >= 1.0);
+    // Stopped now: it would keep retrying.
+    drop(am3);
+    // Spotter left a trace: counted by source and reason, logged at WARN with the client, and
+    // neither the wrong token nor the right one in its log.
+    assert!(
+        spotter.metric(
+            "spotter_webhook_rejections_total{source=\"alertmanager\",reason=\"bad_credential\"}"
+        ) >= 1.0
+    );
+    let log = spotter.proc.lines();
+    let refusal = log
+        .iter()
+        .find(|l| l.contains("alert intake refused a request"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{}", log.join("\n")));
+    assert!(
+        refusal.contains("WARN")
+            && refusal.contains("source=\"alertmanager\"")
+            && refusal.contains("reason=\"bad_credential\"")
+            && refusal.contains("client=127.0.0.1"),
+        "{refusal}"
+    );
+    for secret in [wrong.as_str(), token.trim()] {
+        assert!(
+            !log.iter().any(|l| l.contains(secret)),
+            "a credential reached the log"
+        );
+    }
     // Nothing of it reached the store.
     assert_eq!(spotter.incidents().len(), 1);
     assert_eq!(spotter.timeline(&r), timeline);

@@ -41,6 +41,9 @@ fn write_config(dir: &Path) {
     std::fs::write(dir.join("spotter.toml"), config).unwrap();
 }
 
+/// The alertmanager source's bearer token, set through its variable (intake has no open door).
+const AM_TOKEN: &str = "crash-test-alertmanager-token";
+
 struct Server {
     child: Child,
     url: String,
@@ -53,6 +56,7 @@ impl Server {
         let mut child = spotter(dir, db)
             .args(["--config", "spotter.toml", "serve"])
             .env("SPOTTER_LISTEN", "127.0.0.1:0")
+            .env("SPOTTER_ALERTMANAGER_TOKEN", AM_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -201,7 +205,12 @@ fn burst_and_kill(server: Server, round: usize) -> Vec<String> {
                 let c = client();
                 for i in 0.. {
                     let fp = format!("crash-r{round}-w{w}-{i}");
-                    match c.post(&url).json(&notification(&fp, w + i)).send() {
+                    match c
+                        .post(&url)
+                        .bearer_auth(AM_TOKEN)
+                        .json(&notification(&fp, w + i))
+                        .send()
+                    {
                         Ok(r) if r.status().is_success() => {
                             let status = r.status();
                             let body: Value = r.json().unwrap_or_default();

@@ -878,9 +878,17 @@ async fn in_thread_mode_each_incident_gets_a_thread() {
 discord_test!(
     an_incident_opened_by_alerts_gets_the_same_channel_and_card,
     |app| async {
+        let token = std::fs::read_to_string(
+            app.config
+                .server
+                .data_dir
+                .join("sources/alertmanager.secret"),
+        )
+        .unwrap();
         let res = app
             .client
             .post(format!("{}/webhooks/alertmanager", app.addr))
+            .bearer_auth(token)
             .header("content-type", "application/json")
             .body(include_str!("fixtures/alertmanager-firing.json"))
             .send()

@@ -306,7 +306,7 @@ dual_test!(
                 &json!({"user": "dev", "components": ["cache"], "duration": "1h", "reason": "x"}),
             )
             .await;
-        assert_eq!(res.status(), 422);
+        assert_eq!(res.status(), 403, "a role refusal is Forbidden");
         assert!(json_of(res).await["error"]
             .as_str()
             .unwrap()

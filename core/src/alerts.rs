@@ -44,12 +44,17 @@ impl IncomingAlert {
 
     /// A one-line summary: the `summary` annotation, else `description`, else the alertname.
     pub fn summary(&self) -> String {
+        self.stated_summary().unwrap_or_else(|| "alert".into())
+    }
+
+    /// The summary the sender gave, if any (a PagerDuty `resolve` names only the dedup key, and
+    /// must not replace what the trigger said with a placeholder).
+    pub fn stated_summary(&self) -> Option<String> {
         self.annotations
             .get("summary")
             .or_else(|| self.annotations.get("description"))
             .or_else(|| self.labels.get("alertname"))
             .cloned()
-            .unwrap_or_else(|| "alert".into())
     }
 }
 

@@ -1,5 +1,11 @@
 //! Metrics as a port-like registry. Counters are kept in-process; gauges about incidents and the
 //! outbox are read from the database at scrape time, so several replicas report the same truth.
+//!
+//! Every label set is bounded here, whatever the caller passes, because several labels come from
+//! unauthenticated requests: HTTP methods outside the standard nine are `other`, status codes
+//! outside 100-599 are `other`, a source id not registered with [`Metrics::with_sources`] is
+//! `unknown`, an outcome outside its fixed list is `other`, and rejection reasons are
+//! `&'static str`s named in code. Routes are the router's templates (`unmatched` for the rest).
 
 use crate::domain::State;
 use crate::store::Stats;
@@ -9,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 type Labels = Vec<(String, String)>;
@@ -23,6 +30,39 @@ pub struct Metrics {
     incidents: Family<Labels, Gauge>,
     outbox_depth: Family<Labels, Gauge>,
     jobs_dead: Family<Labels, Counter>,
+    webhook_rejections: Family<Labels, Counter>,
+    /// The configured alert source ids: the only values the `source` labels take (else
+    /// `unknown`).
+    sources: BTreeSet<String>,
+}
+
+/// The HTTP methods that get a label of their own; any other token is `other`.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn status_label(status: u16) -> String {
+    if (100..=599).contains(&status) {
+        status.to_string()
+    } else {
+        "other".into()
+    }
+}
+
+fn one_of(value: &str, accepted: &[&'static str]) -> &'static str {
+    accepted
+        .iter()
+        .find(|a| **a == value)
+        .copied()
+        .unwrap_or("other")
 }
 
 impl Default for Metrics {
@@ -86,6 +126,12 @@ impl Metrics {
             "Scheduled jobs given up after their attempt limit, by kind",
             jobs_dead.clone(),
         );
+        let webhook_rejections = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_rejections",
+            "Alert intake requests refused, by source and reason",
+            webhook_rejections.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             commands,
@@ -96,10 +142,27 @@ impl Metrics {
             incidents,
             outbox_depth,
             jobs_dead,
+            webhook_rejections,
+            sources: BTreeSet::new(),
+        }
+    }
+
+    /// Registers the configured alert source ids as the accepted `source` label values.
+    pub fn with_sources(mut self, ids: impl IntoIterator<Item = String>) -> Self {
+        self.sources = ids.into_iter().collect();
+        self
+    }
+
+    fn source_label(&self, source: &str) -> String {
+        if self.sources.contains(source) {
+            source.to_string()
+        } else {
+            "unknown".into()
         }
     }
 
     pub fn command_outcome(&self, outcome: &str) {
+        let outcome = one_of(outcome, &["ok", "refused", "error"]);
         self.commands
             .get_or_create(&vec![("outcome".into(), outcome.into())])
             .inc();
@@ -128,24 +191,42 @@ impl Metrics {
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.http
             .get_or_create(&vec![
-                ("method".into(), method.into()),
+                ("method".into(), method_label(method).into()),
                 ("route".into(), route.into()),
-                ("status".into(), status.to_string()),
+                ("status".into(), status_label(status)),
             ])
             .observe(seconds);
     }
 
-    pub fn alerts_received(&self, source: &str, changed: u64, duplicates: u64) {
-        for (outcome, n) in [("changed", changed), ("duplicate", duplicates)] {
+    /// Alerts received: `changed` moved an alert's state (and may have opened or joined an
+    /// incident), `suppressed` changed state inside a maintenance window (recorded, no incident),
+    /// `duplicates` repeated a known state.
+    pub fn alerts_received(&self, source: &str, changed: u64, suppressed: u64, duplicates: u64) {
+        let source = self.source_label(source);
+        for (outcome, n) in [
+            ("changed", changed),
+            ("suppressed", suppressed),
+            ("duplicate", duplicates),
+        ] {
             if n > 0 {
                 self.alerts
                     .get_or_create(&vec![
-                        ("source".into(), source.into()),
+                        ("source".into(), source.clone()),
                         ("outcome".into(), outcome.into()),
                     ])
                     .inc_by(n);
             }
         }
+    }
+
+    /// One alert intake request refused, for `reason` (a fixed word from the intake's code).
+    pub fn webhook_rejection(&self, source: &str, reason: &'static str) {
+        self.webhook_rejections
+            .get_or_create(&vec![
+                ("source".into(), self.source_label(source)),
+                ("reason".into(), reason.into()),
+            ])
+            .inc();
     }
 
     /// Prometheus text exposition, with the database-derived gauges set from `stats`.
@@ -181,5 +262,71 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry.lock().unwrap()).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(m: &Metrics) -> String {
+        m.render(&Stats::default(), std::iter::empty())
+    }
+
+    #[test]
+    fn invented_methods_and_odd_statuses_share_one_label() {
+        let m = Metrics::new();
+        for n in 0..300 {
+            m.http_request(&format!("FOO{n}"), "unmatched", 405, 0.001);
+        }
+        m.http_request("GET", "/healthz", 1000, 0.001);
+        let out = rendered(&m);
+        let series = out
+            .lines()
+            .filter(|l| l.starts_with("spotter_http_request_duration_seconds_count"))
+            .collect::<Vec<_>>();
+        assert_eq!(series.len(), 2, "{series:#?}");
+        assert!(
+            out.contains(r#"method="other",route="unmatched",status="405"} 300"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"method="GET",route="/healthz",status="other"} 1"#),
+            "{out}"
+        );
+        assert!(!out.contains("FOO"));
+    }
+
+    #[test]
+    fn unknown_sources_and_outcomes_are_labelled_as_such() {
+        let m = Metrics::new().with_sources(["alertmanager".to_string()]);
+        m.alerts_received("alertmanager", 1, 0, 0);
+        for n in 0..50 {
+            m.alerts_received(&format!("made-up-{n}"), 1, 0, 0);
+            m.webhook_rejection(&format!("made-up-{n}"), "unknown_source");
+            m.command_outcome(&format!("weird-{n}"));
+        }
+        let out = rendered(&m);
+        assert!(
+            out.contains(
+                r#"spotter_alerts_received_total{source="alertmanager",outcome="changed"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"spotter_alerts_received_total{source="unknown",outcome="changed"} 50"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"spotter_webhook_rejections_total{source="unknown",reason="unknown_source"} 50"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"spotter_commands_total{outcome="other"} 50"#),
+            "{out}"
+        );
+        assert!(!out.contains("made-up") && !out.contains("weird"));
     }
 }

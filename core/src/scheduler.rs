@@ -1,18 +1,28 @@
-//! Runs due jobs (RTO breaches, escalation tiers). Jobs are rows with a due time; a replica
-//! leases the due ones, runs each through the [`Engine`], and the engine marks the job complete in
-//! the same transaction as its effects. A crash before that commit leaves the job to be leased
-//! again once the lease runs out; idempotency keys keep its messages from going out twice.
+//! Runs due jobs (RTO breaches, escalation tiers, automatic resolution, the dead man's switch)
+//! and the retention sweep. Jobs are rows with a due time; a replica leases the due ones, runs
+//! each through the [`Engine`], and the engine marks the job complete in the same transaction as
+//! its effects. A crash before that commit leaves the job to be leased again once the lease runs
+//! out; idempotency keys keep its messages from going out twice. A job that keeps failing is
+//! retried at most `[jobs] max_attempts` times, then dead-lettered (timeline entry and metric),
+//! so a poisoned job cannot retry every minute forever.
 
 use crate::engine::Engine;
+use crate::store::PurgeBefore;
 use chrono::Duration;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// Rows deleted per table per retention round: small, so no sweep holds the writer for long.
+const PURGE_BATCH: i64 = 500;
+/// Rounds per sweep at most; what is left waits for the next sweep.
+const PURGE_ROUNDS: usize = 20;
 
 pub struct Scheduler {
     engine: Arc<Engine>,
     owner: String,
     poll: std::time::Duration,
     lease: Duration,
+    retention_every: std::time::Duration,
 }
 
 impl Scheduler {
@@ -22,6 +32,7 @@ impl Scheduler {
             owner: format!("scheduler-{}", crate::random_token(6)),
             poll: std::time::Duration::from_secs(1),
             lease: Duration::seconds(60),
+            retention_every: std::time::Duration::from_secs(3600),
         }
     }
 
@@ -31,9 +42,18 @@ impl Scheduler {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut last_sweep: Option<std::time::Instant> = None;
         loop {
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = %e, "scheduler cannot reach the store");
+            }
+            if last_sweep.is_none_or(|t| t.elapsed() >= self.retention_every) {
+                last_sweep = Some(std::time::Instant::now());
+                match self.sweep().await {
+                    Ok(n) if n > 0 => tracing::info!(deleted = n, "retention sweep"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed; next in an hour"),
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -51,16 +71,52 @@ impl Scheduler {
             .store()
             .claim_jobs(now, self.lease, &self.owner, 64)
             .await?;
+        let max = self.engine.config().jobs.max_attempts;
         let mut ran = 0;
         for job in &jobs {
             match self.engine.run_job(job).await {
                 Ok(()) => ran += 1,
+                // Out of attempts: given up, on the record.
+                Err(e) if job.attempts as u32 >= max => {
+                    tracing::error!(job = %job.key, attempts = job.attempts, error = %e, "job given up (dead-lettered)");
+                    self.engine.dead_letter_job(job, &e.to_string()).await?;
+                }
                 // The lease expires and the job is tried again; nothing of it was written.
                 Err(e) => {
-                    tracing::warn!(job = %job.key, error = %e, "job failed; will retry after its lease")
+                    tracing::warn!(job = %job.key, attempts = job.attempts, error = %e, "job failed; will retry after its lease");
+                    self.engine
+                        .store()
+                        .job_attempt_failed(job.id, &e.to_string())
+                        .await?;
                 }
             }
         }
         Ok(ran)
+    }
+
+    /// Deletes finished rows past `[retention]`, in small batches. Returns how many.
+    pub async fn sweep(&self) -> Result<u64, crate::error::StoreError> {
+        let now = self.engine.clock().now();
+        let r = &self.engine.config().retention;
+        let before = PurgeBefore {
+            delivered_messages: now - r.delivered_messages,
+            finished_jobs: now - r.finished_jobs,
+            resolved_alerts: now - r.resolved_alerts,
+            signatures: now,
+        };
+        let mut total = 0;
+        for _ in 0..PURGE_ROUNDS {
+            let n = self
+                .engine
+                .store()
+                .purge(before, PURGE_BATCH)
+                .await?
+                .total();
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(total)
     }
 }

@@ -177,6 +177,8 @@ dual_test!(
                 Declared,
                 Paged,
                 Acknowledged,
+                // Acknowledging moves immediate response to assessment, on the record.
+                PhaseChanged,
                 Update,
                 LevelChanged,
                 Paged,
@@ -572,7 +574,8 @@ dual_test!(
                 .iter()
                 .filter(|m| m.kind == MessageKind::ChatPost)
                 .count(),
-            5
+            6,
+            "declared, paged, update, acknowledged, phase changed, update"
         );
         assert_eq!(
             queued
@@ -630,7 +633,11 @@ dual_test!(
         );
         assert_eq!(texts[2], "looking");
         assert!(texts[3].contains("acknowledged"));
-        assert_eq!(texts[4], "restarting");
+        assert!(
+            texts[4].contains("moved from Immediate Response"),
+            "{texts:?}"
+        );
+        assert_eq!(texts[5], "restarting");
 
         let metrics = ctx.metrics.render(
             &ctx.store.stats().await.unwrap(),

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spotter");
 
-/// Spotter's own variables: removed, so a test sees only what it sets itself. With
-/// `SPOTTER_ALERTMANAGER_TOKEN` unset the alertmanager source takes loopback requests without a
-/// token; with `RUST_LOG` unset `serve` logs its "listening on" line.
+/// Spotter's own variables: removed, so a test sees only what it sets itself. With the source
+/// variables unset `serve` generates each source's credential into `data/sources/<id>.secret`;
+/// with `RUST_LOG` unset it logs its "listening on" line.
 pub const SPOTTER_VARS: &[&str] = &[
     "SPOTTER_CONFIG",
     "SPOTTER_DATABASE_URL",
@@ -18,6 +18,9 @@ pub const SPOTTER_VARS: &[&str] = &[
     "SPOTTER_TOKEN",
     "SPOTTER_AUDIT_KEY",
     "SPOTTER_ALERTMANAGER_TOKEN",
+    "SPOTTER_GRAFANA_TOKEN",
+    "SPOTTER_PAGERDUTY_ROUTING_KEY",
+    "SPOTTER_BACKUP_JOBS_SECRET",
     "RUST_LOG",
 ];
 

@@ -21,6 +21,9 @@ pub enum Backend {
 pub struct TestApp {
     pub addr: String,
     pub token: String,
+    /// The `alertmanager` source's credential, as generated into the data folder (`None` when
+    /// the test's environment supplied it).
+    pub alertmanager_token: Option<String>,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
     pub database_url: String,
@@ -91,22 +94,32 @@ impl TestApp {
             f(&mut config);
         }
         let token_file = config.server.data_dir.join("api-token");
+        let data_dir = config.server.data_dir.clone();
         let clock: std::sync::Arc<dyn Clock> = match options.clock {
             Some(c) => c,
             None => std::sync::Arc::new(SystemClock),
         };
         let env = options.env;
-        let app = Application::build_with(config.clone(), clock, &|k| env.get(k).cloned())
-            .await
-            .expect("the application builds");
+        // Generated source credentials are read from the data folder, not announced.
+        let app = Application::build_announcing(
+            config.clone(),
+            clock,
+            &|k| env.get(k).cloned(),
+            &mut std::io::sink(),
+        )
+        .await
+        .expect("the application builds");
         let engine = app.engine().clone();
         let addr = format!("http://{}", app.addr());
         let token = std::fs::read_to_string(&token_file).expect("the token was generated");
+        let alertmanager_token =
+            std::fs::read_to_string(data_dir.join("sources/alertmanager.secret")).ok();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Some(TestApp {
             addr,
             token,
+            alertmanager_token,
             client: reqwest::Client::new(),
             dir,
             database_url,
@@ -161,9 +174,14 @@ impl TestApp {
     pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> Replica {
         let mut config = self.config.clone();
         configure(&mut config);
-        let app = Application::build_with(config, std::sync::Arc::new(SystemClock), &|_| None)
-            .await
-            .expect("the replica builds");
+        let app = Application::build_announcing(
+            config,
+            std::sync::Arc::new(SystemClock),
+            &|_| None,
+            &mut std::io::sink(),
+        )
+        .await
+        .expect("the replica builds");
         let addr = format!("http://{}", app.addr());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -269,9 +287,19 @@ impl TestApp {
         req.body(body).send().await.unwrap()
     }
 
+    /// POSTs to the default Alertmanager source with its generated bearer token.
     pub async fn post_alertmanager(&self, body: &str) -> reqwest::Response {
-        self.post_raw("/webhooks/alertmanager", &[], body.to_string())
-            .await
+        let auth = self
+            .alertmanager_token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"))
+            .unwrap_or_default();
+        self.post_raw(
+            "/webhooks/alertmanager",
+            &[("authorization", &auth)],
+            body.to_string(),
+        )
+        .await
     }
 
     pub async fn timeline_kinds(&self, reference: &str) -> Vec<String> {

@@ -21,7 +21,8 @@ fn secrets() -> Vec<(&'static str, String)> {
         "SPOTTER_API_TOKEN",
         "SPOTTER_ALERTMANAGER_TOKEN",
         "SPOTTER_AM_BASIC_PASSWORD",
-        "SPOTTER_GRAFANA_SECRET",
+        "SPOTTER_GRAFANA_TOKEN",
+        "SPOTTER_GRAFANA_HMAC_SECRET",
         "SPOTTER_PAGERDUTY_ROUTING_KEY",
         "SPOTTER_BACKUP_JOBS_SECRET",
         "SPOTTER_DISCORD_TOKEN",
@@ -41,8 +42,8 @@ fn random_hex() -> String {
     hex::encode(b)
 }
 
-/// The default configuration with one source per credential kind and the Discord bot in
-/// interactions mode, its REST API at `discord_api` (a closed port).
+/// The default configuration (bearer, routing-key and HMAC sources) plus a basic-auth and a
+/// signed Grafana source, and the Discord bot in interactions mode, its REST API at `discord_api` (a closed port).
 fn config(discord_api: &str) -> String {
     let mut text = spotter_core::config::DEFAULT_TOML.replace(
         "[[person]]\nid = \"sysadmin\"",
@@ -61,20 +62,10 @@ basic_user = "alertmanager"
 basic_password_env = "SPOTTER_AM_BASIC_PASSWORD"
 
 [[source]]
-id = "grafana"
+id = "grafana-hmac"
 kind = "grafana"
-hmac_secret_env = "SPOTTER_GRAFANA_SECRET"
+hmac_secret_env = "SPOTTER_GRAFANA_HMAC_SECRET"
 timestamp_header = "X-Grafana-Alerting-Signature-Timestamp"
-
-[[source]]
-id = "uptime"
-kind = "pagerduty"
-routing_key_env = "SPOTTER_PAGERDUTY_ROUTING_KEY"
-
-[[source]]
-id = "backup-jobs"
-kind = "generic"
-hmac_secret_env = "SPOTTER_BACKUP_JOBS_SECRET"
 
 [discord]
 mode = "interactions"
@@ -204,6 +195,11 @@ fn drive(dir: &Path, db_url: &str, secrets: &[(&'static str, String)]) -> (Strin
         ),
         (
             "/webhooks/grafana",
+            vec![("authorization", "Bearer wrong".into())],
+            "{}".into(),
+        ),
+        (
+            "/webhooks/grafana/grafana-hmac",
             vec![
                 ("x-grafana-alerting-signature", "00".repeat(32)),
                 (

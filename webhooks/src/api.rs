@@ -225,16 +225,22 @@ pub async fn start_maintenance(
     if reply.ok {
         let now = state.engine.clock().now();
         let windows = state.engine.store().maintenance_windows(Some(now)).await?;
-        Ok((
+        return Ok((
             axum::http::StatusCode::CREATED,
             Json(serde_json::json!({"reply": reply.reply, "maintenance": windows.last()})),
-        ))
-    } else {
-        Ok((
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({
-                "error": caller.explain_refusal(&state.engine, &actor, false, reply.reply)
-            })),
-        ))
+        ));
     }
+    // The engine's reply says why in words; whether it was the caller's roles is read from the
+    // same command table the engine checked (maintenance is not incident-scoped, so the role
+    // alone decides).
+    let forbidden = spotter_core::command::parse(&line, state.engine.config())
+        .is_ok_and(|cmd| !actor.allows(cmd.spec().role));
+    let why = caller.explain_refusal(&state.engine, &actor, false, reply.reply);
+    if forbidden {
+        return Err(ApiError::Forbidden(why));
+    }
+    Ok((
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        Json(serde_json::json!({ "error": why })),
+    ))
 }

@@ -10,15 +10,19 @@ use spotter_core::StoreError;
 pub enum ApiError {
     #[error("missing or invalid bearer token")]
     Unauthorized,
-    #[error("{0}")]
-    BadRequest(String),
-    /// Authenticated, but this caller may not do that (a person token naming someone else).
+    /// The caller is known, but may not do this: their roles do not allow it, or a person token
+    /// names someone else.
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0}")]
     NotFound(String),
     #[error("request body is larger than the limit of {} bytes", crate::MAX_BODY)]
     PayloadTooLarge,
+    /// A per-client limit (see [`crate::limit`]): 429 with `Retry-After`.
+    #[error("{what}; retry in {retry_after} s")]
+    RateLimited { retry_after: u64, what: String },
     /// Storage is (transiently) unavailable: 503 with Retry-After, so senders retry.
     #[error("storage is unavailable, retry later")]
     Unavailable(#[source] anyhow::Error),
@@ -40,10 +44,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -71,6 +76,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
             }
             // The body may be unread: the connection cannot carry another request.
             ApiError::PayloadTooLarge => {

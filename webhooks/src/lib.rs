@@ -1,5 +1,7 @@
-//! Spotter's HTTP surface (axum). A thin inbound adapter: every handler parses and authenticates,
-//! then calls the core [`spotter_core::Engine`] or store, and maps the outcome to a response.
+//! Spotter's whole HTTP surface (axum): the API, health and metrics, alert intake, and the shared
+//! layers that other adapters' routes (the Discord interactions endpoint) are merged under. A thin
+//! inbound adapter: every handler parses and authenticates, then calls the core
+//! [`spotter_core::Engine`] or store, and maps the outcome to a response.
 //!
 //! Map of the modules:
 //! - [`error`]: the one error enum of this edge and its mapping to status codes and JSON.
@@ -10,6 +12,9 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`intake`]: alert intake — `/webhooks/alertmanager`, `/webhooks/grafana`, `/v2/enqueue`
 //!   (PagerDuty Events v2), `/webhooks/generic/{source}`; its `parse` module reads each format.
+//! - [`limit`]: per-client budgets — failed authentications on every door that checks a
+//!   credential (spent → 429, before any HMAC or signature is computed), requests on `/api/v1`,
+//!   `/metrics`, `/readyz` and `/discord/interactions`; bounded key sets.
 //! - [`telemetry`]: request spans and the latency histogram.
 
 pub mod api;
@@ -19,6 +24,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod intake;
+pub mod limit;
 pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;
@@ -37,6 +43,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub api_token: Secret,
     pub intake: Arc<intake::Intake>,
+    /// Per-client budgets, shared by every door.
+    pub guard: Arc<limit::ClientGuard>,
 }
 
 /// The whole HTTP application.
@@ -45,7 +53,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The HTTP application with another adapter's routes (the Discord interactions endpoint)
-/// merged in, so they share the body limit, request spans, latency histogram and timeout.
+/// merged in, so they share the body limit, request spans, latency histogram and timeout, and
+/// the per-client limits of doors that authenticate.
 pub fn router_with(state: AppState, extra: Router) -> Router {
     let api = Router::new()
         .route("/commands", post(api::command))
@@ -59,11 +68,30 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
+        ))
+        // Outside the bearer check, so its 401s spend the client's failure budget.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::guard_token_door,
         ));
-    Router::new()
-        .route("/healthz", get(health::healthz))
+    let open = Router::new()
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::guard_open,
+        ));
+    let extra = if extra.has_routes() {
+        extra.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::guard_signed_door,
+        ))
+    } else {
+        extra
+    };
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .merge(open)
         .nest("/api/v1", api)
         .route("/webhooks/alertmanager", post(intake::alertmanager))
         .route(

@@ -12,7 +12,7 @@ use serenity::all::{
     CommandDataOption, CommandDataOptionValue, CommandOptionType, CreateCommand,
     CreateCommandOption,
 };
-use spotter_core::command::{CommandSpec, OptionKind, OptionSpec, COMMANDS};
+use spotter_core::command::{quote, CommandSpec, OptionKind, OptionSpec, COMMANDS};
 use spotter_core::config::Config;
 use spotter_core::domain::{Phase, Role};
 
@@ -249,23 +249,6 @@ impl Invocation {
     }
 }
 
-/// A value in double quotes, with `"` and `\` escaped as the core lexer reads them. The lexer
-/// also ends a quote at typographic quotes (“ ”), which it cannot escape, so those become plain
-/// (escaped) quotes.
-pub fn quote(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '"' | '“' | '”' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Whether a command only reads (its answers are shown to the asker alone).
 pub fn reads_only(spec: Option<&CommandSpec>) -> bool {
     spec.is_some_and(|s| s.role == Role::Viewer)
@@ -377,12 +360,12 @@ mod tests {
         let line = inv.line();
         assert_eq!(
             line,
-            r#"/incident declare level:3 title:"MySQL \"primary\" \\ down \"now\"""#
+            r#"/incident declare level:3 title:"MySQL \"primary\" \\ down \“now\”""#
         );
         let cmd = spotter_core::command::parse(&line, &Config::builtin()).unwrap();
         match cmd {
             spotter_core::command::Command::Declare { title, .. } => {
-                assert_eq!(title, r#"MySQL "primary" \ down "now""#)
+                assert_eq!(title, r#"MySQL "primary" \ down “now”"#)
             }
             other => panic!("{other:?}"),
         }

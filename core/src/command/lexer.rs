@@ -1,7 +1,9 @@
 //! Splits a chat line into words and `name:value` options.
 //!
 //! Values with spaces go in double quotes; inside them `\"` and `\\` escape. Typographic quotes
-//! (“…”) count as quotes because phones and chat clients substitute them.
+//! (“…”) count as quotes because phones and chat clients substitute them, so they end a quoted
+//! value too and escape the same way (`\“`, `\”`). [`quote`] is the inverse of [`lex`]'s quoting:
+//! it lives here so the characters it escapes cannot drift from the ones that end a value.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token {
@@ -60,6 +62,22 @@ pub fn lex(line: &str) -> Result<Vec<Token>, String> {
 
 fn is_quote(c: char) -> bool {
     matches!(c, '"' | '“' | '”')
+}
+
+/// A value quoted for the grammar, for adapters that build a command line from structured input
+/// (slash-command options, JSON): `"…"`, with `\` and every quote character [`lex`] ends a value
+/// at escaped, so any string comes back from [`lex`] exactly as given.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '\\' || is_quote(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 fn quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<String, String> {
@@ -122,6 +140,16 @@ mod tests {
             .unwrap_err()
             .contains("unterminated quote"));
         assert!(lex(r#"a t:"x"y"#).is_err());
+    }
+
+    #[test]
+    fn quote_escapes_typographic_quotes_so_they_do_not_end_the_value() {
+        let v = r#"swap “disk” say "done" \ ”"#;
+        assert_eq!(quote(v), r#""swap \“disk\” say \"done\" \\ \”""#);
+        assert_eq!(
+            lex(&format!("x reason:{}", quote(v))).unwrap()[1],
+            opt("reason", v)
+        );
     }
 
     #[test]

@@ -1,21 +1,25 @@
 //! The one command engine's grammar: `/incident declare level:3 title:"Database down"` in, a typed
 //! [`Command`] out. Discord, the HTTP command API and the console all come through here.
 //!
-//! - `lexer`: words and `name:value` options, quoting.
+//! - `lexer`: words and `name:value` options, and [`quote`], its inverse for adapters.
 //! - `spec`: the table of commands and options (also used for help and slash-command registration).
-//! - this module: validation against the spec and the configuration, into [`Command`].
+//! - `values`: each option kind's validation against the configuration.
+//! - this module: the line against the spec, into [`Command`]; usage and help text.
 //!
 //! Every error is one line naming the problem and showing the accepted form.
 
 mod lexer;
 pub mod spec;
+mod values;
 
+pub use lexer::quote;
 pub use spec::{CommandSpec, OptionKind, OptionSpec, COMMANDS};
 
 use crate::config::Config;
 use crate::domain::{ComponentId, IncidentRef, LevelId, PersonId, Phase, StateFilter};
 use lexer::Token;
 use std::collections::BTreeMap;
+use values::Values;
 
 /// A parsed, validated command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,23 +180,28 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
     out
 }
 
-/// A value quoted for the grammar (`"…"` with `\` and `"` escaped), for adapters that build a
-/// command line from structured input (slash-command options, JSON).
-pub fn quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
+/// Parses one command line against the spec table and the configuration.
+///
+/// # Errors
+/// A [`ParseError`] of one line: refusals quote what was typed, with control characters
+/// written as escapes (`\n`, `\u{0}`), so a reply or a log line cannot be split or rewritten.
+pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
+    parse_line(line, config).map_err(|e| ParseError(escape_controls(&e.0)))
 }
 
-/// Parses one command line against the spec table and the configuration.
-pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
     let tokens = lexer::lex(line).map_err(ParseError)?;
     let mut it = tokens.into_iter().peekable();
     let group = match it.next() {
@@ -356,238 +365,6 @@ pub fn parse(line: &str, config: &Config) -> Result<Command, ParseError> {
     Ok(cmd)
 }
 
-/// Typed access to the raw option values, each failure naming the option and the accepted form.
-struct Values<'a> {
-    spec: &'static CommandSpec,
-    config: &'a Config,
-    args: BTreeMap<&'static str, String>,
-}
-
-impl Values<'_> {
-    fn bad(&self, name: &str, value: &str, accepted: impl std::fmt::Display) -> ParseError {
-        ParseError(format!(
-            "bad value for `{name}`: `{value}`; accepted: {accepted}"
-        ))
-    }
-
-    fn raw(&self, name: &str) -> Option<&str> {
-        self.args.get(name).map(String::as_str)
-    }
-
-    fn level(&self, name: &str) -> Result<Option<LevelId>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        v.trim()
-            .parse::<u8>()
-            .ok()
-            .map(LevelId)
-            .filter(|l| self.config.levels.contains_key(l))
-            .map(Some)
-            .ok_or_else(|| {
-                self.bad(
-                    name,
-                    v,
-                    format!(
-                        "{} ({})",
-                        self.config.level_range(),
-                        self.config.level_choices()
-                    ),
-                )
-            })
-    }
-
-    fn text(&self, name: &str) -> Result<Option<String>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        let max = match self.spec.option(name).map(|o| o.kind) {
-            Some(OptionKind::Text { max }) => max,
-            _ => spec::TEXT_MAX,
-        };
-        let t = v.trim();
-        if t.is_empty() {
-            return Err(ParseError(format!(
-                "option `{name}` is empty; write it like {name}:\"some text\""
-            )));
-        }
-        if t.chars().count() > max {
-            return Err(ParseError(format!(
-                "option `{name}` is too long: at most {max} characters"
-            )));
-        }
-        // Control characters would let text rewrite terminals and logs; newlines and tabs are fine
-        // in long text, never in a title.
-        let allow_newlines = max > spec::TITLE_MAX;
-        if t.chars()
-            .any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\t')))
-        {
-            return Err(ParseError(format!(
-                "option `{name}` contains control characters; use plain text"
-            )));
-        }
-        Ok(Some(t.to_string()))
-    }
-
-    fn bool(&self, name: &str) -> Result<Option<bool>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        match v.to_ascii_lowercase().as_str() {
-            "true" | "yes" => Ok(Some(true)),
-            "false" | "no" => Ok(Some(false)),
-            _ => Err(self.bad(name, v, "true or false")),
-        }
-    }
-
-    fn incident(&self) -> Result<Option<IncidentRef>, ParseError> {
-        let Some(v) = self.raw("incident") else {
-            return Ok(None);
-        };
-        v.parse()
-            .map(Some)
-            .map_err(|_| self.bad("incident", v, IncidentRef::FORM))
-    }
-
-    fn components(&self, name: &str) -> Result<Option<Vec<ComponentId>>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        let accepted = || {
-            self.config
-                .components
-                .iter()
-                .map(|c| c.id.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut out: Vec<ComponentId> = Vec::new();
-        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match self.config.component(part) {
-                Some(c) if !out.contains(&c.id) => out.push(c.id.clone()),
-                Some(_) => {}
-                None => return Err(self.bad(name, part, accepted())),
-            }
-        }
-        if out.is_empty() {
-            return Err(self.bad(name, v, accepted()));
-        }
-        Ok(Some(out))
-    }
-
-    fn person(&self, name: &str) -> Result<Option<PersonId>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        match self.config.person(v.trim()) {
-            Some(p) => Ok(Some(p.id.clone())),
-            None => Err(self.bad(
-                name,
-                v,
-                format!(
-                    "a configured person id ({})",
-                    self.config
-                        .people
-                        .keys()
-                        .map(|p| p.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
-        }
-    }
-
-    fn duration(&self, name: &str) -> Result<Option<chrono::Duration>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        match crate::config::parse_duration(v) {
-            Ok(d) if d > chrono::Duration::zero() && d <= chrono::Duration::days(30) => Ok(Some(d)),
-            _ => Err(self.bad(name, v, "a duration from 1m to 30d, like 30m, 2h or 1h 30m")),
-        }
-    }
-
-    fn number(&self, name: &str) -> Result<Option<i64>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        v.trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| self.bad(name, v, "a positive whole number"))
-    }
-
-    fn target(&self, name: &str) -> Result<Option<String>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        let t = v.trim();
-        if self.config.person(t).is_some() || self.config.teams.contains_key(t) {
-            return Ok(Some(t.to_string()));
-        }
-        let mut ids: Vec<&str> = self.config.people.keys().map(|p| p.as_str()).collect();
-        ids.extend(self.config.teams.keys().map(String::as_str));
-        Err(self.bad(
-            name,
-            v,
-            format!("a configured person or team id ({})", ids.join(", ")),
-        ))
-    }
-
-    fn phase(&self, name: &str) -> Result<Option<Phase>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        v.parse()
-            .map(Some)
-            .map_err(|_| self.bad(name, v, Phase::FORM))
-    }
-
-    fn state_filter(&self, name: &str) -> Result<Option<StateFilter>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        v.parse()
-            .map(Some)
-            .map_err(|_| self.bad(name, v, StateFilter::FORM))
-    }
-
-    fn command_name(&self, name: &str) -> Result<Option<&'static CommandSpec>, ParseError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(None);
-        };
-        let words: Vec<String> = v
-            .split_whitespace()
-            .map(|w| w.trim_start_matches('/').to_ascii_lowercase())
-            .collect();
-        let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        // `/help incident` shows the first incident command's group listing via None-topic rules;
-        // an exact path shows one command.
-        spec::find(&words)
-            .or_else(|| {
-                if words.len() == 1 {
-                    COMMANDS.iter().find(|c| c.path[0] == words[0])
-                } else {
-                    None
-                }
-            })
-            .map(Some)
-            .ok_or_else(|| {
-                self.bad(
-                    name,
-                    v,
-                    COMMANDS
-                        .iter()
-                        .map(|c| c.name())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                )
-            })
-    }
-}
-
 /// The text of `/help` (all commands) or `/help command:"incident declare"` (one).
 pub fn help(topic: Option<&CommandSpec>, config: &Config) -> String {
     match topic {
@@ -627,3 +404,6 @@ pub fn help(topic: Option<&CommandSpec>, config: &Config) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

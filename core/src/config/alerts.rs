@@ -30,7 +30,8 @@ impl SourceKind {
 /// How a source proves itself. Each secret is named by the environment variable holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// Nothing configured: accepted from loopback only (and said so at start-up).
+    /// No variable named: the credential is the kind the sender supports (bearer token, HMAC
+    /// secret, routing key), generated on first start into the data folder.
     None,
     /// `Authorization: Bearer <token>`.
     Bearer { token_env: String },

@@ -21,10 +21,14 @@ pub enum EventKind {
     Closed,
     /// An alert fired, resolved or started flapping.
     Alert,
+    /// Held open: it will not resolve by itself when its alerts do.
+    Held,
+    /// Scheduled work about the incident failed too often and was given up.
+    JobDeadLettered,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Declared,
         EventKind::Acknowledged,
         EventKind::Update,
@@ -37,6 +41,8 @@ impl EventKind {
         EventKind::Reopened,
         EventKind::Closed,
         EventKind::Alert,
+        EventKind::Held,
+        EventKind::JobDeadLettered,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +58,8 @@ impl EventKind {
             EventKind::Reopened => "reopened",
             EventKind::Closed => "closed",
             EventKind::Alert => "alert",
+            EventKind::Held => "held",
+            EventKind::JobDeadLettered => "job_dead_lettered",
         }
     }
 }

@@ -47,6 +47,7 @@ impl Engine {
         let r = inc.reference;
         match cmd {
             Command::Ack { .. } => {
+                let from = inc.phase;
                 inc.acknowledge(&plan.actor.id, plan.at)?;
                 plan.cancel_escalation(inc);
                 plan.event(
@@ -55,6 +56,7 @@ impl Engine {
                     format!("{r} acknowledged by {who}; paging stopped"),
                     false,
                 );
+                plan.phase_moved(inc, from, "acknowledged");
                 plan.audit("incident.ack", inc, serde_json::json!({}));
                 Ok(format!("{r} acknowledged by {who}; paging stopped"))
             }
@@ -203,7 +205,7 @@ impl Engine {
                     kind: JobKind::Autoresolve,
                 });
                 let text = format!("{r} held open by {who}: it will not resolve by itself");
-                plan.event(inc, EventKind::Update, text.clone(), false);
+                plan.event(inc, EventKind::Held, text.clone(), false);
                 plan.audit("incident.hold", inc, serde_json::json!({}));
                 Ok(text)
             }

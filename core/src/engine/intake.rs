@@ -149,9 +149,19 @@ impl Engine {
             source: source.to_string(),
             fingerprint: fingerprint.to_string(),
             status,
-            labels: alert.labels.clone(),
-            annotations: alert.annotations.clone(),
-            summary: alert.summary(),
+            // A bare resolve (PagerDuty's names only the dedup key) keeps what the trigger said.
+            labels: match existing {
+                Some(e) if alert.labels.is_empty() => e.labels.clone(),
+                _ => alert.labels.clone(),
+            },
+            annotations: match existing {
+                Some(e) if alert.annotations.is_empty() => e.annotations.clone(),
+                _ => alert.annotations.clone(),
+            },
+            summary: alert
+                .stated_summary()
+                .or_else(|| existing.map(|e| e.summary.clone()))
+                .unwrap_or_else(|| alert.summary()),
             group_key: group_key.to_string(),
             incident: existing.and_then(|e| e.incident),
             starts_at: alert.starts_at.or(existing.and_then(|e| e.starts_at)),
@@ -466,6 +476,7 @@ impl Engine {
             return Ok(Outcome::Duplicate);
         }
         let now = self.clock().now();
+        let from = inc.phase;
         if let Err(e) = inc.acknowledge(&actor.id, now) {
             return self.record_refused(actor, None, e, now).await;
         }
@@ -477,6 +488,7 @@ impl Engine {
             format!("{r} acknowledged by {} (alert {})", actor.id, rec.summary),
             false,
         );
+        plan.phase_moved(&inc, from, "acknowledged");
         plan.audit(
             "incident.ack",
             &inc,

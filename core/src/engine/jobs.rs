@@ -38,6 +38,43 @@ impl Engine {
         })
     }
 
+    /// Gives up a job that failed `[jobs] max_attempts` times: marked dead with its error, a
+    /// timeline entry on its incident (so people see that, say, an escalation tier never fired),
+    /// the audit log, and `spotter_jobs_dead_lettered_total`.
+    pub async fn dead_letter_job(&self, job: &Job, error: &str) -> Result<(), StoreError> {
+        let actor = Actor::system("scheduler");
+        retry_on_conflict!(async {
+            let now = self.clock.now();
+            let mut plan = Plan::new(self, &actor, now);
+            let mut write = None;
+            if let Some(inc) = match job.incident {
+                Some(r) => self.store.incident(r).await?,
+                None => None,
+            } {
+                let text = format!(
+                    "scheduled {} ({}) given up after {} failed attempts: {error}",
+                    job.kind().as_str().replace('_', " "),
+                    job.key,
+                    job.attempts
+                );
+                plan.event(&inc, EventKind::JobDeadLettered, text, false);
+                plan.audit(
+                    "job.dead_lettered",
+                    &inc,
+                    serde_json::json!({"job": job.key, "attempts": job.attempts, "error": error}),
+                );
+                write = Some(IncidentWrite::Update(inc));
+            }
+            plan.jobs.push(JobChange::DeadLetter {
+                id: job.id,
+                error: error.to_string(),
+            });
+            self.commit(plan.finish(write)).await
+        })?;
+        self.metrics.job_dead_lettered(job.kind().as_str());
+        Ok(())
+    }
+
     /// What a due job does to its incident; returns whether the incident row must be written
     /// (it is, whenever events are added, so the version guards against racing commands).
     fn job_effects(&self, job: &Job, inc: &mut Incident, plan: &mut Plan<'_>) -> bool {

@@ -230,7 +230,7 @@ impl Engine {
             }
             Command::Show { incident } => {
                 let Some(inc) = self.resolve_ref(incident, ctx).await? else {
-                    return self.which_incident().await;
+                    return self.which_incident(StateFilter::Open).await;
                 };
                 match self.store.incident(inc).await? {
                     Some(i) => Ok(Reply::ok(
@@ -242,7 +242,7 @@ impl Engine {
             }
             Command::Timeline { incident } => {
                 let Some(inc) = self.resolve_ref(incident, ctx).await? else {
-                    return self.which_incident().await;
+                    return self.which_incident(StateFilter::Open).await;
                 };
                 match self.store.incident(inc).await? {
                     Some(i) => {
@@ -273,8 +273,15 @@ impl Engine {
             }
             Command::MaintenanceEnd { id } => self.maintenance_end(actor, id).await,
             other => {
-                let Some(inc) = self.resolve_ref(other.incident().flatten(), ctx).await? else {
-                    return self.which_incident().await;
+                // Close and reopen act on a resolved incident, so without a name they mean the
+                // only resolved one, as the others mean the only open one.
+                let among = match other {
+                    Command::Close { .. } | Command::Reopen { .. } => StateFilter::Resolved,
+                    _ => StateFilter::Open,
+                };
+                let named = other.incident().flatten().or(ctx.channel_incident);
+                let Some(inc) = self.only_incident(named, among).await? else {
+                    return self.which_incident(among).await;
                 };
                 self.mutate(actor, inc, &other).await
             }
@@ -308,25 +315,42 @@ impl Engine {
         named: Option<IncidentRef>,
         ctx: &CommandContext,
     ) -> Result<Option<IncidentRef>, StoreError> {
-        if let Some(r) = named.or(ctx.channel_incident) {
+        self.only_incident(named.or(ctx.channel_incident), StateFilter::Open)
+            .await
+    }
+
+    /// `named`, else the only incident `among` (open, or resolved for close and reopen).
+    async fn only_incident(
+        &self,
+        named: Option<IncidentRef>,
+        among: StateFilter,
+    ) -> Result<Option<IncidentRef>, StoreError> {
+        if let Some(r) = named {
             return Ok(Some(r));
         }
-        let open = self.store.incidents(StateFilter::Open).await?;
-        Ok(if open.len() == 1 {
-            Some(open[0].reference)
-        } else {
-            None
+        let candidates = self.store.incidents(among).await?;
+        Ok(match candidates.as_slice() {
+            [only] => Some(only.reference),
+            _ => None,
         })
     }
 
-    async fn which_incident(&self) -> Result<Reply, StoreError> {
-        let open = self.store.incidents(StateFilter::Open).await?;
-        Ok(Reply::refused(if open.is_empty() {
-            "no incident is open; name one with incident:INC-<number>".to_string()
+    async fn which_incident(&self, among: StateFilter) -> Result<Reply, StoreError> {
+        let candidates = self.store.incidents(among).await?;
+        let what = match among {
+            StateFilter::Resolved => "resolved",
+            _ => "open",
+        };
+        Ok(Reply::refused(if candidates.is_empty() {
+            format!("no incident is {what}; name one with incident:INC-<number>")
         } else {
-            let refs: Vec<String> = open.iter().rev().map(|i| i.reference.to_string()).collect();
+            let refs: Vec<String> = candidates
+                .iter()
+                .rev()
+                .map(|i| i.reference.to_string())
+                .collect();
             format!(
-                "{} incidents are open ({}); name one with incident:INC-<number>",
+                "{} incidents are {what} ({}); name one with incident:INC-<number>",
                 refs.len(),
                 refs.join(", ")
             )

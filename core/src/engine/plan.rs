@@ -99,6 +99,20 @@ impl<'a> Plan<'a> {
         });
     }
 
+    /// Records a phase change a transition made by itself (acknowledging moves immediate
+    /// response to assessment), so the timeline never skips a phase silently.
+    pub(crate) fn phase_moved(&mut self, inc: &Incident, from: crate::domain::Phase, why: &str) {
+        if inc.phase != from {
+            let text = format!(
+                "{} moved from {} to {} ({why})",
+                inc.reference,
+                from.title(),
+                inc.phase.title()
+            );
+            self.event(inc, EventKind::PhaseChanged, text, false);
+        }
+    }
+
     pub(crate) fn audit(&mut self, action: &str, inc: &Incident, mut detail: serde_json::Value) {
         if let Some(map) = detail.as_object_mut() {
             map.insert("state".into(), inc.state.as_str().into());

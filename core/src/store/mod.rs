@@ -88,6 +88,18 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<Job>, StoreError>;
     async fn pending_jobs(&self) -> Result<Vec<Job>, StoreError>;
+    /// Remembers why a job's attempt failed (it is retried after its lease).
+    async fn job_attempt_failed(&self, id: i64, error: &str) -> Result<(), StoreError>;
+    /// Deletes a batch of finished rows older than their cutoffs (retention).
+    async fn purge(&self, before: PurgeBefore, batch: i64) -> Result<Purged, StoreError>;
+    /// Remembers a request signature until `expires_at`; `false` when it is a replay (seen and
+    /// still within its window). Shared by every replica and kept across restarts.
+    async fn remember_signature(
+        &self,
+        signature: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// The chat channel of an incident on a platform.
     async fn chat_binding(

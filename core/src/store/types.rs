@@ -354,6 +354,36 @@ pub enum JobChange {
         id: i64,
         due_at: DateTime<Utc>,
     },
+    /// Gives up a job that failed too often: state `dead`, with the last error kept.
+    DeadLetter {
+        id: i64,
+        error: String,
+    },
+}
+
+/// How old finished rows must be before [`crate::store::Store::purge`] deletes them.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeBefore {
+    pub delivered_messages: DateTime<Utc>,
+    pub finished_jobs: DateTime<Utc>,
+    pub resolved_alerts: DateTime<Utc>,
+    /// Seen signatures whose window closed before this.
+    pub signatures: DateTime<Utc>,
+}
+
+/// What one purge round deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub messages: u64,
+    pub jobs: u64,
+    pub alerts: u64,
+    pub signatures: u64,
+}
+
+impl Purged {
+    pub fn total(&self) -> u64 {
+        self.messages + self.jobs + self.alerts + self.signatures
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

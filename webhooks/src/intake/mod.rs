@@ -2,110 +2,118 @@
 //!
 //! Each request goes through the same gates, in this order:
 //! 1. The source: unknown → 404.
-//! 2. The body, read up to the source's `max_body`: larger → 413.
-//! 3. Credentials: missing or wrong, or a stale or replayed signature → 401. A source without a
-//!    credential takes requests from loopback only.
+//! 2. Credentials, within the client's failed-authentication budget ([`crate::limit`]): a header
+//!    credential (bearer, basic) is compared first; a signature or routing key, which needs the
+//!    body, only while the client has budget left, else 429 with `Retry-After` before the body is
+//!    read or any HMAC computed. Missing or wrong, or a stale or replayed signature → 401, and
+//!    one token of the budget (429 once it is spent). Every source has a credential; one without
+//!    a secret refuses everything.
+//! 3. The body, read up to the source's `max_body`: larger → 413.
 //! 4. The source's rate: over it → 429 with `Retry-After`.
 //! 5. The payload: malformed → 400 naming the field.
 //! 6. Ingest, and only then 2xx: every change is committed before the answer. Storage trouble →
 //!    503 with `Retry-After` (Alertmanager retries 5xx only); nothing is half-written.
+//!
+//! Every refusal is counted and logged once ([`reject`]).
+//!
+//! Modules: [`auth`] (each source's [`auth::Check`] and the credential check), [`signature`] (the
+//! pure HMAC check), [`replay`] (the in-memory replay cache), [`error`] (refusals and their
+//! answers), [`reject`] (the trace refusals leave), [`parse`] (each payload format).
 
+pub mod auth;
+pub mod error;
 pub mod parse;
+pub mod reject;
+pub mod replay;
+pub mod signature;
 
 use crate::error::ApiError;
 use crate::AppState;
+use auth::Check;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+pub use error::{IntakeError, Reason};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use spotter_core::alerts::AlertBatch;
-use spotter_core::config::{Config, Credential, SourceConfig, SourceKind};
+use spotter_core::config::{Config, SourceConfig, SourceKind};
 use spotter_core::Secret;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// How far a signed request's timestamp may be from now.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 
+/// Signatures the replay cache holds at most.
+pub const REPLAY_CACHE_CAPACITY: usize = 100_000;
+
+/// The `source` label of refusals that name no configured source.
+pub const UNKNOWN_SOURCE: &str = "unknown";
+
 struct Source {
     config: SourceConfig,
-    /// The credential's secret, read from its environment variable at start-up.
+    check: Check,
+    /// The credential's secret: from its environment variable or the data folder.
     secret: Option<Secret>,
     limiter: DefaultDirectRateLimiter,
 }
 
-/// The sources with their secrets and rate limiters, and recently used signatures.
+/// The sources with their secrets and rate limiters, recently used signatures, and the trace of
+/// refusals.
 pub struct Intake {
     sources: Vec<Source>,
-    /// Signature → the Unix time it stops mattering (end of its timestamp window).
-    seen_signatures: Mutex<HashMap<String, i64>>,
+    replays: replay::ReplayCache,
+    rejections: reject::RejectionLog,
+}
+
+fn limiter(s: &SourceConfig) -> DefaultDirectRateLimiter {
+    let per_second = s.rate_per_second;
+    let quota = if per_second >= 1.0 {
+        Quota::per_second(NonZeroU32::new(per_second.round() as u32).unwrap_or(NonZeroU32::MIN))
+    } else {
+        Quota::with_period(Duration::from_secs_f64(1.0 / per_second)).expect("a positive period")
+    };
+    RateLimiter::direct(quota.allow_burst(NonZeroU32::new(s.burst).unwrap_or(NonZeroU32::MIN)))
 }
 
 impl Intake {
-    /// Reads each source's secret through `env`. Returns the warnings to log at start-up.
-    pub fn from_config(
-        config: &Config,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> (Intake, Vec<String>) {
-        let mut warnings = Vec::new();
+    /// The configured sources with their secrets, by source id. A source missing from `secrets`
+    /// refuses every request (and is reported by [`Intake::switched_off`]).
+    pub fn new(config: &Config, mut secrets: HashMap<String, Secret>) -> Intake {
         let sources = config
             .sources
             .iter()
-            .map(|s| {
-                let var = match &s.credential {
-                    Credential::None => None,
-                    Credential::Bearer { token_env } => Some(token_env),
-                    Credential::Basic { password_env, .. } => Some(password_env),
-                    Credential::Hmac { secret_env, .. } => Some(secret_env),
-                    Credential::RoutingKey { key_env } => Some(key_env),
-                };
-                let secret = var
-                    .and_then(|v| env(v))
-                    .filter(|v| !v.trim().is_empty())
-                    .map(|v| Secret::new(v.trim()));
-                if secret.is_none() {
-                    let why = match var {
-                        Some(v) => format!("${v} is not set"),
-                        None => "no credential is configured".to_string(),
-                    };
-                    warnings.push(format!(
-                        "alert source `{}` ({}): {why}; accepting its requests from loopback only",
-                        s.id,
-                        s.kind.as_str()
-                    ));
-                }
-                let per_second = s.rate_per_second;
-                let quota = if per_second >= 1.0 {
-                    Quota::per_second(
-                        NonZeroU32::new(per_second.round() as u32).unwrap_or(NonZeroU32::MIN),
-                    )
-                } else {
-                    Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
-                        .expect("a positive period")
-                };
-                let quota = quota.allow_burst(NonZeroU32::new(s.burst).unwrap_or(NonZeroU32::MIN));
-                Source {
-                    config: s.clone(),
-                    secret,
-                    limiter: RateLimiter::direct(quota),
-                }
+            .map(|s| Source {
+                check: Check::for_source(s),
+                secret: secrets.remove(&s.id),
+                limiter: limiter(s),
+                config: s.clone(),
             })
             .collect();
-        (
-            Intake {
-                sources,
-                seen_signatures: Mutex::new(HashMap::new()),
-            },
-            warnings,
-        )
+        Intake {
+            sources,
+            replays: replay::ReplayCache::new(SIGNATURE_WINDOW_SECS, REPLAY_CACHE_CAPACITY),
+            rejections: reject::RejectionLog::default(),
+        }
+    }
+
+    /// The ids of sources that have no secret and so accept nothing.
+    pub fn switched_off(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .filter(|s| s.secret.is_none())
+            .map(|s| s.config.id.as_str())
+            .collect()
+    }
+
+    /// Signatures in the replay cache right now.
+    pub fn remembered_signatures(&self) -> usize {
+        self.replays.len()
     }
 
     fn find(&self, kind: SourceKind, id: Option<&str>) -> Result<&Source, IntakeError> {
@@ -119,102 +127,15 @@ impl Intake {
                 })
             })
     }
-
-    /// Remembers a signature until its window closes; `false` when it was already used.
-    fn first_use(&self, signature: &str, expires: i64, now: i64) -> bool {
-        let mut seen = self.seen_signatures.lock().unwrap();
-        if seen.len() > 10_000 {
-            seen.retain(|_, exp| *exp > now);
-        }
-        match seen.get(signature) {
-            Some(exp) if *exp > now => false,
-            _ => {
-                seen.insert(signature.to_string(), expires);
-                true
-            }
-        }
-    }
 }
 
-/// Why a request was refused before it reached the engine.
-#[derive(Debug)]
-pub enum IntakeError {
-    UnknownSource(String),
-    TooLarge(usize),
-    Unauthorized(String),
-    RateLimited(u64),
-    BadPayload(String),
-    Api(ApiError),
-}
-
-impl From<spotter_core::StoreError> for IntakeError {
-    fn from(e: spotter_core::StoreError) -> Self {
-        IntakeError::Api(e.into())
-    }
-}
-
-impl IntakeError {
-    fn status(&self) -> StatusCode {
-        match self {
-            IntakeError::UnknownSource(_) => StatusCode::NOT_FOUND,
-            IntakeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            IntakeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            IntakeError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            IntakeError::BadPayload(_) => StatusCode::BAD_REQUEST,
-            IntakeError::Api(e) => e.status(),
-        }
-    }
-    fn message(&self) -> String {
-        match self {
-            IntakeError::UnknownSource(m)
-            | IntakeError::Unauthorized(m)
-            | IntakeError::BadPayload(m) => m.clone(),
-            IntakeError::TooLarge(max) => {
-                format!("request body is larger than this source's limit of {max} bytes")
-            }
-            IntakeError::RateLimited(s) => {
-                format!("rate limit exceeded for this source; retry in {s} s")
-            }
-            IntakeError::Api(e) => e.to_string(),
-        }
-    }
-}
-
-impl IntoResponse for IntakeError {
-    fn into_response(self) -> Response {
-        match self {
-            IntakeError::Api(e) => e.into_response(),
-            IntakeError::RateLimited(secs) => {
-                let mut r = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(serde_json::json!({"error": self.message()})),
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, secs.into());
-                r
-            }
-            IntakeError::TooLarge(_) => {
-                // The rest of the body was not read, so this connection cannot carry another
-                // request: say so, or a client may reuse it and fail on a closed socket.
-                let mut r = (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Json(serde_json::json!({"error": self.message()})),
-                )
-                    .into_response();
-                r.headers_mut().insert(
-                    axum::http::header::CONNECTION,
-                    axum::http::HeaderValue::from_static("close"),
-                );
-                r
-            }
-            other => (
-                other.status(),
-                Json(serde_json::json!({"error": other.message()})),
-            )
-                .into_response(),
-        }
-    }
+/// Counts and logs a refusal.
+fn refuse(state: &AppState, source: &str, client: IpAddr, e: IntakeError) -> IntakeError {
+    state
+        .intake
+        .rejections
+        .note(state.engine.metrics(), source, client, &e);
+    e
 }
 
 async fn read_body(
@@ -234,166 +155,109 @@ async fn read_body(
         .map_err(|_| IntakeError::TooLarge(max))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn hmac_hex(secret: &Secret, parts: &[&[u8]]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// Checks the request's credential against the source's.
-fn authenticate(
-    intake: &Intake,
+/// Gates 2 and 3: the credential within the client's failure budget, and the body (see [`crate::limit`]).
+/// A header credential is compared first and a failure spends a token (429 once none is left);
+/// for a signature the token is taken before the body is read and given back when it verifies.
+async fn read_and_authenticate(
+    state: &AppState,
     src: &Source,
-    peer: SocketAddr,
+    client: IpAddr,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), IntakeError> {
-    let id = &src.config.id;
-    let Some(secret) = &src.secret else {
-        return if peer.ip().is_loopback() {
-            Ok(())
-        } else {
-            Err(IntakeError::Unauthorized(format!(
-                "source `{id}` has no credential configured; only loopback requests are accepted"
-            )))
-        };
-    };
-    let auth = header(headers, "authorization").unwrap_or("");
-    match &src.config.credential {
-        Credential::Bearer { .. } => match auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-        {
-            Some(t) if secret.matches(t.trim()) => Ok(()),
-            _ => Err(IntakeError::Unauthorized(
-                "missing or invalid bearer token".into(),
-            )),
-        },
-        Credential::Basic { user, .. } => {
-            use base64::Engine as _;
-            let decoded = auth
-                .strip_prefix("Basic ")
-                .and_then(|b| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b.trim())
-                        .ok()
-                })
-                .and_then(|b| String::from_utf8(b).ok());
-            let ok = decoded
-                .as_deref()
-                .and_then(|d| d.split_once(':'))
-                .is_some_and(|(u, p)| {
-                    // Both compared in constant time, and both always compared.
-                    let user_ok = spotter_core::secrets_equal(u.as_bytes(), user.as_bytes());
-                    let pass_ok = secret.matches(p);
-                    user_ok & pass_ok
-                });
-            if ok {
-                Ok(())
-            } else {
-                Err(IntakeError::Unauthorized(
-                    "missing or invalid basic credentials".into(),
-                ))
-            }
+    body: Body,
+) -> Result<bytes::Bytes, IntakeError> {
+    let now = chrono::Utc::now().timestamp();
+    if !src.check.reads_body() {
+        if let Err(e) = auth::authenticate(&state.intake, src, headers, &[], now) {
+            return Err(match state.guard.failed(client) {
+                Ok(()) => e,
+                Err(secs) => IntakeError::Throttled(secs),
+            });
         }
-        Credential::Hmac {
-            timestamp_header, ..
-        } => {
-            let (sig_header, sep) = match src.config.kind {
-                SourceKind::Generic => ("x-spotter-signature", "."),
-                _ => ("x-grafana-alerting-signature", ":"),
-            };
-            let presented = header(headers, sig_header)
-                .map(|s| s.trim().trim_start_matches("sha256=").to_ascii_lowercase())
-                .ok_or_else(|| IntakeError::Unauthorized(format!("missing {sig_header} header")))?;
-            let expected = match timestamp_header {
-                Some(th) => {
-                    let ts_raw = header(headers, th)
-                        .ok_or_else(|| IntakeError::Unauthorized(format!("missing {th} header")))?;
-                    let ts: i64 = ts_raw.trim().parse().map_err(|_| {
-                        IntakeError::Unauthorized(format!("{th} must be Unix seconds"))
-                    })?;
-                    let now = chrono::Utc::now().timestamp();
-                    if (now - ts).abs() > SIGNATURE_WINDOW_SECS {
-                        return Err(IntakeError::Unauthorized(format!(
-                            "stale request: {th} is {} s from now (at most {SIGNATURE_WINDOW_SECS} s)",
-                            (now - ts).abs()
-                        )));
-                    }
-                    let expected =
-                        hmac_hex(secret, &[ts_raw.trim().as_bytes(), sep.as_bytes(), body]);
-                    if spotter_core::secrets_equal(expected.as_bytes(), presented.as_bytes())
-                        && !intake.first_use(&expected, ts + SIGNATURE_WINDOW_SECS, now)
-                    {
-                        return Err(IntakeError::Unauthorized("replayed request: this signature was already used; sign each delivery afresh".into()));
-                    }
-                    expected
-                }
-                None => hmac_hex(secret, &[body]),
-            };
-            if spotter_core::secrets_equal(expected.as_bytes(), presented.as_bytes()) {
-                Ok(())
-            } else {
-                Err(IntakeError::Unauthorized("invalid signature".into()))
-            }
-        }
-        Credential::RoutingKey { .. } => Ok(()), // checked against the body's routing_key
-        Credential::None => Ok(()),
+        return read_body(body, headers, src.config.max_body).await;
     }
+    state
+        .guard
+        .before_authentication(client)
+        .map_err(IntakeError::Throttled)?;
+    let result = match read_body(body, headers, src.config.max_body).await {
+        Ok(bytes) => auth::authenticate(&state.intake, src, headers, &bytes, now).map(|()| bytes),
+        Err(e) => Err(e),
+    };
+    if !result.as_ref().is_err_and(IntakeError::is_auth_failure) {
+        state.guard.authenticated(client);
+    }
+    result
 }
 
 fn rate_limit(src: &Source) -> Result<(), IntakeError> {
     src.limiter.check().map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        IntakeError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+        IntakeError::RateLimited(crate::limit::retry_after_secs(wait))
     })
 }
 
 async fn ingest(
     state: &AppState,
     batch: &AlertBatch,
-    truncated: u64,
-) -> Result<Response, IntakeError> {
-    if truncated > 0 {
-        tracing::warn!(source = %batch.source, truncated, "the sender left alerts out of this notification (Alertmanager max_alerts)");
-    }
+) -> Result<spotter_core::engine::intake::IngestReport, IntakeError> {
     let report = state.engine.ingest(batch).await?;
     state.engine.metrics().alerts_received(
         &batch.source,
         report.changed as u64,
+        report.suppressed as u64,
         report.duplicates as u64,
     );
+    Ok(report)
+}
+
+async fn alertmanager_like(
+    state: &AppState,
+    src: &Source,
+    client: IpAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IntakeError> {
+    let bytes = read_and_authenticate(state, src, client, &headers, body).await?;
+    rate_limit(src)?;
+    let parsed = match src.config.kind {
+        SourceKind::Grafana => parse::grafana(&bytes, &src.config.id),
+        _ => parse::alertmanager(&bytes, &src.config.id),
+    };
+    let (batch, notes) = parsed.map_err(|e| IntakeError::BadPayload(e.to_string()))?;
+    if notes.truncated > 0 {
+        tracing::warn!(source = %batch.source, truncated = notes.truncated, "the sender left alerts out of this notification (Alertmanager max_alerts)");
+    }
+    ok_response(ingest(state, &batch).await?, notes.truncated)
+}
+
+fn ok_response(
+    report: spotter_core::engine::intake::IngestReport,
+    truncated: u64,
+) -> Result<Response, IntakeError> {
     let mut body = serde_json::to_value(&report).expect("a report serialises");
     body["status"] = "ok".into();
     body["truncated"] = truncated.into();
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-async fn alertmanager_like(
+/// One of the formats whose source is named in the path (or is the first of its kind).
+async fn by_path(
     state: AppState,
     kind: SourceKind,
     id: Option<String>,
-    peer: SocketAddr,
+    client: IpAddr,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, IntakeError> {
-    let src = state.intake.find(kind, id.as_deref())?;
-    let bytes = read_body(body, &headers, src.config.max_body).await?;
-    authenticate(&state.intake, src, peer, &headers, &bytes)?;
-    rate_limit(src)?;
-    let parsed = match kind {
-        SourceKind::Grafana => parse::grafana(&bytes, &src.config.id),
-        _ => parse::alertmanager(&bytes, &src.config.id),
+) -> Response {
+    let src = match state.intake.find(kind, id.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return refuse(&state, UNKNOWN_SOURCE, client, e).into_response(),
     };
-    let (batch, notes) = parsed.map_err(|e| IntakeError::BadPayload(e.to_string()))?;
-    ingest(&state, &batch, notes.truncated).await
+    let result = match kind {
+        SourceKind::Generic => generic_inner(&state, src, client, headers, body).await,
+        _ => alertmanager_like(&state, src, client, headers, body).await,
+    };
+    result.unwrap_or_else(|e| refuse(&state, &src.config.id, client, e).into_response())
 }
 
 /// `POST /webhooks/alertmanager[/{source}]`: Alertmanager's webhook_config (version 4).
@@ -403,9 +267,17 @@ pub async fn alertmanager(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, IntakeError> {
+) -> Response {
     let id = source.map(|Path(id)| id);
-    alertmanager_like(state, SourceKind::Alertmanager, id, peer, headers, body).await
+    by_path(
+        state,
+        SourceKind::Alertmanager,
+        id,
+        peer.ip(),
+        headers,
+        body,
+    )
+    .await
 }
 
 /// `POST /webhooks/grafana[/{source}]`: Grafana's webhook contact point (version 1).
@@ -415,9 +287,9 @@ pub async fn grafana(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, IntakeError> {
+) -> Response {
     let id = source.map(|Path(id)| id);
-    alertmanager_like(state, SourceKind::Grafana, id, peer, headers, body).await
+    by_path(state, SourceKind::Grafana, id, peer.ip(), headers, body).await
 }
 
 /// `POST /webhooks/generic/{source}`: the documented JSON shape, HMAC-signed.
@@ -427,22 +299,30 @@ pub async fn generic(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    by_path(
+        state,
+        SourceKind::Generic,
+        Some(id),
+        peer.ip(),
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn generic_inner(
+    state: &AppState,
+    src: &Source,
+    client: IpAddr,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, IntakeError> {
-    let src = state.intake.find(SourceKind::Generic, Some(&id))?;
-    let bytes = read_body(body, &headers, src.config.max_body).await?;
-    authenticate(&state.intake, src, peer, &headers, &bytes)?;
+    let bytes = read_and_authenticate(state, src, client, &headers, body).await?;
     rate_limit(src)?;
     let batch = parse::generic(&bytes, &src.config.id)
         .map_err(|e| IntakeError::BadPayload(e.to_string()))?;
-    ingest(&state, &batch, 0).await
-}
-
-fn pd_invalid(status: StatusCode, message: &str, errors: Vec<String>) -> Response {
-    (
-        status,
-        Json(serde_json::json!({"status": "invalid event", "message": message, "errors": errors})),
-    )
-        .into_response()
+    ok_response(ingest(state, &batch).await?, 0)
 }
 
 /// `POST /v2/enqueue`: PagerDuty Events API v2, answered the way PagerDuty answers, so existing
@@ -459,64 +339,90 @@ pub async fn pagerduty(
         .iter()
         .filter(|s| s.config.kind == SourceKind::Pagerduty)
         .collect();
-    if candidates.is_empty() {
-        return IntakeError::UnknownSource("no pagerduty source is configured".into())
-            .into_response();
+    // Until the routing key names the source, refusals are the only PagerDuty source's, if
+    // there is one.
+    let mut label = match candidates.as_slice() {
+        [only] => only.config.id.as_str(),
+        _ => UNKNOWN_SOURCE,
+    };
+    let client = peer.ip();
+    match pagerduty_inner(&state, &candidates, &mut label, client, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => refuse(&state, label, client, e).into_pagerduty_response(),
     }
+}
+
+async fn pagerduty_inner<'a>(
+    state: &AppState,
+    candidates: &[&'a Source],
+    label: &mut &'a str,
+    client: IpAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, IntakeError> {
+    if candidates.is_empty() {
+        return Err(IntakeError::UnknownSource(
+            "no pagerduty source is configured".into(),
+        ));
+    }
+    state
+        .guard
+        .before_authentication(client)
+        .map_err(IntakeError::Throttled)?;
+    let src = pagerduty_source(candidates, headers, body).await;
+    if !src.as_ref().is_err_and(IntakeError::is_auth_failure) {
+        state.guard.authenticated(client);
+    }
+    let (src, event) = src?;
+    *label = src.config.id.as_str();
+    rate_limit(src)?;
+    let generated = spotter_core::random_token(16);
+    let (batch, dedup_key) =
+        parse::pagerduty(event, &src.config.id, &generated).map_err(IntakeError::InvalidEvent)?;
+    ingest(state, &batch).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"status": "success", "message": "Event processed", "dedup_key": dedup_key})),
+    )
+        .into_response())
+}
+
+/// Reads the event and finds the source whose routing key it carries (the key names the source
+/// and is its credential), comparing in constant time against every PagerDuty source's key.
+async fn pagerduty_source<'a>(
+    candidates: &[&'a Source],
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'a Source, parse::PdEvent), IntakeError> {
     let max = candidates
         .iter()
         .map(|s| s.config.max_body)
         .max()
         .unwrap_or(crate::MAX_BODY);
-    let bytes = match read_body(body, &headers, max).await {
-        Ok(b) => b,
-        Err(e) => return pd_invalid(e.status(), &e.message(), vec![e.message()]),
-    };
-    let event: parse::PdEvent = match parse::json(&bytes) {
-        Ok(e) => e,
-        Err(e) => {
-            return pd_invalid(
-                StatusCode::BAD_REQUEST,
-                "Event object is invalid",
-                vec![e.to_string()],
-            )
-        }
-    };
+    let bytes = read_body(body, headers, max).await?;
+    let event: parse::PdEvent =
+        parse::json(&bytes).map_err(|e| IntakeError::InvalidEvent(vec![e.to_string()]))?;
     let key = event.routing_key.clone().unwrap_or_default();
-    // The routing key names the source (and is its credential): compared in constant time
-    // against every PagerDuty source's key.
-    let src = candidates.iter().copied().find(|s| match &s.secret {
-        Some(secret) => secret.matches(&key),
-        None => peer.ip().is_loopback(),
+    // Every key is compared (no early exit), so timing does not tell which source matched.
+    let found = candidates.iter().copied().fold(None, |found, s| {
+        let matches = s.secret.as_ref().is_some_and(|secret| secret.matches(&key));
+        found.or(matches.then_some(s))
     });
-    let Some(src) = src else {
-        let msg = if key.is_empty() {
-            "'routing_key' is missing"
-        } else {
-            "Invalid routing key"
-        };
-        return pd_invalid(StatusCode::UNAUTHORIZED, msg, vec![msg.to_string()]);
-    };
-    if let Err(e) = rate_limit(src) {
-        return e.into_response();
+    match found {
+        Some(src) => Ok((src, event)),
+        None if key.is_empty() => Err(IntakeError::Unauthorized(
+            Reason::MissingCredential,
+            "'routing_key' is missing".into(),
+        )),
+        None => Err(IntakeError::Unauthorized(
+            Reason::BadCredential,
+            "Invalid routing key".into(),
+        )),
     }
-    let generated = spotter_core::random_token(16);
-    let (batch, dedup_key) = match parse::pagerduty(event, &src.config.id, &generated) {
-        Ok(x) => x,
-        Err(errors) => {
-            return pd_invalid(StatusCode::BAD_REQUEST, "Event object is invalid", errors)
-        }
-    };
-    match state.engine.ingest(&batch).await {
-        Ok(report) => {
-            state.engine.metrics().alerts_received(
-                &batch.source,
-                report.changed as u64,
-                report.duplicates as u64,
-            );
-            (StatusCode::ACCEPTED, Json(serde_json::json!({"status": "success", "message": "Event processed", "dedup_key": dedup_key})))
-                .into_response()
-        }
-        Err(e) => ApiError::from(e).into_response(),
+}
+
+impl From<ApiError> for IntakeError {
+    fn from(e: ApiError) -> Self {
+        IntakeError::Api(e)
     }
 }

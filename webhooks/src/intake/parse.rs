@@ -380,3 +380,6 @@ pub fn generic(body: &[u8], source: &str) -> Result<AlertBatch, BadPayload> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

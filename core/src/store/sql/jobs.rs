@@ -37,4 +37,101 @@ impl SqlStore {
             .map_err(map_err)?;
         rows.into_iter().map(JobRow::into_job).collect()
     }
+
+    pub(super) async fn job_attempt_failed_sql(
+        &self,
+        id: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let error: String = error.chars().take(1000).collect();
+        sqlx::query("UPDATE jobs SET last_error = $2 WHERE id = $1 AND state = 'pending'")
+            .bind(id)
+            .bind(error)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Deletes up to `batch` rows of each kind older than its cutoff, oldest first, each table in
+    /// its own short transaction so intake never waits long behind retention.
+    pub(super) async fn purge_sql(
+        &self,
+        before: PurgeBefore,
+        batch: i64,
+    ) -> Result<Purged, StoreError> {
+        let run = |sql: &'static str, cutoff: DateTime<Utc>| async move {
+            let res = sqlx::query(sql)
+                .bind(ms(cutoff))
+                .bind(batch)
+                .execute(&self.writer)
+                .await
+                .map_err(map_err)?;
+            Ok::<u64, StoreError>(res.rows_affected())
+        };
+        Ok(Purged {
+            messages: run(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'delivered' \
+                 AND delivered_at < $1 ORDER BY delivered_at LIMIT $2)",
+                before.delivered_messages,
+            )
+            .await?,
+            jobs: run(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('done', 'cancelled', 'dead') \
+                 AND done_at < $1 ORDER BY done_at LIMIT $2)",
+                before.finished_jobs,
+            )
+            .await?,
+            // Only alerts whose incident is no longer open: an open incident's alerts decide
+            // when it resolves.
+            alerts: run(
+                "DELETE FROM alerts WHERE (source, fingerprint) IN (SELECT a.source, a.fingerprint FROM alerts a \
+                 LEFT JOIN incidents i ON i.number = a.incident \
+                 WHERE a.status = 'resolved' AND a.changed_at < $1 \
+                   AND (i.number IS NULL OR i.state IN ('resolved', 'closed')) \
+                 ORDER BY a.changed_at LIMIT $2)",
+                before.resolved_alerts,
+            )
+            .await?,
+            signatures: run(
+                "DELETE FROM seen_signatures WHERE signature IN (SELECT signature FROM seen_signatures \
+                 WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)",
+                before.signatures,
+            )
+            .await?,
+        })
+    }
+
+    /// Remembers a signature until `expires_at`; `false` when it was already seen and is still
+    /// within its window (a replay, whichever replica or process saw it first).
+    pub(super) async fn remember_signature_sql(
+        &self,
+        signature: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let seen: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM seen_signatures WHERE signature = $1")
+                .bind(signature)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if seen.is_some_and(|exp| exp >= ms(now)) {
+            return Ok(false);
+        }
+        let res = sqlx::query(
+            "INSERT INTO seen_signatures (signature, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE seen_signatures.expires_at < $3",
+        )
+        .bind(signature)
+        .bind(ms(expires_at))
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(res.rows_affected() == 1)
+    }
 }

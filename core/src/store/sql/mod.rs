@@ -348,6 +348,24 @@ impl Store for SqlStore {
         self.pending_jobs_sql().await
     }
 
+    async fn job_attempt_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.job_attempt_failed_sql(id, error).await
+    }
+
+    async fn purge(&self, before: PurgeBefore, batch: i64) -> Result<Purged, StoreError> {
+        self.purge_sql(before, batch).await
+    }
+
+    async fn remember_signature(
+        &self,
+        signature: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.remember_signature_sql(signature, expires_at, now)
+            .await
+    }
+
     async fn chat_binding(
         &self,
         platform: &str,

@@ -180,6 +180,19 @@ impl SqlStore {
                         .await
                         .map_err(map_err)?;
                 }
+                JobChange::DeadLetter { id, error } => {
+                    let error: String = error.chars().take(1000).collect();
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'dead', done_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $1 AND state = 'pending'",
+                    )
+                    .bind(*id)
+                    .bind(ms(now))
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
             }
         }
         for a in &cs.alerts {
