@@ -74,6 +74,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        crate::server_url::write(&config.server.data_dir, addr);
         let intake = spotter_webhooks::intake::Intake::new(&config, secrets);
         for id in intake.switched_off() {
             tracing::warn!("alert source `{id}` has no credential and refuses every request");

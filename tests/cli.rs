@@ -233,13 +233,18 @@ async fn a_fresh_install_declares_over_the_console_and_keeps_it_across_restarts_
 
 fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
     let server = Server::start(dir, db);
-    let (ok, out) = chat(
+    // Resolving needs a commander: the shared token stops at responder, so sysadmin speaks with
+    // their own token.
+    let token = create_token(dir, db, "sysadmin");
+    let (ok, out, err) = run_with(
         dir,
-        &server.url,
-        "sysadmin",
+        db,
+        &["chat", "--url", &server.url],
+        &[("SPOTTER_TOKEN", &token)],
         "/incident declare level:2 title:\"Redis down\"\n/incident ack\n/incident resolve summary:\"restarted\"\n",
     );
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("resolved"), "{out}");
     server.stop();
 
     let verify = |dir: &Path| spotter(dir, db).args(["audit", "verify"]).output().unwrap();
@@ -251,7 +256,7 @@ fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "audit log verified: 3 entries, hash chain intact"
+        "audit log verified: 4 entries, hash chain intact"
     );
 
     // Someone edits row 2 by hand.
@@ -360,4 +365,377 @@ fn migrate_applies_the_schema_and_is_idempotent() {
         );
     }
     assert!(dir.path().join("data/spotter.db").exists());
+}
+
+/// `spotter ARGS` with `stdin` → (exit ok, stdout, stderr).
+fn run(dir: &Path, db: Option<&str>, args: &[&str], stdin: &str) -> (bool, String, String) {
+    run_with(dir, db, args, &[], stdin)
+}
+
+#[test]
+fn chat_finds_a_server_started_on_another_port_and_errors_name_the_url_they_used() {
+    let dir = tempfile::tempdir().unwrap();
+    // `serve` on a free port (SPOTTER_LISTEN=127.0.0.1:0), not the configured 8080.
+    let server = Server::start(dir.path(), None);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/server-url"))
+            .unwrap()
+            .trim(),
+        server.url
+    );
+    // No --url: chat finds it through the data folder.
+    let (ok, out, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin"],
+        "/incident declare level:2 title:\"Redis down\"\n",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("Declared INC-1"), "{out}");
+    server.stop();
+
+    // Stopped: the error names the URL it tried and where it came from.
+    let (ok, _, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin"],
+        "/incident list\n",
+    );
+    assert!(!ok);
+    let port = server_port(&dir);
+    assert!(
+        err.contains(&format!(
+            "cannot reach Spotter at http://127.0.0.1:{port} (from data/server-url"
+        )),
+        "{err}"
+    );
+
+    // --url wins, and is named too.
+    let dead = format!("http://127.0.0.1:{}", common::binary::closed_port());
+    let (ok, _, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin", "--url", &dead],
+        "/incident list\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("cannot reach Spotter at {dead} (from --url)")),
+        "{err}"
+    );
+
+    // Without the file: server.public_url, named as such.
+    std::fs::remove_file(dir.path().join("data/server-url")).unwrap();
+    let (ok, _, err) = run(
+        dir.path(),
+        None,
+        &["chat", "--as", "sysadmin"],
+        "/incident list\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot reach Spotter at http://127.0.0.1:8080 (from server.public_url)"),
+        "{err}"
+    );
+}
+
+fn server_port(dir: &tempfile::TempDir) -> String {
+    let url = std::fs::read_to_string(dir.path().join("data/server-url")).unwrap();
+    url.trim().rsplit(':').next().unwrap().to_string()
+}
+
+#[test]
+fn audit_verify_in_an_empty_folder_creates_nothing_and_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(dir.path(), None, &["audit", "verify"], "");
+    assert!(!ok, "{out}");
+    assert_eq!(
+        err.trim(),
+        "error: no database at data/spotter.db; start `spotter serve` or run `spotter migrate` first"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "audit verify created files: {:?}",
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_on_a_missing_or_empty_postgres_database_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, pg)) =
+        common::database(Backend::Postgres, "audit_verify_missing_pg", dir.path()).await
+    else {
+        return;
+    };
+    let missing = format!("{}_missing", url);
+    let path = dir.path().to_path_buf();
+    let (url2, missing2) = (url.clone(), missing.clone());
+    let (missing_err, empty_err) = tokio::task::spawn_blocking(move || {
+        let (ok, _, missing_err) = run(&path, Some(&missing2), &["audit", "verify"], "");
+        assert!(!ok);
+        let (ok, _, empty_err) = run(&path, Some(&url2), &["audit", "verify"], "");
+        assert!(!ok);
+        (missing_err, empty_err)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        missing_err.trim(),
+        format!(
+            "error: no database at {missing}; start `spotter serve` or run `spotter migrate` first"
+        )
+    );
+    assert!(
+        empty_err.starts_with(&format!("error: the database at {url} is not ready (")),
+        "{empty_err}"
+    );
+    assert!(
+        empty_err
+            .trim_end()
+            .ends_with("start `spotter serve` or run `spotter migrate` first"),
+        "{empty_err}"
+    );
+    // Nothing was created in it: no migrations table, no schema.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(tables, 0);
+    if let Some(pg) = pg {
+        pg.drop_db().await;
+    }
+}
+
+#[test]
+fn discord_register_without_a_discord_section_is_an_error_even_as_a_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["discord", "register", "--dry-run"][..],
+        &["discord", "register"][..],
+    ] {
+        let (ok, out, err) = run(dir.path(), None, args, "");
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.starts_with("error: no [discord] section in the configuration"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn config_check_reports_every_problem_in_one_run_naming_table_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = spotter_core::config::DEFAULT_TOML
+        .replacen(
+            "id = \"dba\"\nname = \"Database Administrator\"\nemail = \"dba@company.com\"\nroles = [\"commander\", \"approver\"]",
+            "id = \"dba\"\nname = \"Database Administrator\"\nemail = \"dba@company.com\"\nroles = \"commander\"",
+            1,
+        )
+        .replacen("max_connections = 8", "max_connections = \"eight\"", 1)
+        .replacen(
+            "notify = [\"sysadmin\"]",
+            "notify = [\"sysadmin\", \"bob\"]",
+            1,
+        );
+    let line = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    std::fs::write(dir.path().join("broken.toml"), &broken).unwrap();
+    let (ok, out, err) = run(dir.path(), None, &["config", "check", "broken.toml"], "");
+    assert!(!ok, "{out}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        vec![
+            format!(
+                "broken.toml:{}:19: [database]: max_connections: expected a whole number, e.g. 8; found string \"eight\"",
+                line("max_connections")
+            ),
+            format!(
+                "broken.toml:{}:9: [[person]] #2 (id = \"dba\"): roles: expected an array of role names, e.g. [\"responder\"]; found string \"commander\"",
+                line("roles = \"commander\"")
+            ),
+            format!(
+                "broken.toml:{}:23: escalation tier names unknown person or team `bob`",
+                line("\"bob\"")
+            ),
+        ]
+    );
+}
+
+/// `spotter token create --person PERSON` → the token it printed.
+fn create_token(dir: &Path, db: Option<&str>, person: &str) -> String {
+    let (ok, out, err) = run(dir, db, &["token", "create", "--person", person], "");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "stdout holds the token alone: {out}"
+    );
+    out.trim().to_string()
+}
+
+/// `spotter ARGS` with extra environment variables and `stdin` → (exit ok, stdout, stderr).
+fn run_with(
+    dir: &Path,
+    db: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> (bool, String, String) {
+    let mut cmd = spotter(dir, db);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn tokens_are_created_listed_used_and_revoked(dir: &Path, db: Option<&str>) {
+    if db.is_none() {
+        // No database yet: nothing is created, and the message says what to do.
+        let (ok, _, err) = run(dir, db, &["token", "create", "--person", "dba"], "");
+        assert!(!ok);
+        assert!(
+            err.contains("no database at data/spotter.db; start `spotter serve`"),
+            "{err}"
+        );
+        assert!(!dir.join("data").exists());
+    }
+    let server = Server::start(dir, db);
+
+    // A stranger gets no token; the refusal lists who is configured.
+    let (ok, out, err) = run(dir, db, &["token", "create", "--person", "mallory"], "");
+    assert!(!ok, "{out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.starts_with("error: `mallory` is not a configured person; the people are: "),
+        "{err}"
+    );
+    assert!(err.contains("dba") && err.contains("sysadmin"), "{err}");
+    let (_, out, _) = run(dir, db, &["token", "list"], "");
+    assert!(out.starts_with("no API tokens yet"), "{out}");
+
+    let token = create_token(dir, db, "dba");
+    let id = spotter_webhooks::api_tokens::id_of(&token)
+        .expect("a person token")
+        .to_string();
+    let secret = token.rsplit('_').next().unwrap().to_string();
+    let (ok, out, _) = run(dir, db, &["token", "list"], "");
+    assert!(ok);
+    let row = out.lines().find(|l| l.starts_with(&id)).expect("listed");
+    assert!(
+        row.contains("dba") && row.contains("never") && row.ends_with("active"),
+        "{row}"
+    );
+    assert!(!out.contains(&secret), "the list shows no token");
+
+    // The token speaks as dba, without --as.
+    let env = [("SPOTTER_TOKEN", token.as_str())];
+    let (ok, out, err) = run_with(
+        dir,
+        db,
+        &["chat", "--url", &server.url],
+        &env,
+        "/incident declare level:2 title:\"Redis down\"\n",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("by Database Administrator (dba)"), "{out}");
+    // ...and as nobody else.
+    let (ok, _, err) = run_with(
+        dir,
+        db,
+        &["chat", "--url", &server.url, "--as", "sysadmin"],
+        &env,
+        "/incident list\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("refused (403)") && err.contains("belongs to `dba`"),
+        "{err}"
+    );
+    let (_, out, _) = run(dir, db, &["token", "list"], "");
+    let row = out.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(!row.contains("never"), "the use is recorded: {row}");
+
+    // Revoked: refused at once.
+    let (ok, out, err) = run(dir, db, &["token", "revoke", &id], "");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("API token {id} of dba revoked; requests with it are refused from now on")
+    );
+    let (ok, _, err) = run_with(
+        dir,
+        db,
+        &["chat", "--url", &server.url],
+        &env,
+        "/incident list\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("refused the API token (401)"), "{err}");
+    let (ok, out, _) = run(dir, db, &["token", "revoke", &token], "");
+    assert!(ok);
+    assert!(out.contains("was already revoked"), "{out}");
+    let (ok, _, err) = run(dir, db, &["token", "revoke", "ffffffffffff"], "");
+    assert!(!ok);
+    assert!(err.contains("no API token has id `ffffffffffff`"), "{err}");
+    let (_, out, _) = run(dir, db, &["token", "list"], "");
+    assert!(
+        out.lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap()
+            .contains("revoked "),
+        "{out}"
+    );
+    server.stop();
+
+    // Creating and revoking are in the audit log, whose chain still verifies.
+    let (ok, out, err) = run(dir, db, &["audit", "verify"], "");
+    assert!(ok, "{err}");
+    assert!(out.starts_with("audit log verified: 3 entries"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_are_created_once_listed_used_and_revoked_sqlite() {
+    with_backend(
+        Backend::Sqlite,
+        "tokens_sqlite",
+        tokens_are_created_listed_used_and_revoked,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_are_created_once_listed_used_and_revoked_postgres() {
+    with_backend(
+        Backend::Postgres,
+        "tokens_postgres",
+        tokens_are_created_listed_used_and_revoked,
+    )
+    .await;
 }

@@ -39,6 +39,9 @@ struct DiscordApp {
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg: Option<spotter_core::testkit::PostgresTestDb>,
+    engine: Arc<spotter_core::Engine>,
+    /// Person id → their own API token (the shared token is capped at responder).
+    person_tokens: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl DiscordApp {
@@ -85,6 +88,7 @@ impl DiscordApp {
             .await
             .expect("the application builds");
         let addr = format!("http://{}", app.addr());
+        let engine = app.engine().clone();
         let api_token = std::fs::read_to_string(token_file).unwrap();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -99,6 +103,8 @@ impl DiscordApp {
             shutdown,
             server: Some(server),
             pg,
+            engine,
+            person_tokens: Default::default(),
         })
     }
 
@@ -157,12 +163,32 @@ impl DiscordApp {
         self.interact(&body).await.0
     }
 
-    /// A command through the HTTP API (same engine, another door).
+    /// A command through the HTTP API (same engine, another door), with the person's own token.
     async fn api(&self, user: &str, text: &str) -> Value {
+        let token = {
+            let mut tokens = self.person_tokens.lock().await;
+            match tokens.get(user) {
+                Some(t) => t.clone(),
+                None => {
+                    let issued = spotter_webhooks::api_tokens::issue(
+                        self.engine.store().as_ref(),
+                        self.engine.config(),
+                        user,
+                        "test",
+                        chrono::Utc::now(),
+                    )
+                    .await
+                    .unwrap();
+                    let t = issued.token.expose().to_string();
+                    tokens.insert(user.to_string(), t.clone());
+                    t
+                }
+            }
+        };
         let res = self
             .client
             .post(format!("{}/api/v1/commands", self.addr))
-            .bearer_auth(&self.api_token)
+            .bearer_auth(token)
             .json(&json!({"text": text, "user": user}))
             .send()
             .await

@@ -10,8 +10,11 @@ use std::io::{BufRead, IsTerminal, Write};
 pub struct ConsoleChat {
     client: reqwest::Client,
     url: String,
+    /// Where the URL came from (`--url`, the file `serve` left, the config), for error messages.
+    origin: Option<String>,
     token: String,
-    user: String,
+    /// The person id to speak as; `None` with a person token (the server knows whose it is).
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -33,9 +36,10 @@ pub struct Summary {
 }
 
 impl ConsoleChat {
-    /// `url` is the server's base URL (`http://127.0.0.1:8080`); `token` the API bearer token;
-    /// `user` the person id to speak as.
-    pub fn new(url: &str, token: String, user: String) -> anyhow::Result<Self> {
+    /// `url` is the server's base URL (`http://127.0.0.1:8080`); `token` the API bearer token (a
+    /// person's own, or the shared one); `user` the person id to speak as (required with the
+    /// shared token; with a person token it must be that person, or `None`).
+    pub fn new(url: &str, token: String, user: Option<String>) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -43,9 +47,24 @@ impl ConsoleChat {
         Ok(ConsoleChat {
             client,
             url: url.trim_end_matches('/').to_string(),
+            origin: None,
             token,
             user,
         })
+    }
+
+    /// Says in every error where the URL came from ("from data/server-url").
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// "http://127.0.0.1:8080 (from data/server-url)".
+    fn server(&self) -> String {
+        match &self.origin {
+            Some(o) => format!("{} ({o})", self.url),
+            None => self.url.clone(),
+        }
     }
 
     /// Sends one line; returns (ok, reply).
@@ -54,29 +73,52 @@ impl ConsoleChat {
             .client
             .post(format!("{}/api/v1/commands", self.url))
             .bearer_auth(&self.token)
-            .json(&serde_json::json!({"text": line, "user": self.user, "source": "chat"}))
+            .json(&match &self.user {
+                Some(user) => serde_json::json!({"text": line, "user": user, "source": "chat"}),
+                None => serde_json::json!({"text": line, "source": "chat"}),
+            })
             .send()
             .await
-            .with_context(|| {
-                format!(
-                    "cannot reach Spotter at {}; is `spotter serve` running?",
-                    self.url
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach Spotter at {}: {}; is `spotter serve` running? (--url picks \
+                     another server)",
+                    self.server(),
+                    crate::transport::describe(e)
                 )
             })?;
         let status = res.status();
-        let body = res.text().await.context("reading the reply")?;
+        let body = res.text().await.map_err(|e| {
+            anyhow::anyhow!(
+                "reading the reply from {}: {}",
+                self.server(),
+                crate::transport::describe(e)
+            )
+        })?;
         if status.is_success() {
-            let r: CommandResponse = serde_json::from_str(&body)
-                .context("the server's reply is not a command response")?;
+            let r: CommandResponse = serde_json::from_str(&body).with_context(|| {
+                format!(
+                    "the reply from {} is not a Spotter command response; is that Spotter?",
+                    self.server()
+                )
+            })?;
             return Ok((r.ok, r.reply));
         }
         let msg = serde_json::from_str::<ErrorResponse>(&body)
             .map(|e| e.error)
             .unwrap_or(body);
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            bail!("the server refused the API token (401): set SPOTTER_API_TOKEN or run next to the server's data folder");
+            bail!(
+                "{} refused the API token (401): set SPOTTER_TOKEN to your own token (`spotter \
+                 token create --person ID`), or SPOTTER_API_TOKEN to the shared one, or run next \
+                 to the server's data folder",
+                self.server()
+            );
         }
-        bail!("server answered {status}: {msg}")
+        if status == reqwest::StatusCode::FORBIDDEN {
+            bail!("{} refused (403): {msg}", self.server());
+        }
+        bail!("{} answered {status}: {msg}", self.server())
     }
 
     /// Reads commands from stdin until EOF: a prompt on a terminal, silent line-by-line otherwise.
@@ -84,9 +126,13 @@ impl ConsoleChat {
         let stdin = std::io::stdin();
         let interactive = stdin.is_terminal();
         if interactive {
+            let who = match &self.user {
+                Some(u) => format!("as `{u}`"),
+                None => "with your own token".to_string(),
+            };
             println!(
-                "Spotter chat as `{}` on {} — /help lists commands, Ctrl-D quits.",
-                self.user, self.url
+                "Spotter chat {who} on {} — /help lists commands, Ctrl-D quits.",
+                self.url
             );
         }
         let mut summary = Summary::default();

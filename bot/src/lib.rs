@@ -8,6 +8,8 @@
 //! - [`discord`]: the Discord bot (serenity): slash commands generated from the core command
 //!   table, incident channels with a live card and buttons, gateway or HTTP-interactions mode,
 //!   and the outbox notifier that posts and edits through Discord's REST API.
+//! - [`transport`]: outbound HTTP errors as they may be shown: without their URL.
 
 pub mod console;
 pub mod discord;
+pub mod transport;

@@ -633,7 +633,10 @@ dual_test!(
         );
         assert_eq!(texts[2], "looking");
         assert!(texts[3].contains("acknowledged"));
-        assert!(texts[4].contains("moved from Immediate Response"), "{texts:?}");
+        assert!(
+            texts[4].contains("moved from Immediate Response"),
+            "{texts:?}"
+        );
         assert_eq!(texts[5], "restarting");
 
         let metrics = ctx.metrics.render(

@@ -30,6 +30,12 @@ pub struct TestApp {
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg: Option<PostgresTestDb>,
+    /// The running application's engine (its store and configuration).
+    pub engine: std::sync::Arc<spotter_core::Engine>,
+    /// The configuration it was built with, for replicas.
+    pub config: Config,
+    /// Person id → that person's own API token, created on first use.
+    person_tokens: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// A database URL for `backend`, or `None` when PostgreSQL tests are skipped.
@@ -96,13 +102,14 @@ impl TestApp {
         let env = options.env;
         // Generated source credentials are read from the data folder, not announced.
         let app = Application::build_announcing(
-            config,
+            config.clone(),
             clock,
             &|k| env.get(k).cloned(),
             &mut std::io::sink(),
         )
         .await
         .expect("the application builds");
+        let engine = app.engine().clone();
         let addr = format!("http://{}", app.addr());
         let token = std::fs::read_to_string(&token_file).expect("the token was generated");
         let alertmanager_token =
@@ -119,7 +126,65 @@ impl TestApp {
             shutdown,
             server: Some(server),
             pg,
+            engine,
+            config,
+            person_tokens: Default::default(),
         })
+    }
+
+    /// The bearer token a request naming `user` goes with: a configured person's own token
+    /// (created on first use, as `spotter token create` does), else the shared token. So the
+    /// suite speaks as each person the way a person's client does; the shared token's cap is
+    /// tested on its own (tests/hostile).
+    pub async fn token_for(&self, user: &str) -> String {
+        if self.engine.config().person(user).is_none() {
+            return self.token.clone();
+        }
+        let mut tokens = self.person_tokens.lock().await;
+        if let Some(t) = tokens.get(user) {
+            return t.clone();
+        }
+        let issued = spotter_webhooks::api_tokens::issue(
+            self.engine.store().as_ref(),
+            self.engine.config(),
+            user,
+            "test",
+            spotter_core::clock::Clock::now(&SystemClock),
+        )
+        .await
+        .expect("creating a person token");
+        let t = issued.token.expose().to_string();
+        tokens.insert(user.to_string(), t.clone());
+        t
+    }
+
+    /// POSTs JSON with an explicit bearer token.
+    pub async fn post_json_as(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.addr))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Another replica on the same database and data folder (same shared token), with
+    /// `configure` applied to a copy of this one's configuration.
+    pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> Replica {
+        let mut config = self.config.clone();
+        configure(&mut config);
+        let app = Application::build_with(config, std::sync::Arc::new(SystemClock), &|_| None)
+            .await
+            .expect("the replica builds");
+        let addr = format!("http://{}", app.addr());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Replica {
+            addr,
+            shutdown,
+            server,
+        }
     }
 
     /// Stops the server gracefully and drops the PostgreSQL database.
@@ -156,10 +221,16 @@ impl TestApp {
         v["reply"].as_str().unwrap().to_string()
     }
 
+    /// POSTs JSON with the token of the person the body names (see [`TestApp::token_for`]), or the
+    /// shared token when it names nobody.
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        let token = match body.get("user").and_then(Value::as_str) {
+            Some(user) => self.token_for(user).await,
+            None => self.token.clone(),
+        };
         self.client
             .post(format!("{}{path}", self.addr))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .json(body)
             .send()
             .await
@@ -260,6 +331,20 @@ impl TestApp {
             .text()
             .await
             .unwrap()
+    }
+}
+
+/// A second application on a [`TestApp`]'s database.
+pub struct Replica {
+    pub addr: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap().unwrap();
     }
 }
 

@@ -1,9 +1,10 @@
 //! The JSON API: commands and incidents.
 
+use crate::api_tokens::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use spotter_core::config::Config;
@@ -15,9 +16,10 @@ use spotter_core::CommandContext;
 pub struct CommandRequest {
     /// The command line, exactly as typed in chat.
     pub text: String,
-    /// The person id who speaks. The bearer-token holder is trusted to say who that is (as
-    /// ChatOps RPC servers do); the person's roles still apply.
-    pub user: String,
+    /// The person id who speaks. With a person token, that person (naming another is refused);
+    /// with the shared token, required, and their roles are capped at `api.shared_token_role`.
+    #[serde(default)]
+    pub user: Option<String>,
     /// `chat` when relaying a chat (the console), `api` otherwise (the default).
     pub source: Option<String>,
     /// The incident the conversation is about, when the client knows one.
@@ -56,13 +58,15 @@ const USER_MAX: usize = 64;
 
 pub async fn command(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CommandRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    let user = req.user.trim();
-    if user.is_empty()
-        || user.chars().count() > USER_MAX
-        || user.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
+    let user = req.user.as_deref().map(str::trim);
+    if user.is_some_and(|user| {
+        user.is_empty()
+            || user.chars().count() > USER_MAX
+            || user.chars().any(|c| c.is_control() || c.is_whitespace())
+    }) {
         return Err(ApiError::BadRequest(format!(
             "field `user`: expected a person id (1-{USER_MAX} characters, no spaces), e.g. \"sysadmin\""
         )));
@@ -84,7 +88,7 @@ pub async fn command(
                 .map_err(|e| ApiError::BadRequest(format!("field `incident`: {e}")))
         })
         .transpose()?;
-    let actor = state.engine.actor_for_person(user);
+    let actor = caller.actor(&state.engine, user)?;
     let ctx = CommandContext {
         source: Some(source),
         channel_incident,
@@ -93,7 +97,7 @@ pub async fn command(
     let config = state.engine.config();
     Ok(Json(CommandResponse {
         ok: reply.ok,
-        reply: reply.reply,
+        reply: caller.explain_refusal(&state.engine, &actor, reply.ok, reply.reply),
         incident: reply.incident.map(|i| IncidentView::new(i, config)),
     }))
 }
@@ -185,7 +189,9 @@ pub async fn list_maintenance(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceRequest {
-    pub user: String,
+    /// As in [`CommandRequest::user`].
+    #[serde(default)]
+    pub user: Option<String>,
     pub components: Vec<String>,
     pub duration: String,
     pub reason: String,
@@ -194,6 +200,7 @@ pub struct MaintenanceRequest {
 /// `POST /api/v1/maintenance`: starts a window, through the same rules as `/maintenance start`.
 pub async fn start_maintenance(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<MaintenanceRequest>,
 ) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
     use spotter_core::command::quote;
@@ -203,7 +210,7 @@ pub async fn start_maintenance(
         quote(&req.duration),
         quote(&req.reason)
     );
-    let actor = state.engine.actor_for_person(req.user.trim());
+    let actor = caller.actor(&state.engine, req.user.as_deref())?;
     let reply = state
         .engine
         .execute(
@@ -229,10 +236,17 @@ pub async fn start_maintenance(
     let forbidden = spotter_core::command::parse(&line, state.engine.config())
         .is_ok_and(|cmd| !actor.allows(cmd.spec().role));
     if forbidden {
-        return Err(ApiError::Forbidden(reply.reply));
+        return Err(ApiError::Forbidden(caller.explain_refusal(
+            &state.engine,
+            &actor,
+            false,
+            reply.reply,
+        )));
     }
     Ok((
         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        Json(serde_json::json!({"error": reply.reply})),
+        Json(serde_json::json!({
+            "error": caller.explain_refusal(&state.engine, &actor, false, reply.reply)
+        })),
     ))
 }

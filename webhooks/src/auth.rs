@@ -1,5 +1,6 @@
 //! Bearer-token authentication for the API.
 
+use crate::api_tokens::recognise;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Request, State};
@@ -7,11 +8,12 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// Lets a request through only with `Authorization: Bearer <token>` matching the configured
-/// token, compared in constant time.
+/// Lets a request through only with `Authorization: Bearer <token>`: the shared token (compared
+/// in constant time) or a live person token (see [`crate::api_tokens`]). The handler finds who
+/// called in the request's [`Caller`](crate::api_tokens::Caller) extension.
 pub async fn require_bearer(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let presented = req
@@ -23,8 +25,20 @@ pub async fn require_bearer(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match presented {
-        Some(token) if state.api_token.matches(token) => Ok(next.run(req).await),
-        _ => Err(ApiError::Unauthorized),
-    }
+    let Some(token) = presented else {
+        return Err(ApiError::Unauthorized);
+    };
+    let engine = &state.engine;
+    let now = engine.clock().now();
+    let caller = recognise(
+        engine.store().as_ref(),
+        engine.config(),
+        &state.api_token,
+        token,
+        now,
+    )
+    .await?
+    .ok_or(ApiError::Unauthorized)?;
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
 }

@@ -10,7 +10,8 @@ use spotter_core::StoreError;
 pub enum ApiError {
     #[error("missing or invalid bearer token")]
     Unauthorized,
-    /// The caller is known, but their roles do not allow this.
+    /// The caller is known, but may not do this: their roles do not allow it, or a person token
+    /// names someone else.
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]

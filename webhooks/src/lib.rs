@@ -7,6 +7,7 @@
 //! - [`error`]: the one error enum of this edge and its mapping to status codes and JSON.
 //! - [`extract`]: the JSON body extractor whose rejections are JSON errors too (400, 413).
 //! - [`auth`]: bearer-token middleware for `/api/v1` (constant-time comparison).
+//! - [`api_tokens`]: who calls: the shared token (capped at a role) or a person's own token.
 //! - [`api`]: `POST /api/v1/commands`, `GET /api/v1/incidents[/{ref}]`.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`intake`]: alert intake — `/webhooks/alertmanager`, `/webhooks/grafana`, `/v2/enqueue`
@@ -17,6 +18,7 @@
 //! - [`telemetry`]: request spans and the latency histogram.
 
 pub mod api;
+pub mod api_tokens;
 pub mod auth;
 pub mod error;
 pub mod extract;

@@ -26,9 +26,8 @@ pub mod rest;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use serenity::all::GuildId;
 use serenity::http::{LightMethod, Route};
-use spotter_core::config::{Config, DiscordConfig, DiscordMode};
+use spotter_core::config::{Config, DiscordConfig, DiscordMode, IncidentChannels};
 use spotter_core::outbox::Notifier;
 use spotter_core::{Engine, Secret};
 use std::sync::Arc;
@@ -80,6 +79,15 @@ impl Discord {
         token: Secret,
     ) -> anyhow::Result<Discord> {
         let rest = Arc::new(rest::DiscordRest::new(&config, &token)?);
+        match &config.incident_channels {
+            IncidentChannels::Category(Some(c)) => {
+                rest::snowflake("discord.incident_category_id", c)?;
+            }
+            IncidentChannels::Threads(c) => {
+                rest::snowflake("discord.incident_channel_id", c)?;
+            }
+            IncidentChannels::Category(None) => {}
+        }
         let interactions = Arc::new(interactions::Interactions::new(
             engine.clone(),
             rest.clone(),
@@ -162,7 +170,7 @@ impl Discord {
     /// # Errors
     /// Discord refused or could not be reached.
     pub async fn register(&self) -> Result<usize, rest::RestError> {
-        register(self.engine.config(), &self.config, &self.rest).await
+        register(self.engine.config(), &self.rest).await
     }
 }
 
@@ -189,17 +197,12 @@ pub fn registration_payload(config: &Config) -> Value {
 }
 
 /// Bulk-overwrites the guild's commands with the ones generated from the core table; idempotent.
-async fn register(
-    config: &Config,
-    discord: &DiscordConfig,
-    rest: &rest::DiscordRest,
-) -> Result<usize, rest::RestError> {
+async fn register(config: &Config, rest: &rest::DiscordRest) -> Result<usize, rest::RestError> {
     let payload = commands::registration(config);
-    let guild_id = GuildId::new(discord.guild_id.parse().unwrap_or(1));
     rest.call(
         Route::GuildCommands {
             application_id: rest.application_id(),
-            guild_id,
+            guild_id: rest.guild_id(),
         },
         LightMethod::Put,
         Some(&payload),
@@ -216,7 +219,7 @@ async fn register_until_done(
 ) {
     let mut wait = Duration::from_secs(1);
     loop {
-        match register(config, discord, rest).await {
+        match register(config, rest).await {
             Ok(n) => {
                 tracing::info!(guild = %discord.guild_id, "registered {n} Discord slash commands");
                 return;
@@ -255,7 +258,7 @@ pub async fn register_once(config: Arc<Config>) -> anyhow::Result<usize> {
         .context("no [discord] section in the configuration")?;
     let token = token_from(&discord, &|var| std::env::var(var).ok())?;
     let rest = rest::DiscordRest::new(&discord, &token)?;
-    register(&config, &discord, &rest)
+    register(&config, &rest)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -17,7 +17,7 @@ use super::DISCORD;
 use async_trait::async_trait;
 use serenity::all::{
     AutoArchiveDuration, ChannelId, ChannelType, CreateAllowedMentions, CreateChannel, CreateEmbed,
-    CreateMessage, CreateThread, EditMessage, GuildId, MessageId,
+    CreateMessage, CreateThread, EditMessage, MessageId,
 };
 use serenity::http::{LightMethod, Route};
 use spotter_core::config::{DiscordConfig, IncidentChannels};
@@ -103,13 +103,16 @@ impl DiscordNotifier {
                 let mut body = CreateChannel::new(name)
                     .kind(ChannelType::Text)
                     .topic(super::commands::truncate(&topic, 1024));
-                if let Some(c) = category.as_deref().and_then(|c| c.parse::<u64>().ok()) {
-                    body = body.category(ChannelId::new(c));
+                if let Some(c) = category {
+                    // Checked at start-up (`Discord::new`); a bad id is never silently dropped.
+                    let c = super::rest::snowflake("discord.incident_category_id", c)
+                        .map_err(|e| Failure::Gone(e.to_string()))?;
+                    body = body.category(ChannelId::from(c));
                 }
                 self.rest
                     .call_for_id(
                         Route::GuildChannels {
-                            guild_id: guild(&self.config),
+                            guild_id: self.rest.guild_id(),
                         },
                         LightMethod::Post,
                         Some(&body),
@@ -263,10 +266,6 @@ fn message(text: &str) -> CreateMessage {
     } else {
         m.embed(CreateEmbed::new().description(super::commands::truncate(text, DESCRIPTION_MAX)))
     }
-}
-
-fn guild(config: &DiscordConfig) -> GuildId {
-    GuildId::new(config.guild_id.parse().unwrap_or(1))
 }
 
 fn channel_id(s: &str) -> Result<ChannelId, Failure> {

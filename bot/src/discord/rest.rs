@@ -10,10 +10,11 @@
 //! by the outbox (a 429 becomes a retry no earlier than `retry_after`), which also keeps them
 //! durable across restarts and shared by every replica.
 
+use crate::transport;
 use serde::Serialize;
 use serde_json::Value;
 use serenity::http::{Http, HttpBuilder, LightMethod, Request, Route};
-use serenity::model::id::ApplicationId;
+use serenity::model::id::{ApplicationId, GuildId};
 use spotter_core::config::DiscordConfig;
 use spotter_core::outbox::DeliveryError;
 use spotter_core::Secret;
@@ -117,6 +118,7 @@ pub struct DiscordRest {
     http: Http,
     client: reqwest::Client,
     application_id: ApplicationId,
+    guild_id: GuildId,
 }
 
 impl std::fmt::Debug for DiscordRest {
@@ -134,21 +136,24 @@ impl DiscordRest {
             .timeout(REQUEST_TIMEOUT)
             .use_rustls_tls()
             .build()?;
-        let application_id = ApplicationId::new(
-            config
-                .application_id
-                .parse()
-                .map_err(|_| anyhow::anyhow!("discord.application_id is not a snowflake"))?,
-        );
+        let application_id =
+            ApplicationId::from(snowflake("discord.application_id", &config.application_id)?);
+        let guild_id = GuildId::from(snowflake("discord.guild_id", &config.guild_id)?);
         Ok(DiscordRest {
             http: http_client(config, token).client(client.clone()).build(),
             client,
             application_id,
+            guild_id,
         })
     }
 
     pub fn application_id(&self) -> ApplicationId {
         self.application_id
+    }
+
+    /// The guild (Discord server) Spotter works in.
+    pub fn guild_id(&self) -> GuildId {
+        self.guild_id
     }
 
     /// Sends one request and returns the JSON answer (`Value::Null` for an empty 204).
@@ -174,11 +179,17 @@ impl DiscordRest {
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
             .map_err(|e| RestError::Transport {
                 route: name.clone(),
-                message: e.to_string(),
+                message: match e {
+                    serenity::Error::Http(serenity::http::HttpError::Request(e)) => {
+                        transport::describe(e)
+                    }
+                    // URL parse and header errors name neither the URL nor the header's value.
+                    other => other.to_string(),
+                },
             })?;
         let response = request.send().await.map_err(|e| RestError::Transport {
             route: name.clone(),
-            message: e.to_string(),
+            message: transport::describe(e),
         })?;
         let status = response.status();
         let header_retry = response
@@ -188,7 +199,7 @@ impl DiscordRest {
             .and_then(|v| v.trim().parse::<f64>().ok());
         let text = response.text().await.map_err(|e| RestError::Transport {
             route: name.clone(),
-            message: e.to_string(),
+            message: transport::describe(e),
         })?;
         let json: Option<Value> = serde_json::from_str(&text).ok();
         if status.is_success() {
@@ -256,16 +267,34 @@ pub fn id_of(v: &serde_json::Value) -> Option<String> {
         .or_else(|| id.as_u64().map(|n| n.to_string()))
 }
 
+/// A Discord id from the configuration, or an error naming the option and the accepted form. Never
+/// a placeholder: a wrong id would send Spotter's calls to somebody else's guild or channel.
+///
+/// # Errors
+/// `value` is not a snowflake: 17 to 20 digits, not zero, within 64 bits.
+pub fn snowflake(option: &str, value: &str) -> anyhow::Result<std::num::NonZeroU64> {
+    let v = value.trim();
+    let digits = (17..=20).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| v.parse::<std::num::NonZeroU64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{option} `{value}` is not a Discord id: write its snowflake, 17-20 digits like \
+                 1290000000000000000 (Discord: Settings → Advanced → Developer Mode, then \
+                 right-click → Copy ID)"
+            )
+        })
+}
+
 /// serenity's `Http` for Spotter: the token, `api_base_url` as its proxy, and its own rate
 /// limiter off (it would bypass the proxy; the outbox honours 429s instead).
 pub fn http_client(config: &DiscordConfig, token: &Secret) -> HttpBuilder {
     let mut b = HttpBuilder::new(token.expose())
         .proxy(config.api_base_url.clone())
         .ratelimiter_disabled(true);
-    if let Ok(id) = config.application_id.parse::<u64>() {
-        if id != 0 {
-            b = b.application_id(ApplicationId::new(id));
-        }
+    if let Ok(id) = snowflake("discord.application_id", &config.application_id) {
+        b = b.application_id(ApplicationId::from(id));
     }
     b
 }
@@ -374,5 +403,78 @@ mod tests {
             name.starts_with("/api/v10/webhooks/1300000000000000000/[token]"),
             "{name}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_names_the_route_but_never_the_interaction_token() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = DiscordConfig {
+            mode: spotter_core::config::DiscordMode::Interactions,
+            application_id: "1300000000000000000".into(),
+            guild_id: "1290000000000000000".into(),
+            public_key: None,
+            token_env: "UNUSED".into(),
+            api_base_url: format!("http://127.0.0.1:{port}"),
+            incident_channels: spotter_core::config::IncidentChannels::Category(None),
+            role_map: vec![],
+        };
+        let rest = DiscordRest::new(&config, &Secret::new("Bot bot-token")).unwrap();
+        let e = rest
+            .call(
+                Route::WebhookOriginalInteractionResponse {
+                    application_id: rest.application_id(),
+                    token: "secret-interaction-token",
+                },
+                LightMethod::Patch,
+                Some(&serde_json::json!({"content": "x"})),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RestError::Transport { .. }), "{e:?}");
+        for shown in [e.to_string(), format!("{e:?}")] {
+            assert!(!shown.contains("secret-interaction-token"), "{shown}");
+            assert!(!shown.contains("bot-token"), "{shown}");
+        }
+        assert!(e.to_string().contains("[token]"), "{e}");
+    }
+
+    fn config(guild_id: &str) -> DiscordConfig {
+        DiscordConfig {
+            mode: spotter_core::config::DiscordMode::Interactions,
+            application_id: "1300000000000000000".into(),
+            guild_id: guild_id.into(),
+            public_key: None,
+            token_env: "UNUSED".into(),
+            api_base_url: "http://127.0.0.1:9".into(),
+            incident_channels: spotter_core::config::IncidentChannels::Category(None),
+            role_map: vec![],
+        }
+    }
+
+    #[test]
+    fn a_guild_id_that_is_no_snowflake_is_an_error_naming_the_option() {
+        let token = Secret::new("t");
+        for bad in [
+            "",
+            "my-server",
+            "0",
+            "00000000000000000",
+            "99999999999999999999",
+        ] {
+            let e = DiscordRest::new(&config(bad), &token)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("discord.guild_id `{bad}` is not a Discord id")),
+                "{e}"
+            );
+            assert!(e.contains("17-20 digits"), "{e}");
+        }
+        let rest = DiscordRest::new(&config("1290000000000000000"), &token).unwrap();
+        assert_eq!(rest.guild_id().get(), 1290000000000000000);
     }
 }

@@ -63,8 +63,11 @@ struct RawRoleMap {
     role: Spanned<String>,
 }
 
+/// A Discord id: 17-20 digits that fit in 64 bits and are not zero.
 pub(super) fn is_snowflake(s: &str) -> bool {
-    (17..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    (17..=20).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse::<u64>().is_ok_and(|n| n != 0)
 }
 
 fn snowflake(sp: &Spanned<String>, what: &str, err: Report<'_>) -> String {

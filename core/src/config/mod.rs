@@ -10,11 +10,11 @@
 
 mod alerts;
 mod discord;
+mod document;
 mod raw;
 mod upkeep;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
-pub use raw::redact_url;
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};
@@ -64,8 +64,13 @@ pub struct DatabaseConfig {
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Name of the environment variable holding the API bearer token (never the token itself).
+    /// Name of the environment variable holding the shared API bearer token (never the token
+    /// itself).
     pub token_env: String,
+    /// The most the shared token may do: a request through it acts as the person it names, with
+    /// that person's roles capped at this one (naming an admin does not grant admin). Per-person
+    /// tokens (`spotter token create`) act with their person's full roles.
+    pub shared_token_role: Role,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +267,75 @@ impl Config {
             None => actor.to_string(),
         }
     }
+}
+
+/// A database URL fit for messages and logs: the password of its user info and the value of every
+/// query parameter that carries a secret (`password`, `sslpassword`, `token`, …) are replaced by
+/// `[redacted]`. PostgreSQL takes a password either way (`postgres://u:PW@h/db` or
+/// `postgres://u@h/db?password=PW`).
+pub fn redact_url(url: &str) -> String {
+    const REDACTED: &str = "[redacted]";
+    // The query starts at the first `?`; a fragment, if any, at the first `#` after it.
+    let (before_query, query) = match url.find('?') {
+        Some(q) => (&url[..q], Some(&url[q + 1..])),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    match before_query.find("://") {
+        // The user info ends at the authority's last `@` (a raw `@` may sit in a password).
+        Some(s) => match before_query[s + 3..].rfind('@').map(|a| s + 3 + a) {
+            Some(at) => {
+                let userinfo = &before_query[s + 3..at];
+                match userinfo.find(':') {
+                    Some(c) => {
+                        out.push_str(&before_query[..s + 3 + c + 1]);
+                        out.push_str(REDACTED);
+                        out.push_str(&before_query[at..]);
+                    }
+                    None => out.push_str(before_query),
+                }
+            }
+            None => out.push_str(before_query),
+        },
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        let (query, fragment) = match query.find('#') {
+            Some(h) => (&query[..h], Some(&query[h..])),
+            None => (query, None),
+        };
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((key, _)) if is_secret_parameter(key) => {
+                    out.push_str(key);
+                    out.push('=');
+                    out.push_str(REDACTED);
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        if let Some(f) = fragment {
+            out.push_str(f);
+        }
+    }
+    out
+}
+
+/// Query parameters whose value is a credential (compared without case, `-` read as `_`).
+fn is_secret_parameter(key: &str) -> bool {
+    let key = key.to_ascii_lowercase().replace('-', "_");
+    [
+        "password", "passwd", "pwd", "pass", "token", "secret", "key", "auth",
+    ]
+    .iter()
+    .any(|w| key == *w)
+        || ["password", "passwd", "token", "secret", "apikey", "api_key"]
+            .iter()
+            .any(|w| key.contains(w))
 }
 
 /// Parses a duration in the documented form (`30s`, `15m`, `2h`, `1h 30m`).

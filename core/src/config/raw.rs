@@ -1,38 +1,76 @@
 //! The file as written, with places. Only this module knows about spans.
 
+use super::document::{Document, Reader};
 use super::*;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use toml::Spanned;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The file's tables, each read on its own (see [`super::document`]).
+#[derive(Default)]
 struct RawConfig {
     server: Option<RawServer>,
     database: Option<RawDatabase>,
     api: Option<RawApi>,
     outbox: Option<RawOutbox>,
-    #[serde(default)]
     level: Vec<RawLevel>,
-    #[serde(default)]
     rpo: Vec<RawRpo>,
-    #[serde(default)]
     component: Vec<RawComponent>,
-    #[serde(default)]
     person: Vec<RawPerson>,
-    #[serde(default)]
     team: Vec<RawTeam>,
-    #[serde(default)]
     escalation: Vec<RawEscalation>,
     discord: Option<super::discord::RawDiscord>,
     alerts: Option<super::alerts::RawAlerts>,
-    #[serde(default)]
     source: Vec<super::alerts::RawSource>,
-    #[serde(default)]
     route: Vec<super::alerts::RawRoute>,
     audit: Option<super::upkeep::RawAudit>,
     jobs: Option<super::upkeep::RawJobs>,
     retention: Option<super::upkeep::RawRetention>,
+    /// Tables with an element that could not be read: checks that would only repeat the
+    /// problem ("names unknown person") stand down for them.
+    incomplete: HashSet<String>,
+}
+
+const TABLES: &str = "[server], [database], [api], [outbox], [[level]], [[rpo]], [[component]], \
+    [[person]], [[team]], [[escalation]], [discord], [alerts], [[source]], [[route]], [audit], \
+    [jobs], [retention]";
+
+impl RawConfig {
+    /// Reads every table; each problem goes to `err`.
+    fn read(doc: Document<'_>, err: &mut dyn FnMut(&std::ops::Range<usize>, String)) -> RawConfig {
+        let mut r = Reader::default();
+        let mut raw = RawConfig::default();
+        for (key, key_span, value) in doc.tables {
+            match key.as_str() {
+                "server" => raw.server = r.table(&key, value),
+                "database" => raw.database = r.table(&key, value),
+                "api" => raw.api = r.table(&key, value),
+                "outbox" => raw.outbox = r.table(&key, value),
+                "discord" => raw.discord = r.table(&key, value),
+                "alerts" => raw.alerts = r.table(&key, value),
+                "level" => raw.level = r.array(&key, value, Some("id")),
+                "rpo" => raw.rpo = r.array(&key, value, Some("data")),
+                "component" => raw.component = r.array(&key, value, Some("id")),
+                "person" => raw.person = r.array(&key, value, Some("id")),
+                "team" => raw.team = r.array(&key, value, Some("id")),
+                "escalation" => raw.escalation = r.array(&key, value, Some("level")),
+                "source" => raw.source = r.array(&key, value, Some("id")),
+                "route" => raw.route = r.array(&key, value, None),
+                "audit" => raw.audit = r.table(&key, value),
+                "jobs" => raw.jobs = r.table(&key, value),
+                "retention" => raw.retention = r.table(&key, value),
+                other => err(
+                    &key_span,
+                    format!("unknown table `{other}`; accepted: {TABLES}"),
+                ),
+            }
+        }
+        for (span, message) in r.problems {
+            err(&span, message);
+        }
+        raw.incomplete = r.incomplete.into_iter().collect();
+        raw
+    }
 }
 
 #[derive(Deserialize)]
@@ -54,6 +92,7 @@ struct RawDatabase {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     token_env: Option<Spanned<String>>,
+    shared_token_role: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -149,20 +188,17 @@ impl Lines<'_> {
 
 pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let lines = Lines(text);
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let at = e.span().map(|s| s.start).unwrap_or(0);
-        // toml's message can span several lines with a source excerpt; keep the first sentence.
-        let msg = e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .trim()
-            .to_string();
-        vec![lines.at(at, msg)]
+    let doc = Document::parse(text).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|(at, m)| lines.at(at.start, m))
+            .collect::<Vec<_>>()
     })?;
     let mut issues = Vec::new();
     let mut err = |s: &std::ops::Range<usize>, m: String| issues.push(lines.at(s.start, m));
+    let mut raw = RawConfig::read(doc, &mut err);
+    let incomplete_tables = std::mem::take(&mut raw.incomplete);
+    let incomplete = |t: &str| incomplete_tables.contains(t);
 
     let duration = |sp: &Spanned<String>, err: &mut dyn FnMut(&std::ops::Range<usize>, String)| {
         parse_duration(sp.get_ref())
@@ -228,11 +264,25 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         max_connections,
     };
 
-    let token_env = match raw.api.and_then(|a| a.token_env) {
+    let (token_env, shared_role) = match raw.api {
+        Some(a) => (a.token_env, a.shared_token_role),
+        None => (None, None),
+    };
+    let token_env = match token_env {
         Some(t) => env_var_name(&t, &mut err),
         None => "SPOTTER_API_TOKEN".into(),
     };
-    let api = ApiConfig { token_env };
+    let shared_token_role = match shared_role {
+        Some(r) => r.get_ref().parse::<Role>().unwrap_or_else(|m| {
+            err(&r.span(), format!("shared_token_role: {m}"));
+            Role::Responder
+        }),
+        None => Role::Responder,
+    };
+    let api = ApiConfig {
+        token_env,
+        shared_token_role,
+    };
 
     let ob = raw.outbox.unwrap_or(RawOutbox {
         max_attempts: None,
@@ -284,7 +334,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             },
         );
     }
-    if levels.is_empty() {
+    if levels.is_empty() && !incomplete("level") {
         err(
             &(0..0),
             "no [[level]] is defined; at least one is needed".into(),
@@ -342,7 +392,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         }
         if let Some(d) = &p.discord_user_id {
             let s = d.get_ref();
-            if !(17..=20).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+            if !super::discord::is_snowflake(s) {
                 err(&d.span(), format!("discord_user_id `{s}` is not a Discord user id (a snowflake: 17-20 digits)"));
             } else if !discord_ids.insert(s.clone()) {
                 err(
@@ -390,6 +440,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
                 .filter(|p| people.contains_key(p))
             {
                 Some(p) => members.push(p),
+                None if incomplete("person") => {}
                 None => err(
                     &m.span(),
                     format!("team `{id}` names unknown person `{}`", m.get_ref()),
@@ -411,6 +462,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     for e in raw.escalation {
         let level = LevelId(*e.level.get_ref());
         if !levels.contains_key(&level) {
+            if incomplete("level") {
+                continue;
+            }
             err(
                 &e.level.span(),
                 format!("escalation for level {level}, which is not a configured [[level]]"),
@@ -456,10 +510,12 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
                     Some(&"person") => expanded.push(name.parse().expect("validated above")),
                     Some(_) => expanded.extend(teams[name].members.iter().cloned()),
                     None => {
-                        err(
-                            &n.span(),
-                            format!("escalation tier names unknown person or team `{name}`"),
-                        );
+                        if !incomplete("person") && !incomplete("team") {
+                            err(
+                                &n.span(),
+                                format!("escalation tier names unknown person or team `{name}`"),
+                            );
+                        }
                         continue;
                     }
                 }
@@ -476,7 +532,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         escalation.insert(level, tiers);
     }
     for (id, span) in &level_spans {
-        if !escalation.contains_key(id) {
+        if !escalation.contains_key(id) && !incomplete("escalation") {
             err(
                 span,
                 format!("level {id} has no [[escalation]] policy; add one with level = {id}"),
@@ -538,23 +594,4 @@ pub(super) fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// A database URL with its password replaced, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(c) => format!(
-                    "{}{}:[redacted]{}",
-                    &url[..s + 3],
-                    &userinfo[..c],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }

@@ -98,9 +98,88 @@ fn unknown_keys_and_bad_durations_are_reported_with_places() {
     );
     let errs = check(&BASE.replace("name = \"Sam\"", "name = \"Sam\"\nnickname = \"s\""));
     assert_eq!(errs.len(), 1);
-    assert!(
-        errs[0].starts_with("f.toml:10:1: unknown field `nickname`"),
-        "{errs:?}"
+    assert_eq!(
+        errs[0],
+        "f.toml:10:1: [[person]] #1 (id = \"sysadmin\"): unknown key `nickname`; accepted: \
+         id, name, email, roles, discord_user_id, phone, external"
+    );
+}
+
+#[test]
+fn type_errors_name_table_and_key_and_every_problem_is_reported_in_one_run() {
+    let base = BASE.replace(
+        "after = \"0m\"\nnotify = [\"sysadmin\"]",
+        "after = 5\nnotify = [\"dba\"]\n[[escalation.tier]]\nafter = \"1h\"\nnotify = [\"bob\"]",
+    );
+    let text = format!(
+        r#"{base}
+[[person]]
+id = "dba"
+name = "Dee"
+roles = "responder"
+external = "yes"
+nick = "d"
+
+[outbox]
+max_attempts = "twelve"
+retry_base = 2
+
+[[team]]
+id = "ops"
+name = "Ops"
+members = ["dba", "nobody"]
+"#
+    );
+    let errs = check(&text);
+    let line = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert_eq!(
+        errs,
+        vec![
+            format!(
+                "f.toml:{}:9: [[escalation]] #1 (level = 1): tier #1: after: expected a duration \
+                 in quotes, e.g. \"15m\" or \"1h 30m\"; found integer `5`",
+                line("after = 5")
+            ),
+            // The rest of that policy, and the cross-references of everything that could be
+            // read, are still checked.
+            format!(
+                "f.toml:{}:11: escalation tier names unknown person or team `bob`",
+                line("\"bob\"")
+            ),
+            format!(
+                "f.toml:{}:9: [[person]] #2 (id = \"dba\"): roles: expected an array of role \
+                 names, e.g. [\"responder\"]; found string \"responder\"",
+                line("roles = \"responder\"")
+            ),
+            format!(
+                "f.toml:{}:12: [[person]] #2 (id = \"dba\"): external: expected true or false; \
+                 found string \"yes\"",
+                line("external = \"yes\"")
+            ),
+            format!(
+                "f.toml:{}:1: [[person]] #2 (id = \"dba\"): unknown key `nick`; accepted: id, \
+                 name, email, roles, discord_user_id, phone, external",
+                line("nick = ")
+            ),
+            format!(
+                "f.toml:{}:16: [outbox]: max_attempts: expected a whole number, e.g. 8; found \
+                 string \"twelve\"",
+                line("max_attempts")
+            ),
+            format!(
+                "f.toml:{}:14: [outbox]: retry_base: expected a duration in quotes, e.g. \"15m\" \
+                 or \"1h 30m\"; found integer `2`",
+                line("retry_base")
+            ),
+            format!(
+                "f.toml:{}:19: team `ops` names unknown person `nobody`",
+                line("members = ")
+            ),
+        ]
+        .into_iter()
+        .map(|e| e.replace("\n", ""))
+        .collect::<Vec<_>>(),
+        "{errs:#?}"
     );
 }
 
@@ -149,4 +228,100 @@ fn database_passwords_are_redacted_in_messages() {
         "postgres://u:[redacted]@h/db"
     );
     assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+}
+
+#[test]
+fn secret_query_parameters_are_redacted_and_the_others_kept() {
+    for (url, shown) in [
+        (
+            "postgres://u@h/db?password=hunter2",
+            "postgres://u@h/db?password=[redacted]",
+        ),
+        (
+            "postgres://u@h/db?sslmode=require&sslpassword=hunter2&application_name=spotter",
+            "postgres://u@h/db?sslmode=require&sslpassword=[redacted]&application_name=spotter",
+        ),
+        (
+            "postgres://u:p%40ss@h:5432/db?PASSWORD=x&token=y&auth_token=z",
+            "postgres://u:[redacted]@h:5432/db?PASSWORD=[redacted]&token=[redacted]&auth_token=[redacted]",
+        ),
+        // An `@` in the query is no user info.
+        (
+            "postgres://h/db?user=a@b&password=x",
+            "postgres://h/db?user=a@b&password=[redacted]",
+        ),
+        (
+            "sqlite://data/x.db?mode=rwc",
+            "sqlite://data/x.db?mode=rwc",
+        ),
+    ] {
+        assert_eq!(redact_url(url), shown, "{url}");
+        assert!(!redact_url(url).contains("hunter2"));
+    }
+}
+
+#[test]
+fn discord_ids_beyond_64_bits_or_zero_are_refused() {
+    let discord = |guild: &str| {
+        format!(
+            "{BASE}\n[discord]\nmode = \"gateway\"\napplication_id = \"1300000000000000000\"\nguild_id = \"{guild}\"\n"
+        )
+    };
+    assert_eq!(check(&discord("1290000000000000000")), Vec::<String>::new());
+    for bad in ["99999999999999999999", "00000000000000000", "12345"] {
+        let errs = check(&discord(bad));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains(&format!(
+                "guild_id `{bad}` is not a Discord id (a snowflake: 17-20 digits)"
+            )),
+            "{errs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_element_is_reported_once_without_echoes_in_the_checks_that_need_it() {
+    let text = r#"
+[[level]]
+id = "one"
+name = "Service Degradation"
+rto = "15m"
+
+[[person]]
+name = "Nameless"
+
+[[escalation]]
+level = 1
+[[escalation.tier]]
+after = "0m"
+notify = ["sysadmin"]
+
+[server]
+listen = ["127.0.0.1:8080"]
+
+[pager]
+x = 1
+"#;
+    let errs = check(text);
+    assert_eq!(
+        errs,
+        vec![
+            "f.toml:3:6: [[level]] #1 (id = \"one\"): id: expected a level number, e.g. 1; found string \"one\"",
+            "f.toml:7:1: [[person]] #1: missing key `id` (an id in quotes, e.g. \"dba\")",
+            "f.toml:17:10: [server]: listen: expected a string in quotes; found an array",
+            "f.toml:19:2: unknown table `pager`; accepted: [server], [database], [api], [outbox], \
+             [[level]], [[rpo]], [[component]], [[person]], [[team]], [[escalation]], [discord], \
+             [alerts], [[source]], [[route]], [audit], [jobs], [retention]",
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn every_syntax_error_is_reported() {
+    let errs = check("[server]\nlisten = \n[database]\nurl = 'x\n");
+    assert!(errs.len() >= 2, "{errs:?}");
+    assert!(errs[0].starts_with("f.toml:2:"), "{errs:?}");
+    assert!(errs.iter().any(|e| e.starts_with("f.toml:4:")), "{errs:?}");
 }

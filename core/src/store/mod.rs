@@ -146,4 +146,39 @@ pub trait Store: Send + Sync + 'static {
     async fn stats(&self) -> Result<Stats, StoreError>;
     /// Ok when the database answers and every migration is applied.
     async fn ready(&self) -> Result<(), StoreError>;
+
+    // Per-person API tokens (see [`ApiToken`]).
+
+    /// Stores a new token.
+    ///
+    /// # Errors
+    /// `Conflict` when its id is taken.
+    async fn insert_api_token(&self, token: &ApiToken) -> Result<(), StoreError>;
+    /// The token with this id, revoked or not. Read on every request that presents one, so a
+    /// revocation holds at once on every replica.
+    async fn api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every token, newest first.
+    async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// Revokes a token (a second revocation keeps the first time); `None` when no token has
+    /// this id.
+    async fn revoke_api_token(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ApiToken>, StoreError>;
+    /// Records that the token was used at `at` (never moves the time back).
+    async fn api_token_used(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// A per-person API token as stored: its public id, its person, and the SHA-256 (hex) of the
+/// whole token. The token itself is shown once, when created, and never stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub person: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }

@@ -20,6 +20,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 mod alerts;
+mod api_tokens;
 mod audit_log;
 mod chat;
 mod incidents;
@@ -434,5 +435,29 @@ impl Store for SqlStore {
 
     async fn ready(&self) -> Result<(), StoreError> {
         self.ready_sql().await
+    }
+
+    async fn insert_api_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+        SqlStore::insert_api_token(self, token).await
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        SqlStore::api_token(self, id).await
+    }
+
+    async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        SqlStore::api_tokens(self).await
+    }
+
+    async fn revoke_api_token(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ApiToken>, StoreError> {
+        SqlStore::revoke_api_token(self, id, at).await
+    }
+
+    async fn api_token_used(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        SqlStore::api_token_used(self, id, at).await
     }
 }

@@ -1,12 +1,20 @@
-//! The command line.
+//! The command line: clap's definitions here, one module per group of commands.
+//!
+//! - [`chat`]: `spotter chat`, the console chat, and how it finds the server.
+//! - [`database`]: `migrate`, `audit verify`, and opening the database: read-write for commands
+//!   that change it, existing-only for commands that only read (they never create one).
+//! - [`discord`]: `spotter discord register`.
+//! - [`token`]: `spotter token create | list | revoke`, per-person API tokens.
+
+mod chat;
+mod database;
+mod discord;
+mod token;
 
 use crate::startup::{shutdown_on_signals, Application};
 use crate::telemetry;
 use clap::{Parser, Subcommand};
-use spotter_bot::console::ConsoleChat;
-use spotter_core::audit;
 use spotter_core::config::{Config, DEFAULT_TOML};
-use spotter_core::store::{SqlStore, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,10 +38,12 @@ enum Command {
     /// Reads commands line by line from stdin when it is not a terminal (exit status 1 if any
     /// was refused), otherwise prompts.
     Chat {
-        /// The person id to speak as (see [[person]] in the config).
+        /// The person id to speak as (see [[person]] in the config). With your own token in
+        /// $SPOTTER_TOKEN it may be left out (the token says who you are).
         #[arg(long = "as", env = "SPOTTER_USER", value_name = "PERSON")]
         user: Option<String>,
-        /// The server's base URL (default: server.public_url).
+        /// The server's base URL (default: the address `serve` left in <data_dir>/server-url,
+        /// else server.public_url).
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
@@ -48,6 +58,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Per-person API tokens: a request with one acts as its person, with their roles (the
+    /// shared token is capped at `api.shared_token_role`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// The Discord bot (see the README's Discord section).
     Discord {
@@ -64,6 +80,24 @@ enum DiscordCommand {
         /// Print the registration payload instead of sending it (needs no token).
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a configured person; prints it once, on stdout (only its SHA-256 is
+    /// stored).
+    Create {
+        /// The person id (see [[person]] in the config).
+        #[arg(long, value_name = "PERSON")]
+        person: String,
+    },
+    /// List the tokens: id, person, created, last used, revoked (never the tokens).
+    List,
+    /// Revoke a token by its id (or the token itself): refused at once, on every replica.
+    Revoke {
+        #[arg(value_name = "ID")]
+        id: String,
     },
 }
 
@@ -138,17 +172,22 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
-            Command::Chat { user, url } => chat(config, user, url).await,
-            Command::Migrate => migrate(config).await,
+            Command::Chat { user, url } => chat::run(config, user, url).await,
+            Command::Migrate => database::migrate(config).await,
             Command::Audit {
                 command: AuditCommand::Verify { head },
-            } => audit_verify(config, head).await,
+            } => database::audit_verify(config, head).await,
             Command::Audit {
                 command: AuditCommand::Head,
-            } => audit_head(config).await,
+            } => database::audit_head(config).await,
             Command::Discord {
                 command: DiscordCommand::Register { dry_run },
-            } => discord_register(config, dry_run).await,
+            } => discord::register(config, dry_run).await,
+            Command::Token { command } => match command {
+                TokenCommand::Create { person } => token::create(config, person).await,
+                TokenCommand::List => token::list(config).await,
+                TokenCommand::Revoke { id } => token::revoke(config, id).await,
+            },
             Command::Config { .. } => unreachable!("handled above"),
         }
     });
@@ -174,93 +213,5 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_on_signals()).await?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn chat(
-    config: Config,
-    user: Option<String>,
-    url: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let user = user.or_else(|| std::env::var("USER").ok()).ok_or_else(|| {
-        anyhow::anyhow!("say who you are: spotter chat --as PERSON (a person id from the config)")
-    })?;
-    let token = crate::token::for_client(&config)?;
-    let url = url.unwrap_or_else(|| config.server.public_url.clone());
-    let chat = ConsoleChat::new(&url, token.expose().to_string(), user)?;
-    let summary = chat.run_stdin().await?;
-    Ok(
-        if summary.refused > 0 && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
-}
-
-async fn connect(config: &Config) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&config.database.url, 2).await
-}
-
-async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
-    let store = connect(&config).await?;
-    store.migrate().await?;
-    println!("migrations applied ({:?})", store.backend());
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn audit_verify(config: Config, head: Option<audit::Head>) -> anyhow::Result<ExitCode> {
-    let key = crate::audit_key::load(&config, false)?;
-    let store = connect(&config).await?;
-    store.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let log = store.audit_log().await?;
-    let checked =
-        audit::verify(&key, &log.entries, log.head_seq, &log.head_hash).and_then(|n| match &head {
-            Some(h) => audit::verify_head(&log.entries, h).map(|()| n),
-            None => Ok(n),
-        });
-    match checked {
-        Ok(n) => {
-            let pinned = match &head {
-                Some(h) => format!("; contains the exported head {h}"),
-                None => String::new(),
-            };
-            println!("audit log verified: {n} entries, hash chain intact{pinned}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(v) => {
-            eprintln!("audit log verification FAILED: {v}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-async fn audit_head(config: Config) -> anyhow::Result<ExitCode> {
-    let store = connect(&config).await?;
-    store.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let log = store.audit_log().await?;
-    println!("{}", audit::head_of(&log.entries));
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn discord_register(config: Config, dry_run: bool) -> anyhow::Result<ExitCode> {
-    if dry_run {
-        if let Some(d) = &config.discord {
-            eprintln!(
-                "PUT {}/api/v10/applications/{}/guilds/{}/commands",
-                d.api_base_url, d.application_id, d.guild_id
-            );
-        }
-        let payload = spotter_bot::discord::registration_payload(&config);
-        println!("{}", serde_json::to_string_pretty(&payload)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let guild = config
-        .discord
-        .as_ref()
-        .map(|d| d.guild_id.clone())
-        .unwrap_or_default();
-    let n = spotter_bot::discord::register_once(std::sync::Arc::new(config)).await?;
-    println!("registered {n} slash commands for guild {guild}");
     Ok(ExitCode::SUCCESS)
 }

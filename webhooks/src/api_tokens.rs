@@ -1,0 +1,299 @@
+//! Who is calling the API: the shared token, or a person's own token.
+//!
+//! - The **shared token** (`api.token_env`, else `<data_dir>/api-token`) is for automation. A
+//!   request through it names the person who speaks (`"user"`), and acts as that person with
+//!   their roles capped at `api.shared_token_role` (default `responder`): naming an admin does not
+//!   grant admin.
+//! - A **person token** (`spotter token create --person dba`) acts as its person with their full
+//!   roles; a request naming anyone else is refused (403). It reads
+//!   `spotter_<id>_<secret>`: the id is public and finds the row, and only the SHA-256 of the
+//!   whole token is stored, compared in constant time. Every request reads the row, so a
+//!   revocation holds at once on every replica, and a token whose person left the configuration
+//!   stops working with them.
+
+use crate::error::ApiError;
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use spotter_core::audit::AuditRecord;
+use spotter_core::config::Config;
+use spotter_core::domain::{Actor, PersonId, Role, RoleSet};
+use spotter_core::store::{ApiToken, Changeset, Store};
+use spotter_core::{Engine, Secret, StoreError};
+
+/// How every person token begins (so secret scanners and people recognise it).
+pub const PREFIX: &str = "spotter_";
+/// Bytes of randomness in the id (public) and in the secret.
+const ID_BYTES: usize = 6;
+const SECRET_BYTES: usize = 32;
+/// `last_used_at` is written at most this often per token: a read per request, not a write.
+const USED_GRANULARITY: Duration = Duration::seconds(60);
+
+/// The caller of one request, as the auth middleware established it (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Shared,
+    Person { person: PersonId, token_id: String },
+}
+
+/// The SHA-256 of a whole token, in hex: what the store keeps.
+pub fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The id of a token of the person-token form, if it is one.
+pub fn id_of(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let hex = |s: &str, n: usize| s.len() == n * 2 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(id, ID_BYTES) && hex(secret, SECRET_BYTES)).then_some(id)
+}
+
+/// A token just created: shown once, never stored.
+pub struct Issued {
+    pub id: String,
+    pub person: PersonId,
+    pub token: Secret,
+}
+
+/// Why a token could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("`{given}` is not a configured person; the people are: {known}")]
+    UnknownPerson { given: String, known: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates a token for `person` (a configured person id) and records it in the audit log as done
+/// `by` (e.g. `cli:alice`).
+///
+/// # Errors
+/// The person is not configured (the message lists who is), or the store failed; no token
+/// exists then.
+pub async fn issue(
+    store: &dyn Store,
+    config: &Config,
+    person: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Issued, IssueError> {
+    let Some(p) = config.person(person.trim()) else {
+        return Err(IssueError::UnknownPerson {
+            given: person.to_string(),
+            known: config
+                .people
+                .keys()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let mut attempt = 0;
+    let (id, token) = loop {
+        attempt += 1;
+        let id = spotter_core::random_token(ID_BYTES);
+        let token = format!("{PREFIX}{id}_{}", spotter_core::random_token(SECRET_BYTES));
+        let row = ApiToken {
+            id: id.clone(),
+            person: p.id.to_string(),
+            hash: hash(&token),
+            created_at: now,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        match store.insert_api_token(&row).await {
+            Ok(()) => break (id, token),
+            // 48 random bits rarely collide; when they do, draw again.
+            Err(StoreError::Conflict(_)) if attempt < 3 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let audit = Changeset {
+        at: Some(now),
+        audit: vec![AuditRecord {
+            at: now,
+            actor: by.to_string(),
+            action: "api_token.create".into(),
+            subject: format!("person:{}", p.id),
+            detail: serde_json::json!({ "token_id": id }),
+        }],
+        ..Changeset::default()
+    };
+    // Never a token the audit log does not know about.
+    if let Err(e) = store.commit(audit).await {
+        let _ = store.revoke_api_token(&id, now).await;
+        return Err(e.into());
+    }
+    Ok(Issued {
+        id,
+        person: p.id.clone(),
+        token: Secret::new(token),
+    })
+}
+
+/// Revokes a token (by id, or the whole token pasted) and records it in the audit log; returns
+/// the row, `None` when there is no such token.
+///
+/// # Errors
+/// The store failed.
+pub async fn revoke(
+    store: &dyn Store,
+    id_or_token: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ApiToken>, StoreError> {
+    let id = id_of(id_or_token.trim()).unwrap_or(id_or_token.trim());
+    let before = store.api_token(id).await?;
+    let Some(before) = before else {
+        return Ok(None);
+    };
+    let after = store.revoke_api_token(id, now).await?;
+    if before.revoked_at.is_none() {
+        store
+            .commit(Changeset {
+                at: Some(now),
+                audit: vec![AuditRecord {
+                    at: now,
+                    actor: by.to_string(),
+                    action: "api_token.revoke".into(),
+                    subject: format!("person:{}", before.person),
+                    detail: serde_json::json!({ "token_id": before.id }),
+                }],
+                ..Changeset::default()
+            })
+            .await?;
+    }
+    Ok(after)
+}
+
+/// Who presented `token`: the shared token, a live person token, or nobody (`None`).
+///
+/// # Errors
+/// The store could not be read (the request should be answered 503, not 401).
+pub async fn recognise(
+    store: &dyn Store,
+    config: &Config,
+    shared: &Secret,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Caller>, StoreError> {
+    if shared.matches(token) {
+        return Ok(Some(Caller::Shared));
+    }
+    let Some(id) = id_of(token) else {
+        return Ok(None);
+    };
+    let Some(row) = store.api_token(id).await? else {
+        return Ok(None);
+    };
+    let matches = spotter_core::secrets_equal(hash(token).as_bytes(), row.hash.as_bytes());
+    let Some(person) = config.person(&row.person) else {
+        // The person left the configuration: their tokens go with them.
+        return Ok(None);
+    };
+    if !matches || row.revoked_at.is_some() {
+        return Ok(None);
+    }
+    if row.last_used_at.is_none_or(|t| now - t >= USED_GRANULARITY) {
+        if let Err(e) = store.api_token_used(id, now).await {
+            tracing::warn!(token = %id, error = %e, "cannot record the API token's use");
+        }
+    }
+    Ok(Some(Caller::Person {
+        person: person.id.clone(),
+        token_id: row.id,
+    }))
+}
+
+impl Caller {
+    /// The actor a request acts as, given the `user` its body names (if any).
+    ///
+    /// # Errors
+    /// 400 when the shared token names nobody; 403 when a person token names someone else.
+    pub fn actor(&self, engine: &Engine, named: Option<&str>) -> Result<Actor, ApiError> {
+        let named = named.map(str::trim).filter(|u| !u.is_empty());
+        match self {
+            Caller::Person { person, .. } => match named {
+                Some(u) if u != person.as_str() => Err(ApiError::Forbidden(format!(
+                    "field `user`: this API token belongs to `{person}` and acts only as them, \
+                     not as `{u}` (leave `user` out, or use `{u}`'s own token)"
+                ))),
+                _ => Ok(engine.actor_for_person(person.as_str())),
+            },
+            Caller::Shared => {
+                let u = named.ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "missing field `user`: a request with the shared API token names the \
+                         person who speaks, e.g. \"user\": \"sysadmin\""
+                            .into(),
+                    )
+                })?;
+                let mut actor = engine.actor_for_person(u);
+                actor.roles = capped(&actor.roles, engine.config().api.shared_token_role);
+                Ok(actor)
+            }
+        }
+    }
+}
+
+impl Caller {
+    /// A role refusal through the shared token says that the token, not the person, fell short.
+    pub fn explain_refusal(
+        &self,
+        engine: &Engine,
+        actor: &Actor,
+        ok: bool,
+        reply: String,
+    ) -> String {
+        if ok || *self != Caller::Shared || !reply.contains("needs role") {
+            return reply;
+        }
+        if engine.actor_for_person(&actor.id).roles == actor.roles {
+            return reply;
+        }
+        format!(
+            "{reply} (through the shared API token, which acts with at most role {cap}; `{id}` \
+             can use their own token: spotter token create --person {id})",
+            cap = engine.config().api.shared_token_role,
+            id = actor.id
+        )
+    }
+}
+
+/// The roles of `roles` that `cap` also grants: what both allow, never more than either.
+pub fn capped(roles: &RoleSet, cap: Role) -> RoleSet {
+    RoleSet::new(
+        Role::ALL
+            .into_iter()
+            .filter(|r| roles.allows(*r) && cap.grants(*r)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_token_never_grants_more_than_its_role_nor_more_than_the_person() {
+        let admin = RoleSet::new([Role::Admin]);
+        let capped_admin = capped(&admin, Role::Responder);
+        assert!(capped_admin.allows(Role::Responder));
+        assert!(!capped_admin.allows(Role::Commander));
+        assert!(!capped_admin.allows(Role::Admin));
+        let approver = RoleSet::new([Role::Approver]);
+        assert!(!capped(&approver, Role::Commander).allows(Role::Responder));
+        assert!(!capped(&approver, Role::Commander).allows(Role::Approver));
+        let viewer = RoleSet::new([Role::Viewer]);
+        assert!(!capped(&viewer, Role::Admin).allows(Role::Responder));
+        assert_eq!(capped(&admin, Role::Admin), RoleSet::new(Role::ALL));
+    }
+
+    #[test]
+    fn person_tokens_are_recognised_by_form() {
+        let t = format!("{PREFIX}{}_{}", "ab".repeat(6), "0f".repeat(32));
+        assert_eq!(id_of(&t), Some("abababababab"));
+        assert_eq!(id_of("spotter_abababababab_short"), None);
+        assert_eq!(id_of("some-shared-token"), None);
+        assert_eq!(hash("x").len(), 64);
+    }
+}
