@@ -61,18 +61,18 @@ basic_user = "alertmanager"
 basic_password_env = "SPOTTER_AM_BASIC_PASSWORD"
 
 [[source]]
-id = "grafana"
+id = "grafana-signed"
 kind = "grafana"
 hmac_secret_env = "SPOTTER_GRAFANA_SECRET"
 timestamp_header = "X-Grafana-Alerting-Signature-Timestamp"
 
 [[source]]
-id = "uptime"
+id = "uptime-keyed"
 kind = "pagerduty"
 routing_key_env = "SPOTTER_PAGERDUTY_ROUTING_KEY"
 
 [[source]]
-id = "backup-jobs"
+id = "backup-signed"
 kind = "generic"
 hmac_secret_env = "SPOTTER_BACKUP_JOBS_SECRET"
 
@@ -203,7 +203,7 @@ fn drive(dir: &Path, db_url: &str, secrets: &[(&'static str, String)]) -> (Strin
             alert.into(),
         ),
         (
-            "/webhooks/grafana",
+            "/webhooks/grafana/grafana-signed",
             vec![
                 ("x-grafana-alerting-signature", "00".repeat(32)),
                 (
@@ -219,7 +219,7 @@ fn drive(dir: &Path, db_url: &str, secrets: &[(&'static str, String)]) -> (Strin
             r#"{"routing_key":"wrong","event_action":"trigger","payload":{"summary":"s","source":"x","severity":"critical"}}"#.into(),
         ),
         (
-            "/webhooks/generic/backup-jobs",
+            "/webhooks/generic/backup-signed",
             vec![
                 ("x-spotter-signature", "00".repeat(32)),
                 ("x-spotter-timestamp", chrono::Utc::now().timestamp().to_string()),
