@@ -91,13 +91,14 @@ dual_test!(the_incident_endpoint_includes_the_timeline, |app| async {
             "declared",
             "paged",
             "acknowledged",
+            "phase_changed",
             "update",
             "level_changed",
             "paged",
             "resolved"
         ]
     );
-    let update = &i["timeline"][3];
+    let update = &i["timeline"][4];
     assert_eq!(update["public"], true);
     assert_eq!(update["actor"], "dba");
 

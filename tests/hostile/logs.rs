@@ -43,7 +43,8 @@ fn random_hex() -> String {
 }
 
 /// The default configuration (bearer, routing-key and HMAC sources) plus a basic-auth and a
-/// signed Grafana source, and the Discord bot in interactions mode, its REST API at `discord_api` (a closed port).
+/// signed Grafana source, and the Discord bot in interactions mode with its REST API at
+/// `discord_api` (a closed port).
 fn config(discord_api: &str) -> String {
     let mut text = spotter_core::config::DEFAULT_TOML.replace(
         "[[person]]\nid = \"sysadmin\"",
