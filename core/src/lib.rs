@@ -19,7 +19,8 @@
 //! - [`metrics`]: counters and database-derived gauges rendered for `/metrics`.
 //! - [`render`]: plain-text renderings of incidents for chat replies.
 //! - [`error`]: domain errors (the user's to fix) and store errors (transient or not).
-//! - [`testkit`]: the PostgreSQL skip/strict rule and a fresh database per test, for tests.
+//! - `testkit` (feature `testkit`, tests only): the PostgreSQL skip/strict rule and a fresh
+//!   database per test.
 
 pub mod alerts;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod outbox;
 pub mod render;
 pub mod scheduler;
 pub mod store;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use engine::{CommandContext, Engine, Reply};

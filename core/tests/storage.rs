@@ -26,7 +26,7 @@ fn chat_message(key: &str, text: &str) -> NewMessage {
         channel: Channel::Log,
         kind: MessageKind::ChatPost,
         target: "incident:INC-1".into(),
-        incident: Some(IncidentRef(1)),
+        incident: Some(IncidentRef::new(1)),
         text: text.into(),
         priority: 0,
         idempotency_key: key.into(),
@@ -58,8 +58,8 @@ dual_test!(
             .incident
             .unwrap();
 
-        assert_eq!(first.reference, IncidentRef(1));
-        assert_eq!(second.reference, IncidentRef(2));
+        assert_eq!(first.reference, IncidentRef::new(1));
+        assert_eq!(second.reference, IncidentRef::new(2));
         assert_eq!(first.level, LevelId(3));
         assert_eq!(first.title, "MySQL down");
         assert_eq!(first.declared_at, t0);
@@ -97,22 +97,28 @@ dual_test!(
         // A new store on the same database (a restart) sees the same rows and numbering goes on.
         let fresh = ctx.reconnect().await;
         fresh.ready().await.unwrap();
-        assert_eq!(fresh.incident(IncidentRef(1)).await.unwrap(), Some(first));
-        assert_eq!(fresh.incident(IncidentRef(2)).await.unwrap(), Some(second));
+        assert_eq!(
+            fresh.incident(IncidentRef::new(1)).await.unwrap(),
+            Some(first)
+        );
+        assert_eq!(
+            fresh.incident(IncidentRef::new(2)).await.unwrap(),
+            Some(second)
+        );
         assert_eq!(fresh.next_incident_number().await.unwrap(), 3);
         let listed: Vec<i64> = fresh
             .incidents(StateFilter::All)
             .await
             .unwrap()
             .iter()
-            .map(|i| i.reference.0)
+            .map(|i| i.reference.number())
             .collect();
         assert_eq!(listed, [2, 1], "newest first");
         assert_eq!(fresh.audit_log().await.unwrap().entries.len(), 2);
         fresh.close().await;
 
         let third = ctx.declare(1, "Slow pages").await;
-        assert_eq!(third.reference, IncidentRef(3));
+        assert_eq!(third.reference, IncidentRef::new(3));
     }
 );
 
@@ -357,7 +363,7 @@ dual_test!(
             2,
             "the tier-2 job and the 15m RTO job"
         );
-        let timeline = ctx.store.timeline(IncidentRef(1)).await.unwrap();
+        let timeline = ctx.store.timeline(IncidentRef::new(1)).await.unwrap();
         let tier2: Vec<&TimelineEntry> = timeline
             .iter()
             .filter(|t| t.kind == EventKind::Paged && t.text.contains("tier 2"))
@@ -370,7 +376,7 @@ dual_test!(
             .iter()
             .find(|m| m.kind == MessageKind::Page && m.target == "dba")
             .unwrap();
-        assert_eq!(page.incident, Some(IncidentRef(1)));
+        assert_eq!(page.incident, Some(IncidentRef::new(1)));
         assert_eq!(page.state, DeliveryState::Pending);
 
         // The job ran once; ticking again changes nothing.
@@ -403,7 +409,7 @@ dual_test!(
         ctx.scheduler().tick().await.unwrap();
 
         assert_eq!(pages_to(&ctx.outbox().await, "dba"), 0);
-        let timeline = ctx.store.timeline(IncidentRef(1)).await.unwrap();
+        let timeline = ctx.store.timeline(IncidentRef::new(1)).await.unwrap();
         assert!(
             !timeline
                 .iter()
@@ -440,7 +446,7 @@ dual_test!(
 
         ctx.clock.advance(Duration::minutes(2));
         assert_eq!(scheduler.tick().await.unwrap(), 1);
-        let timeline = ctx.store.timeline(IncidentRef(1)).await.unwrap();
+        let timeline = ctx.store.timeline(IncidentRef::new(1)).await.unwrap();
         let breaches: Vec<&TimelineEntry> = timeline
             .iter()
             .filter(|t| t.kind == EventKind::RtoBreached)
@@ -478,7 +484,7 @@ dual_test!(
         ctx.declare(1, "Slow pages").await;
         ctx.clock.advance(Duration::minutes(10));
         let r = ctx.ok("sysadmin", "/incident resolve").await;
-        assert!(r.reply.contains("within RTO"), "{}", r.reply);
+        assert!(r.text.contains("within RTO"), "{}", r.text);
         assert!(
             ctx.store.pending_jobs().await.unwrap().is_empty(),
             "the RTO and tier jobs are cancelled"
@@ -504,7 +510,7 @@ dual_test!(multi_thread sixteen_concurrent_declares_get_numbers_1_to_16, |ctx| a
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let line = format!("/incident declare level:3 title:\"outage {i}\"");
-                ctx.engine.execute(&ctx.actor("sysadmin"), &line, &CommandContext::default()).await
+                ctx.engine.execute_line(&ctx.actor("sysadmin"), &line, &CommandContext::default()).await
             })
         })
         .collect();
@@ -513,8 +519,8 @@ dual_test!(multi_thread sixteen_concurrent_declares_get_numbers_1_to_16, |ctx| a
     let mut failures = Vec::new();
     for t in tasks {
         match t.await.expect("a declare task") {
-            Ok(r) if r.ok => numbers.push(r.incident.expect("a declare reply carries the incident").reference.0),
-            Ok(r) => failures.push(format!("refused: {}", r.reply)),
+            Ok(r) if r.ok => numbers.push(r.incident.expect("a declare reply carries the incident").reference.number()),
+            Ok(r) => failures.push(format!("refused: {}", r.text)),
             Err(e) => failures.push(format!("store error: {e}")),
         }
     }
@@ -547,7 +553,7 @@ dual_test!(multi_thread eight_concurrent_acks_of_one_incident_let_exactly_one_th
     let ok: Vec<_> = replies.iter().filter(|r| r.ok).collect();
     assert_eq!(ok.len(), 1, "{replies:#?}");
     for r in replies.iter().filter(|r| !r.ok) {
-        assert!(r.reply.contains("already acknowledged"), "{}", r.reply);
+        assert!(r.text.contains("already acknowledged"), "{}", r.text);
     }
     let inc = ctx.incident(1).await;
     assert_eq!(inc.state, State::Acknowledged);
@@ -773,7 +779,7 @@ fn ghost_changeset(
         at: None,
         incident,
         timeline: vec![TimelineEntry {
-            incident: IncidentRef(timeline_for),
+            incident: IncidentRef::new(timeline_for),
             at: now,
             actor: "ghost".into(),
             kind: EventKind::Update,
@@ -790,7 +796,7 @@ fn ghost_changeset(
         outbox: vec![chat_message("ghost-message", "ghost message")],
         jobs: vec![JobChange::Schedule(NewJob {
             key: "ghost-job".into(),
-            incident: Some(IncidentRef(1)),
+            incident: Some(IncidentRef::new(1)),
             due_at: now,
             payload: JobPayload::RtoBreach,
         })],
@@ -802,7 +808,7 @@ async fn assert_no_ghosts(ctx: &common::Ctx, before: &common::Snapshot) {
     assert_eq!(&ctx.snapshot().await, before);
     assert!(ctx
         .store
-        .timeline(IncidentRef(1))
+        .timeline(IncidentRef::new(1))
         .await
         .unwrap()
         .iter()
@@ -832,7 +838,7 @@ dual_test!(
         let existing = ctx.declare(3, "MySQL down").await;
         let before = ctx.snapshot().await;
         let dup = Incident::declare(
-            IncidentRef(1),
+            IncidentRef::new(1),
             LevelId(1),
             Duration::minutes(15),
             "duplicate".into(),
@@ -1070,7 +1076,7 @@ dual_test!(
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let line = format!("/incident update incident:INC-1 text:\"note {i}\"");
-                    ctx.engine.execute(&ctx.actor("dev"), &line, &CommandContext::default()).await
+                    ctx.engine.execute_line(&ctx.actor("dev"), &line, &CommandContext::default()).await
                 })
             })
             .collect();
@@ -1078,7 +1084,7 @@ dual_test!(
         for t in tasks {
             match t.await.expect("an update task") {
                 Ok(r) if r.ok => {}
-                Ok(r) => failures.push(format!("refused: {}", r.reply)),
+                Ok(r) => failures.push(format!("refused: {}", r.text)),
                 Err(e) => failures.push(format!("store error: {e}")),
             }
         }

@@ -93,11 +93,11 @@ pub async fn command(
         source: Some(source),
         channel_incident,
     };
-    let reply = state.engine.execute(&actor, &req.text, &ctx).await?;
+    let reply = state.engine.execute_line(&actor, &req.text, &ctx).await?;
     let config = state.engine.config();
     Ok(Json(CommandResponse {
         ok: reply.ok,
-        reply: caller.explain_refusal(&state.engine, &actor, reply.ok, reply.reply),
+        reply: caller.explain_refusal(&state.engine, &actor, reply.ok, reply.text),
         incident: reply.incident.map(|i| IncidentView::new(i, config)),
     }))
 }
@@ -213,7 +213,7 @@ pub async fn start_maintenance(
     let actor = caller.actor(&state.engine, req.user.as_deref())?;
     let reply = state
         .engine
-        .execute(
+        .execute_line(
             &actor,
             &line,
             &CommandContext {
@@ -227,7 +227,7 @@ pub async fn start_maintenance(
         let windows = state.engine.store().maintenance_windows(Some(now)).await?;
         return Ok((
             axum::http::StatusCode::CREATED,
-            Json(serde_json::json!({"reply": reply.reply, "maintenance": windows.last()})),
+            Json(serde_json::json!({"reply": reply.text, "maintenance": windows.last()})),
         ));
     }
     // The engine's reply says why in words; whether it was the caller's roles is read from the
@@ -235,7 +235,7 @@ pub async fn start_maintenance(
     // alone decides).
     let forbidden = spotter_core::command::parse(&line, state.engine.config())
         .is_ok_and(|cmd| !actor.allows(cmd.spec().role));
-    let why = caller.explain_refusal(&state.engine, &actor, false, reply.reply);
+    let why = caller.explain_refusal(&state.engine, &actor, false, reply.text);
     if forbidden {
         return Err(ApiError::Forbidden(why));
     }

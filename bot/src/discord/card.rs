@@ -267,7 +267,7 @@ mod tests {
             .unwrap()
             .to_utc();
         Incident::declare(
-            IncidentRef(7),
+            IncidentRef::new(7),
             LevelId(3),
             chrono::Duration::hours(2),
             title.into(),
@@ -294,8 +294,8 @@ mod tests {
     fn button_ids_round_trip() {
         for a in CardAction::ALL {
             assert_eq!(
-                CardAction::parse(&a.custom_id(IncidentRef(12))),
-                Some((IncidentRef(12), a))
+                CardAction::parse(&a.custom_id(IncidentRef::new(12))),
+                Some((IncidentRef::new(12), a))
             );
         }
         assert_eq!(CardAction::parse("incident:INC-1:delete"), None);

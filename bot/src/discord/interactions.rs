@@ -143,7 +143,7 @@ impl Interactions {
             .iter()
             .map(|r| r.to_string())
             .collect();
-        self.engine.actor_for_discord(&user.to_string(), &roles)
+        super::identity::actor_for_member(self.engine.config(), &user.to_string(), &roles)
     }
 
     /// Runs the line, answering inline when it is done within the budget and deferring otherwise.
@@ -201,13 +201,13 @@ impl Interactions {
             source: Some(Source::Chat),
             channel_incident,
         };
-        match self.engine.execute(actor, line, &ctx).await {
+        match self.engine.execute_line(actor, line, &ctx).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::error!(error = %e, "command failed on the store");
                 Reply {
                     ok: false,
-                    reply: "Spotter cannot reach its database right now; nothing was changed. Try again in a moment.".into(),
+                    text: "Spotter cannot reach its database right now; nothing was changed. Try again in a moment.".into(),
                     incident: None,
                 }
             }
@@ -228,7 +228,7 @@ impl Interactions {
 
     /// The inline answer to finished work.
     async fn initial(&self, reply: Reply, asked: Asked) -> Value {
-        let text = commands::truncate(&reply.reply, CONTENT_MAX);
+        let text = commands::truncate(&reply.text, CONTENT_MAX);
         match (asked, reply.ok, &reply.incident) {
             // The button's answer is the card itself, updated in place (type 7).
             (Asked::Button, true, Some(i)) => to_json(&CreateInteractionResponse::UpdateMessage(
@@ -257,7 +257,7 @@ impl Interactions {
             application_id: app,
             token,
         };
-        let text = commands::truncate(&reply.reply, CONTENT_MAX);
+        let text = commands::truncate(&reply.text, CONTENT_MAX);
         let result = match (asked, reply.ok) {
             (Asked::Button, true) if reply.incident.is_some() => {
                 let i = reply.incident.as_ref().expect("checked");
@@ -435,7 +435,7 @@ fn crashed(e: tokio::task::JoinError) -> Reply {
     tracing::error!(error = %e, "interaction work crashed");
     Reply {
         ok: false,
-        reply: "Spotter hit an internal error; nothing was changed.".into(),
+        text: "Spotter hit an internal error; nothing was changed.".into(),
         incident: None,
     }
 }

@@ -11,6 +11,7 @@
 //!   3-second deadline (inline, else deferred and completed through the interaction webhook).
 //! - [`endpoint`]: `POST /discord/interactions` with Ed25519 verification (HTTP mode).
 //! - [`gateway`]: serenity's `Client` and its `EventHandler` (gateway mode).
+//! - [`identity`]: a Discord user as a Spotter actor (by snowflake and role map, never by name).
 //! - [`notifier`]: the outbox notifier of the `discord` channel (channels, card, timeline posts).
 //!
 //! [`Discord`] wires them for the application: its router, its notifier, and its background work
@@ -20,6 +21,7 @@ pub mod card;
 pub mod commands;
 pub mod endpoint;
 pub mod gateway;
+pub mod identity;
 pub mod interactions;
 pub mod notifier;
 pub mod rest;

@@ -29,7 +29,7 @@ fn every_incident_subcommand_parses() {
     assert_eq!(
         p("/incident ack incident:INC-7").unwrap(),
         Command::Ack {
-            incident: Some(IncidentRef(7))
+            incident: Some(IncidentRef::new(7))
         }
     );
     assert_eq!(
@@ -76,7 +76,7 @@ fn every_incident_subcommand_parses() {
     assert_eq!(
         p("/incident timeline incident:inc-2").unwrap(),
         Command::Timeline {
-            incident: Some(IncidentRef(2))
+            incident: Some(IncidentRef::new(2))
         }
     );
     assert_eq!(
@@ -191,7 +191,7 @@ fn maintenance_page_oncall_and_hold_parse() {
     assert_eq!(
         p("/incident hold incident:INC-4").unwrap(),
         Command::Hold {
-            incident: Some(IncidentRef(4))
+            incident: Some(IncidentRef::new(4))
         }
     );
     let e = p("/maintenance start component:database duration:forever reason:x").unwrap_err();

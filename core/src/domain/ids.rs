@@ -6,10 +6,15 @@ use std::str::FromStr;
 
 /// An incident reference, `INC-<n>`: the sequential number per installation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IncidentRef(pub i64);
+pub struct IncidentRef(i64);
 
 impl IncidentRef {
     pub const FORM: &'static str = "INC-<number>, e.g. INC-7";
+    /// The reference of incident number `n`. Numbers come from the store (sequential, from 1);
+    /// people's text goes through [`str::parse`], which checks it.
+    pub const fn new(n: i64) -> Self {
+        IncidentRef(n)
+    }
     pub fn number(self) -> i64 {
         self.0
     }

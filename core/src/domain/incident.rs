@@ -421,7 +421,7 @@ mod tests {
     fn inc() -> Incident {
         let at = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
         Incident::declare(
-            IncidentRef(1),
+            IncidentRef::new(1),
             LevelId(3),
             Duration::hours(2),
             "MySQL down".into(),

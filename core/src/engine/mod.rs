@@ -53,7 +53,9 @@ pub(crate) use retry::retry_on_conflict;
 #[derive(Debug, Clone, Serialize)]
 pub struct Reply {
     pub ok: bool,
-    pub reply: String,
+    /// What to tell the person: the outcome, or why not. (`reply` on the wire.)
+    #[serde(rename = "reply")]
+    pub text: String,
     pub incident: Option<Incident>,
 }
 
@@ -61,14 +63,14 @@ impl Reply {
     fn ok(reply: impl Into<String>, incident: Option<Incident>) -> Self {
         Reply {
             ok: true,
-            reply: reply.into(),
+            text: reply.into(),
             incident,
         }
     }
     fn refused(reply: impl Into<String>) -> Self {
         Reply {
             ok: false,
-            reply: reply.into(),
+            text: reply.into(),
             incident: None,
         }
     }
@@ -142,49 +144,19 @@ impl Engine {
         }
     }
 
-    /// The actor for a Discord member: the configured person with that `discord_user_id`, else
-    /// an unconfigured member identified by snowflake (`discord:<id>`) with the Spotter roles
-    /// their Discord roles map to (`[[discord.roles]]`), at least viewer. Never a display name.
-    pub fn actor_for_discord(&self, user_id: &str, member_roles: &[String]) -> Actor {
-        if let Some(p) = self
-            .config
-            .people
-            .values()
-            .find(|p| p.discord_user_id.as_deref() == Some(user_id))
-        {
-            return Actor {
-                id: p.id.to_string(),
-                person: Some(p.id.clone()),
-                roles: p.roles.clone(),
-            };
-        }
-        let mapped = self
-            .config
-            .discord
-            .iter()
-            .flat_map(|d| d.role_map.iter())
-            .filter(|(id, _)| member_roles.contains(id))
-            .map(|(_, r)| *r);
-        Actor {
-            id: format!("discord:{user_id}"),
-            person: None,
-            roles: RoleSet::new(std::iter::once(Role::Viewer).chain(mapped)),
-        }
-    }
-
     /// Parses and runs one command line.
     ///
     /// # Errors
     /// Only infrastructure failures; a refused command is an `Ok(Reply { ok: false, .. })`.
     #[tracing::instrument(skip_all, fields(actor = %actor.id), err)]
-    pub async fn execute(
+    pub async fn execute_line(
         &self,
         actor: &Actor,
         line: &str,
         ctx: &CommandContext,
     ) -> Result<Reply, StoreError> {
         let result = match command::parse(line, &self.config) {
-            Ok(cmd) => self.run(actor, cmd, ctx).await,
+            Ok(cmd) => self.execute(actor, cmd, ctx).await,
             Err(e) => Ok(Reply::refused(e.0)),
         };
         self.metrics.command_outcome(match &result {
@@ -195,8 +167,8 @@ impl Engine {
         result
     }
 
-    /// Runs a parsed command.
-    pub async fn run(
+    /// Runs a parsed command (the typed door: chat lines go through [`Engine::execute_line`]).
+    pub async fn execute(
         &self,
         actor: &Actor,
         cmd: Command,

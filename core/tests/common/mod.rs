@@ -199,7 +199,7 @@ impl Ctx {
     /// Runs one command line as `who`; infrastructure errors fail the test.
     pub async fn run(&self, who: &str, line: &str) -> Reply {
         self.engine
-            .execute(&self.actor(who), line, &CommandContext::default())
+            .execute_line(&self.actor(who), line, &CommandContext::default())
             .await
             .unwrap_or_else(|e| panic!("`{line}` as {who} failed in the store: {e}"))
     }
@@ -207,7 +207,7 @@ impl Ctx {
     /// Runs a command that must succeed.
     pub async fn ok(&self, who: &str, line: &str) -> Reply {
         let r = self.run(who, line).await;
-        assert!(r.ok, "`{line}` as {who} was refused: {}", r.reply);
+        assert!(r.ok, "`{line}` as {who} was refused: {}", r.text);
         r
     }
 
@@ -217,13 +217,13 @@ impl Ctx {
         assert!(
             !r.ok,
             "`{line}` as {who} should have been refused but was accepted: {}",
-            r.reply
+            r.text
         );
         assert!(r.incident.is_none(), "a refused reply carries no incident");
         assert!(
-            r.reply.contains(fragment),
+            r.text.contains(fragment),
             "`{line}` as {who}: expected `{fragment}` in the reply, got: {}",
-            r.reply
+            r.text
         );
         r
     }
@@ -241,7 +241,7 @@ impl Ctx {
 
     pub async fn incident(&self, n: i64) -> Incident {
         self.store
-            .incident(IncidentRef(n))
+            .incident(IncidentRef::new(n))
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("INC-{n} exists"))
@@ -249,7 +249,7 @@ impl Ctx {
 
     pub async fn timeline_kinds(&self, n: i64) -> Vec<EventKind> {
         self.store
-            .timeline(IncidentRef(n))
+            .timeline(IncidentRef::new(n))
             .await
             .unwrap()
             .into_iter()

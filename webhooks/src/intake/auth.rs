@@ -7,7 +7,7 @@
 
 use super::error::{IntakeError, Reason};
 use super::signature::{verify_signature, SignatureError, Signed};
-use super::{Intake, Source, SIGNATURE_WINDOW_SECS};
+use super::{AlertSource, Intake, SIGNATURE_WINDOW_SECS};
 use axum::http::HeaderMap;
 use spotter_core::config::{Credential, SourceConfig, SourceKind};
 
@@ -104,7 +104,7 @@ fn unauthorized(reason: Reason, message: impl Into<String>) -> IntakeError {
 /// in the body and names the source: see the PagerDuty handler).
 pub(super) fn authenticate(
     intake: &Intake,
-    src: &Source,
+    src: &AlertSource,
     headers: &HeaderMap,
     body: &[u8],
     now: i64,

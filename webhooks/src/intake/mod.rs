@@ -55,7 +55,9 @@ pub const REPLAY_CACHE_CAPACITY: usize = 100_000;
 /// The `source` label of refusals that name no configured source.
 pub const UNKNOWN_SOURCE: &str = "unknown";
 
-struct Source {
+/// A configured alert sender, as intake holds it: its config, its secret and its rate limiter.
+/// (Not [`spotter_core::domain::Source`], which says where an incident came from.)
+struct AlertSource {
     config: SourceConfig,
     check: Check,
     /// The credential's secret: from its environment variable or the data folder.
@@ -66,7 +68,7 @@ struct Source {
 /// The sources with their secrets and rate limiters, recently used signatures, and the trace of
 /// refusals.
 pub struct Intake {
-    sources: Vec<Source>,
+    sources: Vec<AlertSource>,
     replays: replay::ReplayCache,
     rejections: reject::RejectionLog,
 }
@@ -88,7 +90,7 @@ impl Intake {
         let sources = config
             .sources
             .iter()
-            .map(|s| Source {
+            .map(|s| AlertSource {
                 check: Check::for_source(s),
                 secret: secrets.remove(&s.id),
                 limiter: limiter(s),
@@ -116,7 +118,7 @@ impl Intake {
         self.replays.len()
     }
 
-    fn find(&self, kind: SourceKind, id: Option<&str>) -> Result<&Source, IntakeError> {
+    fn find(&self, kind: SourceKind, id: Option<&str>) -> Result<&AlertSource, IntakeError> {
         self.sources
             .iter()
             .find(|s| s.config.kind == kind && id.is_none_or(|id| s.config.id == id))
@@ -160,7 +162,7 @@ async fn read_body(
 /// for a signature the token is taken before the body is read and given back when it verifies.
 async fn read_and_authenticate(
     state: &AppState,
-    src: &Source,
+    src: &AlertSource,
     client: IpAddr,
     headers: &HeaderMap,
     body: Body,
@@ -189,7 +191,7 @@ async fn read_and_authenticate(
     result
 }
 
-fn rate_limit(src: &Source) -> Result<(), IntakeError> {
+fn rate_limit(src: &AlertSource) -> Result<(), IntakeError> {
     src.limiter.check().map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         IntakeError::RateLimited(crate::limit::retry_after_secs(wait))
@@ -212,7 +214,7 @@ async fn ingest(
 
 async fn alertmanager_like(
     state: &AppState,
-    src: &Source,
+    src: &AlertSource,
     client: IpAddr,
     headers: HeaderMap,
     body: Body,
@@ -313,7 +315,7 @@ pub async fn generic(
 
 async fn generic_inner(
     state: &AppState,
-    src: &Source,
+    src: &AlertSource,
     client: IpAddr,
     headers: HeaderMap,
     body: Body,
@@ -333,7 +335,7 @@ pub async fn pagerduty(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let candidates: Vec<&Source> = state
+    let candidates: Vec<&AlertSource> = state
         .intake
         .sources
         .iter()
@@ -354,7 +356,7 @@ pub async fn pagerduty(
 
 async fn pagerduty_inner<'a>(
     state: &AppState,
-    candidates: &[&'a Source],
+    candidates: &[&'a AlertSource],
     label: &mut &'a str,
     client: IpAddr,
     headers: &HeaderMap,
@@ -390,10 +392,10 @@ async fn pagerduty_inner<'a>(
 /// Reads the event and finds the source whose routing key it carries (the key names the source
 /// and is its credential), comparing in constant time against every PagerDuty source's key.
 async fn pagerduty_source<'a>(
-    candidates: &[&'a Source],
+    candidates: &[&'a AlertSource],
     headers: &HeaderMap,
     body: Body,
-) -> Result<(&'a Source, parse::PdEvent), IntakeError> {
+) -> Result<(&'a AlertSource, parse::PdEvent), IntakeError> {
     let max = candidates
         .iter()
         .map(|s| s.config.max_body)

@@ -77,7 +77,7 @@ impl SqlStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(map_err)?;
-        Ok(n.map(IncidentRef))
+        Ok(n.map(IncidentRef::new))
     }
 
     pub(super) async fn maintenance_windows_sql(
@@ -139,7 +139,7 @@ impl SqlStore {
             Ok(Heartbeat {
                 name,
                 last_seen: from_ms(last_seen)?,
-                incident: incident.map(IncidentRef),
+                incident: incident.map(IncidentRef::new),
             })
         })
         .transpose()

@@ -58,7 +58,7 @@ impl SqlStore {
         rows.into_iter()
             .map(|t| {
                 Ok(TimelineEntry {
-                    incident: IncidentRef(t.incident),
+                    incident: IncidentRef::new(t.incident),
                     at: from_ms(t.at)?,
                     actor: t.actor,
                     kind: t.kind.parse().map_err(|e| corrupt("timeline kind", e))?,

@@ -44,7 +44,7 @@ impl IncidentRow {
     pub(super) fn into_incident(self) -> Result<Incident, StoreError> {
         let opt_ms = |v: Option<i64>| v.map(from_ms).transpose();
         Ok(Incident {
-            reference: IncidentRef(self.number),
+            reference: IncidentRef::new(self.number),
             level: LevelId(u8::try_from(self.level).map_err(|e| corrupt("level", e))?),
             title: self.title,
             components: self
@@ -129,7 +129,7 @@ impl OutboxRow {
             kind: MessageKind::parse(&self.kind)
                 .ok_or_else(|| corrupt("outbox kind", &self.kind))?,
             target: self.target,
-            incident: self.incident.map(IncidentRef),
+            incident: self.incident.map(IncidentRef::new),
             text: self.text,
             priority: self.priority as i32,
             attempts: self.attempts as i32,
@@ -161,7 +161,7 @@ impl JobRow {
         Ok(Job {
             id: self.id,
             key: self.job_key,
-            incident: self.incident.map(IncidentRef),
+            incident: self.incident.map(IncidentRef::new),
             due_at: from_ms(self.due_at)?,
             payload: {
                 let kind =
@@ -214,7 +214,7 @@ impl AlertRow {
                 .map_err(|e| corrupt("alert annotations", e))?,
             summary: self.summary,
             group_key: self.group_key,
-            incident: self.incident.map(IncidentRef),
+            incident: self.incident.map(IncidentRef::new),
             starts_at: self.starts_at.map(from_ms).transpose()?,
             ends_at: self.ends_at.map(from_ms).transpose()?,
             first_seen_at: from_ms(self.first_seen_at)?,
@@ -231,7 +231,7 @@ pub(super) fn binding_from_row(
     (incident, platform, channel_id, card_message_id): (i64, String, String, Option<String>),
 ) -> ChatBinding {
     ChatBinding {
-        incident: IncidentRef(incident),
+        incident: IncidentRef::new(incident),
         platform,
         channel_id,
         card_message_id,

@@ -336,7 +336,7 @@ impl SqlStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
-        let reference = IncidentRef(max.unwrap_or(0) + 1);
+        let reference = IncidentRef::new(max.unwrap_or(0) + 1);
         let cs = build(reference);
         if !matches!(&cs.incident, Some(IncidentWrite::Insert(i)) if i.reference == reference) {
             return Err(StoreError::Other(anyhow!(
