@@ -323,3 +323,33 @@ dual_test!(unknown_people_and_forged_tokens_get_nothing, |app| async {
     replica.stop().await;
     assert_eq!(app.incidents("all").await.len(), 0);
 });
+dual_test!(
+    commanding_an_incident_does_not_lift_the_shared_tokens_limit,
+    |app| async {
+        // dev (a responder) commands INC-1, so with their own token they may resolve it...
+        app.ok(
+            "sysadmin",
+            r#"/incident declare level:2 title:"Redis down" commander:dev"#,
+        )
+        .await;
+        let before = app.incident("INC-1").await;
+        // ...but through the shared token, which grants at most responder, they may not.
+        let (status, v) = command(
+            &app,
+            &app.token,
+            Some("dev"),
+            r#"/incident resolve summary:"done""#,
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["ok"], false, "{v}");
+        let reply = v["reply"].as_str().unwrap();
+        assert!(reply.contains("needs role commander"), "{reply}");
+        assert!(reply.contains("limited to role responder"), "{reply}");
+        let after = app.incident("INC-1").await;
+        assert_eq!(after["state"], before["state"]);
+        assert_eq!(after["timeline"], before["timeline"]);
+        // With dev's own token the incident commander may.
+        app.ok("dev", r#"/incident resolve summary:"done""#).await;
+    }
+);

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use spotter_core::audit::AuditRecord;
 use spotter_core::config::Config;
-use spotter_core::domain::{Actor, PersonId, Role, RoleSet};
+use spotter_core::domain::{Actor, PersonId};
 use spotter_core::store::{ApiToken, Changeset, Store};
 use spotter_core::{Engine, Secret, StoreError};
 
@@ -228,9 +228,9 @@ impl Caller {
                             .into(),
                     )
                 })?;
-                let mut actor = engine.actor_for_person(u);
-                actor.roles = capped(&actor.roles, engine.config().api.shared_token_role);
-                Ok(actor)
+                Ok(engine
+                    .actor_for_person(u)
+                    .limited_to(engine.config().api.shared_token_role))
             }
         }
     }
@@ -248,7 +248,7 @@ impl Caller {
         if ok || *self != Caller::Shared || !reply.contains("needs role") {
             return reply;
         }
-        if engine.actor_for_person(&actor.id).roles == actor.roles {
+        if actor.limited_to.is_none() {
             return reply;
         }
         format!(
@@ -260,33 +260,9 @@ impl Caller {
     }
 }
 
-/// The roles of `roles` that `cap` also grants: what both allow, never more than either.
-pub fn capped(roles: &RoleSet, cap: Role) -> RoleSet {
-    RoleSet::new(
-        Role::ALL
-            .into_iter()
-            .filter(|r| roles.allows(*r) && cap.grants(*r)),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_shared_token_never_grants_more_than_its_role_nor_more_than_the_person() {
-        let admin = RoleSet::new([Role::Admin]);
-        let capped_admin = capped(&admin, Role::Responder);
-        assert!(capped_admin.allows(Role::Responder));
-        assert!(!capped_admin.allows(Role::Commander));
-        assert!(!capped_admin.allows(Role::Admin));
-        let approver = RoleSet::new([Role::Approver]);
-        assert!(!capped(&approver, Role::Commander).allows(Role::Responder));
-        assert!(!capped(&approver, Role::Commander).allows(Role::Approver));
-        let viewer = RoleSet::new([Role::Viewer]);
-        assert!(!capped(&viewer, Role::Admin).allows(Role::Responder));
-        assert_eq!(capped(&admin, Role::Admin), RoleSet::new(Role::ALL));
-    }
 
     #[test]
     fn person_tokens_are_recognised_by_form() {

@@ -16,6 +16,7 @@ pub fn actor_for_member(config: &Config, user_id: &str, member_roles: &[String])
             id: p.id.to_string(),
             person: Some(p.id.clone()),
             roles: p.roles.clone(),
+            limited_to: None,
         };
     }
     let mapped = config
@@ -28,5 +29,6 @@ pub fn actor_for_member(config: &Config, user_id: &str, member_roles: &[String])
         id: format!("discord:{user_id}"),
         person: None,
         roles: RoleSet::new(std::iter::once(Role::Viewer).chain(mapped)),
+        limited_to: None,
     }
 }

@@ -99,6 +99,9 @@ pub struct Actor {
     pub id: String,
     pub person: Option<PersonId>,
     pub roles: RoleSet,
+    /// Acting through a credential that grants at most this role (the shared API token): the
+    /// roles are capped, and commanding an incident does not lift the cap either.
+    pub limited_to: Option<Role>,
 }
 
 impl Actor {
@@ -108,16 +111,66 @@ impl Actor {
             id: format!("system:{what}"),
             person: None,
             roles: RoleSet::new([Role::Admin]),
+            limited_to: None,
         }
     }
     pub fn allows(&self, required: Role) -> bool {
         self.roles.allows(required)
+    }
+
+    /// The same actor through a credential that grants at most `cap`: the roles both allow,
+    /// never more than either.
+    pub fn limited_to(mut self, cap: Role) -> Self {
+        self.roles = RoleSet::new(
+            Role::ALL
+                .into_iter()
+                .filter(|r| self.roles.allows(*r) && cap.grants(*r)),
+        );
+        // Limited twice: the narrower limit stays.
+        self.limited_to = match self.limited_to {
+            Some(earlier) if cap.grants(earlier) => Some(earlier),
+            _ => Some(cap),
+        };
+        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn actor(roles: &[Role]) -> Actor {
+        Actor {
+            id: "x".into(),
+            person: None,
+            roles: RoleSet::new(roles.iter().copied()),
+            limited_to: None,
+        }
+    }
+
+    #[test]
+    fn a_limited_actor_never_has_more_than_its_limit_nor_more_than_the_person() {
+        let admin = actor(&[Role::Admin]).limited_to(Role::Responder);
+        assert!(admin.allows(Role::Responder));
+        assert!(!admin.allows(Role::Commander));
+        assert!(!admin.allows(Role::Admin));
+        assert_eq!(admin.limited_to, Some(Role::Responder));
+        let approver = actor(&[Role::Approver]).limited_to(Role::Commander);
+        assert!(!approver.allows(Role::Responder));
+        assert!(!approver.allows(Role::Approver));
+        assert!(!actor(&[Role::Viewer])
+            .limited_to(Role::Admin)
+            .allows(Role::Responder));
+        assert_eq!(
+            actor(&[Role::Admin]).limited_to(Role::Admin).roles,
+            RoleSet::new(Role::ALL)
+        );
+        // Limited twice, the narrower limit stays.
+        let twice = actor(&[Role::Admin])
+            .limited_to(Role::Responder)
+            .limited_to(Role::Admin);
+        assert_eq!(twice.limited_to, Some(Role::Responder));
+    }
 
     #[test]
     fn role_grants_follow_the_documented_lattice() {

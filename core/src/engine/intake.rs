@@ -60,6 +60,7 @@ fn source_actor(source: &str) -> Actor {
         id: format!("source:{source}"),
         person: None,
         roles: RoleSet::new([Role::Responder]),
+        limited_to: None,
     }
 }
 

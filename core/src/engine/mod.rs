@@ -135,11 +135,13 @@ impl Engine {
                 id: p.id.to_string(),
                 person: Some(p.id.clone()),
                 roles: p.roles.clone(),
+                limited_to: None,
             },
             None => Actor {
                 id: id.to_string(),
                 person: None,
                 roles: RoleSet::new([Role::Viewer]),
+                limited_to: None,
             },
         }
     }
@@ -278,7 +280,12 @@ impl Engine {
                 actor.id
             )
         };
-        format!("not allowed: {what} needs role {role}; {who}")
+        match actor.limited_to {
+            Some(cap) => format!(
+                "not allowed: {what} needs role {role}; {who} (acting through a credential limited to role {cap})"
+            ),
+            None => format!("not allowed: {what} needs role {role}; {who}"),
+        }
     }
 
     /// The incident a command means: the one named, else the channel's, else the only open one.
@@ -346,7 +353,11 @@ impl Engine {
 /// The permission rule: the role itself, or, for commander work, being the commander of the
 /// incident concerned.
 fn permitted(actor: &Actor, required: Role, commands_the_incident: bool) -> bool {
-    actor.allows(required) || (required == Role::Commander && commands_the_incident)
+    let cap_allows_command = actor
+        .limited_to
+        .is_none_or(|cap| cap.grants(Role::Commander));
+    actor.allows(required)
+        || (required == Role::Commander && commands_the_incident && cap_allows_command)
 }
 
 fn no_such(r: IncidentRef) -> String {
