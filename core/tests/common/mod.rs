@@ -349,6 +349,20 @@ impl Ctx {
         done
     }
 
+    /// The single integer a query returns (read on a separate connection).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("a separate raw connection");
+        let v: i64 = sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"));
+        let _ = conn.close().await;
+        v
+    }
+
     /// Runs SQL as an attacker with write access to the database would: first dropping the
     /// triggers that keep the audit log append-only (they stop the application, not an owner).
     pub async fn tamper(&self, sql: &str) -> u64 {

@@ -20,10 +20,28 @@ impl SqlStore {
             self.skip_locked()
         );
         let rows: Vec<JobRow> = self.lease_rows(sql, owner, now, lease, limit).await?;
-        let mut jobs: Vec<Job> = rows
-            .into_iter()
-            .map(JobRow::into_job)
-            .collect::<Result<_, _>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id;
+            match row.into_job() {
+                Ok(job) => jobs.push(job),
+                // A row that cannot be read would fail every claim forever and hold up every
+                // other job: it is dead-lettered at once, with the reason.
+                Err(e) => {
+                    tracing::error!(job = id, error = %e, "unreadable job dead-lettered");
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'dead', done_at = $2, last_error = $3, \
+                         lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(ms(now))
+                    .bind(e.to_string())
+                    .execute(&self.writer)
+                    .await
+                    .map_err(map_err)?;
+                }
+            }
+        }
         jobs.sort_by_key(|j| (j.due_at, j.id));
         Ok(jobs)
     }

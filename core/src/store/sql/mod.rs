@@ -226,6 +226,52 @@ pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
         .await
 }
 
+/// The tables whose unique keys writers race for on purpose: the loser of the race re-reads
+/// and decides again (an alert or alert group inserted by a concurrent notification, a
+/// maintenance id or incident number taken by another replica).
+const RACED_TABLES: [&str; 4] = ["alerts", "alert_groups", "maintenance", "incidents"];
+
+/// Whether a unique violation is one of those races. PostgreSQL names the constraint
+/// (`alerts_pkey`); SQLite names the columns in its message (`UNIQUE constraint failed:
+/// alerts.source, alerts.fingerprint`).
+fn unique_violation_is_a_race(constraint: Option<&str>, message: &str) -> bool {
+    let table = match constraint {
+        Some(c) => c.strip_suffix("_pkey").unwrap_or(c).to_string(),
+        None => message
+            .rsplit(": ")
+            .next()
+            .and_then(|cols| cols.split('.').next())
+            .unwrap_or("")
+            .to_string(),
+    };
+    RACED_TABLES.contains(&table.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_violation_is_a_race as race;
+
+    #[test]
+    fn only_the_raced_keys_are_conflicts() {
+        assert!(race(Some("alerts_pkey"), ""));
+        assert!(race(Some("alert_groups_pkey"), ""));
+        assert!(race(Some("incidents_pkey"), ""));
+        assert!(race(
+            None,
+            "UNIQUE constraint failed: alerts.source, alerts.fingerprint"
+        ));
+        assert!(race(None, "UNIQUE constraint failed: maintenance.id"));
+        assert!(!race(Some("audit_log_pkey"), ""));
+        assert!(!race(Some("api_tokens_pkey"), ""));
+        assert!(!race(None, "UNIQUE constraint failed: audit_log.seq"));
+        assert!(!race(
+            None,
+            "UNIQUE constraint failed: outbox.idempotency_key"
+        ));
+        assert!(!race(None, "something else"));
+    }
+}
+
 /// Classifies a database error for the edges: transient (503, retry) or not.
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
@@ -238,7 +284,13 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         | E::Protocol(_) => StoreError::Unavailable(anyhow::Error::new(e)),
         E::Database(db) => {
             if db.is_unique_violation() {
-                return StoreError::Conflict(db.message().to_string());
+                return if unique_violation_is_a_race(db.constraint(), db.message()) {
+                    StoreError::Conflict(db.message().to_string())
+                } else {
+                    // A duplicate nobody races for is a bug or a corrupt row: retrying cannot
+                    // help, so it is not a conflict (500, logged with its cause).
+                    StoreError::Other(anyhow::Error::new(e).context("unexpected duplicate"))
+                };
             }
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             // SQLite: BUSY(5), LOCKED(6), READONLY(8), IOERR(10), CORRUPT(11), FULL(13),
