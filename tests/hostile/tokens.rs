@@ -353,3 +353,41 @@ dual_test!(
         app.ok("dev", r#"/incident resolve summary:"done""#).await;
     }
 );
+
+dual_test!(
+    a_token_is_never_stored_without_its_audit_entry,
+    |app| async {
+        let store = app.engine.store().clone();
+        let before = store.api_tokens().await.unwrap().len();
+        // The audit log refuses every append (a full disk, a broken trigger, a lost connection).
+        let sql = if app.database_url.starts_with("sqlite:") {
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log \
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+                .to_string()
+        } else {
+            "CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         RAISE EXCEPTION 'injected fault'; END; $$; \
+         CREATE TRIGGER no_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION no_audit();"
+            .to_string()
+        };
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let e = api_tokens::issue(
+            store.as_ref(),
+            app.engine.config(),
+            "dba",
+            "test",
+            SystemClock.now(),
+        )
+        .await;
+        assert!(e.is_err(), "issuing must fail with its audit entry");
+        // Nothing half-written: no token row at all, not even a revoked one.
+        assert_eq!(store.api_tokens().await.unwrap().len(), before);
+    }
+);

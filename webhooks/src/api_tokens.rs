@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use spotter_core::audit::AuditRecord;
 use spotter_core::config::Config;
 use spotter_core::domain::{Actor, PersonId};
-use spotter_core::store::{ApiToken, Changeset, Store};
+use spotter_core::store::{ApiToken, ApiTokenWrite, Changeset, Store};
 use spotter_core::{Engine, Secret, StoreError};
 
 /// How every person token begins (so secret scanners and people recognise it).
@@ -101,29 +101,27 @@ pub async fn issue(
             revoked_at: None,
             last_used_at: None,
         };
-        match store.insert_api_token(&row).await {
+        // The token and its audit entry in one transaction: never a token the audit log does
+        // not know about.
+        let cs = Changeset {
+            at: Some(now),
+            audit: vec![AuditRecord {
+                at: now,
+                actor: by.to_string(),
+                action: "api_token.create".into(),
+                subject: format!("person:{}", p.id),
+                detail: serde_json::json!({ "token_id": id }),
+            }],
+            api_tokens: vec![ApiTokenWrite::Insert(row)],
+            ..Changeset::default()
+        };
+        match store.commit(cs).await {
             Ok(()) => break (id, token),
             // 48 random bits rarely collide; when they do, draw again.
             Err(StoreError::Conflict(_)) if attempt < 3 => continue,
             Err(e) => return Err(e.into()),
         }
     };
-    let audit = Changeset {
-        at: Some(now),
-        audit: vec![AuditRecord {
-            at: now,
-            actor: by.to_string(),
-            action: "api_token.create".into(),
-            subject: format!("person:{}", p.id),
-            detail: serde_json::json!({ "token_id": id }),
-        }],
-        ..Changeset::default()
-    };
-    // Never a token the audit log does not know about.
-    if let Err(e) = store.commit(audit).await {
-        let _ = store.revoke_api_token(&id, now).await;
-        return Err(e.into());
-    }
     Ok(Issued {
         id,
         person: p.id.clone(),
@@ -147,8 +145,8 @@ pub async fn revoke(
     let Some(before) = before else {
         return Ok(None);
     };
-    let after = store.revoke_api_token(id, now).await?;
     if before.revoked_at.is_none() {
+        // The revocation and its audit entry in one transaction.
         store
             .commit(Changeset {
                 at: Some(now),
@@ -159,11 +157,15 @@ pub async fn revoke(
                     subject: format!("person:{}", before.person),
                     detail: serde_json::json!({ "token_id": before.id }),
                 }],
+                api_tokens: vec![ApiTokenWrite::Revoke {
+                    id: id.to_string(),
+                    at: now,
+                }],
                 ..Changeset::default()
             })
             .await?;
     }
-    Ok(after)
+    store.api_token(id).await
 }
 
 /// Who presented `token`: the shared token, a live person token, or nobody (`None`).

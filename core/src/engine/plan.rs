@@ -70,6 +70,7 @@ impl<'a> Plan<'a> {
             alert_groups: self.extra.alert_groups,
             maintenance: self.extra.maintenance,
             heartbeats: self.extra.heartbeats,
+            api_tokens: self.extra.api_tokens,
         }
     }
 

@@ -169,16 +169,3 @@ pub trait Store: Send + Sync + 'static {
     /// Records that the token was used at `at` (never moves the time back).
     async fn api_token_used(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 }
-
-/// A per-person API token as stored: its public id, its person, and the SHA-256 (hex) of the
-/// whole token. The token itself is shown once, when created, and never stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ApiToken {
-    pub id: String,
-    pub person: String,
-    #[serde(skip)]
-    pub hash: String,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
-}

@@ -25,6 +25,7 @@ pub struct Changeset {
     pub alert_groups: Vec<GroupWrite>,
     pub maintenance: Vec<MaintenanceWrite>,
     pub heartbeats: Vec<Heartbeat>,
+    pub api_tokens: Vec<ApiTokenWrite>,
 }
 
 impl Changeset {
@@ -38,6 +39,7 @@ impl Changeset {
             && self.alert_groups.is_empty()
             && self.maintenance.is_empty()
             && self.heartbeats.is_empty()
+            && self.api_tokens.is_empty()
     }
 }
 
@@ -428,4 +430,26 @@ pub struct AuditLog {
     pub entries: Vec<AuditEntry>,
     pub head_seq: i64,
     pub head_hash: String,
+}
+
+/// A per-person API token as stored: its public id, its person, and the SHA-256 (hex) of the
+/// whole token. The token itself is shown once, when created, and never stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub person: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A change to the API tokens, written with the audit entry that records it.
+#[derive(Debug, Clone)]
+pub enum ApiTokenWrite {
+    /// A new token; its id must still be free (else `Conflict`).
+    Insert(ApiToken),
+    /// Revokes it; a second revocation keeps the first time.
+    Revoke { id: String, at: DateTime<Utc> },
 }

@@ -19,21 +19,48 @@ fn token_from_row(r: TokenRow) -> Result<ApiToken, StoreError> {
     })
 }
 
+/// Writes one token change inside a changeset's transaction.
+pub(super) async fn write(
+    tx: &mut sqlx::AnyConnection,
+    t: &ApiTokenWrite,
+) -> Result<(), StoreError> {
+    match t {
+        ApiTokenWrite::Insert(t) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO api_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            )))
+            .bind(&t.id)
+            .bind(&t.person)
+            .bind(&t.hash)
+            .bind(ms(t.created_at))
+            .bind(t.revoked_at.map(ms))
+            .bind(t.last_used_at.map(ms))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        // A second revocation keeps the first time.
+        ApiTokenWrite::Revoke { id, at } => {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(ms(*at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+    }
+    Ok(())
+}
+
 impl SqlStore {
     pub(super) async fn insert_api_token(&self, t: &ApiToken) -> Result<(), StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO api_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        )))
-        .bind(&t.id)
-        .bind(&t.person)
-        .bind(&t.hash)
-        .bind(ms(t.created_at))
-        .bind(t.revoked_at.map(ms))
-        .bind(t.last_used_at.map(ms))
-        .execute(&self.writer)
+        self.commit_sql(Changeset {
+            api_tokens: vec![ApiTokenWrite::Insert(t.clone())],
+            ..Changeset::default()
+        })
         .await
-        .map_err(map_err)?;
-        Ok(())
     }
 
     pub(super) async fn api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
@@ -62,13 +89,14 @@ impl SqlStore {
         id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<ApiToken>, StoreError> {
-        // A second revocation keeps the first time.
-        sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .bind(ms(at))
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+        self.commit_sql(Changeset {
+            api_tokens: vec![ApiTokenWrite::Revoke {
+                id: id.to_string(),
+                at,
+            }],
+            ..Changeset::default()
+        })
+        .await?;
         self.api_token(id).await
     }
 

@@ -228,8 +228,14 @@ pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
 
 /// The tables whose unique keys writers race for on purpose: the loser of the race re-reads
 /// and decides again (an alert or alert group inserted by a concurrent notification, a
-/// maintenance id or incident number taken by another replica).
-const RACED_TABLES: [&str; 4] = ["alerts", "alert_groups", "maintenance", "incidents"];
+/// maintenance id or incident number taken by another replica, a random token id drawn twice).
+const RACED_TABLES: [&str; 5] = [
+    "alerts",
+    "alert_groups",
+    "maintenance",
+    "incidents",
+    "api_tokens",
+];
 
 /// Whether a unique violation is one of those races. PostgreSQL names the constraint
 /// (`alerts_pkey`); SQLite names the columns in its message (`UNIQUE constraint failed:
@@ -262,7 +268,7 @@ mod tests {
         ));
         assert!(race(None, "UNIQUE constraint failed: maintenance.id"));
         assert!(!race(Some("audit_log_pkey"), ""));
-        assert!(!race(Some("api_tokens_pkey"), ""));
+        assert!(race(Some("api_tokens_pkey"), ""));
         assert!(!race(None, "UNIQUE constraint failed: audit_log.seq"));
         assert!(!race(
             None,

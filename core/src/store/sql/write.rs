@@ -307,6 +307,9 @@ impl SqlStore {
             .await
             .map_err(map_err)?;
         }
+        for t in &cs.api_tokens {
+            super::api_tokens::write(&mut *tx, t).await?;
+        }
         Ok(())
     }
 
