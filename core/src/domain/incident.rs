@@ -8,8 +8,8 @@
 //! Every transition method checks first and changes after, so a refused transition leaves the
 //! incident exactly as it was.
 
+use super::DomainError;
 use super::{ComponentId, IncidentRef, LevelId, PersonId};
-use crate::error::DomainError;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;

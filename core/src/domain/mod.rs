@@ -3,6 +3,7 @@
 
 mod alert;
 mod channel;
+mod error;
 mod ids;
 mod incident;
 mod role;
@@ -10,6 +11,7 @@ mod timeline;
 
 pub use alert::AlertStatus;
 pub use channel::Channel;
+pub use error::DomainError;
 pub use ids::{is_slug, ComponentId, IncidentRef, LevelId, PersonId};
 pub use incident::{Incident, Phase, Source, State, StateFilter, TITLE_MAX};
 pub use role::{Actor, Role, RoleSet};
