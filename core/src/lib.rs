@@ -4,7 +4,8 @@
 //!
 //! Map of the modules:
 //! - [`alerts`]: alerts from any sender, normalised; their identity and routing rules.
-//! - [`domain`]: levels, incidents and their state machine, phases, timeline, people and roles.
+//! - [`domain`]: levels, incidents and their state machine, phases, timeline, people and roles,
+//!   outbound channels, and the domain's refusals ([`DomainError`]). Below everything else.
 //! - [`command`]: the chat grammar (`/incident declare level:3 title:"…"`) parsed into one typed
 //!   [`command::Command`]; its spec table also feeds `/help` and slash-command registration.
 //! - [`config`]: the TOML configuration, its built-in default (the guide), and `config check`.
@@ -12,13 +13,15 @@
 //!   (dedup, grouping, resolution, flapping, maintenance windows, the dead man's switch); decides
 //!   what to write (incident, timeline, audit, outbox, jobs) as one atomic changeset.
 //! - [`store`]: the store port and its SQL adapter (SQLite by default, PostgreSQL for teams).
-//! - [`audit`]: the hash-chained audit log and its verification.
-//! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries.
-//! - [`scheduler`]: runs due jobs (RTO breaches, escalation tiers) claimed from the database.
+//! - [`audit`]: the keyed (HMAC) hash-chained audit log, its verification and exported heads.
+//! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries,
+//!   every outcome fenced by its lease.
+//! - [`scheduler`]: runs due jobs claimed from the database (dead-lettering those that keep
+//!   failing) and the retention sweep.
 //! - [`clock`]: time as a port, so tests move it by hand.
 //! - [`metrics`]: counters and database-derived gauges rendered for `/metrics`.
 //! - [`render`]: plain-text renderings of incidents for chat replies.
-//! - [`error`]: domain errors (the user's to fix) and store errors (transient or not).
+//! - [`error`]: store errors (conflict, transient or not) beside the domain's refusals.
 //! - `testkit` (feature `testkit`, tests only): the PostgreSQL skip/strict rule and a fresh
 //!   database per test.
 

@@ -345,7 +345,7 @@ dual_test!(
         assert_eq!(v["ok"], false, "{v}");
         let reply = v["reply"].as_str().unwrap();
         assert!(reply.contains("needs role commander"), "{reply}");
-        assert!(reply.contains("limited to role responder"), "{reply}");
+        assert!(reply.contains("grants at most role responder"), "{reply}");
         let after = app.incident("INC-1").await;
         assert_eq!(after["state"], before["state"]);
         assert_eq!(after["timeline"], before["timeline"]);

@@ -97,7 +97,7 @@ pub async fn command(
     let config = state.engine.config();
     Ok(Json(CommandResponse {
         ok: reply.ok,
-        reply: caller.explain_refusal(&state.engine, &actor, reply.ok, reply.text),
+        reply: caller.explain_refusal(&actor, reply.ok, reply.text),
         incident: reply.incident.map(|i| IncidentView::new(i, config)),
     }))
 }
@@ -235,7 +235,7 @@ pub async fn start_maintenance(
     // alone decides).
     let forbidden = spotter_core::command::parse(&line, state.engine.config())
         .is_ok_and(|cmd| !actor.allows(cmd.spec().role));
-    let why = caller.explain_refusal(&state.engine, &actor, false, reply.text);
+    let why = caller.explain_refusal(&actor, false, reply.text);
     if forbidden {
         return Err(ApiError::Forbidden(why));
     }

@@ -242,21 +242,18 @@ impl Caller {
     /// A role refusal through the shared token says that the token, not the person, fell short.
     pub fn explain_refusal(
         &self,
-        engine: &Engine,
         actor: &Actor,
         ok: bool,
         reply: String,
     ) -> String {
-        if ok || *self != Caller::Shared || !reply.contains("needs role") {
-            return reply;
-        }
-        if actor.limited_to.is_none() {
+        // The engine names the limit when it is why (see `Actor::limited_to`); this door adds
+        // which credential that was and the way out.
+        if ok || *self != Caller::Shared || !reply.contains("grants at most role") {
             return reply;
         }
         format!(
-            "{reply} (through the shared API token, which acts with at most role {cap}; `{id}` \
-             can use their own token: spotter token create --person {id})",
-            cap = engine.config().api.shared_token_role,
+            "{reply} (the shared API token; `{id}` can use their own token: spotter token create \
+             --person {id})",
             id = actor.id
         )
     }

@@ -281,10 +281,11 @@ impl Engine {
             )
         };
         match actor.limited_to {
-            Some(cap) => format!(
-                "not allowed: {what} needs role {role}; {who} (acting through a credential limited to role {cap})"
+            // Named only when the limit is why: a viewer is refused with or without it.
+            Some(cap) if !cap.grants(role) => format!(
+                "not allowed: {what} needs role {role}; {who}, acting through a credential that grants at most role {cap}"
             ),
-            None => format!("not allowed: {what} needs role {role}; {who}"),
+            _ => format!("not allowed: {what} needs role {role}; {who}"),
         }
     }
 
