@@ -13,3 +13,6 @@ mod logs;
 
 #[path = "hostile/tokens.rs"]
 mod tokens;
+
+#[path = "hostile/replays.rs"]
+mod replays;
