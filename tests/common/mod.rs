@@ -411,8 +411,7 @@ macro_rules! dual_test {
         mod $name {
             use super::*;
             async fn run(backend: common::Backend) {
-                let Some(mut $app) =
-                    common::TestApp::spawn(backend, stringify!($name)).await
+                let Some(mut $app) = common::TestApp::spawn(backend, stringify!($name)).await
                 else {
                     return;
                 };

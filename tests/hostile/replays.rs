@@ -133,10 +133,7 @@ async fn rename_signatures(app: &TestApp, away: bool) {
     } else {
         "ALTER TABLE seen_signatures_away RENAME TO seen_signatures"
     };
-    sqlx::query(sql)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(sql).execute(&pool).await.unwrap();
     pool.close().await;
 }
 
