@@ -16,3 +16,6 @@ mod tokens;
 
 #[path = "hostile/replays.rs"]
 mod replays;
+
+#[path = "hostile/proxies.rs"]
+mod proxies;

@@ -29,11 +29,12 @@ pub mod reject;
 pub mod replay;
 pub mod signature;
 
+use crate::client::Client;
 use crate::error::ApiError;
 use crate::AppState;
 use auth::Check;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -44,7 +45,7 @@ use spotter_core::alerts::AlertBatch;
 use spotter_core::config::{Config, SourceConfig, SourceKind};
 use spotter_core::Secret;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -308,51 +309,35 @@ async fn by_path(
 pub async fn alertmanager(
     State(state): State<AppState>,
     source: Option<Path<String>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let id = source.map(|Path(id)| id);
-    by_path(
-        state,
-        SourceKind::Alertmanager,
-        id,
-        peer.ip(),
-        headers,
-        body,
-    )
-    .await
+    by_path(state, SourceKind::Alertmanager, id, client, headers, body).await
 }
 
 /// `POST /webhooks/grafana[/{source}]`: Grafana's webhook contact point (version 1).
 pub async fn grafana(
     State(state): State<AppState>,
     source: Option<Path<String>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let id = source.map(|Path(id)| id);
-    by_path(state, SourceKind::Grafana, id, peer.ip(), headers, body).await
+    by_path(state, SourceKind::Grafana, id, client, headers, body).await
 }
 
 /// `POST /webhooks/generic/{source}`: the documented JSON shape, HMAC-signed.
 pub async fn generic(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    by_path(
-        state,
-        SourceKind::Generic,
-        Some(id),
-        peer.ip(),
-        headers,
-        body,
-    )
-    .await
+    by_path(state, SourceKind::Generic, Some(id), client, headers, body).await
 }
 
 async fn generic_inner(
@@ -373,7 +358,7 @@ async fn generic_inner(
 /// senders work by changing only the URL.
 pub async fn pagerduty(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -389,7 +374,6 @@ pub async fn pagerduty(
         [only] => only.config.id.as_str(),
         _ => UNKNOWN_SOURCE,
     };
-    let client = peer.ip();
     match pagerduty_inner(&state, &candidates, &mut label, client, &headers, body).await {
         Ok(r) => r,
         Err(e) => refuse(&state, label, client, e).into_pagerduty_response(),
