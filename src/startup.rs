@@ -79,6 +79,7 @@ impl Application {
         for id in intake.switched_off() {
             tracing::warn!("alert source `{id}` has no credential and refuses every request");
         }
+        let guard = spotter_webhooks::limit::ClientGuard::from_config(&config);
         let metrics = Metrics::new().with_sources(config.sources.iter().map(|s| s.id.clone()));
         let engine = Arc::new(Engine::new(
             Arc::new(store.clone()),
@@ -91,7 +92,7 @@ impl Application {
             engine: engine.clone(),
             api_token,
             intake: Arc::new(intake),
-            guard: Arc::new(spotter_webhooks::limit::ClientGuard::default()),
+            guard: Arc::new(guard),
         };
         Ok(Application {
             listener,

@@ -13,3 +13,9 @@ mod logs;
 
 #[path = "hostile/tokens.rs"]
 mod tokens;
+
+#[path = "hostile/replays.rs"]
+mod replays;
+
+#[path = "hostile/proxies.rs"]
+mod proxies;

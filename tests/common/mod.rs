@@ -36,6 +36,8 @@ pub struct TestApp {
     pub config: Config,
     /// Person id → that person's own API token, created on first use.
     person_tokens: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// The secrets' environment it was built with, for a restart.
+    env: std::collections::HashMap<String, String>,
 }
 
 /// A database URL for `backend`, or `None` when PostgreSQL tests are skipped.
@@ -129,7 +131,30 @@ impl TestApp {
             engine,
             config,
             person_tokens: Default::default(),
+            env,
         })
+    }
+
+    /// Stops the server gracefully and starts a new process's worth of application on the same
+    /// database, data folder and configuration: everything held in memory is gone.
+    pub async fn restart(&mut self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            s.await.unwrap().unwrap();
+        }
+        let env = self.env.clone();
+        let app = Application::build_announcing(
+            self.config.clone(),
+            std::sync::Arc::new(SystemClock),
+            &|k| env.get(k).cloned(),
+            &mut std::io::sink(),
+        )
+        .await
+        .expect("the application builds again");
+        self.engine = app.engine().clone();
+        self.addr = format!("http://{}", app.addr());
+        self.shutdown = CancellationToken::new();
+        self.server = Some(tokio::spawn(app.run_until_stopped(self.shutdown.clone())));
     }
 
     /// The bearer token a request naming `user` goes with: a configured person's own token
@@ -380,5 +405,27 @@ macro_rules! dual_test {
     };
     ($name:ident, |$app:ident| $body:expr) => {
         dual_test!($name, options = common::Options::default(), |$app| $body);
+    };
+    // A test that changes its app (`app.restart()`).
+    ($name:ident, mut |$app:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+            async fn run(backend: common::Backend) {
+                let Some(mut $app) = common::TestApp::spawn(backend, stringify!($name)).await
+                else {
+                    return;
+                };
+                $body.await;
+                $app.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(common::Backend::Postgres).await
+            }
+        }
     };
 }

@@ -14,13 +14,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const FIRING: &str = include_str!("../fixtures/alertmanager-firing.json");
+pub(crate) const FIRING: &str = include_str!("../fixtures/alertmanager-firing.json");
 const GRAFANA: &str = include_str!("../fixtures/grafana-firing.json");
 const PD_TRIGGER: &str = include_str!("../fixtures/pagerduty-trigger.json");
-const GENERIC: &str = "/webhooks/generic/backup-jobs";
+pub(crate) const GENERIC: &str = "/webhooks/generic/backup-jobs";
 
 /// A client whose connections come from `ip`.
-fn client_from(ip: &str) -> reqwest::Client {
+pub(crate) fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .local_address(ip.parse::<IpAddr>().unwrap())
@@ -29,18 +29,18 @@ fn client_from(ip: &str) -> reqwest::Client {
         .unwrap()
 }
 
-fn secret(app: &TestApp, source: &str) -> String {
+pub(crate) fn secret(app: &TestApp, source: &str) -> String {
     std::fs::read_to_string(app.dir.path().join(format!("data/sources/{source}.secret")))
         .unwrap_or_else(|e| panic!("the {source} source's generated credential: {e}"))
 }
 
-fn sign(secret: &str, ts: i64, body: &str) -> String {
+pub(crate) fn sign(secret: &str, ts: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{ts}.{body}").as_bytes());
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -72,7 +72,7 @@ async fn store_untouched(app: &TestApp) {
     assert_eq!(alerts["alerts"], json!([]), "an alert was recorded");
 }
 
-async fn still_up(app: &TestApp) {
+pub(crate) async fn still_up(app: &TestApp) {
     let r = app
         .client
         .get(format!("{}/healthz", app.addr))
@@ -82,7 +82,7 @@ async fn still_up(app: &TestApp) {
     assert_eq!(r.status(), 200, "the process is up");
 }
 
-fn sample(metrics: &str, series: &str) -> f64 {
+pub(crate) fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -90,7 +90,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn retry_after(r: &reqwest::Response) -> u64 {
+pub(crate) fn retry_after(r: &reqwest::Response) -> u64 {
     r.headers()
         .get("retry-after")
         .expect("429 carries Retry-After")

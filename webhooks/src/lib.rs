@@ -12,6 +12,7 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`intake`]: alert intake — `/webhooks/alertmanager`, `/webhooks/grafana`, `/v2/enqueue`
 //!   (PagerDuty Events v2), `/webhooks/generic/{source}`; its `parse` module reads each format.
+//! - [`client`]: who the client is: the peer, or behind a trusted proxy the address it forwards.
 //! - [`limit`]: per-client budgets — failed authentications on every door that checks a
 //!   credential (spent → 429, before any HMAC or signature is computed), requests on `/api/v1`,
 //!   `/metrics`, `/readyz` and `/discord/interactions`; bounded key sets.
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod api_tokens;
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod health;

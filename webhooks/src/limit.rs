@@ -15,6 +15,9 @@
 //!   API and Discord doors take one token per request; the budgets are far above what a scraper,
 //!   the console or Discord sends.
 //!
+//! Budgets are configured in `[limits]`, and the client is the peer address, or behind a proxy
+//! listed in `[server] trusted_proxies` the address it forwards ([`crate::client`]).
+//!
 //! The key set is bounded: at most [`MAX_CLIENTS`] addresses have their own bucket. Buckets that
 //! have refilled are dropped by a sweep (at most once a second, only when the map is full), and
 //! clients that still find no room share one overflow bucket, so an attacker with many addresses
@@ -23,12 +26,13 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use spotter_core::config::{AddressRange, Config, LimitsConfig};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -45,7 +49,7 @@ pub struct Budget {
 /// The limits this server applies (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Failed authentications per client: 20 at once, then one every 5 s.
+    /// Failed authentications per client (by default 20 at once, then one every 5 s).
     pub auth_failures: Budget,
     /// `/api/v1` and `/discord/interactions` requests per client.
     pub api: Budget,
@@ -53,22 +57,29 @@ pub struct Limits {
     pub open: Budget,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
+impl From<&LimitsConfig> for Limits {
+    fn from(c: &LimitsConfig) -> Self {
+        let refill = c.auth_failure_refill.num_milliseconds().max(1) as f64 / 1000.0;
         Limits {
             auth_failures: Budget {
-                burst: 20,
-                per_second: 0.2,
+                burst: c.auth_failures,
+                per_second: 1.0 / refill,
             },
             api: Budget {
-                burst: 2_000,
-                per_second: 1_000.0,
+                burst: c.api_burst,
+                per_second: c.api_per_second,
             },
             open: Budget {
-                burst: 50,
-                per_second: 10.0,
+                burst: c.metrics_burst,
+                per_second: c.metrics_per_second,
             },
         }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&LimitsConfig::default())
     }
 }
 
@@ -198,11 +209,13 @@ impl Buckets {
     }
 }
 
-/// Every per-client budget of one server.
+/// Every per-client budget of one server, and who counts as the client.
 pub struct ClientGuard {
     pub auth_failures: Buckets,
     api: Buckets,
     open: Buckets,
+    /// `[server] trusted_proxies`: peers whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<AddressRange>,
 }
 
 impl Default for ClientGuard {
@@ -217,12 +230,27 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 }
 
 impl ClientGuard {
+    /// These limits, with no trusted proxy (the peer is the client).
     pub fn new(limits: Limits) -> Self {
         ClientGuard {
             auth_failures: Buckets::new(limits.auth_failures, MAX_CLIENTS),
             api: Buckets::new(limits.api, MAX_CLIENTS),
             open: Buckets::new(limits.open, MAX_CLIENTS),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// The configured `[limits]` and `[server] trusted_proxies`.
+    pub fn from_config(config: &Config) -> Self {
+        ClientGuard {
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            ..Self::new(Limits::from(&config.limits))
+        }
+    }
+
+    /// The client of a request from `peer` (see [`crate::client`]).
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        crate::client::client_address(peer, headers, &self.trusted_proxies)
     }
 
     /// Before a costly credential check: takes one token of `client`'s failure budget, or gives
@@ -247,11 +275,10 @@ impl ClientGuard {
     }
 }
 
-fn peer(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+fn client(state: &AppState, req: &Request) -> IpAddr {
+    state
+        .guard
+        .client(crate::client::peer(req.extensions()), req.headers())
 }
 
 fn too_many(secs: u64, what: &str) -> Response {
@@ -267,7 +294,7 @@ const TOO_MANY_FAILURES: &str = "too many failed authentications from this addre
 /// Middleware for `/api/v1` (a bearer token, compared first): the request budget; then a 401
 /// spends one token of the failure budget, and becomes 429 once that is spent.
 pub async fn guard_token_door(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let client = peer(&req);
+    let client = client(&state, &req);
     let guard = &state.guard;
     if let Err(wait) = guard.api.take(client, Instant::now()) {
         return too_many(
@@ -292,7 +319,7 @@ pub async fn guard_signed_door(
     req: Request,
     next: Next,
 ) -> Response {
-    let client = peer(&req);
+    let client = client(&state, &req);
     let guard = &state.guard;
     if let Err(wait) = guard.api.take(client, Instant::now()) {
         return too_many(
@@ -312,7 +339,7 @@ pub async fn guard_signed_door(
 
 /// Middleware for doors anyone may call that still cost a database read (`/metrics`, `/readyz`).
 pub async fn guard_open(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let client = peer(&req);
+    let client = client(&state, &req);
     if let Err(wait) = state.guard.open.take(client, Instant::now()) {
         return too_many(
             retry_after_secs(wait),

@@ -11,10 +11,12 @@
 mod alerts;
 mod discord;
 mod document;
+mod limits;
 mod raw;
 mod upkeep;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
+pub use limits::{AddressRange, LimitsConfig};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};
@@ -47,6 +49,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub jobs: JobsConfig,
     pub retention: RetentionConfig,
+    /// Per-client budgets of the HTTP server.
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct ServerConfig {
     pub listen: String,
     pub public_url: String,
     pub data_dir: PathBuf,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (empty: the peer is the client).
+    pub trusted_proxies: Vec<AddressRange>,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@ struct RawConfig {
     audit: Option<super::upkeep::RawAudit>,
     jobs: Option<super::upkeep::RawJobs>,
     retention: Option<super::upkeep::RawRetention>,
+    limits: Option<super::limits::RawLimits>,
     /// Tables with an element that could not be read: checks that would only repeat the
     /// problem ("names unknown person") stand down for them.
     incomplete: HashSet<String>,
@@ -33,7 +34,7 @@ struct RawConfig {
 
 const TABLES: &str = "[server], [database], [api], [outbox], [[level]], [[rpo]], [[component]], \
     [[person]], [[team]], [[escalation]], [discord], [alerts], [[source]], [[route]], [audit], \
-    [jobs], [retention]";
+    [jobs], [retention], [limits]";
 
 impl RawConfig {
     /// Reads every table; each problem goes to `err`.
@@ -59,6 +60,7 @@ impl RawConfig {
                 "audit" => raw.audit = r.table(&key, value),
                 "jobs" => raw.jobs = r.table(&key, value),
                 "retention" => raw.retention = r.table(&key, value),
+                "limits" => raw.limits = r.table(&key, value),
                 other => err(
                     &key_span,
                     format!("unknown table `{other}`; accepted: {TABLES}"),
@@ -79,6 +81,7 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     public_url: Option<String>,
     data_dir: Option<String>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +214,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         listen: None,
         public_url: None,
         data_dir: None,
+        trusted_proxies: None,
     });
     let listen = server.listen.map(|l| {
         if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
@@ -232,6 +236,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         listen,
         public_url,
         data_dir: PathBuf::from(server.data_dir.unwrap_or_else(|| "data".into())),
+        trusted_proxies: super::limits::parse_trusted_proxies(server.trusted_proxies, &mut err),
     };
 
     let db = raw.database.unwrap_or(RawDatabase {
@@ -547,6 +552,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let audit = super::upkeep::parse_audit(raw.audit, &mut err);
     let jobs = super::upkeep::parse_jobs(raw.jobs, &mut err);
     let retention = super::upkeep::parse_retention(raw.retention, &mut err);
+    let limits = super::limits::parse_limits(raw.limits, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));
@@ -570,6 +576,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         audit,
         jobs,
         retention,
+        limits,
     })
 }
 

@@ -100,15 +100,33 @@ fn unauthorized(reason: Reason, message: impl Into<String>) -> IntakeError {
     IntakeError::Unauthorized(reason, message.into())
 }
 
+/// The refusal of a signature already used.
+pub(super) fn replayed() -> IntakeError {
+    unauthorized(
+        Reason::Replayed,
+        "replayed request: this signature was already used; sign each delivery afresh",
+    )
+}
+
+/// A timestamped signature that verified and is new to this process: the caller still asks the
+/// database whether another process or replica saw it first (see `intake::remember`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FreshSignature {
+    pub mac: [u8; 32],
+    /// The signed timestamp (Unix seconds): the signature is remembered until its window closes.
+    pub timestamp: i64,
+}
+
 /// Checks the request's credential against the source's (not PagerDuty's routing key, which is
-/// in the body and names the source: see the PagerDuty handler).
+/// in the body and names the source: see the PagerDuty handler). Synchronous, so it is pure CPU
+/// work; a timestamped signature comes back for the durable replay check.
 pub(super) fn authenticate(
     intake: &Intake,
     src: &AlertSource,
     headers: &HeaderMap,
     body: &[u8],
     now: i64,
-) -> Result<(), IntakeError> {
+) -> Result<Option<FreshSignature>, IntakeError> {
     let Some(secret) = &src.secret else {
         return Err(unauthorized(
             Reason::NoCredential,
@@ -126,7 +144,7 @@ pub(super) fn authenticate(
                     .or_else(|| a.strip_prefix("bearer "))
             });
             match token {
-                Some(t) if secret.matches(t.trim()) => Ok(()),
+                Some(t) if secret.matches(t.trim()) => Ok(None),
                 Some(_) => Err(unauthorized(
                     Reason::BadCredential,
                     "missing or invalid bearer token",
@@ -159,7 +177,7 @@ pub(super) fn authenticate(
                     user_ok & pass_ok
                 });
             if ok {
-                Ok(())
+                Ok(None)
             } else {
                 Err(unauthorized(
                     Reason::BadCredential,
@@ -208,15 +226,18 @@ pub(super) fn authenticate(
                     ),
                 })?;
             // Only a timestamped signature can be told apart from an honest resend of the body.
-            if verified.timestamp.is_some() && !intake.replays.first_use(verified.mac, now) {
-                return Err(unauthorized(
-                    Reason::Replayed,
-                    "replayed request: this signature was already used; sign each delivery afresh",
-                ));
+            let Some(timestamp) = verified.timestamp else {
+                return Ok(None);
+            };
+            if !intake.replays.first_use(verified.mac, now) {
+                return Err(replayed());
             }
-            Ok(())
+            Ok(Some(FreshSignature {
+                mac: verified.mac,
+                timestamp,
+            }))
         }
-        Check::RoutingKey => Ok(()),
+        Check::RoutingKey => Ok(None),
     }
 }
 

@@ -7,7 +7,9 @@
 //!    body, only while the client has budget left, else 429 with `Retry-After` before the body is
 //!    read or any HMAC computed. Missing or wrong, or a stale or replayed signature → 401, and
 //!    one token of the budget (429 once it is spent). Every source has a credential; one without
-//!    a secret refuses everything.
+//!    a secret refuses everything. A timestamped signature is checked for replay in memory, then
+//!    in the database, which every replica shares and which outlives a restart; a database that
+//!    cannot answer → 503 with `Retry-After`.
 //! 3. The body, read up to the source's `max_body`: larger → 413.
 //! 4. The source's rate: over it → 429 with `Retry-After`.
 //! 5. The payload: malformed → 400 naming the field.
@@ -17,7 +19,7 @@
 //! Every refusal is counted and logged once ([`reject`]).
 //!
 //! Modules: [`auth`] (each source's [`auth::Check`] and the credential check), [`signature`] (the
-//! pure HMAC check), [`replay`] (the in-memory replay cache), [`error`] (refusals and their
+//! pure HMAC check), [`replay`] (the in-memory replay cache; the durable one is `remember`), [`error`] (refusals and their
 //! answers), [`reject`] (the trace refusals leave), [`parse`] (each payload format).
 
 pub mod auth;
@@ -27,11 +29,12 @@ pub mod reject;
 pub mod replay;
 pub mod signature;
 
+use crate::client::Client;
 use crate::error::ApiError;
 use crate::AppState;
 use auth::Check;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -42,7 +45,7 @@ use spotter_core::alerts::AlertBatch;
 use spotter_core::config::{Config, SourceConfig, SourceKind};
 use spotter_core::Secret;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -182,13 +185,53 @@ async fn read_and_authenticate(
         .before_authentication(client)
         .map_err(IntakeError::Throttled)?;
     let result = match read_body(body, headers, src.config.max_body).await {
-        Ok(bytes) => auth::authenticate(&state.intake, src, headers, &bytes, now).map(|()| bytes),
+        Ok(bytes) => match auth::authenticate(&state.intake, src, headers, &bytes, now) {
+            Ok(Some(fresh)) => remember(state, src, fresh, now).await.map(|()| bytes),
+            Ok(None) => Ok(bytes),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if !result.as_ref().is_err_and(IntakeError::is_auth_failure) {
         state.guard.authenticated(client);
     }
     result
+}
+
+/// The durable replay check, behind the in-memory one: the signature is remembered in the
+/// database (`seen_signatures`, keyed by source and MAC) until its timestamp window closes, so a
+/// replay is refused by every replica and after a restart. When the database cannot say, the
+/// answer is 503 with `Retry-After` and nothing is written: never an accept on trust. The
+/// in-memory cache then forgets the signature, so the sender's retry of the same delivery is
+/// heard.
+async fn remember(
+    state: &AppState,
+    src: &AlertSource,
+    fresh: auth::FreshSignature,
+    now: i64,
+) -> Result<(), IntakeError> {
+    let key = format!("{}:{}", src.config.id, hex::encode(fresh.mac));
+    let at = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    };
+    let expires_at = at(fresh.timestamp.saturating_add(SIGNATURE_WINDOW_SECS));
+    match state
+        .engine
+        .store()
+        .remember_signature(&key, expires_at, at(now))
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(auth::replayed()),
+        Err(e) => {
+            state.intake.replays.forget(&fresh.mac);
+            // Whatever the fault, the question is unanswered for now: retry, not 500.
+            Err(IntakeError::Api(ApiError::Unavailable(
+                anyhow::Error::new(e).context("remembering a request signature"),
+            )))
+        }
+    }
 }
 
 fn rate_limit(src: &AlertSource) -> Result<(), IntakeError> {
@@ -266,51 +309,35 @@ async fn by_path(
 pub async fn alertmanager(
     State(state): State<AppState>,
     source: Option<Path<String>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let id = source.map(|Path(id)| id);
-    by_path(
-        state,
-        SourceKind::Alertmanager,
-        id,
-        peer.ip(),
-        headers,
-        body,
-    )
-    .await
+    by_path(state, SourceKind::Alertmanager, id, client, headers, body).await
 }
 
 /// `POST /webhooks/grafana[/{source}]`: Grafana's webhook contact point (version 1).
 pub async fn grafana(
     State(state): State<AppState>,
     source: Option<Path<String>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let id = source.map(|Path(id)| id);
-    by_path(state, SourceKind::Grafana, id, peer.ip(), headers, body).await
+    by_path(state, SourceKind::Grafana, id, client, headers, body).await
 }
 
 /// `POST /webhooks/generic/{source}`: the documented JSON shape, HMAC-signed.
 pub async fn generic(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    by_path(
-        state,
-        SourceKind::Generic,
-        Some(id),
-        peer.ip(),
-        headers,
-        body,
-    )
-    .await
+    by_path(state, SourceKind::Generic, Some(id), client, headers, body).await
 }
 
 async fn generic_inner(
@@ -331,7 +358,7 @@ async fn generic_inner(
 /// senders work by changing only the URL.
 pub async fn pagerduty(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -347,7 +374,6 @@ pub async fn pagerduty(
         [only] => only.config.id.as_str(),
         _ => UNKNOWN_SOURCE,
     };
-    let client = peer.ip();
     match pagerduty_inner(&state, &candidates, &mut label, client, &headers, body).await {
         Ok(r) => r,
         Err(e) => refuse(&state, label, client, e).into_pagerduty_response(),

@@ -222,7 +222,7 @@ pub fn pagerduty(
     {
         errors.push("'dedup_key' is required for acknowledge and resolve".into());
     }
-    if dedup_key.as_ref().is_some_and(|k| k.len() > 255) {
+    if dedup_key.as_ref().is_some_and(|k| k.chars().count() > 255) {
         errors.push("'dedup_key' is longer than 255 characters".into());
     }
     let mut labels = BTreeMap::new();

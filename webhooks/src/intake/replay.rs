@@ -8,7 +8,8 @@
 //! the secret sending more than `capacity` requests within the span).
 //!
 //! It is per process and forgets on restart; durable protection across restarts and replicas sits
-//! behind it in the database.
+//! behind it in the database (`seen_signatures`, see `intake::remember`): this cache only spares
+//! the database the replays one process sees itself.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -62,6 +63,17 @@ impl ReplayCache {
         true
     }
 
+    /// Forgets `mac`, so its next use is a first use again: for a request refused for our own
+    /// trouble (503), whose sender will retry the very same delivery. Its place in `order` stays
+    /// behind and leaves with the front in its turn.
+    pub fn forget(&self, mac: &[u8; 32]) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seen
+            .remove(mac);
+    }
+
     /// Signatures remembered right now.
     pub fn len(&self) -> usize {
         self.inner
@@ -105,6 +117,16 @@ mod tests {
         }
         // Arrival i expires at i + 600: only the last 600 are still held.
         assert_eq!(c.len(), 600);
+    }
+
+    #[test]
+    fn a_forgotten_signature_is_a_first_use_again() {
+        let c = ReplayCache::new(300, 100);
+        assert!(c.first_use(mac(1), 1000));
+        c.forget(&mac(1));
+        assert!(c.first_use(mac(1), 1001));
+        assert!(!c.first_use(mac(1), 1002));
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

@@ -147,6 +147,28 @@ fn pagerduty_lists_every_problem() {
 }
 
 #[test]
+fn a_dedup_key_is_limited_to_255_characters_not_bytes() {
+    let event = |key: &str| -> PdEvent {
+        json(
+            serde_json::json!({"routing_key": "r", "event_action": "resolve", "dedup_key": key})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    // 255 characters of two bytes each (510 bytes): within the limit.
+    let accented = "é".repeat(255);
+    let (_, key) = pagerduty(event(&accented), "uptime", "g").unwrap();
+    assert_eq!(key, accented);
+    let errors = pagerduty(event(&"é".repeat(256)), "uptime", "g").unwrap_err();
+    assert_eq!(
+        errors,
+        vec!["'dedup_key' is longer than 255 characters".to_string()]
+    );
+    assert!(pagerduty(event(&"k".repeat(255)), "uptime", "g").is_ok());
+}
+
+#[test]
 fn generic_events() {
     let b = generic(br#"{"summary":"Backup failed","severity":"error","component":"database","dedup_key":"backup-nightly","labels":{"job":"backup"}}"#, "backups").unwrap();
     let a = &b.alerts[0];
