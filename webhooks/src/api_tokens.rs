@@ -240,12 +240,7 @@ impl Caller {
 
 impl Caller {
     /// A role refusal through the shared token says that the token, not the person, fell short.
-    pub fn explain_refusal(
-        &self,
-        actor: &Actor,
-        ok: bool,
-        reply: String,
-    ) -> String {
+    pub fn explain_refusal(&self, actor: &Actor, ok: bool, reply: String) -> String {
         // The engine names the limit when it is why (see `Actor::limited_to`); this door adds
         // which credential that was and the way out.
         if ok || *self != Caller::Shared || !reply.contains("grants at most role") {
