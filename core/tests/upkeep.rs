@@ -130,10 +130,10 @@ dual_test!(
     an_unreadable_job_is_set_aside_and_the_others_still_run,
     |ctx| async move {
         let inc = ctx.declare(1, "Cache slow").await;
-        ctx.raw_sql(&format!(
+        ctx.raw_sql(
             "INSERT INTO jobs (job_key, kind, incident, due_at, payload, state, attempts, created_at) \
-             VALUES ('poison', 'escalation_tier', 1, 0, '{{}}', 'pending', 0, 0)"
-        ))
+             VALUES ('poison', 'escalation_tier', 1, 0, '{}', 'pending', 0, 0)",
+        )
         .await;
         ctx.clock.set(inc.rto_deadline + Duration::seconds(1));
         ctx.scheduler().tick().await.unwrap();

@@ -253,30 +253,6 @@ fn unique_violation_is_a_race(constraint: Option<&str>, message: &str) -> bool {
     RACED_TABLES.contains(&table.as_str())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::unique_violation_is_a_race as race;
-
-    #[test]
-    fn only_the_raced_keys_are_conflicts() {
-        assert!(race(Some("alerts_pkey"), ""));
-        assert!(race(Some("alert_groups_pkey"), ""));
-        assert!(race(Some("incidents_pkey"), ""));
-        assert!(race(
-            None,
-            "UNIQUE constraint failed: alerts.source, alerts.fingerprint"
-        ));
-        assert!(race(None, "UNIQUE constraint failed: maintenance.id"));
-        assert!(!race(Some("audit_log_pkey"), ""));
-        assert!(race(Some("api_tokens_pkey"), ""));
-        assert!(!race(None, "UNIQUE constraint failed: audit_log.seq"));
-        assert!(!race(
-            None,
-            "UNIQUE constraint failed: outbox.idempotency_key"
-        ));
-        assert!(!race(None, "something else"));
-    }
-}
 
 /// Classifies a database error for the edges: transient (503, retry) or not.
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {
@@ -517,5 +493,30 @@ impl Store for SqlStore {
 
     async fn api_token_used(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         SqlStore::api_token_used(self, id, at).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_violation_is_a_race as race;
+
+    #[test]
+    fn only_the_raced_keys_are_conflicts() {
+        assert!(race(Some("alerts_pkey"), ""));
+        assert!(race(Some("alert_groups_pkey"), ""));
+        assert!(race(Some("incidents_pkey"), ""));
+        assert!(race(
+            None,
+            "UNIQUE constraint failed: alerts.source, alerts.fingerprint"
+        ));
+        assert!(race(None, "UNIQUE constraint failed: maintenance.id"));
+        assert!(!race(Some("audit_log_pkey"), ""));
+        assert!(race(Some("api_tokens_pkey"), ""));
+        assert!(!race(None, "UNIQUE constraint failed: audit_log.seq"));
+        assert!(!race(
+            None,
+            "UNIQUE constraint failed: outbox.idempotency_key"
+        ));
+        assert!(!race(None, "something else"));
     }
 }
