@@ -253,7 +253,6 @@ fn unique_violation_is_a_race(constraint: Option<&str>, message: &str) -> bool {
     RACED_TABLES.contains(&table.as_str())
 }
 
-
 /// Classifies a database error for the edges: transient (503, retry) or not.
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
