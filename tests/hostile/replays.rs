@@ -153,3 +153,42 @@ dual_test!(
         assert_eq!(alert_statuses(&app).await, ["firing"]);
     }
 );
+
+dual_test!(
+    a_signed_request_told_to_retry_is_heard_when_retried_byte_for_byte,
+    options = common::Options {
+        configure: Some(Box::new(|c| {
+            let src = c
+                .sources
+                .iter_mut()
+                .find(|s| s.id == "backup-jobs")
+                .expect("the default generic source");
+            src.rate_per_second = 1.0;
+            src.burst = 1;
+        })),
+        ..Default::default()
+    },
+    |app| async {
+        let ts = now();
+        let first = Delivery::signed(&app, ts, FIRING);
+        assert_eq!(first.send(&app, &app.addr).await.status(), 200);
+        // Over the source's rate: 429, nothing stored, "retry later".
+        let second = Delivery::signed(&app, ts + 1, RESOLVED);
+        let r = second.send(&app, &app.addr).await;
+        assert_eq!(r.status(), 429);
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(alert_statuses(&app).await, ["firing"]);
+        // The sender does as told, with the same signed bytes: heard, not taken for a replay.
+        tokio::time::sleep(std::time::Duration::from_millis(wait * 1000 + 200)).await;
+        let r = second.send(&app, &app.addr).await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        assert_eq!(alert_statuses(&app).await, ["resolved"]);
+        // Once accepted, the same bytes again are a replay.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        assert_replayed(second.send(&app, &app.addr).await).await;
+    }
+);

@@ -100,6 +100,9 @@ pub trait Store: Send + Sync + 'static {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Forgets a remembered signature: its request was answered with a "retry" (429, 503), so
+    /// the sender's retry of the same signed bytes is not a replay.
+    async fn forget_signature(&self, signature: &str) -> Result<(), StoreError>;
 
     /// The chat channel of an incident on a platform.
     async fn chat_binding(

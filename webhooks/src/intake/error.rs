@@ -95,6 +95,15 @@ impl IntakeError {
         })
     }
 
+    /// True when the answer tells the sender to send the same request again later (429, 503):
+    /// nothing of it was stored.
+    pub fn asks_for_retry(&self) -> bool {
+        matches!(
+            self.status(),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+    }
+
     /// True when the presented credential was the problem (it spends the failure budget).
     pub fn is_auth_failure(&self) -> bool {
         matches!(self, IntakeError::Unauthorized(..))

@@ -169,7 +169,7 @@ async fn read_and_authenticate(
     client: IpAddr,
     headers: &HeaderMap,
     body: Body,
-) -> Result<bytes::Bytes, IntakeError> {
+) -> Result<(bytes::Bytes, Option<Remembered>), IntakeError> {
     let now = chrono::Utc::now().timestamp();
     if !src.check.reads_body() {
         if let Err(e) = auth::authenticate(&state.intake, src, headers, &[], now) {
@@ -178,7 +178,7 @@ async fn read_and_authenticate(
                 Err(secs) => IntakeError::Throttled(secs),
             });
         }
-        return read_body(body, headers, src.config.max_body).await;
+        return Ok((read_body(body, headers, src.config.max_body).await?, None));
     }
     state
         .guard
@@ -186,8 +186,10 @@ async fn read_and_authenticate(
         .map_err(IntakeError::Throttled)?;
     let result = match read_body(body, headers, src.config.max_body).await {
         Ok(bytes) => match auth::authenticate(&state.intake, src, headers, &bytes, now) {
-            Ok(Some(fresh)) => remember(state, src, fresh, now).await.map(|()| bytes),
-            Ok(None) => Ok(bytes),
+            Ok(Some(fresh)) => remember(state, src, fresh, now)
+                .await
+                .map(|seen| (bytes, Some(seen))),
+            Ok(None) => Ok((bytes, None)),
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -209,7 +211,7 @@ async fn remember(
     src: &AlertSource,
     fresh: auth::FreshSignature,
     now: i64,
-) -> Result<(), IntakeError> {
+) -> Result<Remembered, IntakeError> {
     let key = format!("{}:{}", src.config.id, hex::encode(fresh.mac));
     let at = |secs: i64| {
         chrono::DateTime::from_timestamp(secs, 0)
@@ -222,7 +224,10 @@ async fn remember(
         .remember_signature(&key, expires_at, at(now))
         .await
     {
-        Ok(true) => Ok(()),
+        Ok(true) => Ok(Remembered {
+            key,
+            mac: fresh.mac,
+        }),
         Ok(false) => Err(auth::replayed()),
         Err(e) => {
             state.intake.replays.forget(&fresh.mac);
@@ -232,6 +237,31 @@ async fn remember(
             )))
         }
     }
+}
+
+/// A signature remembered for a request still being answered.
+struct Remembered {
+    key: String,
+    mac: [u8; 32],
+}
+
+/// When the answer asks the sender to retry (429, 503: nothing was stored), the signature is
+/// forgotten again, in the database and in memory, so the retry of the same signed bytes is
+/// heard rather than refused as a replay. Every other answer keeps it remembered.
+async fn settle(
+    state: &AppState,
+    seen: Option<Remembered>,
+    result: Result<Response, IntakeError>,
+) -> Result<Response, IntakeError> {
+    // Decided before any await: a response is not `Sync`, so no reference to it may be held.
+    let retry = matches!(&result, Err(e) if e.asks_for_retry());
+    if let (Some(seen), true) = (seen, retry) {
+        state.intake.replays.forget(&seen.mac);
+        if let Err(err) = state.engine.store().forget_signature(&seen.key).await {
+            tracing::warn!(error = %err, "could not forget a signature; the sender must sign its retry afresh");
+        }
+    }
+    result
 }
 
 fn rate_limit(src: &AlertSource) -> Result<(), IntakeError> {
@@ -262,17 +292,21 @@ async fn alertmanager_like(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IntakeError> {
-    let bytes = read_and_authenticate(state, src, client, &headers, body).await?;
-    rate_limit(src)?;
-    let parsed = match src.config.kind {
-        SourceKind::Grafana => parse::grafana(&bytes, &src.config.id),
-        _ => parse::alertmanager(&bytes, &src.config.id),
-    };
-    let (batch, notes) = parsed.map_err(|e| IntakeError::BadPayload(e.to_string()))?;
-    if notes.truncated > 0 {
-        tracing::warn!(source = %batch.source, truncated = notes.truncated, "the sender left alerts out of this notification (Alertmanager max_alerts)");
+    let (bytes, seen) = read_and_authenticate(state, src, client, &headers, body).await?;
+    let result = async {
+        rate_limit(src)?;
+        let parsed = match src.config.kind {
+            SourceKind::Grafana => parse::grafana(&bytes, &src.config.id),
+            _ => parse::alertmanager(&bytes, &src.config.id),
+        };
+        let (batch, notes) = parsed.map_err(|e| IntakeError::BadPayload(e.to_string()))?;
+        if notes.truncated > 0 {
+            tracing::warn!(source = %batch.source, truncated = notes.truncated, "the sender left alerts out of this notification (Alertmanager max_alerts)");
+        }
+        ok_response(ingest(state, &batch).await?, notes.truncated)
     }
-    ok_response(ingest(state, &batch).await?, notes.truncated)
+    .await;
+    settle(state, seen, result).await
 }
 
 fn ok_response(
@@ -347,11 +381,15 @@ async fn generic_inner(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IntakeError> {
-    let bytes = read_and_authenticate(state, src, client, &headers, body).await?;
-    rate_limit(src)?;
-    let batch = parse::generic(&bytes, &src.config.id)
-        .map_err(|e| IntakeError::BadPayload(e.to_string()))?;
-    ok_response(ingest(state, &batch).await?, 0)
+    let (bytes, seen) = read_and_authenticate(state, src, client, &headers, body).await?;
+    let result = async {
+        rate_limit(src)?;
+        let batch = parse::generic(&bytes, &src.config.id)
+            .map_err(|e| IntakeError::BadPayload(e.to_string()))?;
+        ok_response(ingest(state, &batch).await?, 0)
+    }
+    .await;
+    settle(state, seen, result).await
 }
 
 /// `POST /v2/enqueue`: PagerDuty Events API v2, answered the way PagerDuty answers, so existing

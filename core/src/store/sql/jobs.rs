@@ -152,4 +152,13 @@ impl SqlStore {
         tx.commit().await.map_err(map_err)?;
         Ok(res.rows_affected() == 1)
     }
+
+    pub(super) async fn forget_signature_sql(&self, signature: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM seen_signatures WHERE signature = $1")
+            .bind(signature)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
 }

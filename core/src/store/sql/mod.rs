@@ -399,6 +399,10 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn forget_signature(&self, signature: &str) -> Result<(), StoreError> {
+        self.forget_signature_sql(signature).await
+    }
+
     async fn chat_binding(
         &self,
         platform: &str,
