@@ -18,6 +18,10 @@ pub use crate::domain::DomainError;
 pub enum StoreError {
     #[error("write conflict: {0}")]
     Conflict(String),
+    /// A fenced delivery outcome found that this dispatcher no longer holds the message's lease
+    /// (another replica may own it now); nothing was written.
+    #[error("outbox lease lost")]
+    LeaseLost,
     #[error("storage unavailable: {0:#}")]
     Unavailable(anyhow::Error),
     #[error("storage error: {0:#}")]

@@ -14,6 +14,7 @@
 //!   what to write (incident, timeline, audit, outbox, jobs) as one atomic changeset.
 //! - [`store`]: the store port and its SQL adapter (SQLite by default, PostgreSQL for teams).
 //! - [`audit`]: the keyed (HMAC) hash-chained audit log, its verification and exported heads.
+//! - [`oncall`]: who a rotation puts on call at a time (shifts across DST, overrides).
 //! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries,
 //!   every outcome fenced by its lease.
 //! - [`scheduler`]: runs due jobs claimed from the database (dead-lettering those that keep
@@ -34,6 +35,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod oncall;
 pub mod outbox;
 pub mod render;
 pub mod scheduler;

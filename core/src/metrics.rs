@@ -20,6 +20,11 @@ use std::sync::Mutex;
 
 type Labels = Vec<(String, String)>;
 
+/// Seconds, from half a minute to a day: acknowledgements within minutes, resolutions in hours.
+const RESPONSE_BUCKETS: [f64; 12] = [
+    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+];
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     commands: Family<Labels, Counter>,
@@ -31,6 +36,9 @@ pub struct Metrics {
     outbox_depth: Family<Labels, Gauge>,
     jobs_dead: Family<Labels, Counter>,
     webhook_rejections: Family<Labels, Counter>,
+    pages: Family<Labels, Counter>,
+    mtta: Family<Labels, Histogram>,
+    mttr: Family<Labels, Histogram>,
     /// The configured alert source ids: the only values the `source` labels take (else
     /// `unknown`).
     sources: BTreeSet<String>,
@@ -132,8 +140,33 @@ impl Metrics {
             "Alert intake requests refused, by source and reason",
             webhook_rejections.clone(),
         );
+        let pages = Family::<Labels, Counter>::default();
+        registry.register(
+            "pages",
+            "Pages to people, by contact method (discord, webhook, ntfy, email; none when a person has no usable method) and outcome (sent, failed, fell_through)",
+            pages.clone(),
+        );
+        let mtta = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(RESPONSE_BUCKETS)
+        });
+        registry.register(
+            "time_to_acknowledge_seconds",
+            "Declaration to first acknowledgement, by level (MTTA is its mean)",
+            mtta.clone(),
+        );
+        let mttr = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(RESPONSE_BUCKETS)
+        });
+        registry.register(
+            "time_to_resolve_seconds",
+            "Declaration to resolution, by level (MTTR is its mean)",
+            mttr.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            pages,
+            mtta,
+            mttr,
             commands,
             outbox_delivered,
             outbox_failures,
@@ -187,6 +220,29 @@ impl Metrics {
         self.jobs_dead
             .get_or_create(&vec![("kind".into(), kind.into())])
             .inc();
+    }
+    /// A page's outcome by method (fixed label sets).
+    pub fn page_outcome(&self, method: &str, outcome: &str) {
+        let method = one_of(method, &["discord", "webhook", "ntfy", "email", "log", "none"]);
+        let outcome = one_of(outcome, &["sent", "failed", "fell_through"]);
+        self.pages
+            .get_or_create(&vec![
+                ("method".into(), method.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .inc();
+    }
+    /// Declaration to first acknowledgement.
+    pub fn acknowledged_after(&self, level: u8, seconds: f64) {
+        self.mtta
+            .get_or_create(&vec![("level".into(), level.to_string())])
+            .observe(seconds.max(0.0));
+    }
+    /// Declaration to resolution.
+    pub fn resolved_after(&self, level: u8, seconds: f64) {
+        self.mttr
+            .get_or_create(&vec![("level".into(), level.to_string())])
+            .observe(seconds.max(0.0));
     }
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.http

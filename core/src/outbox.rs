@@ -8,13 +8,18 @@
 //! every outcome is fenced by the lease (a dispatcher whose lease ran out records nothing, since
 //! another replica may own the message by then), each delivery is bounded by its notifier's
 //! timeout, and the lease is sized from those timeouts so a batch cannot outlive it.
+//!
+//! Pages have a lane of their own ([`Dispatcher::pages`]): a second dispatcher that claims only
+//! pages, never waits behind chat posts and card edits, and delivers a batch in parallel. A page
+//! that fails is handed to [`PageOutcomes`] (the engine), which records the failure and falls
+//! through to the person's next contact method in one fenced transaction.
 
 use crate::clock::Clock;
 use crate::config::OutboxConfig;
 use crate::domain::Channel;
 use crate::error::StoreError;
 use crate::metrics::Metrics;
-use crate::store::{OutboxMessage, Store};
+use crate::store::{Lane, OutboxMessage, Store};
 use async_trait::async_trait;
 use chrono::Duration;
 use rand::Rng;
@@ -48,6 +53,22 @@ pub trait Notifier: Send + Sync + 'static {
     }
 }
 
+/// What happens to a page's outcome beyond the outbox row: implemented by the engine.
+#[async_trait]
+pub trait PageOutcomes: Send + Sync + 'static {
+    /// The acknowledgement URL for a link id (a token the database does not hold).
+    fn ack_url(&self, link: &str) -> String;
+    /// Records that one contact method of a page failed and falls through to the next (or, with
+    /// none left, counts the person unreachable), fenced by `owner`'s lease. `Ok(false)` when the
+    /// lease was lost and nothing was written.
+    async fn page_failed(
+        &self,
+        message: &OutboxMessage,
+        owner: &str,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Writes messages to the log. The channel every installation has.
 pub struct LogNotifier;
 
@@ -71,6 +92,8 @@ impl Notifier for LogNotifier {
 /// Messages claimed per round. Small, because they are delivered one after another within one
 /// lease: the lease must cover this many notifier timeouts.
 const BATCH: usize = 16;
+/// Pages claimed per round: delivered in parallel, so the lease covers one notifier timeout.
+const PAGE_BATCH: usize = 32;
 /// Lease time beyond the deliveries themselves: claiming, recording outcomes, clock skew.
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -83,6 +106,8 @@ pub struct Dispatcher {
     owner: String,
     wakeup: Arc<Notify>,
     poll: std::time::Duration,
+    lane: Lane,
+    pages: Option<Arc<dyn PageOutcomes>>,
 }
 
 impl Dispatcher {
@@ -102,7 +127,18 @@ impl Dispatcher {
             owner: format!("dispatcher-{}", crate::random_token(6)),
             wakeup,
             poll: std::time::Duration::from_millis(500),
+            lane: Lane::Chat,
+            pages: None,
         }
+    }
+
+    /// The priority lane: a dispatcher of pages only, delivering each batch in parallel, with
+    /// failures falling through through `outcomes`.
+    pub fn pages(mut self, outcomes: Arc<dyn PageOutcomes>) -> Self {
+        self.lane = Lane::Pages;
+        self.pages = Some(outcomes);
+        self.owner = format!("pager-{}", crate::random_token(6));
+        self
     }
 
     pub fn with_notifier(mut self, channel: Channel, n: Arc<dyn Notifier>) -> Self {
@@ -119,7 +155,10 @@ impl Dispatcher {
             .map(|n| n.timeout())
             .max()
             .unwrap_or(std::time::Duration::from_secs(30));
-        slowest * BATCH as u32 + LEASE_MARGIN
+        match self.lane {
+            Lane::Chat => slowest * BATCH as u32 + LEASE_MARGIN,
+            Lane::Pages => slowest + LEASE_MARGIN,
+        }
     }
 
     pub fn with_poll_interval(mut self, poll: std::time::Duration) -> Self {
@@ -154,6 +193,9 @@ impl Dispatcher {
 
     /// One round: claim a batch, deliver each, record outcomes. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, StoreError> {
+        if self.lane == Lane::Pages {
+            return self.tick_pages().await;
+        }
         let lease = self.lease();
         let claimed = std::time::Instant::now();
         let now = self.clock.now();
@@ -164,6 +206,7 @@ impl Dispatcher {
                 Duration::from_std(lease).unwrap_or(Duration::seconds(600)),
                 &self.owner,
                 BATCH as i64,
+                Lane::Chat,
             )
             .await?;
         for (i, m) in batch.iter().enumerate() {
@@ -233,6 +276,86 @@ impl Dispatcher {
                 self.metrics.outbox_lease_lost();
                 return Ok(i + 1);
             }
+        }
+        Ok(batch.len())
+    }
+
+    /// One delivery, bounded by its notifier's timeout.
+    async fn deliver(&self, m: &OutboxMessage) -> Result<(), DeliveryError> {
+        let Some(n) = self.notifiers.get(&m.channel) else {
+            return Err(DeliveryError::Permanent(format!(
+                "no notifier for channel `{}`",
+                m.channel
+            )));
+        };
+        let timeout = n.timeout();
+        match tokio::time::timeout(timeout, n.deliver(m)).await {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::Retry {
+                reason: format!("no answer within {} s", timeout.as_secs_f64()),
+                after: None,
+            }),
+        }
+    }
+
+    /// The pages lane: claim, deliver the whole batch at once, record each outcome. A failure
+    /// is not retried on the same method: the page falls through to the person's next method
+    /// at once (waking someone matters more than waiting for one gateway to recover).
+    async fn tick_pages(&self) -> Result<usize, StoreError> {
+        let outcomes = self.pages.as_ref().expect("the pages lane has its outcomes");
+        let lease = self.lease();
+        let now = self.clock.now();
+        let mut batch = self
+            .store
+            .claim_outbox(
+                now,
+                Duration::from_std(lease).unwrap_or(Duration::seconds(600)),
+                &self.owner,
+                PAGE_BATCH as i64,
+                Lane::Pages,
+            )
+            .await?;
+        for m in &mut batch {
+            m.ack_url = m
+                .page
+                .as_ref()
+                .and_then(|p| p.ack_link.as_deref())
+                .map(|l| outcomes.ack_url(l));
+        }
+        let results = futures::future::join_all(batch.iter().map(|m| self.deliver(m))).await;
+        let mut lost = false;
+        for (m, result) in batch.iter().zip(results) {
+            let method = m.channel.as_str();
+            let held = match result {
+                Ok(()) => {
+                    let held = self
+                        .store
+                        .outbox_delivered(m.id, &self.owner, self.clock.now())
+                        .await?;
+                    if held {
+                        self.metrics.outbox_delivered();
+                        self.metrics.page_outcome(method, "sent");
+                        tracing::info!(target: "spotter::outbox", id = m.id, method, person = %m.target, "page delivered");
+                    }
+                    held
+                }
+                Err(e) => {
+                    let held = outcomes.page_failed(m, &self.owner, &e.to_string()).await?;
+                    if held {
+                        self.metrics.page_outcome(method, "failed");
+                        self.metrics.outbox_failure(true);
+                        tracing::warn!(id = m.id, method, person = %m.target, error = %e, "page not delivered; falling through to the next contact method");
+                    }
+                    held
+                }
+            };
+            if !held {
+                lost = true;
+            }
+        }
+        if lost {
+            tracing::warn!("outbox lease lost before a page's outcome was recorded");
+            self.metrics.outbox_lease_lost();
         }
         Ok(batch.len())
     }

@@ -141,16 +141,41 @@ pub fn components(c: &[crate::domain::ComponentId]) -> String {
     }
 }
 
-/// Who each level's escalation tiers page.
-pub fn oncall(config: &Config, level: Option<crate::domain::LevelId>) -> String {
-    let mut out = String::from("Escalation matrix:");
-    for (id, tiers) in &config.escalation {
+/// Who each level's escalation tiers page, and who each rotation has on call now and next.
+pub fn oncall(
+    config: &Config,
+    level: Option<crate::domain::LevelId>,
+    at: chrono::DateTime<chrono::Utc>,
+    overrides: &[crate::oncall::RotationOverride],
+) -> String {
+    let mut out = String::new();
+    if level.is_none() && !config.rotations.is_empty() {
+        out.push_str("On call:");
+        for r in config.rotations.values() {
+            match crate::oncall::now_and_next(r, at, overrides) {
+                Some((now, next)) => out.push_str(&format!(
+                    "\n  {} ({}): {} until {}{}; next {} until {}",
+                    r.name,
+                    r.id,
+                    config.display_name(now.person.as_str()),
+                    time(now.until),
+                    if now.override_id.is_some() { " (override)" } else { "" },
+                    config.display_name(next.person.as_str()),
+                    time(next.until),
+                )),
+                None => out.push_str(&format!("\n  {} ({}): nobody (no members)", r.name, r.id)),
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str("Escalation matrix:");
+    for (id, policy) in &config.escalation {
         if level.is_some_and(|l| l != *id) {
             continue;
         }
         let name = config.level(*id).map(|l| l.name.as_str()).unwrap_or("");
         out.push_str(&format!("\nLevel {id} {name}:"));
-        for (n, t) in tiers.iter().enumerate() {
+        for (n, t) in policy.tiers.iter().enumerate() {
             let when = if t.after <= chrono::Duration::zero() {
                 "at once".to_string()
             } else {
@@ -159,15 +184,23 @@ pub fn oncall(config: &Config, level: Option<crate::domain::LevelId>) -> String 
                     crate::config::format_duration(t.after)
                 )
             };
-            let people: Vec<String> = t
-                .people
-                .iter()
-                .map(|p| config.display_name(p.as_str()))
-                .collect();
+            let people: Vec<String> =
+                crate::engine::tier_people(config, &t.notify, at, overrides)
+                    .iter()
+                    .map(|p| config.display_name(p.as_str()))
+                    .collect();
             out.push_str(&format!(
                 "\n  tier {} ({when}): {}",
                 n + 1,
                 people.join(", ")
+            ));
+        }
+        if policy.repeat > 0 {
+            out.push_str(&format!(
+                "\n  then tier {} again every {}, {} more times",
+                policy.tiers.len(),
+                crate::config::format_duration(policy.repeat_every),
+                policy.repeat
             ));
         }
     }

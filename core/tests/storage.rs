@@ -31,6 +31,7 @@ fn chat_message(key: &str, text: &str) -> NewMessage {
         priority: 0,
         idempotency_key: key.into(),
         ordering_key: "chat:INC-1".into(),
+        page: None,
     }
 }
 
@@ -983,7 +984,7 @@ dual_test!(multi_thread two_dispatchers_claiming_at_once_never_get_the_same_mess
         tokio::spawn(async move {
             let mut mine: Vec<(usize, i64)> = Vec::new();
             for _ in 0..10_000 {
-                let batch = ctx.store.claim_outbox(ctx.clock.now(), Duration::seconds(60), owner, 3).await.unwrap();
+                let batch = ctx.store.claim_outbox(ctx.clock.now(), Duration::seconds(60), owner, 3, spotter_core::store::Lane::Chat).await.unwrap();
                 if batch.is_empty() {
                     if ctx.store.stats().await.unwrap().outbox_pending == 0 {
                         return mine;

@@ -305,9 +305,16 @@ dual_test!(unknown_people_and_forged_tokens_get_nothing, |app| async {
     let replica = app
         .replica(|c| {
             c.people.retain(|id, _| id.as_str() != "dba");
-            for tiers in c.escalation.values_mut() {
-                for t in tiers {
-                    t.people.retain(|p| p.as_str() != "dba");
+            for policy in c.escalation.values_mut() {
+                for t in &mut policy.tiers {
+                    use spotter_core::config::Target;
+                    t.notify
+                        .retain(|n| !matches!(n, Target::Person(p) if p.as_str() == "dba"));
+                    for n in &mut t.notify {
+                        if let Target::Team(members) = n {
+                            members.retain(|p| p.as_str() != "dba");
+                        }
+                    }
                 }
             }
             for team in c.teams.values_mut() {

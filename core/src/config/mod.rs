@@ -12,11 +12,16 @@ mod alerts;
 mod discord;
 mod document;
 mod limits;
+mod paging;
 mod raw;
 mod upkeep;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 pub use limits::{AddressRange, LimitsConfig};
+pub use paging::{
+    ContactMethod, Escalation, EscalationTier, PagingConfig, Person, Rotation, Shift, SmtpConfig,
+    SmtpTls, Target, Team,
+};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};
@@ -39,7 +44,12 @@ pub struct Config {
     pub components: Vec<Component>,
     pub people: BTreeMap<PersonId, Person>,
     pub teams: BTreeMap<String, Team>,
-    pub escalation: BTreeMap<LevelId, Vec<EscalationTier>>,
+    /// On-call rotations, by id.
+    pub rotations: BTreeMap<String, Rotation>,
+    pub escalation: BTreeMap<LevelId, Escalation>,
+    /// The mail server for `email` pages, when configured.
+    pub smtp: Option<SmtpConfig>,
+    pub paging: PagingConfig,
     /// The Discord bot, when configured.
     pub discord: Option<DiscordConfig>,
     /// Alert intake behaviour, sources and routes.
@@ -104,35 +114,6 @@ pub struct Rpo {
 pub struct Component {
     pub id: ComponentId,
     pub name: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Person {
-    pub id: PersonId,
-    pub name: String,
-    pub email: Option<String>,
-    pub roles: RoleSet,
-    pub discord_user_id: Option<String>,
-    pub phone: Option<String>,
-    pub external: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Team {
-    pub id: String,
-    pub name: String,
-    pub members: Vec<PersonId>,
-}
-
-/// One tier of a level's escalation policy: page `notify` `after` the declaration, unless the
-/// incident was acknowledged first. Team names are expanded to their members at load time.
-#[derive(Debug, Clone)]
-pub struct EscalationTier {
-    pub after: Duration,
-    /// What the config named (people and teams), for display.
-    pub targets: Vec<String>,
-    /// The people those names expand to, in order, without repeats.
-    pub people: Vec<PersonId>,
 }
 
 /// One problem found in a configuration file, with its place.
@@ -260,6 +241,68 @@ impl Config {
         self.person(id)
             .map(|p| p.roles.clone())
             .unwrap_or_else(|| RoleSet::new([Role::Viewer]))
+    }
+
+    /// Why `method` cannot reach `person` with this configuration, or `None` when it can.
+    pub fn unusable(&self, person: &Person, method: &ContactMethod) -> Option<String> {
+        match method {
+            ContactMethod::Discord if self.discord.is_none() => {
+                Some("discord needs a [discord] section".into())
+            }
+            ContactMethod::Discord if person.discord_user_id.is_none() => {
+                Some("discord needs their discord_user_id".into())
+            }
+            ContactMethod::Email if self.smtp.is_none() => {
+                Some("email needs an [smtp] section".into())
+            }
+            ContactMethod::Email if person.email.is_none() => {
+                Some("email needs their email address".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// The person's contact methods that can be tried, with their index in `notify`.
+    pub fn usable_methods<'a>(&self, person: &'a Person) -> Vec<(usize, &'a ContactMethod)> {
+        person
+            .notify
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| self.unusable(person, m).is_none())
+            .collect()
+    }
+
+    /// Why nobody can page `person`: every method's reason, or that they have none.
+    pub fn unreachable_reason(&self, person: &Person) -> String {
+        if person.notify.is_empty() {
+            return "no contact method: give them `notify`, a discord_user_id or an email".into();
+        }
+        person
+            .notify
+            .iter()
+            .filter_map(|m| self.unusable(person, m))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Problems that do not stop Spotter but will hurt during an incident: people nobody can
+    /// page. `spotter config check` prints them.
+    pub fn warnings(&self) -> Vec<String> {
+        self.people
+            .values()
+            .filter(|p| self.usable_methods(p).is_empty())
+            .map(|p| {
+                format!(
+                    "person `{}` has no usable contact method ({}); a tier paging them counts as unanswered at once and the next tier is paged",
+                    p.id,
+                    self.unreachable_reason(p)
+                )
+            })
+            .collect()
+    }
+
+    pub fn rotation(&self, id: &str) -> Option<&Rotation> {
+        self.rotations.get(id)
     }
 
     pub fn component(&self, id: &str) -> Option<&Component> {

@@ -3,7 +3,7 @@
 use super::document::{Document, Reader};
 use super::*;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use toml::Spanned;
 
 /// The file's tables, each read on its own (see [`super::document`]).
@@ -16,9 +16,12 @@ struct RawConfig {
     level: Vec<RawLevel>,
     rpo: Vec<RawRpo>,
     component: Vec<RawComponent>,
-    person: Vec<RawPerson>,
-    team: Vec<RawTeam>,
-    escalation: Vec<RawEscalation>,
+    person: Vec<super::paging::RawPerson>,
+    team: Vec<super::paging::RawTeam>,
+    rotation: Vec<super::paging::RawRotation>,
+    escalation: Vec<super::paging::RawEscalation>,
+    smtp: Option<super::paging::RawSmtp>,
+    paging: Option<super::paging::RawPaging>,
     discord: Option<super::discord::RawDiscord>,
     alerts: Option<super::alerts::RawAlerts>,
     source: Vec<super::alerts::RawSource>,
@@ -33,7 +36,7 @@ struct RawConfig {
 }
 
 const TABLES: &str = "[server], [database], [api], [outbox], [[level]], [[rpo]], [[component]], \
-    [[person]], [[team]], [[escalation]], [discord], [alerts], [[source]], [[route]], [audit], \
+    [[person]], [[team]], [[rotation]], [[escalation]], [smtp], [paging], [discord], [alerts], [[source]], [[route]], [audit], \
     [jobs], [retention], [limits]";
 
 impl RawConfig {
@@ -54,6 +57,9 @@ impl RawConfig {
                 "component" => raw.component = r.array(&key, value, Some("id")),
                 "person" => raw.person = r.array(&key, value, Some("id")),
                 "team" => raw.team = r.array(&key, value, Some("id")),
+                "rotation" => raw.rotation = r.array(&key, value, Some("id")),
+                "smtp" => raw.smtp = r.table(&key, value),
+                "paging" => raw.paging = r.table(&key, value),
                 "escalation" => raw.escalation = r.array(&key, value, Some("level")),
                 "source" => raw.source = r.array(&key, value, Some("id")),
                 "route" => raw.route = r.array(&key, value, None),
@@ -128,43 +134,6 @@ struct RawRpo {
 struct RawComponent {
     id: Spanned<String>,
     name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPerson {
-    id: Spanned<String>,
-    name: String,
-    email: Option<String>,
-    #[serde(default)]
-    roles: Vec<Spanned<String>>,
-    discord_user_id: Option<Spanned<String>>,
-    phone: Option<String>,
-    #[serde(default)]
-    external: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTeam {
-    id: Spanned<String>,
-    name: String,
-    members: Vec<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEscalation {
-    level: Spanned<u8>,
-    #[serde(default)]
-    tier: Vec<RawTier>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTier {
-    after: Spanned<String>,
-    notify: Spanned<Vec<Spanned<String>>>,
 }
 
 /// Turns byte offsets into 1-based line and column (in characters).
@@ -369,181 +338,20 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         }
     }
 
-    // People and teams share one namespace: a tier's `notify` names either.
-    let mut people = BTreeMap::new();
-    let mut names: HashMap<String, &'static str> = HashMap::new();
-    let mut discord_ids = HashSet::new();
-    for p in raw.person {
-        let id = match p.id.get_ref().parse::<PersonId>() {
-            Ok(id) => id,
-            Err(m) => {
-                err(&p.id.span(), m);
-                continue;
-            }
-        };
-        if names.insert(id.to_string(), "person").is_some() {
-            err(
-                &p.id.span(),
-                format!("duplicate id `{id}`: person and team ids must be unique"),
-            );
-            continue;
-        }
-        let mut roles = Vec::new();
-        for r in &p.roles {
-            match r.get_ref().parse::<Role>() {
-                Ok(role) => roles.push(role),
-                Err(m) => err(&r.span(), m),
-            }
-        }
-        if let Some(d) = &p.discord_user_id {
-            let s = d.get_ref();
-            if !super::discord::is_snowflake(s) {
-                err(&d.span(), format!("discord_user_id `{s}` is not a Discord user id (a snowflake: 17-20 digits)"));
-            } else if !discord_ids.insert(s.clone()) {
-                err(
-                    &d.span(),
-                    format!("discord_user_id `{s}` is given to two people"),
-                );
-            }
-        }
-        if roles.is_empty() {
-            roles.push(Role::Viewer);
-        }
-        people.insert(
-            id.clone(),
-            Person {
-                id,
-                name: p.name,
-                email: p.email,
-                roles: RoleSet::new(roles),
-                discord_user_id: p.discord_user_id.map(Spanned::into_inner),
-                phone: p.phone,
-                external: p.external,
-            },
-        );
-    }
-    let mut teams = BTreeMap::new();
-    for t in raw.team {
-        let id = t.id.get_ref().clone();
-        if let Err(m) = id.parse::<PersonId>() {
-            err(&t.id.span(), m.replace("person id", "team id"));
-            continue;
-        }
-        if names.insert(id.clone(), "team").is_some() {
-            err(
-                &t.id.span(),
-                format!("duplicate id `{id}`: person and team ids must be unique"),
-            );
-            continue;
-        }
-        let mut members = Vec::new();
-        for m in &t.members {
-            match m
-                .get_ref()
-                .parse::<PersonId>()
-                .ok()
-                .filter(|p| people.contains_key(p))
-            {
-                Some(p) => members.push(p),
-                None if incomplete("person") => {}
-                None => err(
-                    &m.span(),
-                    format!("team `{id}` names unknown person `{}`", m.get_ref()),
-                ),
-            }
-        }
-        teams.insert(
-            id.clone(),
-            Team {
-                id,
-                name: t.name,
-                members,
-            },
-        );
-    }
-
-    // Escalation: one policy per level, tiers in increasing `after`, every name known.
-    let mut escalation = BTreeMap::new();
-    for e in raw.escalation {
-        let level = LevelId(*e.level.get_ref());
-        if !levels.contains_key(&level) {
-            if incomplete("level") {
-                continue;
-            }
-            err(
-                &e.level.span(),
-                format!("escalation for level {level}, which is not a configured [[level]]"),
-            );
-            continue;
-        }
-        if escalation.contains_key(&level) {
-            err(
-                &e.level.span(),
-                format!("duplicate escalation for level {level}"),
-            );
-            continue;
-        }
-        if e.tier.is_empty() {
-            err(
-                &e.level.span(),
-                format!("escalation for level {level} has no [[escalation.tier]]"),
-            );
-        }
-        let mut tiers: Vec<EscalationTier> = Vec::new();
-        for t in e.tier {
-            let Some(after) = duration(&t.after, &mut err) else {
-                continue;
-            };
-            if let Some(prev) = tiers.last() {
-                if after < prev.after {
-                    err(&t.after.span(), format!("tier after `{}` comes before the previous tier's; order tiers by `after`", t.after.get_ref()));
-                }
-            }
-            let notify_span = t.notify.span();
-            let notify = t.notify.into_inner();
-            if notify.is_empty() {
-                err(
-                    &notify_span,
-                    "notify is empty: name at least one person or team".into(),
-                );
-            }
-            let mut targets = Vec::new();
-            let mut expanded: Vec<PersonId> = Vec::new();
-            for n in notify {
-                let name = n.get_ref();
-                match names.get(name.as_str()) {
-                    Some(&"person") => expanded.push(name.parse().expect("validated above")),
-                    Some(_) => expanded.extend(teams[name].members.iter().cloned()),
-                    None => {
-                        if !incomplete("person") && !incomplete("team") {
-                            err(
-                                &n.span(),
-                                format!("escalation tier names unknown person or team `{name}`"),
-                            );
-                        }
-                        continue;
-                    }
-                }
-                targets.push(name.clone());
-            }
-            let mut seen = HashSet::new();
-            expanded.retain(|p| seen.insert(p.clone()));
-            tiers.push(EscalationTier {
-                after,
-                targets,
-                people: expanded,
-            });
-        }
-        escalation.insert(level, tiers);
-    }
-    for (id, span) in &level_spans {
-        if !escalation.contains_key(id) && !incomplete("escalation") {
-            err(
-                span,
-                format!("level {id} has no [[escalation]] policy; add one with level = {id}"),
-            );
-        }
-    }
+    let paging = super::paging::parse(
+        super::paging::Tables {
+            person: raw.person,
+            team: raw.team,
+            rotation: raw.rotation,
+            escalation: raw.escalation,
+            smtp: raw.smtp,
+            paging: raw.paging,
+        },
+        &levels,
+        &level_spans,
+        &incomplete,
+        &mut err,
+    );
 
     let discord = raw.discord.map(|d| super::discord::parse(d, &mut err));
     let alerts = super::alerts::parse_alerts(raw.alerts, &levels, &mut err);
@@ -566,9 +374,12 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         levels,
         rpo,
         components,
-        people,
-        teams,
-        escalation,
+        people: paging.people,
+        teams: paging.teams,
+        rotations: paging.rotations,
+        escalation: paging.escalation,
+        smtp: paging.smtp,
+        paging: paging.paging,
         discord,
         alerts,
         sources,

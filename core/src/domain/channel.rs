@@ -12,15 +12,30 @@ pub enum Channel {
     Log,
     /// The Discord bot.
     Discord,
+    /// A signed JSON POST to a person's own endpoint (an SMS or voice gateway, a pager bridge).
+    Webhook,
+    /// ntfy's publish API (phone push notifications).
+    Ntfy,
+    /// Email over `[smtp]`.
+    Email,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Log, Channel::Discord];
+    pub const ALL: [Channel; 5] = [
+        Channel::Log,
+        Channel::Discord,
+        Channel::Webhook,
+        Channel::Ntfy,
+        Channel::Email,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Channel::Log => "log",
             Channel::Discord => "discord",
+            Channel::Webhook => "webhook",
+            Channel::Ntfy => "ntfy",
+            Channel::Email => "email",
         }
     }
 

@@ -212,6 +212,9 @@ pub struct Incident {
     pub closed_at: Option<DateTime<Utc>>,
     pub rto_deadline: DateTime<Utc>,
     pub summary: Option<String>,
+    /// The escalation tier last paged (0-based), while the matrix runs or was stopped by an
+    /// acknowledgement: an expired acknowledgement or an RTO warning pages this row again.
+    pub escalation_tier: Option<u32>,
     /// Optimistic-concurrency version: bumped by every write, checked by the store.
     pub version: i64,
 }
@@ -247,7 +250,16 @@ impl Incident {
             closed_at: None,
             rto_deadline: at + rto,
             summary: None,
+            escalation_tier: None,
             version: 0,
+        }
+    }
+
+    /// An acknowledgement that saw no activity for too long lapses: the incident is
+    /// unacknowledged again (who acknowledged first, and when, is kept).
+    pub fn acknowledgement_expired(&mut self) {
+        if self.state == State::Acknowledged {
+            self.state = State::Declared;
         }
     }
 
@@ -255,7 +267,10 @@ impl Incident {
         match self.state {
             State::Declared => {
                 self.state = State::Acknowledged;
-                self.acknowledged_at = Some(at);
+                // The first acknowledgement stays on record (MTTA) when a lapsed one is renewed.
+                if self.acknowledged_at.is_none() {
+                    self.acknowledged_at = Some(at);
+                }
                 self.acknowledged_by = Some(by.to_string());
                 if self.phase == Phase::ImmediateResponse {
                     self.phase = Phase::Assessment;

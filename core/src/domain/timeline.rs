@@ -25,10 +25,16 @@ pub enum EventKind {
     Held,
     /// Scheduled work about the incident failed too often and was given up.
     JobDeadLettered,
+    /// 50 % or 80 % of the RTO has passed.
+    RtoWarning,
+    /// An acknowledgement saw no activity for `[paging] ack_timeout` and lapsed.
+    AckExpired,
+    /// A page could not be delivered by one contact method (and fell through to the next).
+    PageFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Declared,
         EventKind::Acknowledged,
         EventKind::Update,
@@ -43,6 +49,9 @@ impl EventKind {
         EventKind::Alert,
         EventKind::Held,
         EventKind::JobDeadLettered,
+        EventKind::RtoWarning,
+        EventKind::AckExpired,
+        EventKind::PageFailed,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,6 +69,9 @@ impl EventKind {
             EventKind::Alert => "alert",
             EventKind::Held => "held",
             EventKind::JobDeadLettered => "job_dead_lettered",
+            EventKind::RtoWarning => "rto_warning",
+            EventKind::AckExpired => "ack_expired",
+            EventKind::PageFailed => "page_failed",
         }
     }
 }

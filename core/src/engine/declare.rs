@@ -49,7 +49,7 @@ impl Engine {
         // that incident, so concurrent declares never contend for a number.
         let built: std::sync::Mutex<Option<Incident>> = std::sync::Mutex::new(None);
         let build = |reference: IncidentRef| {
-            let inc = Incident::declare(
+            let mut inc = Incident::declare(
                 reference,
                 level,
                 lvl.rto,
@@ -73,7 +73,7 @@ impl Engine {
             );
             plan.event(&inc, EventKind::Declared, text, false);
             plan.audit("incident.declare", &inc, serde_json::json!({"level": level.0, "title": inc.title, "source": source.as_str()}));
-            plan.start_escalation(&inc);
+            plan.start_escalation(&mut inc);
             plan.schedule_rto(&inc);
             also(&mut plan, &inc);
             *built.lock().unwrap() = Some(inc.clone());

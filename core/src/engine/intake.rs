@@ -328,7 +328,7 @@ impl Engine {
                     &inc,
                     serde_json::json!({"alert": rec.fingerprint, "source": source}),
                 );
-                plan.start_escalation(&inc);
+                plan.start_escalation(&mut inc);
                 plan.schedule_rto(&inc);
                 plan.extra.alerts.push(rec);
                 self.commit_plan(plan, Some(IncidentWrite::Update(inc)))

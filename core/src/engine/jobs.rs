@@ -1,5 +1,6 @@
-//! Scheduled work run by the scheduler: RTO breaches and escalation tiers here; the automatic
-//! resolution and the dead man's switch in [`super::heartbeat`].
+//! Scheduled work run by the scheduler: escalation tiers, the RTO watch (50 %, 80 %, 100 %) and
+//! expired acknowledgements here; the automatic resolution and the dead man's switch in
+//! [`super::heartbeat`].
 
 use super::*;
 use crate::store::JobPayload;
@@ -16,12 +17,17 @@ impl Engine {
         match job.kind() {
             JobKind::Heartbeat => return self.run_heartbeat_job(job).await,
             JobKind::Autoresolve => return self.run_autoresolve_job(job).await,
-            JobKind::RtoBreach | JobKind::EscalationTier => {}
+            JobKind::RtoBreach
+            | JobKind::RtoWarning
+            | JobKind::EscalationTier
+            | JobKind::AckExpiry => {}
         }
         let actor = Actor::system("scheduler");
+        let overrides = self.current_overrides().await?;
         retry_on_conflict!(async {
             let now = self.clock.now();
             let mut plan = Plan::new(self, &actor, now);
+            plan.overrides = overrides.clone();
             let mut write = None;
             if let Some(r) = job.incident {
                 if let Some(mut inc) = self.store.incident(r).await? {
@@ -78,7 +84,23 @@ impl Engine {
     /// What a due job does to its incident; returns whether the incident row must be written
     /// (it is, whenever events are added, so the version guards against racing commands).
     fn job_effects(&self, job: &Job, inc: &mut Incident, plan: &mut Plan<'_>) -> bool {
+        // A job that runs well after its due time ran late because Spotter was not running (or
+        // could not reach its database): the page and the timeline say so.
+        let late = Some(plan.at - job.due_at).filter(|l| *l > chrono::Duration::seconds(60));
+        let unacknowledged = inc.state == crate::domain::State::Declared
+            && inc.phase != crate::domain::Phase::PostRecoveryMonitoring;
         match &job.payload {
+            JobPayload::RtoWarning { percent } if inc.state.is_open() => {
+                let left = render::duration_between(plan.at, inc.rto_deadline);
+                let text = format!(
+                    "{} has used {percent} % of its RTO: {left} left until {}",
+                    inc.reference,
+                    render::time(inc.rto_deadline)
+                );
+                plan.event(inc, EventKind::RtoWarning, text, false);
+                self.rto_page(inc, plan, late);
+                true
+            }
             JobPayload::RtoBreach if inc.state.is_open() && plan.at >= inc.rto_deadline => {
                 let lvl = self
                     .config
@@ -97,17 +119,85 @@ impl Engine {
                     inc,
                     serde_json::json!({"deadline": inc.rto_deadline}),
                 );
+                self.rto_page(inc, plan, late);
                 true
             }
             // A tier pages only while nobody has acknowledged and the level is unchanged.
-            JobPayload::EscalationTier { tier, level }
-                if inc.state == crate::domain::State::Declared && inc.level == *level =>
+            JobPayload::EscalationTier {
+                tier,
+                level,
+                repeat,
+                epoch,
+            } if unacknowledged && inc.level == *level => {
+                let why = if *repeat > 0 {
+                    super::paging::PageReason::Repeat
+                } else {
+                    super::paging::PageReason::Escalation
+                };
+                plan.page_tier(inc, *epoch, *tier, *repeat, why, late);
+                true
+            }
+            JobPayload::AckExpiry
+                if inc.state == crate::domain::State::Acknowledged
+                    && inc.phase != crate::domain::Phase::PostRecoveryMonitoring =>
             {
-                plan.page_tier(inc, *tier);
+                let by = inc
+                    .acknowledged_by
+                    .as_deref()
+                    .map(|a| self.config.display_name(a))
+                    .unwrap_or_default();
+                let tier = inc.escalation_tier.unwrap_or(0) as usize;
+                inc.acknowledgement_expired();
+                let text = format!(
+                    "acknowledgement by {by} expired: no update, runbook step or status post for {}; paging tier {} again",
+                    format_duration(self.config.paging.ack_timeout),
+                    tier + 1
+                );
+                plan.event(inc, EventKind::AckExpired, text, false);
+                plan.audit(
+                    "incident.ack_expired",
+                    inc,
+                    serde_json::json!({"tier": tier}),
+                );
+                plan.continue_escalation(inc, tier, super::paging::PageReason::AckExpired);
                 true
             }
             _ => false,
         }
+    }
+
+    /// The RTO watch pages the commander, or the tier the escalation reached when there is none.
+    fn rto_page(&self, inc: &Incident, plan: &mut Plan<'_>, late: Option<chrono::Duration>) {
+        let people = match &inc.commander {
+            Some(c) => vec![c.clone()],
+            None => {
+                let tier = inc.escalation_tier.unwrap_or(0) as usize;
+                self.config
+                    .escalation
+                    .get(&inc.level)
+                    .and_then(|p| p.tiers.get(tier))
+                    .map(|t| super::paging::tier_people(&self.config, &t.notify, plan.at, &plan.overrides))
+                    .unwrap_or_default()
+            }
+        };
+        let key = format!(
+            "page:{}:rto:{}",
+            inc.reference,
+            plan.at.timestamp_millis()
+        );
+        let paged = plan.page_people(inc, &people, &key, super::paging::PageReason::Rto, None, None, late);
+        let mut text = format!(
+            "RTO watch paged {}",
+            if paged.reached.is_empty() {
+                "nobody".to_string()
+            } else {
+                paged.reached.join(", ")
+            }
+        );
+        if !paged.unreachable.is_empty() {
+            text.push_str(&format!("; cannot page {}", paged.unreachable.join("; ")));
+        }
+        plan.event(inc, EventKind::Paged, text, false);
     }
 }
 
@@ -117,13 +207,49 @@ impl Plan<'_> {
         self.jobs.push(JobChange::Cancel { incident, kind });
     }
 
-    /// (Re)schedules the RTO breach job for the incident's deadline.
+    /// (Re)schedules the RTO watch for the incident's deadline: warnings at 50 % and 80 % of the
+    /// RTO (those already past are skipped, so a level change does not replay them), and the
+    /// breach at 100 %.
     pub(crate) fn schedule_rto(&mut self, inc: &Incident) {
+        let rto = inc.rto_deadline - inc.declared_at;
+        for percent in [50u8, 80] {
+            let due = inc.declared_at + rto * i32::from(percent) / 100;
+            if due > self.at {
+                self.jobs.push(JobChange::Schedule(NewJob {
+                    key: format!("rto:{}:{percent}", inc.reference),
+                    incident: Some(inc.reference),
+                    due_at: due,
+                    payload: JobPayload::RtoWarning { percent },
+                }));
+            }
+        }
         self.jobs.push(JobChange::Schedule(NewJob {
             key: format!("rto:{}:deadline", inc.reference),
             incident: Some(inc.reference),
             due_at: inc.rto_deadline.max(self.at),
             payload: JobPayload::RtoBreach,
         }));
+    }
+
+    /// Stops the RTO watch (resolution).
+    pub(crate) fn cancel_rto(&mut self, r: IncidentRef) {
+        self.cancel_jobs(r, JobKind::RtoBreach);
+        self.cancel_jobs(r, JobKind::RtoWarning);
+        self.cancel_jobs(r, JobKind::AckExpiry);
+    }
+
+    /// Activity on an acknowledged incident of a level whose acknowledgements expire: (re)starts
+    /// the clock. An acknowledgement with no update, runbook step or status post for
+    /// `[paging] ack_timeout` expires.
+    pub(crate) fn touch_ack(&mut self, inc: &Incident) {
+        let paging = &self.engine.config.paging;
+        if inc.state == crate::domain::State::Acknowledged && inc.level >= paging.ack_timeout_min_level {
+            self.jobs.push(JobChange::Schedule(NewJob {
+                key: format!("ack:{}:expiry", inc.reference),
+                incident: Some(inc.reference),
+                due_at: self.at + paging.ack_timeout,
+                payload: JobPayload::AckExpiry,
+            }));
+        }
     }
 }

@@ -46,6 +46,7 @@ mod paging;
 pub(crate) mod plan;
 pub(crate) mod retry;
 
+pub use paging::tier_people;
 pub(crate) use plan::Plan;
 pub(crate) use retry::retry_on_conflict;
 
@@ -226,7 +227,13 @@ impl Engine {
                     None => Ok(Reply::refused(no_such(inc))),
                 }
             }
-            Command::Oncall { level } => Ok(Reply::ok(render::oncall(&self.config, level), None)),
+            Command::Oncall { level } => {
+                let overrides = self.current_overrides().await?;
+                Ok(Reply::ok(
+                    render::oncall(&self.config, level, self.clock.now(), &overrides),
+                    None,
+                ))
+            }
             Command::Page {
                 target,
                 text,

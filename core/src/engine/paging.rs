@@ -1,84 +1,345 @@
-//! Paging: the escalation matrix (tiers over unacknowledged time) and `/page` by hand.
+//! Paging: the escalation matrix walked over unacknowledged time, pages to people through their
+//! contact methods (each failure falling through to the next), and `/page` by hand.
+//!
+//! One escalation is identified by the incident version it started at (its *epoch*): the tiers
+//! of a level are scheduled as jobs `esc:INC-7:v3:t<tier>` (and `…:r<n>` for repeats of the last
+//! tier) when it starts, and all of them are cancelled together by an acknowledgement, a hold or
+//! quiet alerts. Each page of a person is `page:INC-7:v3:t1:a0:dba`; each contact method of that
+//! page is one outbox message `…:m<index>`, so a retried decision never pages twice and a
+//! method's failure creates exactly one message for the next method.
 
 use super::*;
+use crate::config::{ContactMethod, Target};
+use crate::oncall::RotationOverride;
+use crate::store::{AckLink, AckLinkWrite, JobPayload, Page, PageIncident};
+
+/// Why someone is paged, as the page and the timeline say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageReason {
+    Escalation,
+    Repeat,
+    Manual,
+    Rto,
+    AckExpired,
+}
+
+impl PageReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PageReason::Escalation => "escalation",
+            PageReason::Repeat => "repeat",
+            PageReason::Manual => "manual",
+            PageReason::Rto => "rto",
+            PageReason::AckExpired => "ack_expired",
+        }
+    }
+}
+
+/// What one call to [`Plan::page_people`] did, for the timeline and replies.
+#[derive(Debug, Default)]
+pub(crate) struct Paged {
+    /// "Database Administrator (dba) by webhook"
+    pub(crate) reached: Vec<String>,
+    /// "Hosting Provider (hosting): email needs an [smtp] section"
+    pub(crate) unreachable: Vec<String>,
+}
+
+/// Job key of tier `tier` (repeat `repeat`) of the escalation that started at `epoch`.
+fn tier_job_key(r: IncidentRef, epoch: i64, tier: usize, repeat: u32) -> String {
+    if repeat == 0 {
+        format!("esc:{r}:v{epoch}:t{tier}")
+    } else {
+        format!("esc:{r}:v{epoch}:t{tier}:r{repeat}")
+    }
+}
+
+/// The people a tier names at `at`: persons, team members, whoever each rotation has on call.
+pub fn tier_people(
+    config: &Config,
+    notify: &[Target],
+    at: DateTime<Utc>,
+    overrides: &[RotationOverride],
+) -> Vec<PersonId> {
+    let mut out: Vec<PersonId> = Vec::new();
+    for t in notify {
+        match t {
+            Target::Person(p) => out.push(p.clone()),
+            Target::Team(members) => out.extend(members.iter().cloned()),
+            Target::Rotation(id) => {
+                if let Some(on) = config
+                    .rotation(id)
+                    .and_then(|r| crate::oncall::on_call(r, at, overrides))
+                {
+                    out.push(on.person);
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    out
+}
 
 impl Plan<'_> {
-    /// Pages the first tier of the incident's level now and schedules the later tiers, which
-    /// fire only while the incident stays unacknowledged.
-    pub(crate) fn start_escalation(&mut self, inc: &Incident) {
-        let Some(tiers) = self.engine.config.escalation.get(&inc.level) else {
+    /// Starts the escalation of the incident's level: tier 0 now (or at its `after`), the later
+    /// tiers and the repeats of the last one scheduled, each firing only while nobody has
+    /// acknowledged.
+    pub(crate) fn start_escalation(&mut self, inc: &mut Incident) {
+        self.continue_escalation(inc, 0, PageReason::Escalation);
+    }
+
+    /// Pages tier `from` now and schedules the tiers after it relative to now (an expired
+    /// acknowledgement resumes at the tier the incident had reached).
+    pub(crate) fn continue_escalation(&mut self, inc: &mut Incident, from: usize, why: PageReason) {
+        let Some(policy) = self.engine.config.escalation.get(&inc.level) else {
             return;
         };
-        for (i, tier) in tiers.iter().enumerate() {
-            if tier.after <= chrono::Duration::zero() {
-                self.page_tier(inc, i);
-            } else {
-                self.jobs.push(JobChange::Schedule(NewJob {
-                    key: format!("esc:{}:v{}:t{i}", inc.reference, inc.version),
-                    incident: Some(inc.reference),
-                    due_at: self.at + tier.after,
-                    payload: crate::store::JobPayload::EscalationTier {
-                        tier: i,
-                        level: inc.level,
-                    },
-                }));
+        if from >= policy.tiers.len() {
+            return;
+        }
+        // Tiers are timed from the escalation's start; a resumed one re-times from `from`.
+        let base = if from == 0 {
+            chrono::Duration::zero()
+        } else {
+            policy.tiers[from].after
+        };
+        let epoch = inc.version;
+        let r = inc.reference;
+        let level = inc.level;
+        let last = policy.tiers.len() - 1;
+        let schedule = |plan: &mut Self, tier: usize, repeat: u32, offset: chrono::Duration| {
+            plan.jobs.push(JobChange::Schedule(NewJob {
+                key: tier_job_key(r, epoch, tier, repeat),
+                incident: Some(r),
+                due_at: plan.at + offset,
+                payload: JobPayload::EscalationTier {
+                    tier,
+                    level,
+                    repeat,
+                    epoch,
+                },
+            }));
+        };
+        for (i, tier) in policy.tiers.iter().enumerate().skip(from) {
+            let offset = tier.after - base;
+            if i == from && offset <= chrono::Duration::zero() {
+                continue; // paged now, below
+            }
+            schedule(self, i, 0, offset);
+        }
+        let last_offset = policy.tiers[last].after - base;
+        for n in 1..=policy.repeat {
+            schedule(self, last, n, last_offset + policy.repeat_every * n as i32);
+        }
+        if policy.tiers[from].after - base <= chrono::Duration::zero() {
+            self.page_tier(inc, epoch, from, 0, why, None);
+        }
+    }
+
+    /// Stops the escalation: its scheduled tiers, and every page of the incident not yet sent.
+    pub(crate) fn cancel_escalation(&mut self, inc: &Incident) {
+        self.cancel_jobs(inc.reference, JobKind::EscalationTier);
+        self.extra.cancel_pages.push(inc.reference);
+    }
+
+    /// Pages one tier of the escalation that started at `epoch`. `late` is how long after its
+    /// due time it runs (Spotter was down), which the page and the timeline say.
+    pub(crate) fn page_tier(
+        &mut self,
+        inc: &mut Incident,
+        epoch: i64,
+        tier: usize,
+        repeat: u32,
+        why: PageReason,
+        late: Option<chrono::Duration>,
+    ) {
+        let config = self.engine.config.clone();
+        let Some(policy) = config.escalation.get(&inc.level) else {
+            return;
+        };
+        let Some(t) = policy.tiers.get(tier) else {
+            return;
+        };
+        inc.escalation_tier = Some(tier as u32);
+        let people = tier_people(&config, &t.notify, self.at, &self.overrides);
+        let next_job = (tier + 1 < policy.tiers.len()).then(|| tier_job_key(inc.reference, epoch, tier + 1, 0));
+        let key = format!("page:{}:v{epoch}:t{tier}:a{repeat}", inc.reference);
+        let paged = self.page_people(inc, &people, &key, why, Some(tier), next_job.clone(), late);
+        let what = match why {
+            PageReason::Repeat => format!("paged tier {} of level {} again (repeat {repeat})", tier + 1, inc.level),
+            PageReason::AckExpired => format!("paged tier {} of level {} again", tier + 1, inc.level),
+            _ => format!("paged tier {} of level {}", tier + 1, inc.level),
+        };
+        let mut text = format!("{what} ({}): ", t.targets.join(", "));
+        text.push_str(&if paged.reached.is_empty() {
+            "nobody could be paged".to_string()
+        } else {
+            paged.reached.join(", ")
+        });
+        if let Some(l) = late {
+            text.push_str(&format!(
+                " — late by {}: it fell due while Spotter was not running",
+                render::duration_between(self.at - l, self.at)
+            ));
+        }
+        self.event(inc, EventKind::Paged, text, false);
+        if !paged.unreachable.is_empty() {
+            let then = match &next_job {
+                Some(job) => {
+                    self.jobs.push(JobChange::Hasten {
+                        key: job.clone(),
+                        due_at: self.at,
+                    });
+                    format!("tier {} counts as unanswered: tier {} is paged now", tier + 1, tier + 2)
+                }
+                None => format!("tier {} is the last tier: nobody further to page", tier + 1),
+            };
+            let text = format!(
+                "cannot page {}; {then}",
+                paged.unreachable.join("; ")
+            );
+            self.event(inc, EventKind::Paged, text, false);
+            for _ in &paged.unreachable {
+                self.engine.metrics.page_outcome("none", "fell_through");
             }
         }
     }
 
-    pub(crate) fn cancel_escalation(&mut self, inc: &Incident) {
-        self.cancel_jobs(inc.reference, crate::store::JobKind::EscalationTier);
+    /// Pages each person by their first usable contact method, each page carrying a fresh
+    /// acknowledgement link. Returns who was paged and who cannot be.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn page_people(
+        &mut self,
+        inc: &Incident,
+        people: &[PersonId],
+        key: &str,
+        why: PageReason,
+        tier: Option<usize>,
+        next_tier_job: Option<String>,
+        late: Option<chrono::Duration>,
+    ) -> Paged {
+        let mut paged = Paged::default();
+        for id in people {
+            let config = self.engine.config.clone();
+            let Some(person) = config.people.get(id) else {
+                continue;
+            };
+            let Some((method, m)) = config.usable_methods(person).into_iter().next() else {
+                paged.unreachable.push(format!(
+                    "{}: {}",
+                    config.display_name(id.as_str()),
+                    config.unreachable_reason(person)
+                ));
+                continue;
+            };
+            let link = self.ack_link(inc.reference, id);
+            let page = Page {
+                person: id.to_string(),
+                person_name: person.name.clone(),
+                method,
+                reason: why.as_str().into(),
+                tier,
+                incident: Some(self.page_incident(inc)),
+                ack_link: Some(link),
+                key: format!("{key}:{id}"),
+                late_by_seconds: late.map(|l| l.num_seconds()),
+                next_tier_job: None,
+            };
+            let text = self.page_text(inc, &page, None);
+            self.outbox.push(page_message(m, Some(inc.reference), text, page, next_tier_job.clone()));
+            paged.reached.push(format!("{} by {}", config.display_name(id.as_str()), m.kind()));
+        }
+        paged
     }
 
-    pub(crate) fn page_tier(&mut self, inc: &Incident, tier: usize) {
+    /// A new acknowledgement link for `person` on `r`; returns its id.
+    fn ack_link(&mut self, r: IncidentRef, person: &PersonId) -> String {
+        let id = crate::random_token(16);
+        self.extra.ack_links.push(AckLinkWrite::Insert(AckLink {
+            id: id.clone(),
+            incident: r,
+            person: person.to_string(),
+            created_at: self.at,
+            expires_at: self.at + self.engine.config.paging.ack_link_ttl,
+            used_at: None,
+        }));
+        id
+    }
+
+    pub(crate) fn page_incident(&self, inc: &Incident) -> PageIncident {
         let config = &self.engine.config;
-        let Some(t) = config
-            .escalation
-            .get(&inc.level)
-            .and_then(|tiers| tiers.get(tier))
-        else {
-            return;
-        };
-        let level = config
-            .level(inc.level)
-            .map(|l| l.name.as_str())
-            .unwrap_or("");
-        let r = inc.reference;
-        for person in &t.people {
-            self.outbox.push(NewMessage {
-                channel: Channel::Log,
-                kind: MessageKind::Page,
-                target: person.to_string(),
-                incident: Some(r),
-                text: format!(
-                    "[PAGE] {r} level {} {level}: {} — acknowledge with /incident ack incident:{r}",
-                    inc.level, inc.title
-                ),
-                priority: 10,
-                idempotency_key: format!(
-                    "page:{r}:v{}:L{}:t{tier}:{person}",
-                    inc.version, inc.level
-                ),
-                ordering_key: format!("page:{person}"),
-            });
+        PageIncident {
+            reference: inc.reference.to_string(),
+            title: inc.title.clone(),
+            level: inc.level.0,
+            level_name: config
+                .level(inc.level)
+                .map(|l| l.name.clone())
+                .unwrap_or_default(),
+            state: inc.state.as_str().into(),
+            url: format!(
+                "{}/api/v1/incidents/{}",
+                config.server.public_url.trim_end_matches('/'),
+                inc.reference
+            ),
         }
-        let names: Vec<String> = t
-            .people
-            .iter()
-            .map(|p| config.display_name(p.as_str()))
-            .collect();
-        let text = format!(
-            "paged tier {} of level {} ({}): {}",
-            tier + 1,
-            inc.level,
-            t.targets.join(", "),
-            names.join(", ")
+    }
+
+    /// The text of a page: what, how bad, and how to acknowledge.
+    pub(crate) fn page_text(&self, inc: &Incident, page: &Page, extra: Option<&str>) -> String {
+        let i = self.page_incident(inc);
+        let mut text = format!(
+            "[PAGE] {} level {} {}: {}",
+            i.reference, i.level, i.level_name, i.title
         );
-        self.event(inc, EventKind::Paged, text, false);
+        match page.reason.as_str() {
+            "ack_expired" => text.push_str(" — the acknowledgement expired without activity"),
+            "rto" => text.push_str(" — RTO watch"),
+            "repeat" => text.push_str(" — still unacknowledged"),
+            _ => {}
+        }
+        if let Some(t) = page.tier {
+            text.push_str(&format!(" (tier {})", t + 1));
+        }
+        if let Some(e) = extra {
+            text.push_str(&format!(": {e}"));
+        }
+        if let Some(s) = page.late_by_seconds {
+            text.push_str(&format!(" [late by {s} s: Spotter was not running]"));
+        }
+        text.push_str(&format!(
+            " — acknowledge with /incident ack incident:{} or the link in this page",
+            i.reference
+        ));
+        text
     }
 }
 
-/// Paging by hand and maintenance windows: commands that are not about one incident's state.
+/// The outbox message of one contact method of a page. Its idempotency key is the page's key
+/// and the method, so deciding again never duplicates it and each method is tried once.
+pub(crate) fn page_message(
+    method: &ContactMethod,
+    incident: Option<IncidentRef>,
+    text: String,
+    mut page: Page,
+    next_tier_job: Option<String>,
+) -> NewMessage {
+    page.next_tier_job = next_tier_job;
+    NewMessage {
+        channel: method.channel(),
+        kind: MessageKind::Page,
+        target: page.person.clone(),
+        incident,
+        text,
+        priority: 10,
+        idempotency_key: format!("{}:m{}", page.key, page.method),
+        // Unique per message: pages never queue behind each other.
+        ordering_key: format!("{}:m{}", page.key, page.method),
+        page: Some(page),
+    }
+}
+
+/// Paging by hand.
 impl Engine {
     pub(crate) async fn page(
         &self,
@@ -88,14 +349,16 @@ impl Engine {
         incident: Option<IncidentRef>,
         ctx: &CommandContext,
     ) -> Result<Reply, StoreError> {
-        let people: Vec<PersonId> = match self.config.person(target) {
-            Some(p) => vec![p.id.clone()],
-            None => self
-                .config
-                .teams
-                .get(target)
-                .map(|t| t.members.clone())
-                .unwrap_or_default(),
+        let overrides = self.current_overrides().await?;
+        let now = self.clock.now();
+        let people: Vec<PersonId> = if let Some(p) = self.config.person(target) {
+            vec![p.id.clone()]
+        } else if let Some(t) = self.config.teams.get(target) {
+            t.members.clone()
+        } else if self.config.rotation(target).is_some() {
+            tier_people(&self.config, &[Target::Rotation(target.into())], now, &overrides)
+        } else {
+            vec![]
         };
         let who = self.config.display_name(&actor.id);
         let about = incident.or(ctx.channel_incident);
@@ -103,45 +366,27 @@ impl Engine {
         retry_on_conflict!(async {
             let now = self.clock.now();
             let mut plan = Plan::new(self, actor, now);
-            let mut write = None;
-            let subject = match about {
+            plan.overrides = overrides.clone();
+            let key = format!("page:manual:{token}");
+            let (paged, write, subject) = match about {
                 Some(r) => {
                     let Some(inc) = self.store.incident(r).await? else {
                         return Ok(Reply::refused(no_such(r)));
                     };
-                    let names: Vec<String> = people
-                        .iter()
-                        .map(|p| self.config.display_name(p.as_str()))
-                        .collect();
-                    let mut line = format!("{who} paged {target}: {}", names.join(", "));
+                    let paged = plan.page_people(&inc, &people, &key, PageReason::Manual, None, None, None);
+                    let mut line = format!("{who} paged {target}: ");
+                    line.push_str(&if paged.reached.is_empty() { "nobody could be paged".into() } else { paged.reached.join(", ") });
                     if let Some(t) = &text {
                         line.push_str(&format!(" — {t}"));
                     }
+                    if !paged.unreachable.is_empty() {
+                        line.push_str(&format!("; cannot page {}", paged.unreachable.join("; ")));
+                    }
                     plan.event(&inc, EventKind::Paged, line, false);
-                    write = Some(IncidentWrite::Update(inc));
-                    r.to_string()
+                    (paged, Some(IncidentWrite::Update(inc)), r.to_string())
                 }
-                None => "page".to_string(),
+                None => (self.page_without_incident(&mut plan, &people, &key, &who, text.as_deref()), None, "page".to_string()),
             };
-            for person in &people {
-                let mut body = format!("[PAGE] from {who}");
-                if let Some(r) = about {
-                    body.push_str(&format!(" about {r}"));
-                }
-                if let Some(t) = &text {
-                    body.push_str(&format!(": {t}"));
-                }
-                plan.outbox.push(NewMessage {
-                    channel: Channel::Log,
-                    kind: MessageKind::Page,
-                    target: person.to_string(),
-                    incident: about,
-                    text: body,
-                    priority: 10,
-                    idempotency_key: format!("page:manual:{token}:{person}"),
-                    ordering_key: format!("page:{person}"),
-                });
-            }
             plan.audit.push(AuditRecord {
                 at: now,
                 actor: actor.id.clone(),
@@ -150,14 +395,64 @@ impl Engine {
                 detail: serde_json::json!({"target": target, "people": people, "text": text}),
             });
             self.commit(plan.finish(write)).await?;
-            let names: Vec<String> = people
-                .iter()
-                .map(|p| self.config.display_name(p.as_str()))
-                .collect();
-            Ok(Reply::ok(
-                format!("Paged {target}: {}", names.join(", ")),
-                None,
-            ))
+            let mut reply = format!("Paged {target}: ");
+            reply.push_str(&if paged.reached.is_empty() { "nobody could be paged".into() } else { paged.reached.join(", ") });
+            if !paged.unreachable.is_empty() {
+                reply.push_str(&format!("; cannot page {}", paged.unreachable.join("; ")));
+            }
+            Ok(Reply::ok(reply, None))
         })
+    }
+
+    /// A page about no incident: no acknowledgement link (there is nothing to acknowledge).
+    fn page_without_incident(
+        &self,
+        plan: &mut Plan<'_>,
+        people: &[PersonId],
+        key: &str,
+        who: &str,
+        text: Option<&str>,
+    ) -> Paged {
+        let mut paged = Paged::default();
+        for id in people {
+            let Some(person) = self.config.people.get(id) else {
+                continue;
+            };
+            let Some((method, m)) = self.config.usable_methods(person).into_iter().next() else {
+                paged.unreachable.push(format!(
+                    "{}: {}",
+                    self.config.display_name(id.as_str()),
+                    self.config.unreachable_reason(person)
+                ));
+                continue;
+            };
+            let page = Page {
+                person: id.to_string(),
+                person_name: person.name.clone(),
+                method,
+                reason: PageReason::Manual.as_str().into(),
+                tier: None,
+                incident: None,
+                ack_link: None,
+                key: format!("{key}:{id}"),
+                late_by_seconds: None,
+                next_tier_job: None,
+            };
+            let mut body = format!("[PAGE] from {who}");
+            if let Some(t) = text {
+                body.push_str(&format!(": {t}"));
+            }
+            plan.outbox.push(page_message(m, None, body, page, None));
+            paged.reached.push(format!("{} by {}", self.config.display_name(id.as_str()), m.kind()));
+        }
+        paged
+    }
+
+    /// The rotation overrides that matter now (not ended), when any rotation is configured.
+    pub(crate) async fn current_overrides(&self) -> Result<Vec<RotationOverride>, StoreError> {
+        if self.config.rotations.is_empty() {
+            return Ok(vec![]);
+        }
+        self.store.rotation_overrides(self.clock.now()).await
     }
 }

@@ -16,8 +16,11 @@ pub(crate) struct Plan<'a> {
     pub(crate) audit: Vec<AuditRecord>,
     pub(crate) outbox: Vec<NewMessage>,
     pub(crate) jobs: Vec<JobChange>,
-    /// Alert rows, alert groups, maintenance windows and heartbeats this decision writes.
+    /// Alert rows, alert groups, maintenance windows, heartbeats, ack links, cancelled pages and
+    /// delivery marks this decision writes.
     pub(crate) extra: Changeset,
+    /// Rotation overrides in force, for resolving rotations when this decision pages.
+    pub(crate) overrides: Vec<crate::oncall::RotationOverride>,
 }
 
 impl<'a> Plan<'a> {
@@ -31,6 +34,7 @@ impl<'a> Plan<'a> {
             outbox: vec![],
             jobs: vec![],
             extra: Changeset::default(),
+            overrides: vec![],
         }
     }
 
@@ -55,6 +59,7 @@ impl<'a> Plan<'a> {
                     priority: 0,
                     idempotency_key: format!("card:{channel}:{}:v{}", i.reference, i.version + 1),
                     ordering_key: chat_ordering_key(channel, i.reference),
+                    page: None,
                 })
                 .collect();
             self.outbox.splice(0..0, cards);
@@ -66,11 +71,7 @@ impl<'a> Plan<'a> {
             audit: self.audit,
             outbox: self.outbox,
             jobs: self.jobs,
-            alerts: self.extra.alerts,
-            alert_groups: self.extra.alert_groups,
-            maintenance: self.extra.maintenance,
-            heartbeats: self.extra.heartbeats,
-            api_tokens: self.extra.api_tokens,
+            ..self.extra
         }
     }
 
@@ -88,6 +89,7 @@ impl<'a> Plan<'a> {
                 priority: 0,
                 idempotency_key: format!("chat:{channel}:{r}:v{}:{n}", inc.version),
                 ordering_key: chat_ordering_key(channel, r),
+                page: None,
             });
         }
         self.timeline.push(TimelineEntry {

@@ -56,6 +56,7 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         owner: &str,
         limit: i64,
+        lane: Lane,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Marks a leased message delivered. Fenced: returns `false` (and changes nothing) when
     /// `owner` no longer holds the lease at `at`.
@@ -78,6 +79,15 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back leased messages `owner` will not deliver now.
     async fn outbox_release(&self, ids: &[i64], owner: &str) -> Result<(), StoreError>;
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Every page message of an incident (each method of each page), oldest first.
+    async fn incident_pages(&self, r: IncidentRef) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// An acknowledgement link by id.
+    async fn ack_link(&self, id: &str) -> Result<Option<AckLink>, StoreError>;
+    /// Rotation overrides that have not ended by `after`.
+    async fn rotation_overrides(
+        &self,
+        after: DateTime<Utc>,
+    ) -> Result<Vec<crate::oncall::RotationOverride>, StoreError>;
 
     /// Leases up to `limit` due jobs to `owner` until `now + lease`.
     async fn claim_jobs(

@@ -4,7 +4,7 @@ use crate::audit::{AuditEntry, AuditRecord};
 use crate::domain::AlertStatus;
 use crate::domain::{Channel, ComponentId, Incident, IncidentRef, LevelId, State, TimelineEntry};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Everything one decision changes, written atomically.
@@ -26,6 +26,13 @@ pub struct Changeset {
     pub maintenance: Vec<MaintenanceWrite>,
     pub heartbeats: Vec<Heartbeat>,
     pub api_tokens: Vec<ApiTokenWrite>,
+    /// Delivery outcomes, each fenced by its lease: when one is no longer held the whole
+    /// changeset fails with [`crate::StoreError::LeaseLost`] and nothing is written.
+    pub outbox_marks: Vec<OutboxMark>,
+    /// Incidents whose pending pages are cancelled (acknowledged, held, quiet).
+    pub cancel_pages: Vec<IncidentRef>,
+    pub ack_links: Vec<AckLinkWrite>,
+    pub rotation_overrides: Vec<crate::oncall::RotationOverride>,
 }
 
 impl Changeset {
@@ -40,6 +47,10 @@ impl Changeset {
             && self.maintenance.is_empty()
             && self.heartbeats.is_empty()
             && self.api_tokens.is_empty()
+            && self.outbox_marks.is_empty()
+            && self.cancel_pages.is_empty()
+            && self.ack_links.is_empty()
+            && self.rotation_overrides.is_empty()
     }
 }
 
@@ -183,6 +194,80 @@ pub struct NewMessage {
     pub idempotency_key: String,
     /// Messages with the same ordering key are delivered one at a time, in order.
     pub ordering_key: String,
+    /// What a page carries beyond its text (`kind` = page).
+    pub page: Option<Page>,
+}
+
+/// A page: one contact method of one person, for one step of an escalation (or `/page`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    pub person: String,
+    pub person_name: String,
+    /// Index of the method in the person's `notify` list; a failure falls through to the next.
+    pub method: usize,
+    /// `escalation`, `repeat`, `manual`, `rto`, `ack_expired`.
+    pub reason: String,
+    /// The escalation tier (0-based), when the matrix paged.
+    pub tier: Option<usize>,
+    pub incident: Option<PageIncident>,
+    /// The acknowledgement link's id; its token is derived when the page is delivered, so the
+    /// database never holds a working link.
+    pub ack_link: Option<String>,
+    /// The page across its methods (`page:INC-7:e3:t1:a0:dba`): the idempotency key of each
+    /// method's message is this plus `:m<index>`.
+    pub key: String,
+    /// How late it went out, when it fell due while Spotter was not running.
+    pub late_by_seconds: Option<i64>,
+    /// The job that pages the next tier, hastened to now when this person cannot be reached by
+    /// any method (their tier counts as unanswered).
+    pub next_tier_job: Option<String>,
+}
+
+/// The incident a page is about, as it was when paged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageIncident {
+    pub reference: String,
+    pub title: String,
+    pub level: u8,
+    pub level_name: String,
+    pub state: String,
+    pub url: String,
+}
+
+/// Which outbox messages a dispatcher delivers: pages have a lane of their own, so they never
+/// wait behind chat posts and card edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Pages,
+    Chat,
+}
+
+/// A fenced delivery outcome.
+#[derive(Debug, Clone)]
+pub struct OutboxMark {
+    pub id: i64,
+    pub owner: String,
+    pub at: DateTime<Utc>,
+    /// `None`: delivered. `Some(error)`: given up (a page falls through to its next method).
+    pub failed: Option<String>,
+}
+
+/// An acknowledgement link: one person, one incident, used at most once, until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckLink {
+    pub id: String,
+    pub incident: IncidentRef,
+    pub person: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AckLinkWrite {
+    Insert(AckLink),
+    /// Marks it used; `Conflict` when it already was.
+    Use { id: String, at: DateTime<Utc> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -199,6 +284,12 @@ pub struct OutboxMessage {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    pub idempotency_key: String,
+    pub page: Option<Page>,
+    /// The acknowledgement URL of a page, derived by the dispatcher just before delivery (never
+    /// stored).
+    #[serde(skip)]
+    pub ack_url: Option<String>,
 }
 
 /// Where an outbox message is in its life.
@@ -210,6 +301,8 @@ pub enum DeliveryState {
     Delivered,
     /// Given up: permanent failure, or out of attempts (a dead letter).
     Failed,
+    /// No longer wanted: a page of an incident someone acknowledged first.
+    Cancelled,
 }
 
 impl DeliveryState {
@@ -218,6 +311,7 @@ impl DeliveryState {
             DeliveryState::Pending => "pending",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
+            DeliveryState::Cancelled => "cancelled",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -225,6 +319,7 @@ impl DeliveryState {
             DeliveryState::Pending,
             DeliveryState::Delivered,
             DeliveryState::Failed,
+            DeliveryState::Cancelled,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -243,14 +338,20 @@ pub enum JobKind {
     Autoresolve,
     /// The dead man's switch: the heartbeat alert should have arrived by now.
     Heartbeat,
+    /// 50 % or 80 % of the RTO has passed.
+    RtoWarning,
+    /// An acknowledgement saw no activity for `[paging] ack_timeout`.
+    AckExpiry,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::RtoBreach,
         JobKind::EscalationTier,
         JobKind::Autoresolve,
         JobKind::Heartbeat,
+        JobKind::RtoWarning,
+        JobKind::AckExpiry,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -258,6 +359,8 @@ impl JobKind {
             JobKind::EscalationTier => "escalation_tier",
             JobKind::Autoresolve => "autoresolve",
             JobKind::Heartbeat => "heartbeat",
+            JobKind::RtoWarning => "rto_warning",
+            JobKind::AckExpiry => "ack_expiry",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -274,8 +377,17 @@ pub enum JobPayload {
     EscalationTier {
         tier: usize,
         level: LevelId,
+        /// 0 for the tier itself; n for its n-th repeat (last tier only).
+        repeat: u32,
+        /// The incident version the escalation started at (see [`crate::engine`]'s paging).
+        epoch: i64,
     },
     Autoresolve,
+    /// `percent` of the RTO has passed.
+    RtoWarning {
+        percent: u8,
+    },
+    AckExpiry,
     /// The heartbeat source's name.
     Heartbeat {
         name: String,
@@ -289,16 +401,26 @@ impl JobPayload {
             JobPayload::EscalationTier { .. } => JobKind::EscalationTier,
             JobPayload::Autoresolve => JobKind::Autoresolve,
             JobPayload::Heartbeat { .. } => JobKind::Heartbeat,
+            JobPayload::RtoWarning { .. } => JobKind::RtoWarning,
+            JobPayload::AckExpiry => JobKind::AckExpiry,
         }
     }
 
     /// The stored JSON (the kind is stored in its own column).
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            JobPayload::RtoBreach | JobPayload::Autoresolve => serde_json::json!({}),
-            JobPayload::EscalationTier { tier, level } => {
-                serde_json::json!({"tier": tier, "level": level.0})
+            JobPayload::RtoBreach | JobPayload::Autoresolve | JobPayload::AckExpiry => {
+                serde_json::json!({})
             }
+            JobPayload::EscalationTier {
+                tier,
+                level,
+                repeat,
+                epoch,
+            } => {
+                serde_json::json!({"tier": tier, "level": level.0, "repeat": repeat, "epoch": epoch})
+            }
+            JobPayload::RtoWarning { percent } => serde_json::json!({"percent": percent}),
             JobPayload::Heartbeat { name } => serde_json::json!({"name": name}),
         }
     }
@@ -312,6 +434,15 @@ impl JobPayload {
         Ok(match kind {
             JobKind::RtoBreach => JobPayload::RtoBreach,
             JobKind::Autoresolve => JobPayload::Autoresolve,
+            JobKind::AckExpiry => JobPayload::AckExpiry,
+            JobKind::RtoWarning => JobPayload::RtoWarning {
+                percent: u8::try_from(
+                    field("percent")?
+                        .as_u64()
+                        .ok_or("percent is not a number")?,
+                )
+                .map_err(|e| e.to_string())?,
+            },
             JobKind::EscalationTier => JobPayload::EscalationTier {
                 tier: field("tier")?
                     .as_u64()
@@ -320,6 +451,9 @@ impl JobPayload {
                     u8::try_from(field("level")?.as_u64().ok_or("level is not a number")?)
                         .map_err(|e| e.to_string())?,
                 ),
+                // Jobs written before repeats existed are the tier itself.
+                repeat: v.get("repeat").and_then(|r| r.as_u64()).unwrap_or(0) as u32,
+                epoch: v.get("epoch").and_then(|r| r.as_i64()).unwrap_or(0),
             },
             JobKind::Heartbeat => JobPayload::Heartbeat {
                 name: field("name")?
@@ -348,6 +482,12 @@ pub enum JobChange {
     Cancel {
         incident: IncidentRef,
         kind: JobKind,
+    },
+    /// Moves a pending job earlier (never later); nothing when it already ran or was cancelled.
+    /// A tier nobody in the previous one could answer is paged now this way.
+    Hasten {
+        key: String,
+        due_at: DateTime<Utc>,
     },
     /// Marks a claimed job done (in the same transaction as what it caused), provided it is still
     /// pending at the due time it was claimed with: a job rescheduled while its run was in flight

@@ -26,6 +26,7 @@ mod chat;
 mod incidents;
 mod jobs;
 mod outbox;
+mod paging;
 mod rows;
 mod write;
 
@@ -334,8 +335,9 @@ impl Store for SqlStore {
         lease: Duration,
         owner: &str,
         limit: i64,
+        lane: Lane,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        self.claim_outbox_sql(now, lease, owner, limit).await
+        self.claim_outbox_sql(now, lease, owner, limit, lane).await
     }
 
     async fn outbox_delivered(
@@ -361,6 +363,21 @@ impl Store for SqlStore {
 
     async fn outbox_release(&self, ids: &[i64], owner: &str) -> Result<(), StoreError> {
         self.outbox_release_sql(ids, owner).await
+    }
+
+    async fn incident_pages(&self, r: IncidentRef) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.incident_pages_sql(r).await
+    }
+
+    async fn ack_link(&self, id: &str) -> Result<Option<AckLink>, StoreError> {
+        self.ack_link_sql(id).await
+    }
+
+    async fn rotation_overrides(
+        &self,
+        after: DateTime<Utc>,
+    ) -> Result<Vec<crate::oncall::RotationOverride>, StoreError> {
+        self.rotation_overrides_sql(after).await
     }
 
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {

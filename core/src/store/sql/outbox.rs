@@ -10,19 +10,24 @@ impl SqlStore {
         lease: Duration,
         owner: &str,
         limit: i64,
+        lane: Lane,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let lane = match lane {
+            Lane::Pages => "o.kind = 'page'",
+            Lane::Chat => "o.kind <> 'page'",
+        };
         // Only the oldest undelivered message of each ordering key is deliverable, so messages
         // to one channel arrive in order even across retries.
         let sql = format!(
             "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE id IN (\
                SELECT o.id FROM outbox o \
-               WHERE o.state = 'pending' AND o.next_attempt_at <= $3 \
+               WHERE o.state = 'pending' AND {lane} AND o.next_attempt_at <= $3 \
                  AND (o.lease_until IS NULL OR o.lease_until < $3) \
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ordering_key = o.ordering_key \
                                  AND p.state = 'pending' AND p.id < o.id) \
-               ORDER BY o.priority DESC, o.id LIMIT $4 {}) \
+               ORDER BY o.priority DESC, o.id LIMIT $4 {skip}) \
              RETURNING {OUTBOX_COLUMNS}",
-            self.skip_locked()
+            skip = self.skip_locked()
         );
         let rows: Vec<OutboxRow> = self.lease_rows(sql, owner, now, lease, limit).await?;
         let mut out: Vec<OutboxMessage> = rows

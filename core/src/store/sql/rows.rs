@@ -17,7 +17,7 @@ pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 pub(super) const INCIDENT_COLUMNS: &str = "number, level, title, components, commander, source, state, phase, declared_by, \
-     declared_at, acknowledged_at, acknowledged_by, resolved_at, closed_at, rto_deadline, summary, version";
+     declared_at, acknowledged_at, acknowledged_by, resolved_at, closed_at, rto_deadline, summary, version, escalation_tier";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct IncidentRow {
@@ -38,6 +38,7 @@ pub(super) struct IncidentRow {
     pub(super) rto_deadline: i64,
     pub(super) summary: Option<String>,
     pub(super) version: i64,
+    pub(super) escalation_tier: Option<i64>,
 }
 
 impl IncidentRow {
@@ -77,6 +78,10 @@ impl IncidentRow {
             closed_at: opt_ms(self.closed_at)?,
             rto_deadline: from_ms(self.rto_deadline)?,
             summary: self.summary,
+            escalation_tier: self
+                .escalation_tier
+                .map(|t| u32::try_from(t).map_err(|e| corrupt("escalation tier", e)))
+                .transpose()?,
             version: self.version,
         })
     }
@@ -118,6 +123,8 @@ pub(super) struct OutboxRow {
     pub(super) last_error: Option<String>,
     pub(super) created_at: i64,
     pub(super) delivered_at: Option<i64>,
+    pub(super) idempotency_key: String,
+    pub(super) payload: Option<String>,
 }
 
 impl OutboxRow {
@@ -138,12 +145,18 @@ impl OutboxRow {
             last_error: self.last_error,
             created_at: from_ms(self.created_at)?,
             delivered_at: self.delivered_at.map(from_ms).transpose()?,
+            idempotency_key: self.idempotency_key,
+            page: self
+                .payload
+                .map(|p| serde_json::from_str(&p).map_err(|e| corrupt("page payload", e)))
+                .transpose()?,
+            ack_url: None,
         })
     }
 }
 
 pub(super) const OUTBOX_COLUMNS: &str =
-    "id, channel, kind, target, incident, text, priority, attempts, state, last_error, created_at, delivered_at";
+    "id, channel, kind, target, incident, text, priority, attempts, state, last_error, created_at, delivered_at, idempotency_key, payload";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct JobRow {
@@ -269,4 +282,5 @@ pub(super) fn bind_incident<'q>(
         .bind(ms(i.rto_deadline))
         .bind(i.summary.clone())
         .bind(version)
+        .bind(i.escalation_tier.map(i64::from))
 }

@@ -35,7 +35,7 @@ impl SqlStore {
         match &cs.incident {
             Some(IncidentWrite::Insert(i)) => {
                 let sql = format!(
-                    "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
+                    "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
                 );
                 bind_incident(sqlx::query(sqlx::AssertSqlSafe(sql)), i, 1)
                     .execute(&mut *tx)
@@ -47,8 +47,8 @@ impl SqlStore {
                     sqlx::query(
                         "UPDATE incidents SET number=$1, level=$2, title=$3, components=$4, commander=$5, source=$6, \
                          state=$7, phase=$8, declared_by=$9, declared_at=$10, acknowledged_at=$11, acknowledged_by=$12, \
-                         resolved_at=$13, closed_at=$14, rto_deadline=$15, summary=$16, version=$17 \
-                         WHERE number=$1 AND version=$18",
+                         resolved_at=$13, closed_at=$14, rto_deadline=$15, summary=$16, version=$17, \
+                         escalation_tier=$18 WHERE number=$1 AND version=$19",
                     ),
                     i,
                     i.version + 1,
@@ -119,7 +119,7 @@ impl SqlStore {
         for m in &cs.outbox {
             sqlx::query(
                 "INSERT INTO outbox (channel, kind, target, incident, text, priority, idempotency_key, ordering_key, \
-                 state, attempts, next_attempt_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'pending',0,$9,$9) \
+                 state, attempts, next_attempt_at, created_at, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'pending',0,$9,$9,$10) \
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(m.channel.as_str())
@@ -131,6 +131,11 @@ impl SqlStore {
             .bind(&m.idempotency_key)
             .bind(&m.ordering_key)
             .bind(ms(now))
+            .bind(
+                m.page
+                    .as_ref()
+                    .map(|p| serde_json::to_string(p).expect("a page serialises")),
+            )
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -164,6 +169,16 @@ impl SqlStore {
                     .bind(incident.number())
                     .bind(kind.as_str())
                     .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                JobChange::Hasten { key, due_at } => {
+                    sqlx::query(
+                        "UPDATE jobs SET due_at = $2 WHERE job_key = $1 AND state = 'pending' AND due_at > $2",
+                    )
+                    .bind(key)
+                    .bind(ms(*due_at))
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
@@ -310,6 +325,7 @@ impl SqlStore {
         for t in &cs.api_tokens {
             super::api_tokens::write(&mut *tx, t).await?;
         }
+        super::paging::write(&mut *tx, cs).await?;
         Ok(())
     }
 

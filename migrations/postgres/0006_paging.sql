@@ -1,0 +1,35 @@
+-- Spotter schema v6 (postgres): paging real people.
+--
+-- incidents.escalation_tier: the tier of the escalation matrix last paged (0-based), so an
+-- expired acknowledgement or an RTO warning pages the row the incident had reached.
+-- outbox.payload: what a page carries beyond its text (person, contact method, tier, the id of
+-- its acknowledgement link), as JSON. Pages of one incident are found (and cancelled on
+-- acknowledgement) through outbox_pages.
+ALTER TABLE incidents ADD COLUMN escalation_tier BIGINT;
+ALTER TABLE outbox ADD COLUMN payload TEXT;
+CREATE INDEX outbox_pages ON outbox (incident, kind, state);
+CREATE INDEX outbox_lanes ON outbox (state, kind, next_attempt_at);
+
+-- One-time acknowledgement links carried by pages: bound to one person and one incident. The
+-- link's token is an HMAC of its id under a key that is not in the database, so whoever reads
+-- this table cannot acknowledge anything.
+CREATE TABLE ack_links (
+    id         TEXT   PRIMARY KEY,
+    incident   BIGINT NOT NULL REFERENCES incidents (number),
+    person     TEXT   NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT
+);
+
+-- /oncall override: someone else on call for a rotation for a while.
+CREATE TABLE rotation_overrides (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rotation   TEXT   NOT NULL,
+    person     TEXT   NOT NULL,
+    starts_at  BIGINT NOT NULL,
+    ends_at    BIGINT NOT NULL,
+    created_by TEXT   NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX rotation_overrides_by_end ON rotation_overrides (rotation, ends_at);
