@@ -30,17 +30,30 @@ fn the_builtin_config_reproduces_the_guide() {
         Duration::minutes(15)
     );
     // Level 5: full team + security + external, immediately.
+    let people = |level: u8, tier: usize| -> Vec<String> {
+        let t = &c.escalation[&LevelId(level)].tiers[tier];
+        crate::engine::tier_people(&c, &t.notify, chrono::Utc::now(), &[])
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    };
     let l5 = &c.escalation[&LevelId(5)];
-    assert_eq!(l5.len(), 1);
-    assert_eq!(l5[0].after, Duration::zero());
-    assert_eq!(l5[0].people.len(), 8);
-    // Level 2: sysadmin + DBA first.
-    let first: Vec<_> = c.escalation[&LevelId(2)][0]
-        .people
-        .iter()
-        .map(|p| p.as_str())
-        .collect();
-    assert_eq!(first, ["sysadmin", "dba"]);
+    assert_eq!(l5.tiers.len(), 1);
+    assert_eq!(l5.tiers[0].after, Duration::zero());
+    assert_eq!(people(5, 0).len(), 8);
+    // The matrix as rows over unacknowledged time: level 1 climbs rows 1-4 at 0/15/30/60 min,
+    // level 2 starts at row 2 (sysadmin + DBA) and climbs at 15 and 30 min.
+    let l1 = &c.escalation[&LevelId(1)];
+    let afters: Vec<i64> = l1.tiers.iter().map(|t| t.after.num_minutes()).collect();
+    assert_eq!(afters, [0, 15, 30, 60]);
+    assert_eq!(people(1, 0), ["sysadmin"]);
+    assert_eq!(people(1, 1), ["sysadmin", "dba"]);
+    assert_eq!(people(1, 3).len(), 8);
+    assert_eq!(people(2, 0), ["sysadmin", "dba"]);
+    let l2: Vec<i64> = c.escalation[&LevelId(2)].tiers.iter().map(|t| t.after.num_minutes()).collect();
+    assert_eq!(l2, [0, 15, 30]);
+    assert_eq!(c.escalation[&LevelId(4)].tiers.len(), 1);
+    assert!(l1.repeat > 0);
     assert!(c.roles_of("nobody").allows(Role::Viewer));
     assert!(!c.roles_of("nobody").allows(Role::Responder));
 }
