@@ -27,6 +27,8 @@ pub struct Application {
     state: AppState,
     /// The Discord bot, when `[discord]` is configured.
     discord: Option<spotter_bot::discord::Discord>,
+    /// Webhook, ntfy and email notifiers of the pages lane.
+    page_notifiers: Vec<(Channel, Arc<dyn spotter_core::outbox::Notifier>)>,
 }
 
 impl Application {
@@ -61,9 +63,13 @@ impl Application {
         env: &(dyn Fn(&str) -> Option<String> + Sync),
         announce: &mut (dyn std::io::Write + Send),
     ) -> anyhow::Result<Application> {
+        let audit_key = crate::audit_key::load(&config, true)?;
+        // Acknowledgement links are signed with a key derived from the audit key: every replica
+        // shares it, and it is not in the database.
+        let link_key = audit_key.derive("ack links");
         let store = SqlStore::connect(&config.database.url, config.database.max_connections)
             .await?
-            .with_audit_key(crate::audit_key::load(&config, true)?);
+            .with_audit_key(audit_key);
         store.migrate().await?;
         tracing::info!(database = %redact_url(&config.database.url), "database ready");
         let (api_token, origin) = token::load_or_create(&config)?;
@@ -81,13 +87,17 @@ impl Application {
         }
         let guard = spotter_webhooks::limit::ClientGuard::from_config(&config);
         let metrics = Metrics::new().with_sources(config.sources.iter().map(|s| s.id.clone()));
-        let engine = Arc::new(Engine::new(
-            Arc::new(store.clone()),
-            Arc::new(config),
-            clock,
-            Arc::new(metrics),
-        ));
+        let engine = Arc::new(
+            Engine::new(
+                Arc::new(store.clone()),
+                Arc::new(config),
+                clock,
+                Arc::new(metrics),
+            )
+            .with_link_key(link_key),
+        );
         let discord = spotter_bot::discord::Discord::from_engine(&engine, env)?;
+        let page_notifiers = page_notifiers(engine.config(), env)?;
         let state = AppState {
             engine: engine.clone(),
             api_token,
@@ -101,6 +111,7 @@ impl Application {
             store,
             state,
             discord,
+            page_notifiers,
         })
     }
 
@@ -132,8 +143,24 @@ impl Application {
         if let Some(d) = &self.discord {
             dispatcher = dispatcher.with_notifier(Channel::Discord, d.notifier());
         }
+        // The pages lane: its own dispatcher, so pages never wait behind chat traffic.
+        let mut pager = Dispatcher::new(
+            engine.store().clone(),
+            engine.clock().clone(),
+            engine.metrics().clone(),
+            config.outbox.clone(),
+            engine.page_wakeup(),
+        )
+        .pages(engine.clone());
+        for (channel, notifier) in self.page_notifiers {
+            pager = pager.with_notifier(channel, notifier);
+        }
+        if let Some(d) = &self.discord {
+            pager = pager.with_notifier(Channel::Discord, d.notifier());
+        }
         let background = CancellationToken::new();
         let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
+        let pager = tokio::spawn(pager.run(background.clone()));
         let scheduler = tokio::spawn(Scheduler::new(engine.clone()).run(background.clone()));
 
         tracing::info!("listening on http://{}", self.addr);
@@ -156,6 +183,7 @@ impl Application {
         background.cancel();
         let tasks = [
             ("dispatcher", Some(dispatcher)),
+            ("pager", Some(pager)),
             ("scheduler", Some(scheduler)),
             ("discord", discord),
         ];
@@ -171,6 +199,15 @@ impl Application {
         tracing::info!("stopped");
         served.context("HTTP server failed")
     }
+}
+
+/// The webhook, ntfy and email notifiers (spotter_webhooks::outbound).
+fn page_notifiers(
+    config: &Arc<Config>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> anyhow::Result<Vec<(Channel, Arc<dyn spotter_core::outbox::Notifier>)>> {
+    let _ = (config, env);
+    Ok(vec![])
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.

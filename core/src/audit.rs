@@ -25,6 +25,16 @@ impl AuditKey {
     pub fn new(secret: Secret) -> Self {
         AuditKey(secret)
     }
+
+    /// A key for another purpose (`"ack links"`), derived from this one: installations keep one
+    /// secret, and a key for one purpose reveals nothing about another.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.0.expose().as_bytes()).expect("any key length");
+        mac.update(b"spotter key derivation: ");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
 }
 
 /// A point of the chain (`<seq>:<hash>`), exported for an operator to keep elsewhere.

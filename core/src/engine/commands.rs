@@ -29,8 +29,14 @@ impl Engine {
                 Ok(text) => text,
                 Err(e) => return Ok(Reply::refused(e.to_string())),
             };
+            // A person's change to an acknowledged incident is activity: the acknowledgement's
+            // expiry starts again.
+            if actor.person.is_some() {
+                plan.touch_ack(&next);
+            }
             let cs = plan.finish(Some(IncidentWrite::Update(next.clone())));
             self.commit(cs).await?;
+            self.observe_transition(&current, &next, now);
             next.version += 1;
             Ok(Reply::ok(done, Some(next)))
         })
@@ -50,6 +56,7 @@ impl Engine {
                 let from = inc.phase;
                 inc.acknowledge(&plan.actor.id, plan.at)?;
                 plan.cancel_escalation(inc);
+                plan.touch_ack(inc);
                 plan.event(
                     inc,
                     EventKind::Acknowledged,
@@ -117,7 +124,7 @@ impl Engine {
             Command::Resolve { summary, .. } => {
                 inc.resolve(summary.clone(), plan.at)?;
                 plan.cancel_escalation(inc);
-                plan.cancel_jobs(r, JobKind::RtoBreach);
+                plan.cancel_rto(r);
                 let took = render::duration_between(inc.declared_at, plan.at);
                 let mut text = format!("{r} resolved by {who} after {took}");
                 if let Some(s) = summary {
@@ -204,7 +211,9 @@ impl Engine {
                     incident: r,
                     kind: JobKind::Autoresolve,
                 });
-                let text = format!("{r} held open by {who}: it will not resolve by itself");
+                // A hold keeps the incident for people to finish: paging stops.
+                plan.cancel_escalation(inc);
+                let text = format!("{r} held open by {who}: it will not resolve by itself, and its pending pages are stopped");
                 plan.event(inc, EventKind::Held, text.clone(), false);
                 plan.audit("incident.hold", inc, serde_json::json!({}));
                 Ok(text)

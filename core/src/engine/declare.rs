@@ -80,7 +80,7 @@ impl Engine {
             plan.finish(Some(IncidentWrite::Insert(inc)))
         };
         self.store.commit_new_incident(&build).await?;
-        self.outbox_wakeup.notify_one();
+        self.wake_dispatchers();
         let mut inc = built
             .into_inner()
             .unwrap()

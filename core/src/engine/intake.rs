@@ -288,6 +288,12 @@ impl Engine {
                         kind: JobKind::Autoresolve,
                     });
                     plan.event(&inc, EventKind::PhaseChanged, format!("{r} back to assessment: an alert fired again, automatic resolution cancelled"), false);
+                    // Paging stopped when its alerts went quiet; nobody has acknowledged, so
+                    // the escalation starts again.
+                    if inc.state == State::Declared {
+                        plan.overrides = self.current_overrides().await?;
+                        plan.start_escalation(&mut inc);
+                    }
                 }
                 if became_flapping {
                     plan.event(&inc, EventKind::Alert, self.flapping_text(&label), false);
@@ -328,6 +334,7 @@ impl Engine {
                     &inc,
                     serde_json::json!({"alert": rec.fingerprint, "source": source}),
                 );
+                plan.overrides = self.current_overrides().await?;
                 plan.start_escalation(&mut inc);
                 plan.schedule_rto(&inc);
                 plan.extra.alerts.push(rec);
@@ -424,6 +431,8 @@ impl Engine {
                 .and_then(|s| s.quiet_period)
                 .unwrap_or(self.config().alerts.quiet_period);
             inc.phase = Phase::PostRecoveryMonitoring;
+            // The alerts say it is over: nobody is woken for it while its quiet period runs.
+            plan.cancel_escalation(&inc);
             if quiet <= chrono::Duration::zero() {
                 // No quiet period (PagerDuty's contract): resolved in the same transaction, so
                 // the sender's answer comes after the incident is resolved.
@@ -483,6 +492,7 @@ impl Engine {
         }
         let mut plan = Plan::new(self, actor, now);
         plan.cancel_escalation(&inc);
+        plan.touch_ack(&inc);
         plan.event(
             &inc,
             EventKind::Acknowledged,
@@ -537,7 +547,7 @@ impl Engine {
         let wake = !cs.outbox.is_empty();
         self.store().commit(cs).await?;
         if wake {
-            self.outbox_wakeup().notify_one();
+            self.wake_dispatchers();
         }
         Ok(())
     }
@@ -554,7 +564,7 @@ pub(super) fn resolve_by_alerts(
     let r = inc.reference;
     inc.resolve(Some(why.clone()), now)?;
     plan.cancel_escalation(inc);
-    plan.cancel_jobs(r, JobKind::RtoBreach);
+    plan.cancel_rto(r);
     let met = if now <= inc.rto_deadline {
         "within RTO"
     } else {

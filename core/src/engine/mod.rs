@@ -11,7 +11,10 @@
 //! - [`retry`]: the one read-decide-commit loop that re-decides after a lost write race.
 //! - [`declare`]: declaring an incident (for people, alerts and the dead man's switch alike).
 //! - [`commands`]: the rules of each command that changes one incident.
-//! - [`paging`]: the escalation matrix and `/page`.
+//! - [`paging`]: the escalation matrix walked over unacknowledged time, pages through contact
+//!   methods, and `/page`.
+//! - [`pages`]: after a page leaves: fall-through to the next contact method, acknowledgement
+//!   links.
 //! - [`jobs`]: scheduled work (RTO breaches, escalation tiers) run by the scheduler.
 //! - [`maintenance`]: maintenance windows.
 //! - [`intake`]: alerts become incidents (dedup, grouping, resolution, flapping, maintenance),
@@ -42,10 +45,12 @@ pub mod heartbeat;
 pub mod intake;
 mod jobs;
 mod maintenance;
+mod pages;
 mod paging;
 pub(crate) mod plan;
 pub(crate) mod retry;
 
+pub use pages::{AckLinkRefusal, AckLinkView};
 pub use paging::tier_people;
 pub(crate) use plan::Plan;
 pub(crate) use retry::retry_on_conflict;
@@ -90,10 +95,14 @@ pub struct Engine {
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    /// Rung after every commit that queued messages, so the dispatcher does not wait for its poll.
+    /// Rung after every commit that queued messages, so the dispatchers (chat, and the pages
+    /// lane) do not wait for their poll.
     outbox_wakeup: Arc<Notify>,
+    page_wakeup: Arc<Notify>,
     /// Lock stripes serialising decisions about one incident within this process.
     incident_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Signs acknowledgement links (see [`pages`]); random unless the application sets it.
+    link_key: [u8; 32],
 }
 
 impl Engine {
@@ -109,7 +118,14 @@ impl Engine {
             clock,
             metrics,
             outbox_wakeup: Arc::new(Notify::new()),
+            page_wakeup: Arc::new(Notify::new()),
             incident_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            link_key: {
+                use rand::RngCore;
+                let mut k = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut k);
+                k
+            },
         }
     }
 
@@ -127,6 +143,15 @@ impl Engine {
     }
     pub fn outbox_wakeup(&self) -> Arc<Notify> {
         self.outbox_wakeup.clone()
+    }
+    /// The pages lane's wakeup (see [`crate::outbox::Dispatcher::pages`]).
+    pub fn page_wakeup(&self) -> Arc<Notify> {
+        self.page_wakeup.clone()
+    }
+    /// Wakes both dispatchers: something was queued.
+    pub(crate) fn wake_dispatchers(&self) {
+        self.outbox_wakeup.notify_one();
+        self.page_wakeup.notify_one();
     }
 
     /// The actor for a person id. Anyone not configured is a viewer under the id they gave.
@@ -352,7 +377,7 @@ impl Engine {
         let wake = !cs.outbox.is_empty();
         self.store.commit(cs).await?;
         if wake {
-            self.outbox_wakeup.notify_one();
+            self.wake_dispatchers();
         }
         Ok(())
     }
