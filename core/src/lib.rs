@@ -43,7 +43,7 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{CommandContext, Engine, Reply};
+pub use engine::{AckLinkRefusal, AckLinkView, CommandContext, Engine, Reply};
 pub use error::{DomainError, StoreError};
 
 /// A random token of `bytes` random bytes, hex-encoded (API tokens, replica ids).

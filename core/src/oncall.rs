@@ -155,6 +155,33 @@ pub fn now_and_next(
     Some((now, next))
 }
 
+/// The people a tier names at `at`: persons, team members, whoever each rotation has on call.
+pub fn tier_people(
+    config: &crate::config::Config,
+    notify: &[crate::config::Target],
+    at: DateTime<Utc>,
+    overrides: &[RotationOverride],
+) -> Vec<PersonId> {
+    let mut out: Vec<PersonId> = Vec::new();
+    for t in notify {
+        match t {
+            crate::config::Target::Person(p) => out.push(p.clone()),
+            crate::config::Target::Team(members) => out.extend(members.iter().cloned()),
+            crate::config::Target::Rotation(id) => {
+                if let Some(on) = config
+                    .rotation(id)
+                    .and_then(|r| on_call(r, at, overrides))
+                {
+                    out.push(on.person);
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

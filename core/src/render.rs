@@ -185,7 +185,7 @@ pub fn oncall(
                 )
             };
             let people: Vec<String> =
-                crate::engine::tier_people(config, &t.notify, at, overrides)
+                crate::oncall::tier_people(config, &t.notify, at, overrides)
                     .iter()
                     .map(|p| config.display_name(p.as_str()))
                     .collect();

@@ -30,12 +30,19 @@ fn the_builtin_config_reproduces_the_guide() {
         Duration::minutes(15)
     );
     // Level 5: full team + security + external, immediately.
+    // Who a tier names, teams expanded (rotations are resolved at page time, in `oncall`).
     let people = |level: u8, tier: usize| -> Vec<String> {
-        let t = &c.escalation[&LevelId(level)].tiers[tier];
-        crate::engine::tier_people(&c, &t.notify, chrono::Utc::now(), &[])
-            .iter()
-            .map(|p| p.to_string())
-            .collect()
+        let mut out: Vec<String> = Vec::new();
+        for n in &c.escalation[&LevelId(level)].tiers[tier].notify {
+            match n {
+                Target::Person(p) => out.push(p.to_string()),
+                Target::Team(m) => out.extend(m.iter().map(|p| p.to_string())),
+                Target::Rotation(r) => out.push(r.clone()),
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|p| seen.insert(p.clone()));
+        out
     };
     let l5 = &c.escalation[&LevelId(5)];
     assert_eq!(l5.tiers.len(), 1);
@@ -97,7 +104,7 @@ fn a_tier_naming_an_unknown_person_is_reported_at_its_place() {
     let errs = check(&text);
     assert_eq!(
         errs,
-        vec!["f.toml:16:23: escalation tier names unknown person or team `bob`"]
+        vec!["f.toml:16:23: escalation tier names unknown person, team or rotation `bob`"]
     );
 }
 
@@ -114,7 +121,7 @@ fn unknown_keys_and_bad_durations_are_reported_with_places() {
     assert_eq!(
         errs[0],
         "f.toml:10:1: [[person]] #1 (id = \"sysadmin\"): unknown key `nickname`; accepted: \
-         id, name, email, roles, discord_user_id, phone, external"
+         id, name, email, roles, discord_user_id, phone, external, notify"
     );
 }
 
@@ -156,7 +163,7 @@ members = ["dba", "nobody"]
             // The rest of that policy, and the cross-references of everything that could be
             // read, are still checked.
             format!(
-                "f.toml:{}:11: escalation tier names unknown person or team `bob`",
+                "f.toml:{}:11: escalation tier names unknown person, team or rotation `bob`",
                 line("\"bob\"")
             ),
             format!(
@@ -171,7 +178,7 @@ members = ["dba", "nobody"]
             ),
             format!(
                 "f.toml:{}:1: [[person]] #2 (id = \"dba\"): unknown key `nick`; accepted: id, \
-                 name, email, roles, discord_user_id, phone, external",
+                 name, email, roles, discord_user_id, phone, external, notify",
                 line("nick = ")
             ),
             format!(
@@ -324,7 +331,7 @@ x = 1
             "f.toml:7:1: [[person]] #1: missing key `id` (an id in quotes, e.g. \"dba\")",
             "f.toml:17:10: [server]: listen: expected a string in quotes; found an array",
             "f.toml:19:2: unknown table `pager`; accepted: [server], [database], [api], [outbox], \
-             [[level]], [[rpo]], [[component]], [[person]], [[team]], [[escalation]], [discord], \
+             [[level]], [[rpo]], [[component]], [[person]], [[team]], [[rotation]], [[escalation]], [smtp], [paging], [discord], \
              [alerts], [[source]], [[route]], [audit], [jobs], [retention], [limits]",
         ],
         "{errs:#?}"

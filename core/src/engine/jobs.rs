@@ -176,7 +176,7 @@ impl Engine {
                     .escalation
                     .get(&inc.level)
                     .and_then(|p| p.tiers.get(tier))
-                    .map(|t| super::paging::tier_people(&self.config, &t.notify, plan.at, &plan.overrides))
+                    .map(|t| crate::oncall::tier_people(&self.config, &t.notify, plan.at, &plan.overrides))
                     .unwrap_or_default()
             }
         };

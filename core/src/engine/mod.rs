@@ -51,7 +51,6 @@ pub(crate) mod plan;
 pub(crate) mod retry;
 
 pub use pages::{AckLinkRefusal, AckLinkView};
-pub use paging::tier_people;
 pub(crate) use plan::Plan;
 pub(crate) use retry::retry_on_conflict;
 

@@ -10,6 +10,7 @@
 
 use super::*;
 use crate::config::{ContactMethod, Target};
+use crate::oncall::tier_people;
 use crate::oncall::RotationOverride;
 use crate::store::{AckLink, AckLinkWrite, JobPayload, Page, PageIncident};
 
@@ -51,33 +52,6 @@ fn tier_job_key(r: IncidentRef, epoch: i64, tier: usize, repeat: u32) -> String 
     } else {
         format!("esc:{r}:v{epoch}:t{tier}:r{repeat}")
     }
-}
-
-/// The people a tier names at `at`: persons, team members, whoever each rotation has on call.
-pub fn tier_people(
-    config: &Config,
-    notify: &[Target],
-    at: DateTime<Utc>,
-    overrides: &[RotationOverride],
-) -> Vec<PersonId> {
-    let mut out: Vec<PersonId> = Vec::new();
-    for t in notify {
-        match t {
-            Target::Person(p) => out.push(p.clone()),
-            Target::Team(members) => out.extend(members.iter().cloned()),
-            Target::Rotation(id) => {
-                if let Some(on) = config
-                    .rotation(id)
-                    .and_then(|r| crate::oncall::on_call(r, at, overrides))
-                {
-                    out.push(on.person);
-                }
-            }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|p| seen.insert(p.clone()));
-    out
 }
 
 impl Plan<'_> {

@@ -33,17 +33,6 @@ pub(super) async fn write(
             return Err(StoreError::LeaseLost);
         }
     }
-    for r in &cs.cancel_pages {
-        sqlx::query(
-            "UPDATE outbox SET state = 'cancelled', last_error = 'no longer wanted: the incident was acknowledged', \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE incident = $1 AND kind = 'page' AND state = 'pending'",
-        )
-        .bind(r.number())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    }
     for l in &cs.ack_links {
         match l {
             AckLinkWrite::Insert(l) => {
@@ -88,6 +77,26 @@ pub(super) async fn write(
         .bind(ms(o.ends_at))
         .bind(&o.created_by)
         .bind(ms(o.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Cancels the pending pages of acknowledged incidents. Runs before the changeset's own outbox
+/// rows are inserted, so pages the same decision sends (a new escalation) survive.
+pub(super) async fn cancel_pages(
+    tx: &mut sqlx::AnyConnection,
+    cs: &Changeset,
+) -> Result<(), StoreError> {
+    for r in &cs.cancel_pages {
+        sqlx::query(
+            "UPDATE outbox SET state = 'cancelled', last_error = 'no longer wanted: the incident was acknowledged', \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE incident = $1 AND kind = 'page' AND state = 'pending'",
+        )
+        .bind(r.number())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

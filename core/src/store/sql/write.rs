@@ -116,6 +116,7 @@ impl SqlStore {
             .or_else(|| cs.timeline.first().map(|t| t.at))
             .or_else(|| cs.audit.first().map(|a| a.at))
             .unwrap_or_else(Utc::now);
+        super::paging::cancel_pages(&mut *tx, cs).await?;
         for m in &cs.outbox {
             sqlx::query(
                 "INSERT INTO outbox (channel, kind, target, incident, text, priority, idempotency_key, ordering_key, \
