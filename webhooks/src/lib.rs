@@ -10,6 +10,7 @@
 //! - [`api_tokens`]: who calls: the shared token (capped at a role) or a person's own token.
 //! - [`api`]: `POST /api/v1/commands`, `GET /api/v1/incidents[/{ref}]`.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`ack`]: `/ack/{token}`, the acknowledgement link of a page (GET confirms, POST acks).
 //! - [`intake`]: alert intake — `/webhooks/alertmanager`, `/webhooks/grafana`, `/v2/enqueue`
 //!   (PagerDuty Events v2), `/webhooks/generic/{source}`; its `parse` module reads each format.
 //! - [`client`]: who the client is: the peer, or behind a trusted proxy the address it forwards.
@@ -18,6 +19,7 @@
 //!   `/metrics`, `/readyz` and `/discord/interactions`; bounded key sets.
 //! - [`telemetry`]: request spans and the latency histogram.
 
+pub mod ack;
 pub mod api;
 pub mod api_tokens;
 pub mod auth;
@@ -104,6 +106,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/webhooks/grafana/{source}", post(intake::grafana))
         .route("/webhooks/generic/{source}", post(intake::generic))
         .route("/v2/enqueue", post(intake::pagerduty))
+        .route("/ack/{token}", get(ack::confirm).post(ack::acknowledge))
         .with_state(state.clone())
         .merge(extra)
         .fallback(error::not_found)

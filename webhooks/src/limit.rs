@@ -253,6 +253,13 @@ impl ClientGuard {
         crate::client::client_address(peer, headers, &self.trusted_proxies)
     }
 
+    /// One request on a door with the `/api/v1` budget; `Err(Retry-After)` when it is spent.
+    pub fn admit_request(&self, client: IpAddr) -> Result<(), u64> {
+        self.api
+            .take(client, Instant::now())
+            .map_err(retry_after_secs)
+    }
+
     /// Before a costly credential check: takes one token of `client`'s failure budget, or gives
     /// the `Retry-After` seconds when the client has none left.
     pub fn before_authentication(&self, client: IpAddr) -> Result<(), u64> {
