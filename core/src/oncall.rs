@@ -49,7 +49,10 @@ fn resolve(rot: &Rotation, local: NaiveDateTime) -> DateTime<Utc> {
         chrono::LocalResult::None => {
             // A spring-forward gap: the first minute after it.
             (1..=180)
-                .find_map(|m| tz.from_local_datetime(&(local + Duration::minutes(m))).earliest())
+                .find_map(|m| {
+                    tz.from_local_datetime(&(local + Duration::minutes(m)))
+                        .earliest()
+                })
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_else(|| Utc.from_utc_datetime(&local))
         }
@@ -168,10 +171,7 @@ pub fn tier_people(
             crate::config::Target::Person(p) => out.push(p.clone()),
             crate::config::Target::Team(members) => out.extend(members.iter().cloned()),
             crate::config::Target::Rotation(id) => {
-                if let Some(on) = config
-                    .rotation(id)
-                    .and_then(|r| on_call(r, at, overrides))
-                {
+                if let Some(on) = config.rotation(id).and_then(|r| on_call(r, at, overrides)) {
                     out.push(on.person);
                 }
             }

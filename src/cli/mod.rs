@@ -4,16 +4,19 @@
 //! - [`database`]: `migrate`, `audit verify`, and opening the database: read-write for commands
 //!   that change it, existing-only for commands that only read (they never create one).
 //! - [`discord`]: `spotter discord register`.
+//! - [`simulate`]: `spotter escalation simulate`, who is paged when, from the config.
 //! - [`token`]: `spotter token create | list | revoke`, per-person API tokens.
 
 mod chat;
 mod database;
 mod discord;
+mod simulate;
 mod token;
 
 use crate::startup::{shutdown_on_signals, Application};
 use crate::telemetry;
 use clap::{Parser, Subcommand};
+use spotter_core::clock::Clock as _;
 use spotter_core::config::{Config, DEFAULT_TOML};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The escalation matrix.
+    Escalation {
+        #[command(subcommand)]
+        command: EscalationCommand,
+    },
     /// The Discord bot (see the README's Discord section).
     Discord {
         #[command(subcommand)]
@@ -80,6 +88,28 @@ enum DiscordCommand {
         /// Print the registration payload instead of sending it (needs no token).
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EscalationCommand {
+    /// Print who is paged when, and how, for an incident nobody acknowledges, from the current
+    /// configuration (the real engine on a scratch database; run it in CI before changing the
+    /// config).
+    Simulate {
+        /// The incident's level.
+        #[arg(long)]
+        level: u8,
+        /// When it is declared: RFC 3339 (2026-03-29T01:30:00+01:00) or a local time in --tz
+        /// (default: now).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// The IANA time zone times are shown (and --at read) in.
+        #[arg(long, default_value = "UTC", value_name = "ZONE")]
+        tz: String,
+        /// How many hours to follow.
+        #[arg(long, default_value_t = 4)]
+        hours: i64,
     },
 }
 
@@ -136,7 +166,16 @@ pub fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => {
             return match Config::load(file) {
-                Ok(_) => {
+                Ok(config) => {
+                    // Problems that do not stop Spotter but will hurt during an incident.
+                    for w in config.warnings() {
+                        eprintln!("{}: warning: {w}", file.display());
+                    }
+                    for var in config.secret_env_names() {
+                        if std::env::var_os(&var).is_none() {
+                            eprintln!("{}: warning: `{var}` is not set in this environment; what needs it will fail until it is", file.display());
+                        }
+                    }
                     println!("{}: ok", file.display());
                     ExitCode::SUCCESS
                 }
@@ -183,6 +222,26 @@ pub fn main() -> ExitCode {
             Command::Discord {
                 command: DiscordCommand::Register { dry_run },
             } => discord::register(config, dry_run).await,
+            Command::Escalation {
+                command:
+                    EscalationCommand::Simulate {
+                        level,
+                        at,
+                        tz,
+                        hours,
+                    },
+            } => {
+                let zone: chrono_tz::Tz = tz.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "--tz `{tz}` is not an IANA time zone name (like Europe/Berlin or UTC)"
+                    )
+                })?;
+                let at = match at {
+                    Some(s) => simulate::parse_at(&s, zone).map_err(anyhow::Error::msg)?,
+                    None => spotter_core::clock::SystemClock.now(),
+                };
+                simulate::simulate(config, level, at, zone, hours.clamp(1, 168)).await
+            }
             Command::Token { command } => match command {
                 TokenCommand::Create { person } => token::create(config, person).await,
                 TokenCommand::List => token::list(config).await,

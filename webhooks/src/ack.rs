@@ -90,7 +90,11 @@ fn unavailable(e: StoreError) -> Response {
 
 /// The per-client budgets: requests, then failures (a forged token is a failed
 /// authentication). Returns the client, or the 429 to answer.
-fn admit(state: &AppState, headers: &HeaderMap, ext: &axum::http::Extensions) -> Result<std::net::IpAddr, Response> {
+fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+) -> Result<std::net::IpAddr, Response> {
     let guard = &state.guard;
     let client = guard.client(crate::client::peer(ext), headers);
     let limited = |secs: u64| {

@@ -301,6 +301,31 @@ impl Config {
             .collect()
     }
 
+    /// Every environment variable a paging secret is read from (webhook HMAC secrets, ntfy
+    /// tokens, the SMTP password), for `config check` to say which are unset.
+    pub fn secret_env_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in self.people.values() {
+            for m in &p.notify {
+                match m {
+                    ContactMethod::Webhook {
+                        hmac_secret_env, ..
+                    } => out.push(hmac_secret_env.clone()),
+                    ContactMethod::Ntfy {
+                        token_env: Some(t), ..
+                    } => out.push(t.clone()),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(p) = self.smtp.as_ref().and_then(|s| s.password_env.clone()) {
+            out.push(p);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn rotation(&self, id: &str) -> Option<&Rotation> {
         self.rotations.get(id)
     }

@@ -19,7 +19,9 @@ use sha2::Sha256;
 pub enum AckLinkRefusal {
     #[error("this acknowledgement link is not valid: it may have been altered or cut short; acknowledge in chat with /incident ack instead")]
     Invalid,
-    #[error("this acknowledgement link expired at {0}; acknowledge in chat with /incident ack instead")]
+    #[error(
+        "this acknowledgement link expired at {0}; acknowledge in chat with /incident ack instead"
+    )]
     Expired(String),
     #[error("this acknowledgement link was already used at {0}")]
     Used(String),
@@ -65,12 +67,16 @@ impl Engine {
     /// The link id of a presented token, when its MAC is right (compared in constant time).
     fn link_id(&self, token: &str) -> Option<String> {
         let (id, mac) = token.split_once('.')?;
-        let well_formed = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let well_formed =
+            |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !well_formed(id, 32) || !well_formed(mac, 32) {
             return None;
         }
-        crate::secrets_equal(self.link_mac(id).as_bytes(), mac.to_ascii_lowercase().as_bytes())
-            .then(|| id.to_string())
+        crate::secrets_equal(
+            self.link_mac(id).as_bytes(),
+            mac.to_ascii_lowercase().as_bytes(),
+        )
+        .then(|| id.to_string())
     }
 
     /// Reads a link for its confirmation page; changes nothing (link scanners fetch links).
@@ -102,7 +108,11 @@ impl Engine {
         }))
     }
 
-    fn link_usable(&self, link: &crate::store::AckLink, inc: &Incident) -> Result<(), AckLinkRefusal> {
+    fn link_usable(
+        &self,
+        link: &crate::store::AckLink,
+        inc: &Incident,
+    ) -> Result<(), AckLinkRefusal> {
         if let Some(at) = link.used_at {
             return Err(AckLinkRefusal::Used(render::time(at)));
         }
@@ -129,7 +139,10 @@ impl Engine {
     /// Acknowledges through a link, as the link's person: the link itself is the grant (it was
     /// sent to them only), so a paged outside vendor can acknowledge without a role. The link is
     /// used up in the same transaction, so a second press changes nothing.
-    pub async fn ack_by_link(&self, token: &str) -> Result<Result<Reply, AckLinkRefusal>, StoreError> {
+    pub async fn ack_by_link(
+        &self,
+        token: &str,
+    ) -> Result<Result<Reply, AckLinkRefusal>, StoreError> {
         let Some(id) = self.link_id(token) else {
             return Ok(Err(AckLinkRefusal::Invalid));
         };
@@ -168,7 +181,10 @@ impl Engine {
                 &next,
                 serde_json::json!({"link": id, "person": link.person}),
             );
-            plan.extra.ack_links.push(AckLinkWrite::Use { id: id.clone(), at: now });
+            plan.extra.ack_links.push(AckLinkWrite::Use {
+                id: id.clone(),
+                at: now,
+            });
             self.commit(plan.finish(Some(IncidentWrite::Update(next.clone()))))
                 .await?;
             self.observe_transition(&current, &next, now);
@@ -179,7 +195,12 @@ impl Engine {
     }
 
     /// MTTA and MTTR, observed by the replica that made the change.
-    pub(crate) fn observe_transition(&self, before: &Incident, after: &Incident, at: DateTime<Utc>) {
+    pub(crate) fn observe_transition(
+        &self,
+        before: &Incident,
+        after: &Incident,
+        at: DateTime<Utc>,
+    ) {
         use crate::domain::State;
         let secs = (at - after.declared_at).num_milliseconds() as f64 / 1000.0;
         if before.state == State::Declared
@@ -236,8 +257,7 @@ impl Engine {
             let by_hand = matches!(page.reason.as_str(), "manual" | "rto");
             let wanted = match &inc {
                 Some(i) => {
-                    i.state.is_open()
-                        && (i.state == crate::domain::State::Declared || by_hand)
+                    i.state.is_open() && (i.state == crate::domain::State::Declared || by_hand)
                 }
                 None => true,
             };
@@ -259,16 +279,30 @@ impl Engine {
                             p,
                             page.next_tier_job.clone(),
                         ));
-                        format!("could not page {who} by {was} ({error}); trying {} next", method.kind())
+                        format!(
+                            "could not page {who} by {was} ({error}); trying {} next",
+                            method.kind()
+                        )
                     }
                     None => {
                         self.metrics.page_outcome(was, "fell_through");
-                        let mut t = format!("could not reach {who} by any contact method (last: {was}: {error})");
+                        let mut t = format!(
+                            "could not reach {who} by any contact method (last: {was}: {error})"
+                        );
                         match &page.next_tier_job {
-                            Some(job) if inc.as_ref().is_some_and(|i| i.state == crate::domain::State::Declared) => {
-                                plan.jobs.push(JobChange::Hasten { key: job.clone(), due_at: now });
+                            Some(job)
+                                if inc
+                                    .as_ref()
+                                    .is_some_and(|i| i.state == crate::domain::State::Declared) =>
+                            {
+                                plan.jobs.push(JobChange::Hasten {
+                                    key: job.clone(),
+                                    due_at: now,
+                                });
                                 let tier = page.tier.map(|t| t + 2).unwrap_or(0);
-                                t.push_str(&format!("; their tier counts as unanswered: tier {tier} is paged now"));
+                                t.push_str(&format!(
+                                    "; their tier counts as unanswered: tier {tier} is paged now"
+                                ));
                             }
                             _ => {}
                         }
