@@ -146,15 +146,17 @@ impl Metrics {
             "Pages to people, by contact method (discord, webhook, ntfy, email; none when a person has no usable method) and outcome (sent, failed, fell_through)",
             pages.clone(),
         );
-        let mtta =
-            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(RESPONSE_BUCKETS));
+        let mtta = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(RESPONSE_BUCKETS)
+        });
         registry.register(
             "time_to_acknowledge_seconds",
             "Declaration to first acknowledgement, by level (MTTA is its mean)",
             mtta.clone(),
         );
-        let mttr =
-            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(RESPONSE_BUCKETS));
+        let mttr = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(RESPONSE_BUCKETS)
+        });
         registry.register(
             "time_to_resolve_seconds",
             "Declaration to resolution, by level (MTTR is its mean)",
@@ -221,10 +223,7 @@ impl Metrics {
     }
     /// A page's outcome by method (fixed label sets).
     pub fn page_outcome(&self, method: &str, outcome: &str) {
-        let method = one_of(
-            method,
-            &["discord", "webhook", "ntfy", "email", "log", "none"],
-        );
+        let method = one_of(method, &["discord", "webhook", "ntfy", "email", "log", "none"]);
         let outcome = one_of(outcome, &["sent", "failed", "fell_through"]);
         self.pages
             .get_or_create(&vec![

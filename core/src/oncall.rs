@@ -49,10 +49,7 @@ fn resolve(rot: &Rotation, local: NaiveDateTime) -> DateTime<Utc> {
         chrono::LocalResult::None => {
             // A spring-forward gap: the first minute after it.
             (1..=180)
-                .find_map(|m| {
-                    tz.from_local_datetime(&(local + Duration::minutes(m)))
-                        .earliest()
-                })
+                .find_map(|m| tz.from_local_datetime(&(local + Duration::minutes(m))).earliest())
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_else(|| Utc.from_utc_datetime(&local))
         }

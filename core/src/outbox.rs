@@ -302,10 +302,7 @@ impl Dispatcher {
     /// is not retried on the same method: the page falls through to the person's next method
     /// at once (waking someone matters more than waiting for one gateway to recover).
     async fn tick_pages(&self) -> Result<usize, StoreError> {
-        let outcomes = self
-            .pages
-            .as_ref()
-            .expect("the pages lane has its outcomes");
+        let outcomes = self.pages.as_ref().expect("the pages lane has its outcomes");
         let lease = self.lease();
         let now = self.clock.now();
         let mut batch = self

@@ -159,11 +159,7 @@ pub fn oncall(
                     r.id,
                     config.display_name(now.person.as_str()),
                     time(now.until),
-                    if now.override_id.is_some() {
-                        " (override)"
-                    } else {
-                        ""
-                    },
+                    if now.override_id.is_some() { " (override)" } else { "" },
                     config.display_name(next.person.as_str()),
                     time(next.until),
                 )),
@@ -188,10 +184,11 @@ pub fn oncall(
                     crate::config::format_duration(t.after)
                 )
             };
-            let people: Vec<String> = crate::engine::tier_people(config, &t.notify, at, overrides)
-                .iter()
-                .map(|p| config.display_name(p.as_str()))
-                .collect();
+            let people: Vec<String> =
+                crate::engine::tier_people(config, &t.notify, at, overrides)
+                    .iter()
+                    .map(|p| config.display_name(p.as_str()))
+                    .collect();
             out.push_str(&format!(
                 "\n  tier {} ({when}): {}",
                 n + 1,

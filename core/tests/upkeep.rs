@@ -18,13 +18,7 @@ dual_test!(
         let now = ctx.clock.now();
         let a = ctx
             .store
-            .claim_outbox(
-                now,
-                Duration::seconds(1),
-                "replica-a",
-                1,
-                spotter_core::store::Lane::Chat,
-            )
+            .claim_outbox(now, Duration::seconds(1), "replica-a", 1, spotter_core::store::Lane::Chat)
             .await
             .unwrap();
         assert_eq!(a.len(), 1);
@@ -33,13 +27,7 @@ dual_test!(
         let later = now + Duration::seconds(5);
         let b = ctx
             .store
-            .claim_outbox(
-                later,
-                Duration::seconds(60),
-                "replica-b",
-                1,
-                spotter_core::store::Lane::Chat,
-            )
+            .claim_outbox(later, Duration::seconds(60), "replica-b", 1, spotter_core::store::Lane::Chat)
             .await
             .unwrap();
         assert_eq!(b.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id]);

@@ -347,10 +347,7 @@ fn parse_method(m: Spanned<RawMethod>, err: Report<'_>) -> Option<ContactMethod>
             let url = need_url(err)?;
             Some(ContactMethod::Ntfy {
                 url,
-                token_env: m
-                    .token_env
-                    .as_ref()
-                    .map(|t| super::raw::env_var_name(t, err)),
+                token_env: m.token_env.as_ref().map(|t| super::raw::env_var_name(t, err)),
             })
         }
         other => {
@@ -499,7 +496,10 @@ pub(super) fn parse(
         }
         let members = members_of(r.members.get_ref(), &format!("rotation `{id}`"), err);
         if r.members.get_ref().is_empty() {
-            err(&r.members.span(), format!("rotation `{id}` has no members"));
+            err(
+                &r.members.span(),
+                format!("rotation `{id}` has no members"),
+            );
         }
         let shift = match r.shift.get_ref().as_str() {
             "daily" => Shift::Daily,
@@ -516,7 +516,10 @@ pub(super) fn parse(
             Some(h) => NaiveTime::parse_from_str(h.get_ref(), "%H:%M").unwrap_or_else(|_| {
                 err(
                     &h.span(),
-                    format!("handoff `{}`: write a local time like 09:00", h.get_ref()),
+                    format!(
+                        "handoff `{}`: write a local time like 09:00",
+                        h.get_ref()
+                    ),
                 );
                 NaiveTime::MIN
             }),
@@ -524,13 +527,7 @@ pub(super) fn parse(
         };
         let timezone = match &r.timezone {
             Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
-                err(
-                    &tz.span(),
-                    format!(
-                        "timezone `{}` is not an IANA time zone name (like Europe/Berlin or UTC)",
-                        tz.get_ref()
-                    ),
-                );
+                err(&tz.span(), format!("timezone `{}` is not an IANA time zone name (like Europe/Berlin or UTC)", tz.get_ref()));
                 chrono_tz::UTC
             }),
             None => chrono_tz::UTC,
@@ -616,7 +613,8 @@ pub(super) fn parse(
                     Some(&"team") => resolved.push(Target::Team(teams[name].members.clone())),
                     Some(_) => resolved.push(Target::Rotation(name.clone())),
                     None => {
-                        if !incomplete("person") && !incomplete("team") && !incomplete("rotation") {
+                        if !incomplete("person") && !incomplete("team") && !incomplete("rotation")
+                        {
                             err(
                                 &n.span(),
                                 format!("escalation tier names unknown person, team or rotation `{name}`"),
@@ -712,11 +710,7 @@ pub(super) fn parse(
         if let Some(d) = p.ack_link_ttl.as_ref().and_then(|d| duration_of(d, err)) {
             paging.ack_link_ttl = d;
         }
-        if let Some(d) = p
-            .notifier_timeout
-            .as_ref()
-            .and_then(|d| duration_of(d, err))
-        {
+        if let Some(d) = p.notifier_timeout.as_ref().and_then(|d| duration_of(d, err)) {
             paging.notifier_timeout = d;
         }
     }

@@ -50,11 +50,7 @@ fn the_builtin_config_reproduces_the_guide() {
     assert_eq!(people(1, 1), ["sysadmin", "dba"]);
     assert_eq!(people(1, 3).len(), 8);
     assert_eq!(people(2, 0), ["sysadmin", "dba"]);
-    let l2: Vec<i64> = c.escalation[&LevelId(2)]
-        .tiers
-        .iter()
-        .map(|t| t.after.num_minutes())
-        .collect();
+    let l2: Vec<i64> = c.escalation[&LevelId(2)].tiers.iter().map(|t| t.after.num_minutes()).collect();
     assert_eq!(l2, [0, 15, 30]);
     assert_eq!(c.escalation[&LevelId(4)].tiers.len(), 1);
     assert!(l1.repeat > 0);

@@ -176,27 +176,16 @@ impl Engine {
                     .escalation
                     .get(&inc.level)
                     .and_then(|p| p.tiers.get(tier))
-                    .map(|t| {
-                        super::paging::tier_people(
-                            &self.config,
-                            &t.notify,
-                            plan.at,
-                            &plan.overrides,
-                        )
-                    })
+                    .map(|t| super::paging::tier_people(&self.config, &t.notify, plan.at, &plan.overrides))
                     .unwrap_or_default()
             }
         };
-        let key = format!("page:{}:rto:{}", inc.reference, plan.at.timestamp_millis());
-        let paged = plan.page_people(
-            inc,
-            &people,
-            &key,
-            super::paging::PageReason::Rto,
-            None,
-            None,
-            late,
+        let key = format!(
+            "page:{}:rto:{}",
+            inc.reference,
+            plan.at.timestamp_millis()
         );
+        let paged = plan.page_people(inc, &people, &key, super::paging::PageReason::Rto, None, None, late);
         let mut text = format!(
             "RTO watch paged {}",
             if paged.reached.is_empty() {
@@ -254,9 +243,7 @@ impl Plan<'_> {
     /// `[paging] ack_timeout` expires.
     pub(crate) fn touch_ack(&mut self, inc: &Incident) {
         let paging = &self.engine.config.paging;
-        if inc.state == crate::domain::State::Acknowledged
-            && inc.level >= paging.ack_timeout_min_level
-        {
+        if inc.state == crate::domain::State::Acknowledged && inc.level >= paging.ack_timeout_min_level {
             self.jobs.push(JobChange::Schedule(NewJob {
                 key: format!("ack:{}:expiry", inc.reference),
                 incident: Some(inc.reference),

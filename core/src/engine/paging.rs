@@ -162,19 +162,12 @@ impl Plan<'_> {
         };
         inc.escalation_tier = Some(tier as u32);
         let people = tier_people(&config, &t.notify, self.at, &self.overrides);
-        let next_job = (tier + 1 < policy.tiers.len())
-            .then(|| tier_job_key(inc.reference, epoch, tier + 1, 0));
+        let next_job = (tier + 1 < policy.tiers.len()).then(|| tier_job_key(inc.reference, epoch, tier + 1, 0));
         let key = format!("page:{}:v{epoch}:t{tier}:a{repeat}", inc.reference);
         let paged = self.page_people(inc, &people, &key, why, Some(tier), next_job.clone(), late);
         let what = match why {
-            PageReason::Repeat => format!(
-                "paged tier {} of level {} again (repeat {repeat})",
-                tier + 1,
-                inc.level
-            ),
-            PageReason::AckExpired => {
-                format!("paged tier {} of level {} again", tier + 1, inc.level)
-            }
+            PageReason::Repeat => format!("paged tier {} of level {} again (repeat {repeat})", tier + 1, inc.level),
+            PageReason::AckExpired => format!("paged tier {} of level {} again", tier + 1, inc.level),
             _ => format!("paged tier {} of level {}", tier + 1, inc.level),
         };
         let mut text = format!("{what} ({}): ", t.targets.join(", "));
@@ -197,15 +190,14 @@ impl Plan<'_> {
                         key: job.clone(),
                         due_at: self.at,
                     });
-                    format!(
-                        "tier {} counts as unanswered: tier {} is paged now",
-                        tier + 1,
-                        tier + 2
-                    )
+                    format!("tier {} counts as unanswered: tier {} is paged now", tier + 1, tier + 2)
                 }
                 None => format!("tier {} is the last tier: nobody further to page", tier + 1),
             };
-            let text = format!("cannot page {}; {then}", paged.unreachable.join("; "));
+            let text = format!(
+                "cannot page {}; {then}",
+                paged.unreachable.join("; ")
+            );
             self.event(inc, EventKind::Paged, text, false);
             for _ in &paged.unreachable {
                 self.engine.metrics.page_outcome("none", "fell_through");
@@ -254,18 +246,8 @@ impl Plan<'_> {
                 next_tier_job: None,
             };
             let text = self.page_text(inc, &page, None);
-            self.outbox.push(page_message(
-                m,
-                Some(inc.reference),
-                text,
-                page,
-                next_tier_job.clone(),
-            ));
-            paged.reached.push(format!(
-                "{} by {}",
-                config.display_name(id.as_str()),
-                m.kind()
-            ));
+            self.outbox.push(page_message(m, Some(inc.reference), text, page, next_tier_job.clone()));
+            paged.reached.push(format!("{} by {}", config.display_name(id.as_str()), m.kind()));
         }
         paged
     }
@@ -374,12 +356,7 @@ impl Engine {
         } else if let Some(t) = self.config.teams.get(target) {
             t.members.clone()
         } else if self.config.rotation(target).is_some() {
-            tier_people(
-                &self.config,
-                &[Target::Rotation(target.into())],
-                now,
-                &overrides,
-            )
+            tier_people(&self.config, &[Target::Rotation(target.into())], now, &overrides)
         } else {
             vec![]
         };
@@ -396,14 +373,9 @@ impl Engine {
                     let Some(inc) = self.store.incident(r).await? else {
                         return Ok(Reply::refused(no_such(r)));
                     };
-                    let paged =
-                        plan.page_people(&inc, &people, &key, PageReason::Manual, None, None, None);
+                    let paged = plan.page_people(&inc, &people, &key, PageReason::Manual, None, None, None);
                     let mut line = format!("{who} paged {target}: ");
-                    line.push_str(&if paged.reached.is_empty() {
-                        "nobody could be paged".into()
-                    } else {
-                        paged.reached.join(", ")
-                    });
+                    line.push_str(&if paged.reached.is_empty() { "nobody could be paged".into() } else { paged.reached.join(", ") });
                     if let Some(t) = &text {
                         line.push_str(&format!(" — {t}"));
                     }
@@ -413,11 +385,7 @@ impl Engine {
                     plan.event(&inc, EventKind::Paged, line, false);
                     (paged, Some(IncidentWrite::Update(inc)), r.to_string())
                 }
-                None => (
-                    self.page_without_incident(&mut plan, &people, &key, &who, text.as_deref()),
-                    None,
-                    "page".to_string(),
-                ),
+                None => (self.page_without_incident(&mut plan, &people, &key, &who, text.as_deref()), None, "page".to_string()),
             };
             plan.audit.push(AuditRecord {
                 at: now,
@@ -428,11 +396,7 @@ impl Engine {
             });
             self.commit(plan.finish(write)).await?;
             let mut reply = format!("Paged {target}: ");
-            reply.push_str(&if paged.reached.is_empty() {
-                "nobody could be paged".into()
-            } else {
-                paged.reached.join(", ")
-            });
+            reply.push_str(&if paged.reached.is_empty() { "nobody could be paged".into() } else { paged.reached.join(", ") });
             if !paged.unreachable.is_empty() {
                 reply.push_str(&format!("; cannot page {}", paged.unreachable.join("; ")));
             }
@@ -479,11 +443,7 @@ impl Engine {
                 body.push_str(&format!(": {t}"));
             }
             plan.outbox.push(page_message(m, None, body, page, None));
-            paged.reached.push(format!(
-                "{} by {}",
-                self.config.display_name(id.as_str()),
-                m.kind()
-            ));
+            paged.reached.push(format!("{} by {}", self.config.display_name(id.as_str()), m.kind()));
         }
         paged
     }

@@ -267,10 +267,7 @@ pub struct AckLink {
 pub enum AckLinkWrite {
     Insert(AckLink),
     /// Marks it used; `Conflict` when it already was.
-    Use {
-        id: String,
-        at: DateTime<Utc>,
-    },
+    Use { id: String, at: DateTime<Utc> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

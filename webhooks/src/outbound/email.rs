@@ -154,7 +154,7 @@ pub fn body(m: &OutboxMessage, page: &Page) -> String {
         // The link opens a confirmation page whose button acknowledges, so a mail scanner that
         // fetches links acknowledges nothing.
         out.push_str(&format!(
-            "\nOpen this link to acknowledge: {ack}\n(It opens a confirmation page; its button acknowledges. The link works once.)\n"
+            "\nOpen this link to acknowledge: {ack}\nIt opens a confirmation page; its button acknowledges (once).\n"
         ));
     }
     if let Some(t) = page.tier {
@@ -212,6 +212,8 @@ impl Notifier for EmailNotifier {
             .from(from.clone())
             .to(to)
             .subject(subject(r.page))
+            // Generated on this host's name; mail without one is more likely taken for spam.
+            .message_id(None)
             .header(ContentType::TEXT_PLAIN)
             .body(body(m, r.page))
             .map_err(|e| DeliveryError::Permanent(format!("{what}: cannot build the mail: {e}")))?;

@@ -6,7 +6,10 @@ use super::*;
 use crate::oncall::RotationOverride;
 
 /// Writes the paging parts of a changeset inside its transaction.
-pub(super) async fn write(tx: &mut sqlx::AnyConnection, cs: &Changeset) -> Result<(), StoreError> {
+pub(super) async fn write(
+    tx: &mut sqlx::AnyConnection,
+    cs: &Changeset,
+) -> Result<(), StoreError> {
     for m in &cs.outbox_marks {
         let (state, error) = match &m.failed {
             None => ("delivered", None),
