@@ -305,3 +305,32 @@ async fn page_notifiers_include_email_only_with_smtp() {
         vec![Channel::Webhook, Channel::Ntfy, Channel::Email]
     );
 }
+
+#[tokio::test]
+async fn an_smtp_server_that_never_greets_fails_after_the_notifier_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let cfg = config(&format!(
+        "{}{}",
+        email_person("pager-e", Some("pager@example.test")),
+        smtp_table(port, None)
+    ));
+    let n = EmailNotifier::new(cfg, &env(&[])).unwrap();
+    let started = std::time::Instant::now();
+    let err = n
+        .deliver(&page(Channel::Email, "pager-e", 0, "x"))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert!(matches!(err, DeliveryError::Retry { .. }), "{err:?}");
+}
