@@ -18,6 +18,8 @@
 //!   credential (spent → 429, before any HMAC or signature is computed), requests on `/api/v1`,
 //!   `/metrics`, `/readyz` and `/discord/interactions`; bounded key sets.
 //! - [`telemetry`]: request spans and the latency histogram.
+//! - [`outbound`]: the page notifiers of the `webhook` (signed JSON POST), `ntfy` and `email`
+//!   (SMTP) contact methods; [`outbound::page_notifiers`] builds them from the configuration.
 
 pub mod ack;
 pub mod api;
@@ -29,6 +31,7 @@ pub mod extract;
 pub mod health;
 pub mod intake;
 pub mod limit;
+pub mod outbound;
 pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;
