@@ -206,8 +206,7 @@ fn page_notifiers(
     config: &Arc<Config>,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> anyhow::Result<Vec<(Channel, Arc<dyn spotter_core::outbox::Notifier>)>> {
-    let _ = (config, env);
-    Ok(vec![])
+    spotter_webhooks::outbound::page_notifiers(config, env)
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.

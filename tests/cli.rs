@@ -208,7 +208,7 @@ fn config_check_names_file_line_and_column() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         err.trim(),
-        format!("broken.toml:{line}:23: escalation tier names unknown person or team `bob`")
+        format!("broken.toml:{line}:23: escalation tier names unknown person, team or rotation `bob`")
     );
 
     // serve refuses to start on it, with the same message.
@@ -420,7 +420,7 @@ fn config_check_reports_every_problem_in_one_run_naming_table_and_key() {
                 line("roles = \"commander\"")
             ),
             format!(
-                "broken.toml:{}:23: escalation tier names unknown person or team `bob`",
+                "broken.toml:{}:23: escalation tier names unknown person, team or rotation `bob`",
                 line("\"bob\"")
             ),
         ]

@@ -163,7 +163,6 @@ impl Plan<'_> {
                 render::duration_between(self.at - l, self.at)
             ));
         }
-        self.event(inc, EventKind::Paged, text, false);
         if !paged.unreachable.is_empty() {
             let then = match &next_job {
                 Some(job) => {
@@ -179,12 +178,16 @@ impl Plan<'_> {
                 }
                 None => format!("tier {} is the last tier: nobody further to page", tier + 1),
             };
-            let text = format!("cannot page {}; {then}", paged.unreachable.join("; "));
-            self.event(inc, EventKind::Paged, text, false);
+            text.push_str(&format!(
+                "; cannot page {}; {then}",
+                paged.unreachable.join("; ")
+            ));
             for _ in &paged.unreachable {
                 self.engine.metrics.page_outcome("none", "fell_through");
             }
         }
+        // One entry per tier paged: who was reached, who could not be, and what follows.
+        self.event(inc, EventKind::Paged, text, false);
     }
 
     /// Pages each person by their first usable contact method, each page carrying a fresh

@@ -155,6 +155,16 @@ where
     }
 }
 
+/// The guide's configuration, with everyone reachable by a (signed) webhook, so the escalation
+/// matrix writes pages (as shipped nobody can be paged: no [discord], no [smtp]).
+pub fn test_config() -> Config {
+    let text = spotter_core::config::DEFAULT_TOML.replace(
+        "[[person]]\n",
+        "[[person]]\nnotify = [{ kind = \"webhook\", url = \"https://pager.example/hook\", hmac_secret_env = \"SPOTTER_TEST_PAGER\" }]\n",
+    );
+    Config::from_toml(&text, "core-tests.toml").expect("the test configuration")
+}
+
 /// Everything a test needs: the store, an engine built like the app's, and the hand-moved clock.
 #[derive(Clone)]
 pub struct Ctx {
@@ -172,7 +182,7 @@ impl Ctx {
         let store = Arc::new(connect(url).await);
         store.migrate().await.expect("migrating the test database");
         store.ready().await.expect("the migrated store is ready");
-        let config = Arc::new(Config::builtin());
+        let config = Arc::new(test_config());
         let clock = Arc::new(ManualClock::new(start_time()));
         let metrics = Arc::new(Metrics::new());
         let engine = Arc::new(Engine::new(
@@ -299,7 +309,11 @@ impl Ctx {
                     .outbox()
                     .await
                     .iter()
-                    .all(|m| m.state != spotter_core::store::DeliveryState::Pending)
+                    // `d` is a chat-lane dispatcher: pages wait for the pages lane.
+                    .all(|m| {
+                        m.state != spotter_core::store::DeliveryState::Pending
+                            || m.kind == spotter_core::store::MessageKind::Page
+                    })
                 {
                     return tick;
                 }
