@@ -138,10 +138,17 @@ impl TestApp {
     /// Stops the server gracefully and starts a new process's worth of application on the same
     /// database, data folder and configuration: everything held in memory is gone.
     pub async fn restart(&mut self) {
+        self.restart_after(std::time::Duration::ZERO).await;
+    }
+
+    /// [`TestApp::restart`], with the application down for `down` in between (work falls due
+    /// meanwhile).
+    pub async fn restart_after(&mut self, down: std::time::Duration) {
         self.shutdown.cancel();
         if let Some(s) = self.server.take() {
             s.await.unwrap().unwrap();
         }
+        tokio::time::sleep(down).await;
         let env = self.env.clone();
         let app = Application::build_announcing(
             self.config.clone(),
@@ -199,10 +206,11 @@ impl TestApp {
     pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> Replica {
         let mut config = self.config.clone();
         configure(&mut config);
+        let env = self.env.clone();
         let app = Application::build_announcing(
             config,
             std::sync::Arc::new(SystemClock),
-            &|_| None,
+            &|k| env.get(k).cloned(),
             &mut std::io::sink(),
         )
         .await
