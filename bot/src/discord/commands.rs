@@ -139,6 +139,14 @@ fn option(o: &OptionSpec, config: &Config) -> CreateCommandOption {
             }),
         OptionKind::Number => new(CommandOptionType::Integer).min_int_value(1),
         OptionKind::Duration => new(CommandOptionType::String).min_length(1).max_length(40),
+        // Rotations come from the configuration, which registration reads at start-up: fixed
+        // choices while they fit Discord's 25, else typed text checked by core's parser.
+        OptionKind::Rotation if config.rotations.len() <= 25 => config
+            .rotations
+            .values()
+            .fold(new(CommandOptionType::String), |opt, r| {
+                opt.add_string_choice(clip(&format!("{} ({})", r.name, r.id)), r.id.as_str())
+            }),
         // Open incidents, people, teams, component lists and command names change or outgrow
         // Discord's 25 fixed choices: they are suggested as the user types.
         k if autocompleted(k) => new(CommandOptionType::String).set_autocomplete(true),

@@ -14,6 +14,7 @@
 //! - [`paging`]: the escalation matrix and `/page`.
 //! - [`jobs`]: scheduled work (RTO breaches, escalation tiers) run by the scheduler.
 //! - [`maintenance`]: maintenance windows.
+//! - [`oncall`]: `/oncall override`, someone else on call in a rotation for a while.
 //! - [`intake`]: alerts become incidents (dedup, grouping, resolution, flapping, maintenance),
 //!   and [`heartbeat`], the dead man's switch.
 
@@ -42,6 +43,7 @@ pub mod heartbeat;
 pub mod intake;
 mod jobs;
 mod maintenance;
+mod oncall;
 mod paging;
 pub(crate) mod plan;
 pub(crate) mod retry;
@@ -234,6 +236,11 @@ impl Engine {
                     None,
                 ))
             }
+            Command::OncallOverride {
+                rotation,
+                user,
+                duration,
+            } => self.oncall_override(actor, &rotation, user, duration).await,
             Command::Page {
                 target,
                 text,
