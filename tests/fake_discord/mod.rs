@@ -176,6 +176,14 @@ impl FakeDiscord {
         }
     }
 
+    /// The DM channel the fake opened for `recipient`, if any.
+    pub fn dm_channel(&self, recipient: &str) -> Option<String> {
+        self.channels()
+            .into_iter()
+            .find(|c| c["type"] == 1 && c["recipients"][0]["id"] == recipient)
+            .and_then(|c| c["id"].as_str().map(str::to_string))
+    }
+
     /// The channels the fake created, oldest first.
     pub fn channels(&self) -> Vec<Value> {
         let mut v: Vec<Value> = self
@@ -329,6 +337,26 @@ fn answer(fake: &Fake, method: &Method, path: &str, body: &Value) -> Response {
             });
             fake.channels.lock().unwrap().insert(id, channel.clone());
             (StatusCode::CREATED, Json(channel)).into_response()
+        }
+        // A DM channel: the same one for the same recipient, as Discord does.
+        ("POST", ["users", "@me", "channels"]) => {
+            let Some(recipient) = body["recipient_id"].as_str().map(str::to_string) else {
+                return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+            };
+            let mut channels = fake.channels.lock().unwrap();
+            if let Some(dm) = channels
+                .values()
+                .find(|c| c["type"] == 1 && c["recipients"][0]["id"] == recipient.as_str())
+            {
+                return Json(dm.clone()).into_response();
+            }
+            let id = fake.snowflake();
+            let dm = json!({
+                "id": id, "type": 1, "last_message_id": null, "flags": 0,
+                "recipients": [{"id": recipient, "username": "someone", "global_name": null, "discriminator": "0", "avatar": null}]
+            });
+            channels.insert(id, dm.clone());
+            Json(dm).into_response()
         }
         ("POST", ["channels", parent, "threads"]) => {
             let id = fake.snowflake();

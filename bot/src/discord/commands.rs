@@ -139,6 +139,14 @@ fn option(o: &OptionSpec, config: &Config) -> CreateCommandOption {
             }),
         OptionKind::Number => new(CommandOptionType::Integer).min_int_value(1),
         OptionKind::Duration => new(CommandOptionType::String).min_length(1).max_length(40),
+        // Rotations come from the configuration, which registration reads at start-up: fixed
+        // choices while they fit Discord's 25, else typed text checked by core's parser.
+        OptionKind::Rotation if config.rotations.len() <= 25 => config
+            .rotations
+            .values()
+            .fold(new(CommandOptionType::String), |opt, r| {
+                opt.add_string_choice(clip(&format!("{} ({})", r.name, r.id)), r.id.as_str())
+            }),
         // Open incidents, people, teams, component lists and command names change or outgrow
         // Discord's 25 fixed choices: they are suggested as the user types.
         k if autocompleted(k) => new(CommandOptionType::String).set_autocomplete(true),
@@ -343,6 +351,61 @@ mod tests {
             .unwrap();
         assert_eq!(ack["options"][0]["name"], "incident");
         assert_eq!(ack["options"][0]["autocomplete"], true);
+    }
+
+    #[test]
+    fn oncall_is_a_group_of_show_and_override_with_rotations_as_choices() {
+        let toml = format!(
+            "{}\n[[rotation]]\nid = \"primary\"\nname = \"Primary on-call\"\nmembers = [\"sysadmin\", \"dba\"]\nshift = \"weekly\"\nhandoff = \"09:00\"\ntimezone = \"Europe/Berlin\"\nstart = \"2026-01-05\"\n",
+            spotter_core::config::DEFAULT_TOML
+        );
+        let config = Config::from_toml(&toml, "<test>").unwrap();
+        let p = serde_json::to_value(registration(&config)).unwrap();
+        let oncall = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "oncall")
+            .unwrap();
+        let subs: Vec<(&str, u64)> = oncall["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["name"].as_str().unwrap(), o["type"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(subs, vec![("show", 1), ("override", 1)]);
+        let over = &oncall["options"][1];
+        let names: Vec<&str> = over["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["rotation", "user", "duration"]);
+        assert_eq!(
+            over["options"][0]["choices"],
+            json!([{"name": "Primary on-call (primary)", "value": "primary"}])
+        );
+        assert_eq!(over["options"][1]["autocomplete"], true);
+        // What Discord sends back reads as the core line, which parses.
+        let options: Vec<CommandDataOption> = serde_json::from_value(json!([{
+            "name": "override", "type": 1,
+            "options": [
+                {"name": "rotation", "type": 3, "value": "primary"},
+                {"name": "user", "type": 3, "value": "dev"},
+                {"name": "duration", "type": 3, "value": "4h"}
+            ]
+        }]))
+        .unwrap();
+        let line = Invocation::from_interaction("oncall", &options).line();
+        assert_eq!(
+            line,
+            r#"/oncall override rotation:"primary" user:"dev" duration:"4h""#
+        );
+        assert!(matches!(
+            spotter_core::command::parse(&line, &config),
+            Ok(spotter_core::command::Command::OncallOverride { .. })
+        ));
     }
 
     #[test]

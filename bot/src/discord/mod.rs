@@ -46,6 +46,7 @@ pub struct Discord {
     token: Secret,
     rest: Arc<rest::DiscordRest>,
     interactions: Arc<interactions::Interactions>,
+    notifier: Arc<notifier::DiscordNotifier>,
 }
 
 impl std::fmt::Debug for Discord {
@@ -94,12 +95,18 @@ impl Discord {
             engine.clone(),
             rest.clone(),
         ));
+        let notifier = Arc::new(notifier::DiscordNotifier::new(
+            engine.clone(),
+            rest.clone(),
+            config.clone(),
+        ));
         let discord = Discord {
             engine,
             config,
             token,
             rest,
             interactions,
+            notifier,
         };
         // Fail at start-up, not at the first interaction.
         discord.endpoint()?;
@@ -132,13 +139,10 @@ impl Discord {
         }
     }
 
-    /// The outbox notifier for the `discord` channel.
+    /// The outbox notifier for the `discord` channel: the same one for every call, so the chat
+    /// lane and the pages lane share its per-incident channel locks.
     pub fn notifier(&self) -> Arc<dyn Notifier> {
-        Arc::new(notifier::DiscordNotifier::new(
-            self.engine.clone(),
-            self.rest.clone(),
-            self.config.clone(),
-        ))
+        self.notifier.clone()
     }
 
     /// The background work, until `shutdown`: the slash-command registration (retried while

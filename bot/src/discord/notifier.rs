@@ -6,7 +6,14 @@
 //!   this process has already put the current version on the card, the edit is skipped, and a
 //!   burst of changes becomes one edit.
 //! - `chat_post`: the timeline event, posted to the incident channel.
-//! - pages and broadcasts are not Discord's; they are acknowledged and dropped.
+//! - `page` (a person's `discord` contact method): a message in the incident channel that
+//!   mentions the person, and may ping nobody else, and the same text as a direct message.
+//!   A page about no incident is only the direct message.
+//! - broadcasts are not Discord's; they are acknowledged and dropped.
+//!
+//! The chat lane and the pages lane deliver in parallel, so a card update and a page of a new
+//! incident can both find it without a channel: opening one is serialised per incident (and
+//! re-checked under the lock), so exactly one channel is created.
 //!
 //! Every outcome maps onto the dispatcher's retry rules (see [`RestError::into_delivery`]), and
 //! the dispatcher delivers one incident's messages one at a time, in order.
@@ -17,7 +24,7 @@ use super::DISCORD;
 use async_trait::async_trait;
 use serenity::all::{
     AutoArchiveDuration, ChannelId, ChannelType, CreateAllowedMentions, CreateChannel, CreateEmbed,
-    CreateMessage, CreateThread, EditMessage, MessageId,
+    CreateMessage, CreateThread, EditMessage, MessageId, UserId,
 };
 use serenity::http::{LightMethod, Route};
 use spotter_core::config::{DiscordConfig, IncidentChannels};
@@ -39,7 +46,13 @@ pub struct DiscordNotifier {
     /// The incident version this process last put on each card. A std mutex: held for a map
     /// lookup only, never across an await.
     rendered: Mutex<HashMap<IncidentRef, i64>>,
+    /// Serialises opening an incident's channel, striped by incident number: two incidents
+    /// sharing a stripe only wait for each other's channel creation, which is rare and short.
+    opening: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Lock stripes for opening channels.
+const OPENING_STRIPES: usize = 64;
 
 /// What went wrong delivering one message.
 enum Failure {
@@ -66,7 +79,14 @@ impl DiscordNotifier {
             rest,
             config,
             rendered: Mutex::new(HashMap::new()),
+            opening: (0..OPENING_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    fn opening_lock(&self, r: IncidentRef) -> &tokio::sync::Mutex<()> {
+        &self.opening[(r.number().unsigned_abs() as usize) % self.opening.len()]
     }
 
     async fn incident(&self, r: IncidentRef) -> Result<Incident, Failure> {
@@ -86,12 +106,32 @@ impl DiscordNotifier {
             .await?
         {
             Some(b) => Ok(b),
-            None => self.open_channel(incident).await,
+            None => self.replace_channel(incident, None).await,
+        }
+    }
+
+    /// Under the incident's opening lock: the channel as the store has it now, unless it is
+    /// missing or still the `stale` one (deleted on Discord); then a new one.
+    async fn replace_channel(
+        &self,
+        incident: &Incident,
+        stale: Option<&str>,
+    ) -> Result<ChatBinding, Failure> {
+        let _opening = self.opening_lock(incident.reference).lock().await;
+        // Whoever held the lock before may have opened it already.
+        match self
+            .engine
+            .store()
+            .chat_binding(DISCORD, incident.reference)
+            .await?
+        {
+            Some(b) if Some(b.channel_id.as_str()) != stale => Ok(b),
+            _ => self.open_channel(incident).await,
         }
     }
 
     /// Creates the incident's channel (or thread) and remembers it at once, so a retry after a
-    /// later failure reuses it.
+    /// later failure reuses it. Only through [`Self::replace_channel`], which holds the lock.
     async fn open_channel(&self, incident: &Incident) -> Result<ChatBinding, Failure> {
         let name = card::channel_name(incident);
         let topic = format!(
@@ -177,7 +217,7 @@ impl DiscordNotifier {
                 {
                     Ok(_) => true,
                     Err(e) if e.not_found() && e.code() == Some(UNKNOWN_CHANNEL) => {
-                        return self.reopen(&incident, e).await
+                        return self.reopen(&incident, &binding.channel_id, e).await
                     }
                     // Someone deleted the card: post a new one below.
                     Err(e) if e.not_found() => false,
@@ -203,7 +243,9 @@ impl DiscordNotifier {
                 .await;
             let mid = match posted {
                 Ok(message) => super::rest::id_of(&message),
-                Err(e) if e.not_found() => return self.reopen(&incident, e).await,
+                Err(e) if e.not_found() => {
+                    return self.reopen(&incident, &binding.channel_id, e).await
+                }
                 Err(e) => return Err(e.into()),
             };
             // The card is posted either way; without its id it cannot be edited later, and the
@@ -220,11 +262,12 @@ impl DiscordNotifier {
         Ok(())
     }
 
-    /// The incident channel was deleted: open a new one, then let the dispatcher retry.
-    async fn reopen(&self, incident: &Incident, e: RestError) -> Result<(), Failure> {
+    /// The incident channel `gone` was deleted: open a new one (unless a parallel delivery
+    /// already did), then let the dispatcher retry.
+    async fn reopen(&self, incident: &Incident, gone: &str, e: RestError) -> Result<(), Failure> {
         tracing::warn!(incident = %incident.reference, error = %e, "Discord incident channel is gone; opening a new one");
         self.rendered.lock().unwrap().remove(&incident.reference);
-        self.open_channel(incident).await?;
+        self.replace_channel(incident, Some(gone)).await?;
         Err(Failure::Rest(RestError::Transport {
             route: "incident channel".into(),
             message: "the incident channel was deleted; a new one was opened".into(),
@@ -251,9 +294,109 @@ impl DiscordNotifier {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.not_found() => self.reopen(&self.incident(r).await?, e).await,
+            Err(e) if e.not_found() => {
+                self.reopen(&self.incident(r).await?, &binding.channel_id, e)
+                    .await
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A page of person `m.target`: the mention in the incident channel (when the page is about
+    /// an incident) and the direct message. Both are attempted even when one fails, so one
+    /// broken path does not silence the other; the page counts as delivered only when both went
+    /// out (else it falls through to the person's next contact method).
+    async fn page(&self, m: &OutboxMessage) -> Result<(), Failure> {
+        let config = self.engine.config();
+        let person = config.person(&m.target).ok_or_else(|| {
+            Failure::Gone(format!("page for `{}`: not a configured person", m.target))
+        })?;
+        let user = person
+            .discord_user_id
+            .as_deref()
+            .and_then(|id| super::rest::snowflake("discord_user_id", id).ok())
+            .map(UserId::from)
+            .ok_or_else(|| {
+                Failure::Gone(format!(
+                    "{} ({}) has no discord_user_id: Discord cannot page them",
+                    person.name, person.id
+                ))
+            })?;
+        let text = page_text(m);
+        let in_channel = match m.incident {
+            Some(r) => self.page_in_channel(r, user, &text).await,
+            None => Ok(()),
+        };
+        let direct = self.direct_message(user, &text).await;
+        in_channel.and(direct)
+    }
+
+    /// The mention in the incident channel, allowed to ping exactly `user`.
+    async fn page_in_channel(
+        &self,
+        r: IncidentRef,
+        user: UserId,
+        text: &str,
+    ) -> Result<(), Failure> {
+        let incident = self.incident(r).await?;
+        let binding = self.channel(&incident).await?;
+        let mention = format!("<@{user}> ");
+        let content = format!(
+            "{mention}{}",
+            super::commands::truncate(text, CONTENT_MAX - mention.chars().count())
+        );
+        let body = CreateMessage::new()
+            .content(content)
+            .allowed_mentions(CreateAllowedMentions::new().users([user]));
+        match self
+            .rest
+            .call(
+                Route::ChannelMessages {
+                    channel_id: channel_id(&binding.channel_id)?,
+                },
+                LightMethod::Post,
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.not_found() => self.reopen(&incident, &binding.channel_id, e).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The page as a direct message: open (or find) the DM channel, then post in it.
+    async fn direct_message(&self, user: UserId, text: &str) -> Result<(), Failure> {
+        let dm = self
+            .rest
+            .call_for_id(
+                Route::UserMeDmChannels,
+                LightMethod::Post,
+                Some(&serde_json::json!({ "recipient_id": user.to_string() })),
+            )
+            .await?;
+        // A DM pings its reader anyway; mentions in the text stay inert.
+        let body = CreateMessage::new()
+            .content(super::commands::truncate(text, CONTENT_MAX))
+            .allowed_mentions(CreateAllowedMentions::new());
+        self.rest
+            .call(
+                Route::ChannelMessages {
+                    channel_id: channel_id(&dm)?,
+                },
+                LightMethod::Post,
+                Some(&body),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The page's text and, when it has one, its acknowledgement link.
+fn page_text(m: &OutboxMessage) -> String {
+    match &m.ack_url {
+        Some(url) => format!("{}\nAcknowledge: {url}", m.text),
+        None => m.text.clone(),
     }
 }
 
@@ -297,6 +440,9 @@ fn incident_of(m: &OutboxMessage) -> Option<IncidentRef> {
 impl Notifier for DiscordNotifier {
     async fn deliver(&self, m: &OutboxMessage) -> Result<(), DeliveryError> {
         let is = |k: MessageKind| m.kind == k;
+        if is(MessageKind::Page) {
+            return self.page(m).await.map_err(|f| self.delivery_error(m, f));
+        }
         if !is(MessageKind::CardUpdate) && !is(MessageKind::ChatPost) {
             tracing::debug!(id = m.id, kind = %m.kind, "not a Discord message kind; dropped");
             return Ok(());
@@ -312,13 +458,19 @@ impl Notifier for DiscordNotifier {
         } else {
             self.post(r, &m.text).await
         };
-        result.map_err(|f| match f {
+        result.map_err(|f| self.delivery_error(m, f))
+    }
+}
+
+impl DiscordNotifier {
+    fn delivery_error(&self, m: &OutboxMessage, f: Failure) -> DeliveryError {
+        match f {
             Failure::Rest(e) => e.into_delivery(m.attempts, &self.engine.config().outbox),
             Failure::Store(e) => DeliveryError::Retry {
                 reason: format!("store: {e}"),
                 after: None,
             },
             Failure::Gone(why) => DeliveryError::Permanent(why),
-        })
+        }
     }
 }

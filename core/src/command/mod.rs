@@ -81,6 +81,12 @@ pub enum Command {
     Oncall {
         level: Option<LevelId>,
     },
+    /// Puts `user` on call in `rotation` from now for `duration` (≤ 30 days).
+    OncallOverride {
+        rotation: String,
+        user: PersonId,
+        duration: chrono::Duration,
+    },
     MaintenanceStart {
         components: Vec<ComponentId>,
         duration: chrono::Duration,
@@ -113,7 +119,8 @@ impl Command {
             Command::List { .. } => &["incident", "list"],
             Command::Hold { .. } => &["incident", "hold"],
             Command::Page { .. } => &["page"],
-            Command::Oncall { .. } => &["oncall"],
+            Command::Oncall { .. } => &["oncall", "show"],
+            Command::OncallOverride { .. } => &["oncall", "override"],
             Command::MaintenanceStart { .. } => &["maintenance", "start"],
             Command::MaintenanceList => &["maintenance", "list"],
             Command::MaintenanceEnd { .. } => &["maintenance", "end"],
@@ -168,6 +175,7 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
             OptionKind::Duration => "<duration>".into(),
             OptionKind::Number => "<n>".into(),
             OptionKind::Target => "<person|team>".into(),
+            OptionKind::Rotation => "<rotation>".into(),
         };
         let part = format!("{}:{}", o.name, placeholder);
         out.push(' ');
@@ -225,8 +233,13 @@ fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
         )));
     }
     let subs = spec::subcommands(&group);
+    // `/oncall` and `/oncall level:2` mean `/oncall show …`: no subcommand word follows.
+    let default_sub =
+        spec::default_subcommand(&group).filter(|_| !matches!(it.peek(), Some(Token::Word(_))));
     let spec = if subs.is_empty() {
         spec::find(&[group.as_str()]).expect("group without subcommands has a spec")
+    } else if let Some(sub) = default_sub {
+        spec::find(&[group.as_str(), sub]).expect("a default subcommand has a spec")
     } else {
         match it.next() {
             Some(Token::Word(sub)) => {
@@ -345,8 +358,13 @@ fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
             text: v.text("text")?,
             incident: v.incident()?,
         },
-        ["oncall"] => Command::Oncall {
+        ["oncall", "show"] => Command::Oncall {
             level: v.level("level")?,
+        },
+        ["oncall", "override"] => Command::OncallOverride {
+            rotation: v.rotation("rotation")?.expect("required"),
+            user: v.person("user")?.expect("required"),
+            duration: v.duration("duration")?.expect("required"),
         },
         ["maintenance", "start"] => Command::MaintenanceStart {
             components: v.components("component")?.expect("required"),

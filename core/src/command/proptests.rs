@@ -102,6 +102,12 @@ fn value_for(kind: OptionKind) -> BoxedStrategy<String> {
                 .boxed()
         }
         OptionKind::Number => "[+-]?[0-9]{1,25}".boxed(),
+        OptionKind::Rotation => {
+            // The built-in configuration has no rotation; "primary" is the commented example's.
+            let mut v: Vec<String> = CONFIG.rotations.keys().cloned().collect();
+            v.push("primary".into());
+            ids(v)
+        }
     };
     prop_oneof![4 => shaped, 1 => grammar_string(24)].boxed()
 }

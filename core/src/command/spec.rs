@@ -30,6 +30,8 @@ pub enum OptionKind {
     Number,
     /// A configured person or team id (who to page).
     Target,
+    /// A configured rotation id.
+    Rotation,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -229,10 +231,24 @@ pub static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        path: &["oncall"],
-        summary: "Show who each level's escalation tiers page",
+        path: &["oncall", "show"],
+        summary: "Show who each level's escalation tiers page, and who each rotation has on call",
         role: Role::Viewer,
         options: &[opt("level", OptionKind::Level, "one level (default: all)")],
+    },
+    CommandSpec {
+        path: &["oncall", "override"],
+        summary: "Put a person on call in a rotation from now, for a while",
+        role: Role::Commander,
+        options: &[
+            req("rotation", OptionKind::Rotation, "the rotation (its id)"),
+            req("user", OptionKind::Person, "who takes over (a person id)"),
+            req(
+                "duration",
+                OptionKind::Duration,
+                "for how long, e.g. 4h (at most 30d; the rotation resumes by itself)",
+            ),
+        ],
     },
     CommandSpec {
         path: &["maintenance", "start"],
@@ -279,6 +295,19 @@ pub static COMMANDS: &[CommandSpec] = &[
         )],
     },
 ];
+
+/// Groups that also run alone: `/oncall` means `/oncall show`. Discord cannot invoke a command
+/// that has subcommands, so there the subcommand is always named; typed lines keep the short form
+/// they had before the group gained `/oncall override`.
+pub static DEFAULT_SUBCOMMANDS: &[(&str, &str)] = &[("oncall", "show")];
+
+/// The subcommand a group runs when none is named, if it has one.
+pub fn default_subcommand(group: &str) -> Option<&'static str> {
+    DEFAULT_SUBCOMMANDS
+        .iter()
+        .find(|(g, _)| *g == group)
+        .map(|(_, sub)| *sub)
+}
 
 /// The groups (`incident`, `help`) with their subcommands, for "unknown command" messages.
 pub fn groups() -> Vec<&'static str> {

@@ -245,3 +245,90 @@ fn quoted_values_round_trip_through_the_parser() {
         }
     );
 }
+
+fn with_rotation() -> Config {
+    let toml = format!(
+        "{}\n[[rotation]]\nid = \"primary\"\nname = \"Primary on-call\"\nmembers = [\"sysadmin\", \"dba\"]\nshift = \"weekly\"\nhandoff = \"09:00\"\ntimezone = \"Europe/Berlin\"\nstart = \"2026-01-05\"\n",
+        crate::config::DEFAULT_TOML
+    );
+    Config::from_toml(&toml, "<test>").unwrap()
+}
+
+#[test]
+fn oncall_alone_still_shows_and_override_is_validated() {
+    let c = with_rotation();
+    let p = |line: &str| parse(line, &c).map_err(|e| e.0);
+    assert_eq!(p("/oncall").unwrap(), Command::Oncall { level: None });
+    assert_eq!(
+        p("/oncall show level:2").unwrap(),
+        Command::Oncall {
+            level: Some(LevelId(2))
+        }
+    );
+    assert_eq!(
+        p("/oncall override rotation:primary user:dev duration:4h").unwrap(),
+        Command::OncallOverride {
+            rotation: "primary".into(),
+            user: "dev".parse().unwrap(),
+            duration: chrono::Duration::hours(4)
+        }
+    );
+    assert_eq!(
+        p("/oncall override rotation:secondary user:dev duration:4h").unwrap_err(),
+        "bad value for `rotation`: `secondary`; accepted: a configured rotation id (primary)"
+    );
+    let e = p("/oncall override rotation:primary user:mallory duration:4h").unwrap_err();
+    assert!(
+        e.starts_with("bad value for `user`: `mallory`; accepted: a configured person id"),
+        "{e}"
+    );
+    for bad in ["0m", "31d", "forever", "-2h"] {
+        let e = p(&format!(
+            "/oncall override rotation:primary user:dev duration:{bad}"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            format!("bad value for `duration`: `{bad}`; accepted: a duration from 1m to 30d, like 30m, 2h or 1h 30m")
+        );
+    }
+    assert_eq!(
+        p("/oncall override rotation:primary user:dev duration:30d").unwrap(),
+        Command::OncallOverride {
+            rotation: "primary".into(),
+            user: "dev".parse().unwrap(),
+            duration: chrono::Duration::days(30)
+        }
+    );
+    let e = p("/oncall override user:dev duration:4h").unwrap_err();
+    assert!(
+        e.starts_with("missing option `rotation`; usage: /oncall override rotation:<rotation> user:<person> duration:<duration>"),
+        "{e}"
+    );
+    let e = p("/oncall swap").unwrap_err();
+    assert_eq!(
+        e,
+        "unknown subcommand `/oncall swap`; accepted: show, override"
+    );
+    // Without rotations the refusal says how to get one.
+    let e = parse(
+        "/oncall override rotation:primary user:dev duration:4h",
+        &cfg(),
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        e.contains("none is configured: add a [[rotation]] table"),
+        "{e}"
+    );
+    assert_eq!(
+        Command::OncallOverride {
+            rotation: "primary".into(),
+            user: "dev".parse().unwrap(),
+            duration: chrono::Duration::hours(1)
+        }
+        .spec()
+        .role,
+        crate::domain::Role::Commander
+    );
+}

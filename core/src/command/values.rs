@@ -187,6 +187,30 @@ impl Values<'_> {
         ))
     }
 
+    pub(super) fn rotation(&self, name: &str) -> Result<Option<String>, ParseError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let t = v.trim();
+        if let Some(r) = self.config.rotation(t) {
+            return Ok(Some(r.id.clone()));
+        }
+        let accepted = if self.config.rotations.is_empty() {
+            "a configured rotation id (none is configured: add a [[rotation]] table)".to_string()
+        } else {
+            format!(
+                "a configured rotation id ({})",
+                self.config
+                    .rotations
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Err(self.bad(name, v, accepted))
+    }
+
     pub(super) fn phase(&self, name: &str) -> Result<Option<Phase>, ParseError> {
         let Some(v) = self.raw(name) else {
             return Ok(None);

@@ -225,6 +225,7 @@ impl Engine {
             | Command::Help { .. }
             | Command::Page { .. }
             | Command::Oncall { .. }
+            | Command::OncallOverride { .. }
             | Command::MaintenanceStart { .. }
             | Command::MaintenanceList
             | Command::MaintenanceEnd { .. } => {

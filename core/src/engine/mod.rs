@@ -17,6 +17,7 @@
 //!   links.
 //! - [`jobs`]: scheduled work (RTO breaches, escalation tiers) run by the scheduler.
 //! - [`maintenance`]: maintenance windows.
+//! - [`oncall`]: `/oncall override`, someone else on call in a rotation for a while.
 //! - [`intake`]: alerts become incidents (dedup, grouping, resolution, flapping, maintenance),
 //!   and [`heartbeat`], the dead man's switch.
 
@@ -45,6 +46,7 @@ pub mod heartbeat;
 pub mod intake;
 mod jobs;
 mod maintenance;
+mod oncall;
 mod pages;
 mod paging;
 pub(crate) mod plan;
@@ -258,6 +260,11 @@ impl Engine {
                     None,
                 ))
             }
+            Command::OncallOverride {
+                rotation,
+                user,
+                duration,
+            } => self.oncall_override(actor, &rotation, user, duration).await,
             Command::Page {
                 target,
                 text,
