@@ -208,7 +208,9 @@ fn config_check_names_file_line_and_column() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         err.trim(),
-        format!("broken.toml:{line}:23: escalation tier names unknown person, team or rotation `bob`")
+        format!(
+            "broken.toml:{line}:23: escalation tier names unknown person, team or rotation `bob`"
+        )
     );
 
     // serve refuses to start on it, with the same message.

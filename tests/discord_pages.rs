@@ -9,17 +9,16 @@
 mod common;
 mod fake_discord;
 
-use async_trait::async_trait;
 use fake_discord::{FakeDiscord, Recorded, APPLICATION_ID, GUILD_ID};
 use serde_json::{json, Value};
 use spotter_core::clock::{Clock, SystemClock};
 use spotter_core::config::{Config, DiscordConfig, DiscordMode, IncidentChannels, DEFAULT_TOML};
 use spotter_core::domain::Channel;
 use spotter_core::metrics::Metrics;
-use spotter_core::outbox::{DeliveryError, Dispatcher, Notifier, PageOutcomes};
+use spotter_core::outbox::{DeliveryError, Dispatcher, Notifier};
 use spotter_core::store::{MessageKind, OutboxMessage, SqlStore, Store};
-use spotter_core::{CommandContext, Engine, Secret, StoreError};
-use std::sync::{Arc, Mutex};
+use spotter_core::{CommandContext, Engine, Secret};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +47,7 @@ fn config(fake: &FakeDiscord, database_url: &str) -> Config {
     );
     let mut config = Config::from_toml(&toml, "<test>").expect("the test configuration is valid");
     config.database.url = database_url.into();
+    config.server.public_url = ACK_BASE.trim_end_matches("/ack/").into();
     config.discord = Some(DiscordConfig {
         mode: DiscordMode::Gateway,
         application_id: APPLICATION_ID.into(),
@@ -61,38 +61,10 @@ fn config(fake: &FakeDiscord, database_url: &str) -> Config {
     config
 }
 
-/// Stands in for the engine's side of the pages lane: acknowledgement URLs from link ids, and
-/// failures recorded (the tests expect none for Discord).
-#[derive(Default)]
-struct Outcomes {
-    failed: Mutex<Vec<(String, String, String)>>,
-}
-
-#[async_trait]
-impl PageOutcomes for Outcomes {
-    fn ack_url(&self, link: &str) -> String {
-        format!("{ACK_BASE}{link}")
-    }
-    async fn page_failed(
-        &self,
-        m: &OutboxMessage,
-        _owner: &str,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        self.failed.lock().unwrap().push((
-            m.channel.to_string(),
-            m.target.clone(),
-            error.to_string(),
-        ));
-        Ok(true)
-    }
-}
-
 struct PagingApp {
     engine: Arc<Engine>,
     notifier: Arc<dyn Notifier>,
     fake: FakeDiscord,
-    outcomes: Arc<Outcomes>,
     stop: CancellationToken,
     lanes: Vec<tokio::task::JoinHandle<()>>,
     pg: Option<spotter_core::testkit::PostgresTestDb>,
@@ -125,7 +97,6 @@ impl PagingApp {
         )
         .unwrap();
         let notifier = discord.notifier();
-        let outcomes = Arc::new(Outcomes::default());
         let lane = || {
             Dispatcher::new(
                 store.clone(),
@@ -140,13 +111,12 @@ impl PagingApp {
         let stop = CancellationToken::new();
         let lanes = vec![
             tokio::spawn(lane().run(stop.clone())),
-            tokio::spawn(lane().pages(outcomes.clone()).run(stop.clone())),
+            tokio::spawn(lane().pages(engine.clone()).run(stop.clone())),
         ];
         Some(PagingApp {
             engine,
             notifier,
             fake,
-            outcomes,
             stop,
             lanes,
             pg,
@@ -168,15 +138,25 @@ impl PagingApp {
         r.text
     }
 
-    /// The Discord failures the pages lane reported (other channels have no notifier here).
-    fn discord_failures(&self) -> Vec<(String, String, String)> {
-        self.outcomes
-            .failed
-            .lock()
+    /// Discord page messages that failed (the engine recorded them and fell through).
+    async fn discord_failures(&self) -> Vec<(String, String, String)> {
+        self.engine
+            .store()
+            .outbox(10_000)
+            .await
             .unwrap()
-            .iter()
-            .filter(|f| f.0 == "discord")
-            .cloned()
+            .into_iter()
+            .filter(|m| {
+                m.channel == Channel::Discord
+                    && m.state == spotter_core::store::DeliveryState::Failed
+            })
+            .map(|m| {
+                (
+                    m.channel.to_string(),
+                    m.target,
+                    m.last_error.unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
@@ -298,9 +278,9 @@ pages_test!(
             }
         }
         assert!(
-            app.discord_failures().is_empty(),
+            app.discord_failures().await.is_empty(),
             "{:?}",
-            app.discord_failures()
+            app.discord_failures().await
         );
     }
 );
@@ -328,9 +308,9 @@ pages_test!(
             .iter()
             .all(|r| !r.body["content"].as_str().unwrap_or("").contains("<@")));
         assert!(
-            app.discord_failures().is_empty(),
+            app.discord_failures().await.is_empty(),
             "{:?}",
-            app.discord_failures()
+            app.discord_failures().await
         );
     }
 );

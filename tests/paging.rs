@@ -61,7 +61,10 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("expected {n} pages within {within:?}, got {:#?}", self.pages());
+        panic!(
+            "expected {n} pages within {within:?}, got {:#?}",
+            self.pages()
+        );
     }
 }
 
@@ -89,8 +92,15 @@ async fn receive(
         return StatusCode::UNAUTHORIZED;
     }
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["person"]["id"], person.as_str(), "the URL is the person's own");
-    assert_eq!(header("x-spotter-idempotency-key"), v["idempotency_key"].as_str().unwrap());
+    assert_eq!(
+        v["person"]["id"],
+        person.as_str(),
+        "the URL is the person's own"
+    );
+    assert_eq!(
+        header("x-spotter-idempotency-key"),
+        v["idempotency_key"].as_str().unwrap()
+    );
     r.pages.lock().unwrap().push(v);
     StatusCode::OK
 }
@@ -113,7 +123,11 @@ fn configure(url: String, second: u64, third: u64) -> common::Configure {
             notify,
         };
         let tiers = vec![
-            tier(0, &["sysadmin", "dba"], vec![person("sysadmin"), person("dba")]),
+            tier(
+                0,
+                &["sysadmin", "dba"],
+                vec![person("sysadmin"), person("dba")],
+            ),
             tier(second, &["full-team"], vec![team("full-team")]),
             tier(third, &["external"], vec![team("external")]),
         ];
@@ -137,7 +151,11 @@ fn options(url: String, second: u64, third: u64) -> common::Options {
     }
 }
 
-async fn run(backend: common::Backend, test: &str, body: impl AsyncFnOnce(common::TestApp, Receiver)) {
+async fn run(
+    backend: common::Backend,
+    test: &str,
+    body: impl AsyncFnOnce(common::TestApp, Receiver),
+) {
     let (receiver, url) = Receiver::start().await;
     let Some(app) = common::TestApp::spawn_with(backend, test, options(url, 3, 6)).await else {
         return;
@@ -146,11 +164,16 @@ async fn run(backend: common::Backend, test: &str, body: impl AsyncFnOnce(common
 }
 
 async fn rows_then_ack_link(app: common::TestApp, rx: Receiver) {
-    app.ok("dev", r#"/incident declare level:2 title:"API errors""#).await;
+    app.ok("dev", r#"/incident declare level:2 title:"API errors""#)
+        .await;
     let first = rx.wait_for(2, Duration::from_secs(5)).await;
     let mut who: Vec<_> = rx.people_and_tiers();
     who.sort();
-    assert_eq!(who, [("dba".into(), 1), ("sysadmin".into(), 1)], "row 1 at once");
+    assert_eq!(
+        who,
+        [("dba".into(), 1), ("sysadmin".into(), 1)],
+        "row 1 at once"
+    );
     assert_eq!(first[0]["incident"]["ref"], "INC-1");
     assert_eq!(first[0]["incident"]["level_name"], "Partial System Failure");
     // Nothing more before the second row's delay.
@@ -160,15 +183,18 @@ async fn rows_then_ack_link(app: common::TestApp, rx: Receiver) {
     assert!(all[2..].iter().all(|p| p["tier"] == 2), "{all:#?}");
 
     // The ack link: GET (what a link scanner does) changes nothing.
-    let link = all[0]["ack_url"].as_str().unwrap().replace(
-        &app.engine.config().server.public_url,
-        &app.addr,
-    );
+    let link = all[0]["ack_url"]
+        .as_str()
+        .unwrap()
+        .replace(&app.engine.config().server.public_url, &app.addr);
     let client = reqwest::Client::new();
     let page = client.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("<form method=\"post\">") && html.contains("INC-1"), "{html}");
+    assert!(
+        html.contains("<form method=\"post\">") && html.contains("INC-1"),
+        "{html}"
+    );
     assert_eq!(app.incident("INC-1").await["state"], "declared");
     // The POST acknowledges, as the link's person.
     let done = client.post(&link).send().await.unwrap();
@@ -195,16 +221,27 @@ async fn rows_then_ack_link(app: common::TestApp, rx: Receiver) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_paged_on_time_and_the_ack_link_stops_the_rest_sqlite() {
-    run(common::Backend::Sqlite, "rows_ack_sqlite", rows_then_ack_link).await;
+    run(
+        common::Backend::Sqlite,
+        "rows_ack_sqlite",
+        rows_then_ack_link,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_paged_on_time_and_the_ack_link_stops_the_rest_postgres() {
-    run(common::Backend::Postgres, "rows_ack_postgres", rows_then_ack_link).await;
+    run(
+        common::Backend::Postgres,
+        "rows_ack_postgres",
+        rows_then_ack_link,
+    )
+    .await;
 }
 
 async fn restart_between_rows(mut app: common::TestApp, rx: Receiver) {
-    app.ok("dev", r#"/incident declare level:2 title:"DB slow""#).await;
+    app.ok("dev", r#"/incident declare level:2 title:"DB slow""#)
+        .await;
     rx.wait_for(2, Duration::from_secs(5)).await;
     // Down across the second row's due time, then up again.
     app.restart_after(Duration::from_secs(4)).await;
@@ -221,20 +258,42 @@ async fn restart_between_rows(mut app: common::TestApp, rx: Receiver) {
     keys.dedup();
     assert_eq!(keys.len(), n, "no page twice");
     let tiers: Vec<i64> = rx.people_and_tiers().iter().map(|t| t.1).collect();
-    assert_eq!(tiers.iter().filter(|t| **t == 1).count(), 2, "row 1 not repeated");
-    assert_eq!(tiers.iter().filter(|t| **t == 2).count(), 4, "row 2 once each");
-    assert_eq!(tiers.iter().filter(|t| **t == 3).count(), 4, "row 3 once each");
+    assert_eq!(
+        tiers.iter().filter(|t| **t == 1).count(),
+        2,
+        "row 1 not repeated"
+    );
+    assert_eq!(
+        tiers.iter().filter(|t| **t == 2).count(),
+        4,
+        "row 2 once each"
+    );
+    assert_eq!(
+        tiers.iter().filter(|t| **t == 3).count(),
+        4,
+        "row 3 once each"
+    );
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_between_rows_neither_loses_nor_repeats_a_page_sqlite() {
-    run(common::Backend::Sqlite, "restart_rows_sqlite", restart_between_rows).await;
+    run(
+        common::Backend::Sqlite,
+        "restart_rows_sqlite",
+        restart_between_rows,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_between_rows_neither_loses_nor_repeats_a_page_postgres() {
-    run(common::Backend::Postgres, "restart_rows_postgres", restart_between_rows).await;
+    run(
+        common::Backend::Postgres,
+        "restart_rows_postgres",
+        restart_between_rows,
+    )
+    .await;
 }
 
 /// Two replicas on one PostgreSQL database, 200 incidents declared through both: every due page
@@ -257,7 +316,11 @@ async fn two_replicas_on_postgres_page_every_due_page_exactly_once() {
     let client = reqwest::Client::new();
     let mut sends = Vec::new();
     for i in 0..200 {
-        let base = if i % 2 == 0 { app.addr.clone() } else { replica.addr.clone() };
+        let base = if i % 2 == 0 {
+            app.addr.clone()
+        } else {
+            replica.addr.clone()
+        };
         let (client, token) = (client.clone(), token.clone());
         sends.push(tokio::spawn(async move {
             let res = client
@@ -276,12 +339,22 @@ async fn two_replicas_on_postgres_page_every_due_page_exactly_once() {
     rx.wait_for(400, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pages = rx.pages();
-    let mut keys: Vec<&str> = pages.iter().map(|p| p["idempotency_key"].as_str().unwrap()).collect();
+    let mut keys: Vec<&str> = pages
+        .iter()
+        .map(|p| p["idempotency_key"].as_str().unwrap())
+        .collect();
     keys.sort();
     let n = keys.len();
     keys.dedup();
-    assert_eq!((n, keys.len()), (400, 400), "every due page once, none twice");
-    let mut incidents: Vec<&str> = pages.iter().map(|p| p["incident"]["ref"].as_str().unwrap()).collect();
+    assert_eq!(
+        (n, keys.len()),
+        (400, 400),
+        "every due page once, none twice"
+    );
+    let mut incidents: Vec<&str> = pages
+        .iter()
+        .map(|p| p["incident"]["ref"].as_str().unwrap())
+        .collect();
     incidents.sort();
     incidents.dedup();
     assert_eq!(incidents.len(), 200);

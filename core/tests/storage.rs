@@ -390,13 +390,15 @@ dual_test!(
         let before = ctx.outbox().await.len();
         assert_eq!(scheduler.tick().await.unwrap(), 0);
         assert_eq!(ctx.outbox().await.len(), before);
-        assert!(ctx
-            .store
-            .pending_jobs()
-            .await
-            .unwrap()
-            .iter()
-            .all(|j| j.key.starts_with("esc:")), "only later tiers are left");
+        assert!(
+            ctx.store
+                .pending_jobs()
+                .await
+                .unwrap()
+                .iter()
+                .all(|j| j.key.starts_with("esc:")),
+            "only later tiers are left"
+        );
         ctx.audit_verifies().await;
     }
 );

@@ -89,28 +89,29 @@ fn unavailable(e: StoreError) -> Response {
 }
 
 /// The per-client budgets: requests, then failures (a forged token is a failed
-/// authentication). Returns the client, or the 429 to answer.
+/// authentication). Returns the client, or the `Retry-After` seconds of a 429.
 fn admit(
     state: &AppState,
     headers: &HeaderMap,
     ext: &axum::http::Extensions,
-) -> Result<std::net::IpAddr, Response> {
+) -> Result<std::net::IpAddr, u64> {
     let guard = &state.guard;
     let client = guard.client(crate::client::peer(ext), headers);
-    let limited = |secs: u64| {
-        let mut r = page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts",
-            "<p>Too many attempts from this address; try again in a while.</p>",
-        );
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        r
-    };
-    guard.admit_request(client).map_err(limited)?;
-    guard.before_authentication(client).map_err(limited)?;
+    guard.admit_request(client)?;
+    guard.before_authentication(client)?;
     Ok(client)
+}
+
+fn too_many(secs: u64) -> Response {
+    let mut r = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts",
+        "<p>Too many attempts from this address; try again in a while.</p>",
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// A forged or unknown token keeps the failure token taken in [`admit`]; any real link gives
@@ -129,7 +130,7 @@ pub async fn confirm(
 ) -> Response {
     let client = match admit(&state, req.headers(), req.extensions()) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(secs) => return too_many(secs),
     };
     match state.engine.ack_link_view(&token).await {
         Err(e) => unavailable(e),
@@ -168,7 +169,7 @@ pub async fn acknowledge(
 ) -> Response {
     let client = match admit(&state, req.headers(), req.extensions()) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(secs) => return too_many(secs),
     };
     match state.engine.ack_by_link(&token).await {
         Err(e) => unavailable(e),
