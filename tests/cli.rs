@@ -4,6 +4,8 @@ mod common;
 
 #[path = "cli/support.rs"]
 mod support;
+#[path = "cli/escalation.rs"]
+mod escalation;
 #[path = "cli/tokens.rs"]
 mod tokens;
 

@@ -89,8 +89,10 @@ impl SqlStore {
         };
         Ok(Purged {
             messages: run(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'delivered' \
-                 AND delivered_at < $1 ORDER BY delivered_at LIMIT $2)",
+                // Delivered messages, and pages cancelled by an acknowledgement (never sent).
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE \
+                 (state = 'delivered' AND delivered_at < $1) OR (state = 'cancelled' AND created_at < $1) \
+                 ORDER BY id LIMIT $2)",
                 before.delivered_messages,
             )
             .await?,
