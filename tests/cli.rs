@@ -2,10 +2,10 @@
 
 mod common;
 
-#[path = "cli/support.rs"]
-mod support;
 #[path = "cli/escalation.rs"]
 mod escalation;
+#[path = "cli/support.rs"]
+mod support;
 #[path = "cli/tokens.rs"]
 mod tokens;
 

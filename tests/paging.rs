@@ -216,6 +216,15 @@ async fn rows_then_ack_link(app: common::TestApp, rx: Receiver) {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(rx.pages().len(), 6, "{:#?}", rx.people_and_tiers());
     assert_eq!(*rx.refused.lock().unwrap(), 0, "every page was signed");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("spotter_pages_total{method=\"webhook\",outcome=\"sent\"} 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("spotter_time_to_acknowledge_seconds_count{level=\"2\"} 1"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 

@@ -125,7 +125,10 @@ fn a_replica_killed_mid_run_loses_no_page() {
     let expected: HashSet<(String, i64, String)> = (1..=100)
         .flat_map(|n| {
             let r = format!("INC-{n}");
-            let mut v = vec![(r.clone(), 1, "sysadmin".to_string()), (r.clone(), 1, "dba".into())];
+            let mut v = vec![
+                (r.clone(), 1, "sysadmin".to_string()),
+                (r.clone(), 1, "dba".into()),
+            ];
             for p in ["sysadmin", "dba", "security", "dev"] {
                 v.push((r.clone(), 2, p.to_string()));
             }

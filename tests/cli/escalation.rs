@@ -32,9 +32,17 @@ fn config_check_names_every_person_nobody_can_page_and_unset_secret_variables() 
         .filter(|l| l.contains("has no usable contact method"))
         .collect();
     assert_eq!(warned.len(), 6, "{err}");
-    assert!(err.contains("person `security` has no usable contact method (email needs an [smtp] section)"), "{err}");
+    assert!(
+        err.contains(
+            "person `security` has no usable contact method (email needs an [smtp] section)"
+        ),
+        "{err}"
+    );
     assert!(!err.contains("person `dba`"), "{err}");
-    assert!(err.contains("warning: `SPOTTER_SMS_SECRET` is not set"), "{err}");
+    assert!(
+        err.contains("warning: `SPOTTER_SMS_SECRET` is not set"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -44,11 +52,26 @@ fn simulate_prints_who_is_paged_when_across_a_dst_change() {
     let out = spotter(dir.path(), None)
         .arg("--config")
         .arg(&path)
-        .args(["escalation", "simulate", "--level", "1", "--at", "2026-03-29T01:30:00", "--tz", "Europe/Berlin", "--hours", "2"])
+        .args([
+            "escalation",
+            "simulate",
+            "--level",
+            "1",
+            "--at",
+            "2026-03-29T01:30:00",
+            "--tz",
+            "Europe/Berlin",
+            "--hours",
+            "2",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = |prefix: &str| {
         text.lines()
             .find(|l| l.trim_start().starts_with(prefix) && l.contains("paged tier"))
@@ -56,15 +79,32 @@ fn simulate_prints_who_is_paged_when_across_a_dst_change() {
             .to_string()
     };
     let first = line("+0m ");
-    assert!(first.contains("2026-03-29 01:30 CET") && first.contains("tier 1") && first.contains("System Administrator (sysadmin) by webhook"), "{first}");
+    assert!(
+        first.contains("2026-03-29 01:30 CET")
+            && first.contains("tier 1")
+            && first.contains("System Administrator (sysadmin) by webhook"),
+        "{first}"
+    );
     let second = line("+15m ");
-    assert!(second.contains("tier 2") && second.contains("Database Administrator (dba) by webhook"), "{second}");
+    assert!(
+        second.contains("tier 2") && second.contains("Database Administrator (dba) by webhook"),
+        "{second}"
+    );
     // 30 minutes after 01:30 CET is 03:00 CEST: the clocks went forward at 02:00.
     let third = line("+30m ");
-    assert!(third.contains("03:00 CEST") && third.contains("tier 3"), "{third}");
+    assert!(
+        third.contains("03:00 CEST") && third.contains("tier 3"),
+        "{third}"
+    );
     // Row 3 is the full team: those nobody can page are named, and row 4 follows at once.
-    assert!(third.contains("cannot page") && third.contains("tier 4 is paged now"), "{third}");
-    assert!(text.contains("RTO"), "the RTO watch is part of what happens: {text}");
+    assert!(
+        third.contains("cannot page") && third.contains("tier 4 is paged now"),
+        "{third}"
+    );
+    assert!(
+        text.contains("RTO"),
+        "the RTO watch is part of what happens: {text}"
+    );
 }
 
 #[test]
@@ -76,11 +116,23 @@ fn simulate_refuses_an_unknown_level_or_zone_naming_the_accepted_form() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("--level 9") && err.contains("1 Service Degradation"), "{err}");
+    assert!(
+        err.contains("--level 9") && err.contains("1 Service Degradation"),
+        "{err}"
+    );
     let out = spotter(dir.path(), None)
-        .args(["escalation", "simulate", "--level", "2", "--tz", "Mars/Olympus"])
+        .args([
+            "escalation",
+            "simulate",
+            "--level",
+            "2",
+            "--tz",
+            "Mars/Olympus",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("IANA time zone"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("IANA time zone"));
 }

@@ -9,6 +9,7 @@
 //! default` prints exactly what runs when no file is given.
 
 mod alerts;
+mod delivery;
 mod discord;
 mod document;
 mod limits;
@@ -16,12 +17,10 @@ mod paging;
 mod raw;
 mod upkeep;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
+pub use delivery::{ContactMethod, PagingConfig, SmtpConfig, SmtpTls};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 pub use limits::{AddressRange, LimitsConfig};
-pub use paging::{
-    ContactMethod, Escalation, EscalationTier, PagingConfig, Person, Rotation, Shift, SmtpConfig,
-    SmtpTls, Target, Team,
-};
+pub use paging::{Escalation, EscalationTier, Person, Rotation, Shift, Target, Team};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};

@@ -349,3 +349,60 @@ fn every_syntax_error_is_reported() {
     assert!(errs[0].starts_with("f.toml:2:"), "{errs:?}");
     assert!(errs.iter().any(|e| e.starts_with("f.toml:4:")), "{errs:?}");
 }
+
+#[test]
+fn contact_methods_rotations_and_smtp_are_checked_with_places() {
+    let text = format!(
+        "{DEFAULT_TOML}\n{}",
+        r#"
+[[person]]
+id = "pager-a"
+name = "A"
+notify = [{ kind = "webhook", url = "https://hooks.example/a" }, { kind = "sms" }, { kind = "ntfy", url = "ftp://x" }]
+
+[[rotation]]
+id = "night"
+members = ["pager-a", "ghost"]
+shift = "fortnightly"
+handoff = "9am"
+timezone = "Europe/Atlantis"
+start = "2026-13-01"
+
+[smtp]
+host = "smtp.example.com"
+tls = "ssl"
+from = "nobody"
+"#
+    );
+    let errs = Config::from_toml(&text, "f.toml").unwrap_err().to_string();
+    for expected in [
+        "a `webhook` contact method needs `hmac_secret_env`",
+        "unknown contact method kind `sms`; accepted: discord, webhook, ntfy, email",
+        "url `ftp://x` is not an http(s) URL",
+        "rotation `night` names unknown person `ghost`",
+        "shift `fortnightly`: write daily, weekly, or a duration",
+        "handoff `9am`: write a local time like 09:00",
+        "timezone `Europe/Atlantis` is not an IANA time zone name",
+        "start `2026-13-01`: write the first shift's day like 2026-01-05",
+        "tls `ssl`; accepted: starttls, tls, none",
+        "from `nobody` is not an email address",
+    ] {
+        assert!(errs.contains(expected), "missing `{expected}` in:\n{errs}");
+    }
+    assert!(errs.lines().all(|l| l.starts_with("f.toml:")), "{errs}");
+}
+
+#[test]
+fn a_rotation_can_stand_in_a_tier_and_people_nobody_can_page_are_warned_about() {
+    let text = DEFAULT_TOML.replace(
+        "notify = [\"sysadmin\"]\n",
+        "notify = [\"primary\"]\n",
+    ) + "\n[[rotation]]\nid = \"primary\"\nmembers = [\"sysadmin\", \"dba\"]\nshift = \"weekly\"\ntimezone = \"Europe/Berlin\"\nstart = \"2026-01-05\"\n";
+    let c = Config::from_toml(&text, "f.toml").unwrap();
+    assert!(
+        matches!(&c.escalation[&LevelId(1)].tiers[0].notify[..], [Target::Rotation(r)] if r == "primary")
+    );
+    let w = c.warnings();
+    assert_eq!(w.len(), 8, "as shipped nobody can be paged: {w:#?}");
+    assert!(w[0].contains("email needs an [smtp] section"), "{w:#?}");
+}
