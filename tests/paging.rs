@@ -375,22 +375,31 @@ async fn two_replicas_on_postgres_page_every_due_page_exactly_once() {
 /// (20 at once) runs out and the answer becomes 429, before any link is looked up.
 #[tokio::test]
 async fn forged_ack_links_spend_the_failure_budget_and_change_nothing() {
-    let Some(app) = common::TestApp::spawn(common::Backend::Sqlite, "forged_ack_links").await else {
+    let Some(app) = common::TestApp::spawn(common::Backend::Sqlite, "forged_ack_links").await
+    else {
         return;
     };
-    app.ok("dev", r#"/incident declare level:2 title:"x""#).await;
+    app.ok("dev", r#"/incident declare level:2 title:"x""#)
+        .await;
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for i in 0..25 {
         let token = format!("{:032x}.{:032x}", i, i);
-        let res = client.post(format!("{}/ack/{token}", app.addr)).send().await.unwrap();
+        let res = client
+            .post(format!("{}/ack/{token}", app.addr))
+            .send()
+            .await
+            .unwrap();
         statuses.push(res.status().as_u16());
     }
     assert!(statuses[..20].iter().all(|s| *s == 404), "{statuses:?}");
     assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
     // Malformed tokens and HTML in the path are answered with the same clear page, escaped.
     let res = client
-        .get(format!("{}/ack/%3Cscript%3Ealert(1)%3C%2Fscript%3E", app.addr))
+        .get(format!(
+            "{}/ack/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            app.addr
+        ))
         .send()
         .await
         .unwrap();
