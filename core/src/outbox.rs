@@ -327,32 +327,61 @@ impl Dispatcher {
         }
         let results = futures::future::join_all(batch.iter().map(|m| self.deliver(m))).await;
         let mut lost = false;
+        let mut delivered = Vec::new();
         for (m, result) in batch.iter().zip(results) {
             let method = m.channel.as_str();
-            let held = match result {
-                Ok(()) => {
-                    let held = self
-                        .store
-                        .outbox_delivered(m.id, &self.owner, self.clock.now())
-                        .await?;
-                    if held {
-                        self.metrics.outbox_delivered();
-                        self.metrics.page_outcome(method, "sent");
-                        tracing::info!(target: "spotter::outbox", id = m.id, method, person = %m.target, "page delivered");
-                    }
-                    held
-                }
+            match result {
+                Ok(()) => delivered.push(m),
                 Err(e) => {
                     let held = outcomes.page_failed(m, &self.owner, &e.to_string()).await?;
                     if held {
                         self.metrics.page_outcome(method, "failed");
                         self.metrics.outbox_failure(true);
                         tracing::warn!(id = m.id, method, person = %m.target, error = %e, "page not delivered; falling through to the next contact method");
+                    } else {
+                        lost = true;
                     }
-                    held
                 }
-            };
-            if !held {
+            }
+        }
+        // The delivered pages of a batch are marked in one transaction (one fsync, not one per
+        // page); when a lease was lost meanwhile that fails as a whole, and each is marked alone.
+        let now = self.clock.now();
+        let marks: Vec<crate::store::OutboxMark> = delivered
+            .iter()
+            .map(|m| crate::store::OutboxMark {
+                id: m.id,
+                owner: self.owner.clone(),
+                at: now,
+                failed: None,
+            })
+            .collect();
+        let held: Vec<bool> = match self
+            .store
+            .commit(crate::store::Changeset {
+                at: Some(now),
+                outbox_marks: marks,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(()) => vec![true; delivered.len()],
+            Err(StoreError::LeaseLost) => {
+                let mut held = Vec::with_capacity(delivered.len());
+                for m in &delivered {
+                    held.push(self.store.outbox_delivered(m.id, &self.owner, now).await?);
+                }
+                held
+            }
+            Err(e) => return Err(e),
+        };
+        for (m, held) in delivered.iter().zip(held) {
+            if held {
+                let method = m.channel.as_str();
+                self.metrics.outbox_delivered();
+                self.metrics.page_outcome(method, "sent");
+                tracing::info!(target: "spotter::outbox", id = m.id, method, person = %m.target, "page delivered");
+            } else {
                 lost = true;
             }
         }
