@@ -139,6 +139,7 @@ impl Application {
             config.outbox.clone(),
             engine.outbox_wakeup(),
         )
+        .reporting_to(engine.clone())
         .with_notifier(Channel::Log, Arc::new(LogNotifier));
         if let Some(d) = &self.discord {
             dispatcher = dispatcher.with_notifier(Channel::Discord, d.notifier());

@@ -67,6 +67,13 @@ pub trait PageOutcomes: Send + Sync + 'static {
         owner: &str,
         error: &str,
     ) -> Result<bool, StoreError>;
+    /// A chat-lane message was given up (a permanent failure, or out of attempts): put it on its
+    /// incident's timeline, so people see that, say, the incident channel missed an update.
+    async fn message_given_up(
+        &self,
+        message: &OutboxMessage,
+        error: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// Writes messages to the log. The channel every installation has.
@@ -130,6 +137,12 @@ impl Dispatcher {
             lane: Lane::Chat,
             pages: None,
         }
+    }
+
+    /// Reports messages this (chat-lane) dispatcher gives up to `outcomes` (the engine).
+    pub fn reporting_to(mut self, outcomes: Arc<dyn PageOutcomes>) -> Self {
+        self.pages = Some(outcomes);
+        self
     }
 
     /// The priority lane: a dispatcher of pages only, delivering each batch in parallel, with
@@ -258,6 +271,11 @@ impl Dispatcher {
                         let dead = retry_at.is_none();
                         if dead {
                             tracing::error!(id = m.id, channel = %m.channel, error = %e, "outbox message given up");
+                            if let Some(o) = &self.pages {
+                                if let Err(err) = o.message_given_up(m, &e.to_string()).await {
+                                    tracing::warn!(id = m.id, error = %err, "could not record the given-up message on the timeline");
+                                }
+                            }
                         } else {
                             tracing::warn!(id = m.id, channel = %m.channel, attempts, error = %e, "outbox delivery failed; will retry");
                         }

@@ -694,7 +694,9 @@ dual_test!(
     |ctx| async move {
         ctx.declare(1, "Slow pages").await; // a card update, a chat post "declared", a page to sysadmin, a chat post "paged"
         let notifier = RecordingNotifier::permanent();
-        let d = ctx.dispatcher(notifier.clone());
+        let d = ctx
+            .dispatcher(notifier.clone())
+            .reporting_to(ctx.engine.clone());
         ctx.drain(&d, 20).await;
 
         // A card update and two chat posts; the page to sysadmin waits for the pages lane.
@@ -715,6 +717,28 @@ dual_test!(
             assert!(m.delivered_at.is_none());
         }
         assert!(notifier.delivered().is_empty());
+        // Each dead letter is on the incident's timeline (and in the audit log), without a
+        // chat post of its own that would only fail again.
+        let dead: Vec<_> = ctx
+            .store
+            .timeline(IncidentRef::new(1))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.kind == EventKind::MessageDeadLettered)
+            .collect();
+        assert_eq!(dead.len(), 3, "{dead:#?}");
+        assert!(
+            dead.iter().any(|t| t
+                .text
+                .contains("a card update to log was given up after 1 attempts")),
+            "{dead:#?}"
+        );
+        assert_eq!(
+            ctx.outbox().await.len(),
+            4,
+            "no new messages about the dead letters"
+        );
         assert!(notifier.attempts().values().all(|a| *a == 1));
 
         let stats = ctx.store.stats().await.unwrap();

@@ -31,10 +31,12 @@ pub enum EventKind {
     AckExpired,
     /// A page could not be delivered by one contact method (and fell through to the next).
     PageFailed,
+    /// A chat post or card update was given up after its attempts (a dead letter).
+    MessageDeadLettered,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::Declared,
         EventKind::Acknowledged,
         EventKind::Update,
@@ -52,6 +54,7 @@ impl EventKind {
         EventKind::RtoWarning,
         EventKind::AckExpired,
         EventKind::PageFailed,
+        EventKind::MessageDeadLettered,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -72,6 +75,7 @@ impl EventKind {
             EventKind::RtoWarning => "rto_warning",
             EventKind::AckExpired => "ack_expired",
             EventKind::PageFailed => "page_failed",
+            EventKind::MessageDeadLettered => "message_dead_lettered",
         }
     }
 }

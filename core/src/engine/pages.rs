@@ -324,8 +324,55 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A timeline entry (and an audit record) for a chat-lane message that was given up. It is
+    /// written without a chat post of its own: the channel that failed would only fail again.
+    async fn message_given_up_sql(&self, m: &OutboxMessage, error: &str) -> Result<(), StoreError> {
+        let Some(r) = m.incident else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let error: String = error.chars().take(300).collect();
+        let what = m.kind.as_str().replace('_', " ");
+        let text = format!(
+            "a {what} to {} was given up after {} attempts: {error}",
+            m.channel,
+            m.attempts + 1
+        );
+        self.store
+            .commit(crate::store::Changeset {
+                at: Some(now),
+                timeline: vec![TimelineEntry {
+                    incident: r,
+                    at: now,
+                    actor: "system:outbox".into(),
+                    kind: EventKind::MessageDeadLettered,
+                    text,
+                    public: false,
+                }],
+                audit: vec![AuditRecord {
+                    at: now,
+                    actor: "system:outbox".into(),
+                    action: "message.dead_lettered".into(),
+                    subject: r.to_string(),
+                    detail: serde_json::json!({"channel": m.channel, "kind": m.kind, "attempts": m.attempts + 1, "error": error}),
+                }],
+                ..Default::default()
+            })
+            .await
+    }
+}
+
 #[async_trait::async_trait]
 impl PageOutcomes for Engine {
+    async fn message_given_up(
+        &self,
+        message: &OutboxMessage,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.message_given_up_sql(message, error).await
+    }
+
     fn ack_url(&self, link: &str) -> String {
         self.ack_url_for(link)
     }
