@@ -189,13 +189,16 @@ impl Engine {
         };
         let key = format!("page:{}:rto:{}", inc.reference, plan.at.timestamp_millis());
         let paged = plan.page_people(
-            inc,
+            Some(inc),
             &people,
-            &key,
-            super::paging::PageReason::Rto,
-            None,
-            None,
-            late,
+            super::paging::PageSpec {
+                key: &key,
+                why: super::paging::PageReason::Rto,
+                tier: None,
+                next_tier_job: None,
+                late,
+                note: None,
+            },
         );
         let mut text = format!(
             "RTO watch paged {}",

@@ -36,6 +36,30 @@ impl PageReason {
     }
 }
 
+/// What a page is: its key (the page across its methods, without the person), why, the tier
+/// it belongs to, the job of the next tier (hastened when someone cannot be reached), how late it
+/// is, and a note from whoever paged by hand.
+pub(crate) struct PageSpec<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) why: PageReason,
+    pub(crate) tier: Option<usize>,
+    pub(crate) next_tier_job: Option<String>,
+    pub(crate) late: Option<chrono::Duration>,
+    pub(crate) note: Option<String>,
+}
+
+/// A page by hand (`/page`).
+fn manual_page(key: &str, note: Option<String>) -> PageSpec<'_> {
+    PageSpec {
+        key,
+        why: PageReason::Manual,
+        tier: None,
+        next_tier_job: None,
+        late: None,
+        note,
+    }
+}
+
 /// What one call to [`Plan::page_people`] did, for the timeline and replies.
 #[derive(Debug, Default)]
 pub(crate) struct Paged {
@@ -139,7 +163,18 @@ impl Plan<'_> {
         let next_job = (tier + 1 < policy.tiers.len())
             .then(|| tier_job_key(inc.reference, epoch, tier + 1, 0));
         let key = format!("page:{}:v{epoch}:t{tier}:a{repeat}", inc.reference);
-        let paged = self.page_people(inc, &people, &key, why, Some(tier), next_job.clone(), late);
+        let paged = self.page_people(
+            Some(inc),
+            &people,
+            PageSpec {
+                key: &key,
+                why,
+                tier: Some(tier),
+                next_tier_job: next_job.clone(),
+                late,
+                note: None,
+            },
+        );
         let what = match why {
             PageReason::Repeat => format!(
                 "paged tier {} of level {} again (repeat {repeat})",
@@ -190,22 +225,17 @@ impl Plan<'_> {
         self.event(inc, EventKind::Paged, text, false);
     }
 
-    /// Pages each person by their first usable contact method, each page carrying a fresh
-    /// acknowledgement link. Returns who was paged and who cannot be.
-    #[allow(clippy::too_many_arguments)]
+    /// Pages each person by their first usable contact method; a page about an incident
+    /// carries a fresh acknowledgement link. Returns who was paged and who cannot be.
     pub(crate) fn page_people(
         &mut self,
-        inc: &Incident,
+        inc: Option<&Incident>,
         people: &[PersonId],
-        key: &str,
-        why: PageReason,
-        tier: Option<usize>,
-        next_tier_job: Option<String>,
-        late: Option<chrono::Duration>,
+        what: PageSpec<'_>,
     ) -> Paged {
         let mut paged = Paged::default();
+        let config = self.engine.config.clone();
         for id in people {
-            let config = self.engine.config.clone();
             let Some(person) = config.people.get(id) else {
                 continue;
             };
@@ -217,26 +247,28 @@ impl Plan<'_> {
                 ));
                 continue;
             };
-            let link = self.ack_link(inc.reference, id);
             let page = Page {
                 person: id.to_string(),
                 person_name: person.name.clone(),
                 method,
-                reason: why.as_str().into(),
-                tier,
-                incident: Some(self.page_incident(inc)),
-                ack_link: Some(link),
-                key: format!("{key}:{id}"),
-                late_by_seconds: late.map(|l| l.num_seconds()),
+                reason: what.why.as_str().into(),
+                tier: what.tier,
+                incident: inc.map(|i| self.page_incident(i)),
+                ack_link: inc.map(|i| self.ack_link(i.reference, id)),
+                key: format!("{}:{id}", what.key),
+                late_by_seconds: what.late.map(|l| l.num_seconds()),
                 next_tier_job: None,
             };
-            let text = self.page_text(inc, &page, None);
+            let text = match inc {
+                Some(i) => self.page_text(i, &page, what.note.as_deref()),
+                None => format!("[PAGE] {}", what.note.as_deref().unwrap_or("")),
+            };
             self.outbox.push(page_message(
                 m,
-                Some(inc.reference),
+                inc.map(|i| i.reference),
                 text,
                 page,
-                next_tier_job.clone(),
+                what.next_tier_job.clone(),
             ));
             paged.reached.push(format!(
                 "{} by {}",
@@ -363,6 +395,12 @@ impl Engine {
         let who = self.config.display_name(&actor.id);
         let about = incident.or(ctx.channel_incident);
         let token = crate::random_token(8);
+        // The page says who paged, and what they wrote.
+        let note = Some(match &text {
+            Some(t) => format!("from {who}: {t}"),
+            None => format!("from {who}"),
+        });
+
         retry_on_conflict!(async {
             let now = self.clock.now();
             let mut plan = Plan::new(self, actor, now);
@@ -374,7 +412,7 @@ impl Engine {
                         return Ok(Reply::refused(no_such(r)));
                     };
                     let paged =
-                        plan.page_people(&inc, &people, &key, PageReason::Manual, None, None, None);
+                        plan.page_people(Some(&inc), &people, manual_page(&key, note.clone()));
                     let mut line = format!("{who} paged {target}: ");
                     line.push_str(&if paged.reached.is_empty() {
                         "nobody could be paged".into()
@@ -391,7 +429,7 @@ impl Engine {
                     (paged, Some(IncidentWrite::Update(inc)), r.to_string())
                 }
                 None => (
-                    self.page_without_incident(&mut plan, &people, &key, &who, text.as_deref()),
+                    plan.page_people(None, &people, manual_page(&key, note.clone())),
                     None,
                     "page".to_string(),
                 ),
@@ -415,54 +453,6 @@ impl Engine {
             }
             Ok(Reply::ok(reply, None))
         })
-    }
-
-    /// A page about no incident: no acknowledgement link (there is nothing to acknowledge).
-    fn page_without_incident(
-        &self,
-        plan: &mut Plan<'_>,
-        people: &[PersonId],
-        key: &str,
-        who: &str,
-        text: Option<&str>,
-    ) -> Paged {
-        let mut paged = Paged::default();
-        for id in people {
-            let Some(person) = self.config.people.get(id) else {
-                continue;
-            };
-            let Some((method, m)) = self.config.usable_methods(person).into_iter().next() else {
-                paged.unreachable.push(format!(
-                    "{}: {}",
-                    self.config.display_name(id.as_str()),
-                    self.config.unreachable_reason(person)
-                ));
-                continue;
-            };
-            let page = Page {
-                person: id.to_string(),
-                person_name: person.name.clone(),
-                method,
-                reason: PageReason::Manual.as_str().into(),
-                tier: None,
-                incident: None,
-                ack_link: None,
-                key: format!("{key}:{id}"),
-                late_by_seconds: None,
-                next_tier_job: None,
-            };
-            let mut body = format!("[PAGE] from {who}");
-            if let Some(t) = text {
-                body.push_str(&format!(": {t}"));
-            }
-            plan.outbox.push(page_message(m, None, body, page, None));
-            paged.reached.push(format!(
-                "{} by {}",
-                self.config.display_name(id.as_str()),
-                m.kind()
-            ));
-        }
-        paged
     }
 
     /// The rotation overrides that matter now (not ended), when any rotation is configured.
