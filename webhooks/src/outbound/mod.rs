@@ -61,6 +61,48 @@ pub fn page_notifiers(
     Ok(out)
 }
 
+/// The secrets a notifier's methods name, read through `env` once at start: variable name → its
+/// value when it was set. `Debug` shows the names and whether each was set, never a value.
+pub(crate) struct EnvSecrets(std::collections::BTreeMap<String, Option<Secret>>);
+
+impl EnvSecrets {
+    /// Reads `vars`; an unset one is logged by name (`setting` says which key named it).
+    pub(crate) fn read<'a>(
+        vars: impl IntoIterator<Item = &'a String>,
+        env: &dyn Fn(&str) -> Option<String>,
+        setting: &str,
+    ) -> Self {
+        let mut map = std::collections::BTreeMap::new();
+        for var in vars {
+            map.entry(var.clone())
+                .or_insert_with(|| secret_from(env, var));
+        }
+        for (var, value) in &map {
+            if value.is_none() {
+                tracing::warn!(variable = %var, "a contact method's {setting} is not set: its pages will fail over to the next method");
+            }
+        }
+        EnvSecrets(map)
+    }
+
+    /// The value of `var`, or the permanent error of a delivery that needs it (`what` names the
+    /// method).
+    pub(crate) fn get(&self, var: &str, what: &str) -> Result<&Secret, DeliveryError> {
+        self.0
+            .get(var)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| missing_secret(what, var))
+    }
+}
+
+impl std::fmt::Debug for EnvSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, v.is_some())))
+            .finish()
+    }
+}
+
 /// The trimmed, non-empty value of `var` through `env` (the same rule as every other secret
 /// Spotter reads from the environment).
 fn secret_from(env: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<Secret> {

@@ -14,8 +14,8 @@
 //! wire), and a non-ASCII title goes as an RFC 2047 encoded-word, which ntfy decodes.
 
 use super::{
-    ascii_header, bounded, check_status, headline, http_client, missing_secret, request_failed,
-    resolve, text_header, what,
+    ascii_header, bounded, check_status, headline, http_client, request_failed, resolve,
+    text_header, what,
 };
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -23,8 +23,6 @@ use spotter_core::config::{Config, ContactMethod};
 use spotter_core::domain::Channel;
 use spotter_core::outbox::{DeliveryError, Notifier};
 use spotter_core::store::{OutboxMessage, Page};
-use spotter_core::Secret;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,19 +31,14 @@ pub struct NtfyNotifier {
     config: Arc<Config>,
     client: reqwest::Client,
     /// Every `token_env` the configuration names, with its value when it was set at start.
-    tokens: BTreeMap<String, Option<Secret>>,
+    tokens: super::EnvSecrets,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for NtfyNotifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set: BTreeMap<&str, bool> = self
-            .tokens
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.is_some()))
-            .collect();
         f.debug_struct("NtfyNotifier")
-            .field("tokens_set", &set)
+            .field("tokens_set", &self.tokens)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -58,25 +51,21 @@ impl NtfyNotifier {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(config: Arc<Config>, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let mut tokens = BTreeMap::new();
-        for person in config.people.values() {
-            for method in &person.notify {
-                if let ContactMethod::Ntfy {
-                    token_env: Some(var),
-                    ..
-                } = method
-                {
-                    tokens
-                        .entry(var.clone())
-                        .or_insert_with(|| super::secret_from(env, var));
-                }
-            }
-        }
-        for (var, value) in &tokens {
-            if value.is_none() {
-                tracing::warn!(variable = %var, "an ntfy contact method's token_env is not set: its pages will fail over to the next method");
-            }
-        }
+        let tokens = super::EnvSecrets::read(
+            config
+                .people
+                .values()
+                .flat_map(|p| &p.notify)
+                .filter_map(|m| match m {
+                    ContactMethod::Ntfy {
+                        token_env: Some(var),
+                        ..
+                    } => Some(var),
+                    _ => None,
+                }),
+            env,
+            "token_env",
+        );
         let timeout = config
             .paging
             .notifier_timeout
@@ -170,11 +159,7 @@ impl Notifier for NtfyNotifier {
             map.insert(HeaderName::from_static(name), value);
         }
         if let Some(var) = token_env {
-            let token = self
-                .tokens
-                .get(var)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| missing_secret(&format!("{what} (token_env)"), var))?;
+            let token = self.tokens.get(var, &format!("{what} (token_env)"))?;
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| {
                     DeliveryError::Permanent(format!(

@@ -19,7 +19,7 @@
 //! `tier` is 1-based (`null` for pages outside the matrix), `incident` is `null` for pages about
 //! no incident.
 
-use super::{bounded, check_status, http_client, missing_secret, request_failed, resolve, what};
+use super::{bounded, check_status, http_client, request_failed, resolve, what};
 use crate::intake::signature::sign_hex;
 use async_trait::async_trait;
 use serde_json::json;
@@ -27,8 +27,6 @@ use spotter_core::config::{Config, ContactMethod};
 use spotter_core::domain::Channel;
 use spotter_core::outbox::{DeliveryError, Notifier};
 use spotter_core::store::OutboxMessage;
-use spotter_core::Secret;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,20 +35,14 @@ pub struct WebhookNotifier {
     config: Arc<Config>,
     client: reqwest::Client,
     /// Every `hmac_secret_env` the configuration names, with its value when it was set at start.
-    secrets: BTreeMap<String, Option<Secret>>,
+    secrets: super::EnvSecrets,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for WebhookNotifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Variable names and whether they were set; never a value.
-        let set: BTreeMap<&str, bool> = self
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.is_some()))
-            .collect();
         f.debug_struct("WebhookNotifier")
-            .field("secrets_set", &set)
+            .field("secrets_set", &self.secrets)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -63,24 +55,20 @@ impl WebhookNotifier {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(config: Arc<Config>, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let mut secrets = BTreeMap::new();
-        for person in config.people.values() {
-            for method in &person.notify {
-                if let ContactMethod::Webhook {
-                    hmac_secret_env, ..
-                } = method
-                {
-                    secrets
-                        .entry(hmac_secret_env.clone())
-                        .or_insert_with(|| super::secret_from(env, hmac_secret_env));
-                }
-            }
-        }
-        for (var, value) in &secrets {
-            if value.is_none() {
-                tracing::warn!(variable = %var, "a webhook contact method's hmac_secret_env is not set: its pages will fail over to the next method");
-            }
-        }
+        let secrets = super::EnvSecrets::read(
+            config
+                .people
+                .values()
+                .flat_map(|p| &p.notify)
+                .filter_map(|m| match m {
+                    ContactMethod::Webhook {
+                        hmac_secret_env, ..
+                    } => Some(hmac_secret_env),
+                    _ => None,
+                }),
+            env,
+            "hmac_secret_env",
+        );
         let timeout = config
             .paging
             .notifier_timeout
@@ -131,9 +119,7 @@ impl Notifier for WebhookNotifier {
         let what = what(&r);
         let secret = self
             .secrets
-            .get(hmac_secret_env)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| missing_secret(&format!("{what} (hmac_secret_env)"), hmac_secret_env))?;
+            .get(hmac_secret_env, &format!("{what} (hmac_secret_env)"))?;
         let body = serde_json::to_vec(&body(m, r.page)).map_err(|e| {
             DeliveryError::Permanent(format!("{what}: cannot encode the body: {e}"))
         })?;
