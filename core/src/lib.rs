@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod oncall;
 pub mod outbox;
 pub mod render;
+pub mod runbook;
 pub mod scheduler;
 pub mod store;
 #[cfg(feature = "testkit")]
