@@ -333,6 +333,7 @@ pages_test!(
             delivered_at: None,
             idempotency_key: "page:test:m0".into(),
             page: None,
+            approval: None,
             ack_url: None,
         };
         match app.notifier.deliver(&m).await {

@@ -17,6 +17,8 @@
 //! - [`oncall`]: who a rotation puts on call at a time (shifts across DST, overrides).
 //! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries,
 //!   every outcome fenced by its lease.
+//! - [`runbook`]: runbook files, parameters and plans, redaction, and the executor port.
+//! - [`runs`]: the run worker: executes approved runs step by step through the executor.
 //! - [`scheduler`]: runs due jobs claimed from the database (dead-lettering those that keep
 //!   failing) and the retention sweep.
 //! - [`clock`]: time as a port, so tests move it by hand.
@@ -39,12 +41,13 @@ pub mod oncall;
 pub mod outbox;
 pub mod render;
 pub mod runbook;
+pub mod runs;
 pub mod scheduler;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{AckLinkRefusal, AckLinkView, CommandContext, Engine, Reply};
+pub use engine::{AckLinkRefusal, AckLinkView, CommandContext, Engine, Reply, RunBrief};
 pub use error::{DomainError, StoreError};
 
 /// A random token of `bytes` random bytes, hex-encoded (API tokens, replica ids).

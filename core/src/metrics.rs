@@ -39,6 +39,7 @@ pub struct Metrics {
     pages: Family<Labels, Counter>,
     mtta: Family<Labels, Histogram>,
     mttr: Family<Labels, Histogram>,
+    runs: Family<Labels, Counter>,
     /// The configured alert source ids: the only values the `source` labels take (else
     /// `unknown`).
     sources: BTreeSet<String>,
@@ -160,7 +161,14 @@ impl Metrics {
             "Declaration to resolution, by level (MTTR is its mean)",
             mttr.clone(),
         );
+        let runs = Family::<Labels, Counter>::default();
+        registry.register(
+            "runbook_runs",
+            "Runbook runs that ended, by runbook and final state (succeeded, failed, timed_out, cancelled, interrupted)",
+            runs.clone(),
+        );
         Metrics {
+            runs,
             registry: Mutex::new(registry),
             pages,
             mtta,
@@ -217,6 +225,20 @@ impl Metrics {
     pub fn job_dead_lettered(&self, kind: &'static str) {
         self.jobs_dead
             .get_or_create(&vec![("kind".into(), kind.into())])
+            .inc();
+    }
+    /// A run ended. Runbook names come from the operator's own files, so the label set is
+    /// bounded by them.
+    pub fn run_finished(&self, runbook: &str, state: &str) {
+        let state = one_of(
+            state,
+            &["succeeded", "failed", "timed_out", "cancelled", "interrupted"],
+        );
+        self.runs
+            .get_or_create(&vec![
+                ("runbook".into(), runbook.to_string()),
+                ("state".into(), state.into()),
+            ])
             .inc();
     }
     /// A page's outcome by method (fixed label sets).

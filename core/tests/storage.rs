@@ -32,6 +32,7 @@ fn chat_message(key: &str, text: &str) -> NewMessage {
         idempotency_key: key.into(),
         ordering_key: "chat:INC-1".into(),
         page: None,
+        approval: None,
     }
 }
 

@@ -209,6 +209,7 @@ impl Interactions {
                     ok: false,
                     text: "Spotter cannot reach its database right now; nothing was changed. Try again in a moment.".into(),
                     incident: None,
+                    run: None,
                 }
             }
         }
@@ -437,5 +438,6 @@ fn crashed(e: tokio::task::JoinError) -> Reply {
         ok: false,
         text: "Spotter hit an internal error; nothing was changed.".into(),
         incident: None,
+        run: None,
     }
 }

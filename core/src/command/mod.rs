@@ -99,6 +99,41 @@ pub enum Command {
     Help {
         topic: Option<&'static CommandSpec>,
     },
+    RunbookList,
+    RunbookShow {
+        name: String,
+    },
+    /// Parameters are checked against the runbook by the engine (the parser does not know
+    /// runbooks); unknown ones are refused there.
+    RunbookRun {
+        name: String,
+        params: BTreeMap<String, String>,
+        dry_run: bool,
+        incident: Option<IncidentRef>,
+    },
+    RunbookApprove {
+        run: i64,
+        /// The gate a button was made for (a stale button is refused); typed commands approve
+        /// whatever the run waits for.
+        gate: Option<usize>,
+    },
+    RunbookDeny {
+        run: i64,
+        gate: Option<usize>,
+        reason: Option<String>,
+    },
+    RunbookCancel {
+        run: i64,
+    },
+    RunbookConfirm {
+        run: i64,
+    },
+    RunbookStatus {
+        run: i64,
+    },
+    SystemCheck {
+        incident: Option<IncidentRef>,
+    },
 }
 
 impl Command {
@@ -125,6 +160,15 @@ impl Command {
             Command::MaintenanceList => &["maintenance", "list"],
             Command::MaintenanceEnd { .. } => &["maintenance", "end"],
             Command::Help { .. } => &["help"],
+            Command::RunbookList => &["runbook", "list"],
+            Command::RunbookShow { .. } => &["runbook", "show"],
+            Command::RunbookRun { .. } => &["runbook", "run"],
+            Command::RunbookApprove { .. } => &["runbook", "approve"],
+            Command::RunbookDeny { .. } => &["runbook", "deny"],
+            Command::RunbookCancel { .. } => &["runbook", "cancel"],
+            Command::RunbookConfirm { .. } => &["runbook", "confirm"],
+            Command::RunbookStatus { .. } => &["runbook", "status"],
+            Command::SystemCheck { .. } => &["system", "check"],
         };
         spec::find(path).expect("every command has a spec")
     }
@@ -176,6 +220,8 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
             OptionKind::Number => "<n>".into(),
             OptionKind::Target => "<person|team>".into(),
             OptionKind::Rotation => "<rotation>".into(),
+            OptionKind::Runbook => "<runbook>".into(),
+            OptionKind::Params => "\"<name:value …>\"".into(),
         };
         let part = format!("{}:{}", o.name, placeholder);
         out.push(' ');
@@ -185,8 +231,14 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
             out.push_str(&format!("[{part}]"));
         }
     }
+    if spec.path == RUNBOOK_RUN {
+        out.push_str(" [<param>:<value> …]");
+    }
     out
 }
+
+/// The one command whose options are open: the runbook's own parameters follow its name.
+const RUNBOOK_RUN: [&str; 2] = ["runbook", "run"];
 
 /// Parses one command line against the spec table and the configuration.
 ///
@@ -261,9 +313,21 @@ fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
     };
 
     let mut args: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
     let mut help_words = Vec::new();
     for tok in it {
         match tok {
+            // A runbook's parameters: checked against the runbook by the engine.
+            Token::Option { name, value }
+                if spec.path == RUNBOOK_RUN && spec.option(&name).is_none() =>
+            {
+                if params.insert(name.clone(), value).is_some() {
+                    return Err(ParseError(format!(
+                        "parameter `{name}` is given twice; usage: {}",
+                        usage(spec, config)
+                    )));
+                }
+            }
             Token::Option { name, value } => {
                 let Some(o) = spec.option(&name) else {
                     return Err(ParseError(format!(
@@ -377,6 +441,47 @@ fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
         },
         ["help"] => Command::Help {
             topic: v.command_name("command")?,
+        },
+        ["runbook", "list"] => Command::RunbookList,
+        ["runbook", "show"] => Command::RunbookShow {
+            name: v.runbook("name")?.expect("required"),
+        },
+        ["runbook", "run"] => {
+            for (name, value) in v.params("params")? {
+                if params.insert(name.clone(), value).is_some() {
+                    return Err(ParseError(format!(
+                        "parameter `{name}` is given twice; usage: {}",
+                        usage(spec, config)
+                    )));
+                }
+            }
+            Command::RunbookRun {
+                name: v.runbook("name")?.expect("required"),
+                params,
+                dry_run: v.bool("dry_run")?.unwrap_or(false),
+                incident: v.incident()?,
+            }
+        }
+        ["runbook", "approve"] => Command::RunbookApprove {
+            run: v.number("run")?.expect("required"),
+            gate: None,
+        },
+        ["runbook", "deny"] => Command::RunbookDeny {
+            run: v.number("run")?.expect("required"),
+            gate: None,
+            reason: v.text("reason")?,
+        },
+        ["runbook", "cancel"] => Command::RunbookCancel {
+            run: v.number("run")?.expect("required"),
+        },
+        ["runbook", "confirm"] => Command::RunbookConfirm {
+            run: v.number("run")?.expect("required"),
+        },
+        ["runbook", "status"] => Command::RunbookStatus {
+            run: v.number("run")?.expect("required"),
+        },
+        ["system", "check"] => Command::SystemCheck {
+            incident: v.incident()?,
         },
         other => unreachable!("spec {other:?} has no parser"),
     };

@@ -32,6 +32,11 @@ pub enum OptionKind {
     Target,
     /// A configured rotation id.
     Rotation,
+    /// A runbook's name.
+    Runbook,
+    /// `name:value` pairs (a runbook's parameters, in one option for chat platforms whose
+    /// commands have fixed options).
+    Params,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -282,6 +287,80 @@ pub static COMMANDS: &[CommandSpec] = &[
             "id",
             OptionKind::Number,
             "the window's number (default: the only active one)",
+        )],
+    },
+    CommandSpec {
+        path: &["runbook", "list"],
+        summary: "List the runbooks (the guide's procedures) and the runs in progress",
+        role: Role::Viewer,
+        options: &[],
+    },
+    CommandSpec {
+        path: &["runbook", "show"],
+        summary: "Show a runbook: its parameters, steps and approval policy",
+        role: Role::Viewer,
+        options: &[req("name", OptionKind::Runbook, "the runbook")],
+    },
+    CommandSpec {
+        path: &["runbook", "run"],
+        summary: "Request a run of a runbook; its parameters follow as name:value",
+        role: Role::Responder,
+        options: &[
+            req("name", OptionKind::Runbook, "the runbook"),
+            opt(
+                "params",
+                OptionKind::Params,
+                "its parameters, e.g. \"recovery_date:20261126\" (or give each as its own name:value)",
+            ),
+            opt(
+                "dry_run",
+                OptionKind::Bool,
+                "true to show exactly what would run, and run nothing",
+            ),
+            INCIDENT,
+        ],
+    },
+    CommandSpec {
+        path: &["runbook", "approve"],
+        summary: "Approve a run someone else requested (needs the runbook's approver role)",
+        role: Role::Viewer,
+        options: &[req("run", OptionKind::Number, "the run's number")],
+    },
+    CommandSpec {
+        path: &["runbook", "deny"],
+        summary: "Deny a run someone else requested",
+        role: Role::Viewer,
+        options: &[
+            req("run", OptionKind::Number, "the run's number"),
+            opt("reason", OptionKind::Text { max: TITLE_MAX }, "why"),
+        ],
+    },
+    CommandSpec {
+        path: &["runbook", "cancel"],
+        summary: "Cancel a run: before it starts, or stop its running step (its processes are killed)",
+        role: Role::Responder,
+        options: &[req("run", OptionKind::Number, "the run's number")],
+    },
+    CommandSpec {
+        path: &["runbook", "confirm"],
+        summary: "Confirm that the manual step a run waits for was done",
+        role: Role::Responder,
+        options: &[req("run", OptionKind::Number, "the run's number")],
+    },
+    CommandSpec {
+        path: &["runbook", "status"],
+        summary: "Show a run: its state, approvals, steps and the tail of their output",
+        role: Role::Viewer,
+        options: &[req("run", OptionKind::Number, "the run's number")],
+    },
+    CommandSpec {
+        path: &["system", "check"],
+        summary: "Run the system status probes (database, application, frontend, cache) and post a summary",
+        role: Role::Responder,
+        options: &[opt(
+            "incident",
+            OptionKind::Incident,
+            "the incident to post it to (default: this channel's)",
         )],
     },
     CommandSpec {

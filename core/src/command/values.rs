@@ -187,6 +187,50 @@ impl Values<'_> {
         ))
     }
 
+    /// A runbook's name, by form only: which runbooks exist is the engine's to say (they are
+    /// loaded beside the configuration, not in it).
+    pub(super) fn runbook(&self, name: &str) -> Result<Option<String>, ParseError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let t = v.trim().to_ascii_lowercase();
+        let ok = !t.is_empty()
+            && t.len() <= 64
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Some(t))
+        } else {
+            Err(self.bad(
+                name,
+                v,
+                "a runbook name (letters, digits, - and _), e.g. db-restore; /runbook list shows them",
+            ))
+        }
+    }
+
+    /// `name:value` pairs in one option (`params:"recovery_date:20261126 mode:full"`), read by
+    /// the same lexer as a whole line, so quoting works the same way.
+    pub(super) fn params(&self, name: &str) -> Result<Vec<(String, String)>, ParseError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(vec![]);
+        };
+        let tokens = super::lexer::lex(v).map_err(|e| {
+            ParseError(format!("bad value for `{name}`: {e}; accepted: name:value pairs, e.g. \"recovery_date:20261126\""))
+        })?;
+        tokens
+            .into_iter()
+            .map(|t| match t {
+                super::lexer::Token::Option { name, value } => Ok((name, value)),
+                super::lexer::Token::Word(w) => Err(self.bad(
+                    name,
+                    &w,
+                    "name:value pairs, e.g. \"recovery_date:20261126\"",
+                )),
+            })
+            .collect()
+    }
+
     pub(super) fn rotation(&self, name: &str) -> Result<Option<String>, ParseError> {
         let Some(v) = self.raw(name) else {
             return Ok(None);

@@ -7,6 +7,7 @@ mod error;
 mod ids;
 mod incident;
 mod role;
+mod run;
 mod timeline;
 
 pub use alert::AlertStatus;
@@ -15,4 +16,5 @@ pub use error::DomainError;
 pub use ids::{is_slug, ComponentId, IncidentRef, LevelId, PersonId};
 pub use incident::{Incident, Phase, Source, State, StateFilter, TITLE_MAX};
 pub use role::{Actor, Role, RoleSet};
+pub use run::{Decision, Run, RunApproval, RunState, RunStep, StepState};
 pub use timeline::{EventKind, TimelineEntry};

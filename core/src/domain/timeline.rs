@@ -33,10 +33,22 @@ pub enum EventKind {
     PageFailed,
     /// A chat post or card update was given up after its attempts (a dead letter).
     MessageDeadLettered,
+    /// A runbook run was requested (and what it will run).
+    RunRequested,
+    /// Someone approved or denied a run.
+    RunApproval,
+    /// A run's approval window closed before enough people approved.
+    RunExpired,
+    /// A step of a run started or ended.
+    RunStep,
+    /// A run ended: succeeded, failed, timed out, cancelled or interrupted.
+    RunFinished,
+    /// The system status probes ran (`/system check`, or on declaration).
+    SystemCheck,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::Declared,
         EventKind::Acknowledged,
         EventKind::Update,
@@ -55,6 +67,12 @@ impl EventKind {
         EventKind::AckExpired,
         EventKind::PageFailed,
         EventKind::MessageDeadLettered,
+        EventKind::RunRequested,
+        EventKind::RunApproval,
+        EventKind::RunExpired,
+        EventKind::RunStep,
+        EventKind::RunFinished,
+        EventKind::SystemCheck,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,6 +94,12 @@ impl EventKind {
             EventKind::AckExpired => "ack_expired",
             EventKind::PageFailed => "page_failed",
             EventKind::MessageDeadLettered => "message_dead_lettered",
+            EventKind::RunRequested => "run_requested",
+            EventKind::RunApproval => "run_approval",
+            EventKind::RunExpired => "run_expired",
+            EventKind::RunStep => "run_step",
+            EventKind::RunFinished => "run_finished",
+            EventKind::SystemCheck => "system_check",
         }
     }
 }

@@ -228,6 +228,15 @@ impl Engine {
             | Command::OncallOverride { .. }
             | Command::MaintenanceStart { .. }
             | Command::MaintenanceList
+            | Command::RunbookList
+            | Command::RunbookShow { .. }
+            | Command::RunbookRun { .. }
+            | Command::RunbookApprove { .. }
+            | Command::RunbookDeny { .. }
+            | Command::RunbookCancel { .. }
+            | Command::RunbookConfirm { .. }
+            | Command::RunbookStatus { .. }
+            | Command::SystemCheck { .. }
             | Command::MaintenanceEnd { .. } => {
                 unreachable!("not a mutation of one incident")
             }

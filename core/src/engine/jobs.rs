@@ -17,6 +17,7 @@ impl Engine {
         match job.kind() {
             JobKind::Heartbeat => return self.run_heartbeat_job(job).await,
             JobKind::Autoresolve => return self.run_autoresolve_job(job).await,
+            JobKind::RunApprovalExpiry => return self.run_expiry_job(job).await,
             JobKind::RtoBreach
             | JobKind::RtoWarning
             | JobKind::EscalationTier

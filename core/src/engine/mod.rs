@@ -40,6 +40,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+mod approvals;
 mod commands;
 mod declare;
 pub mod heartbeat;
@@ -51,8 +52,12 @@ mod pages;
 mod paging;
 pub(crate) mod plan;
 pub(crate) mod retry;
+mod runbooks;
+mod runs;
 
 pub use pages::{AckLinkRefusal, AckLinkView};
+pub(crate) use runbooks::gate_policy;
+pub use runs::{RunLost, RUN_LEASE};
 pub(crate) use plan::Plan;
 pub(crate) use retry::retry_on_conflict;
 
@@ -64,6 +69,19 @@ pub struct Reply {
     #[serde(rename = "reply")]
     pub text: String,
     pub incident: Option<Incident>,
+    /// The run a `/runbook` command requested or acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunBrief>,
+}
+
+/// A run as a command's answer carries it: `"run": {"id": 3, "state": "pending_approval"}`. A
+/// dry run has no id and carries its plan instead.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RunBrief {
+    pub id: Option<i64>,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<String>>,
 }
 
 impl Reply {
@@ -72,6 +90,7 @@ impl Reply {
             ok: true,
             text: reply.into(),
             incident,
+            run: None,
         }
     }
     fn refused(reply: impl Into<String>) -> Self {
@@ -79,7 +98,16 @@ impl Reply {
             ok: false,
             text: reply.into(),
             incident: None,
+            run: None,
         }
+    }
+    fn with_run(mut self, run: &crate::domain::Run) -> Self {
+        self.run = Some(RunBrief {
+            id: Some(run.id),
+            state: run.state.as_str().to_string(),
+            plan: None,
+        });
+        self
     }
 }
 
@@ -104,6 +132,14 @@ pub struct Engine {
     incident_locks: Vec<tokio::sync::Mutex<()>>,
     /// Signs acknowledgement links (see [`pages`]); random unless the application sets it.
     link_key: [u8; 32],
+    /// The loaded runbooks (none unless the application loads them).
+    runbooks: Arc<crate::runbook::Runbooks>,
+    /// Redacts secrets from everything a run writes or posts.
+    redactor: Arc<crate::runbook::redact::Redactor>,
+    /// Runs probes for `/system check` (the run worker holds its own handle).
+    executor: Option<Arc<dyn crate::runbook::Executor>>,
+    /// Rung when a run is approved, so the run worker does not wait for its poll.
+    run_wakeup: Arc<Notify>,
 }
 
 impl Engine {
@@ -127,7 +163,37 @@ impl Engine {
                 rand::rngs::OsRng.fill_bytes(&mut k);
                 k
             },
+            runbooks: Arc::new(crate::runbook::Runbooks::default()),
+            redactor: Arc::new(crate::runbook::redact::Redactor::default()),
+            executor: None,
+            run_wakeup: Arc::new(Notify::new()),
         }
+    }
+
+    /// The runbooks `/runbook` offers (and `[runbooks] on_declare` runs).
+    pub fn with_runbooks(mut self, runbooks: crate::runbook::Runbooks) -> Self {
+        self.runbooks = Arc::new(runbooks);
+        self
+    }
+    /// The redactor for run output and run messages (the configured secrets' values).
+    pub fn with_redactor(mut self, redactor: crate::runbook::redact::Redactor) -> Self {
+        self.redactor = Arc::new(redactor);
+        self
+    }
+    /// The executor `/system check` probes through.
+    pub fn with_executor(mut self, executor: Arc<dyn crate::runbook::Executor>) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+    pub fn runbooks(&self) -> &crate::runbook::Runbooks {
+        &self.runbooks
+    }
+    pub fn redactor(&self) -> &crate::runbook::redact::Redactor {
+        &self.redactor
+    }
+    /// The run worker's wakeup.
+    pub fn run_wakeup(&self) -> Arc<Notify> {
+        self.run_wakeup.clone()
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -284,6 +350,29 @@ impl Engine {
                 Ok(Reply::ok(render::maintenance(&windows, now), None))
             }
             Command::MaintenanceEnd { id } => self.maintenance_end(actor, id).await,
+            Command::RunbookList => self.runbook_list().await,
+            Command::RunbookShow { name } => Ok(self.runbook_show(&name)),
+            Command::RunbookRun {
+                name,
+                params,
+                dry_run,
+                incident,
+            } => {
+                self.runbook_run(actor, &name, &params, dry_run, incident, ctx)
+                    .await
+            }
+            Command::RunbookApprove { run, gate } => {
+                self.runbook_decide(actor, run, gate, crate::domain::Decision::Approve, None)
+                    .await
+            }
+            Command::RunbookDeny { run, gate, reason } => {
+                self.runbook_decide(actor, run, gate, crate::domain::Decision::Deny, reason)
+                    .await
+            }
+            Command::RunbookCancel { run } => self.runbook_cancel(actor, run).await,
+            Command::RunbookConfirm { run } => self.runbook_confirm(actor, run).await,
+            Command::RunbookStatus { run } => self.runbook_status(run).await,
+            Command::SystemCheck { incident } => self.system_check(actor, incident, ctx).await,
             other => {
                 // Close and reopen act on a resolved incident, so without a name they mean the
                 // only resolved one, as the others mean the only open one.

@@ -363,6 +363,7 @@ pub(crate) fn page_message(
         // Unique per message: pages never queue behind each other.
         ordering_key: format!("{}:m{}", page.key, page.method),
         page: Some(page),
+        approval: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Messages about one incident on one chat channel go out one at a time, in order.
-fn chat_ordering_key(channel: Channel, r: IncidentRef) -> String {
+pub(crate) fn chat_ordering_key(channel: Channel, r: IncidentRef) -> String {
     format!("chat:{channel}:{r}")
 }
 
@@ -60,6 +60,7 @@ impl<'a> Plan<'a> {
                     idempotency_key: format!("card:{channel}:{}:v{}", i.reference, i.version + 1),
                     ordering_key: chat_ordering_key(channel, i.reference),
                     page: None,
+                    approval: None,
                 })
                 .collect();
             self.outbox.splice(0..0, cards);
@@ -90,6 +91,7 @@ impl<'a> Plan<'a> {
                 idempotency_key: format!("chat:{channel}:{r}:v{}:{n}", inc.version),
                 ordering_key: chat_ordering_key(channel, r),
                 page: None,
+                approval: None,
             });
         }
         self.timeline.push(TimelineEntry {
@@ -113,6 +115,48 @@ impl<'a> Plan<'a> {
                 inc.phase.title()
             );
             self.event(inc, EventKind::PhaseChanged, text, false);
+        }
+    }
+
+    /// A timeline event about something that is not the incident row (a runbook run): its chat
+    /// posts are keyed by `key` (unique per decision, e.g. `run3:v4`), since the incident's
+    /// version does not move.
+    pub(crate) fn note(&mut self, r: IncidentRef, key: &str, kind: EventKind, text: String) {
+        let n = self.timeline.len();
+        self.chat(r, &format!("{key}:{n}"), MessageKind::ChatPost, text.clone(), None);
+        self.timeline.push(TimelineEntry {
+            incident: r,
+            at: self.at,
+            actor: self.actor.id.clone(),
+            kind,
+            text,
+            public: false,
+        });
+    }
+
+    /// A message to the incident's chat channels only (no timeline entry): an approval request,
+    /// the tail of a running step's output.
+    pub(crate) fn chat(
+        &mut self,
+        r: IncidentRef,
+        key: &str,
+        kind: MessageKind,
+        text: String,
+        approval: Option<crate::store::ApprovalAsk>,
+    ) {
+        for channel in self.engine.config.chat_channels() {
+            self.outbox.push(NewMessage {
+                channel,
+                kind,
+                target: format!("incident:{r}"),
+                incident: Some(r),
+                text: text.clone(),
+                priority: 0,
+                idempotency_key: format!("chat:{channel}:{r}:{key}"),
+                ordering_key: chat_ordering_key(channel, r),
+                page: None,
+                approval,
+            });
         }
     }
 

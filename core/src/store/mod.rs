@@ -89,6 +89,39 @@ pub trait Store: Send + Sync + 'static {
         after: DateTime<Utc>,
     ) -> Result<Vec<crate::oncall::RotationOverride>, StoreError>;
 
+    /// A run with its approvals and its steps (with their redacted output).
+    async fn run(&self, id: i64) -> Result<Option<crate::domain::Run>, StoreError>;
+    /// Runs, newest first, with approvals and steps (without output).
+    async fn runs(&self, filter: RunFilter) -> Result<Vec<crate::domain::Run>, StoreError>;
+    /// The id the next run would get (a concurrent request taking it makes the insert conflict).
+    async fn next_run_id(&self) -> Result<i64, StoreError>;
+    /// Leases the oldest approved run no live worker holds to `owner` until `now + lease`.
+    async fn claim_run(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+    ) -> Result<Option<crate::domain::Run>, StoreError>;
+    /// Extends `owner`'s lease on a run; `false` when it no longer holds it.
+    async fn renew_run_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Appends (already redacted) output to a running step; `false` (nothing written) when
+    /// `owner` no longer runs it.
+    async fn append_run_output(
+        &self,
+        id: i64,
+        index: usize,
+        owner: &str,
+        text: &str,
+    ) -> Result<bool, StoreError>;
+    /// Running runs whose worker's lease lapsed (it died mid-step).
+    async fn stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<crate::domain::Run>, StoreError>;
+
     /// Leases up to `limit` due jobs to `owner` until `now + lease`.
     async fn claim_jobs(
         &self,

@@ -33,6 +33,8 @@ pub struct Changeset {
     pub cancel_pages: Vec<IncidentRef>,
     pub ack_links: Vec<AckLinkWrite>,
     pub rotation_overrides: Vec<crate::oncall::RotationOverride>,
+    /// Runbook runs: requests, decisions, steps.
+    pub runs: Vec<RunWrite>,
 }
 
 impl Changeset {
@@ -51,6 +53,7 @@ impl Changeset {
             && self.cancel_pages.is_empty()
             && self.ack_links.is_empty()
             && self.rotation_overrides.is_empty()
+            && self.runs.is_empty()
     }
 }
 
@@ -148,6 +151,8 @@ pub enum MessageKind {
     Page,
     /// A status broadcast to users.
     Broadcast,
+    /// A runbook run waits for approval: a chat post with Approve / Deny buttons.
+    ApprovalRequest,
 }
 
 impl MessageKind {
@@ -157,6 +162,7 @@ impl MessageKind {
             MessageKind::CardUpdate => "card_update",
             MessageKind::Page => "page",
             MessageKind::Broadcast => "broadcast",
+            MessageKind::ApprovalRequest => "approval_request",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -165,6 +171,7 @@ impl MessageKind {
             MessageKind::CardUpdate,
             MessageKind::Page,
             MessageKind::Broadcast,
+            MessageKind::ApprovalRequest,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -196,6 +203,16 @@ pub struct NewMessage {
     pub ordering_key: String,
     /// What a page carries beyond its text (`kind` = page).
     pub page: Option<Page>,
+    /// The run and gate an approval request asks about (`kind` = approval_request).
+    pub approval: Option<ApprovalAsk>,
+}
+
+/// What an approval request's buttons decide: one gate of one run. A button of an older gate
+/// is refused, so a stale message cannot approve a later step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalAsk {
+    pub run: i64,
+    pub gate: usize,
 }
 
 /// A page: one contact method of one person, for one step of an escalation (or `/page`).
@@ -289,6 +306,7 @@ pub struct OutboxMessage {
     pub delivered_at: Option<DateTime<Utc>>,
     pub idempotency_key: String,
     pub page: Option<Page>,
+    pub approval: Option<ApprovalAsk>,
     /// The acknowledgement URL of a page, derived by the dispatcher just before delivery (never
     /// stored).
     #[serde(skip)]
@@ -345,16 +363,19 @@ pub enum JobKind {
     RtoWarning,
     /// An acknowledgement saw no activity for `[paging] ack_timeout`.
     AckExpiry,
+    /// A run's approval window closes.
+    RunApprovalExpiry,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::RtoBreach,
         JobKind::EscalationTier,
         JobKind::Autoresolve,
         JobKind::Heartbeat,
         JobKind::RtoWarning,
         JobKind::AckExpiry,
+        JobKind::RunApprovalExpiry,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -364,6 +385,7 @@ impl JobKind {
             JobKind::Heartbeat => "heartbeat",
             JobKind::RtoWarning => "rto_warning",
             JobKind::AckExpiry => "ack_expiry",
+            JobKind::RunApprovalExpiry => "run_approval_expiry",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -391,6 +413,11 @@ pub enum JobPayload {
         percent: u8,
     },
     AckExpiry,
+    /// Run `run`'s approval window at `gate` closes.
+    RunApprovalExpiry {
+        run: i64,
+        gate: usize,
+    },
     /// The heartbeat source's name.
     Heartbeat {
         name: String,
@@ -406,6 +433,7 @@ impl JobPayload {
             JobPayload::Heartbeat { .. } => JobKind::Heartbeat,
             JobPayload::RtoWarning { .. } => JobKind::RtoWarning,
             JobPayload::AckExpiry => JobKind::AckExpiry,
+            JobPayload::RunApprovalExpiry { .. } => JobKind::RunApprovalExpiry,
         }
     }
 
@@ -425,6 +453,9 @@ impl JobPayload {
             }
             JobPayload::RtoWarning { percent } => serde_json::json!({"percent": percent}),
             JobPayload::Heartbeat { name } => serde_json::json!({"name": name}),
+            JobPayload::RunApprovalExpiry { run, gate } => {
+                serde_json::json!({"run": run, "gate": gate})
+            }
         }
     }
 
@@ -457,6 +488,10 @@ impl JobPayload {
                 // Jobs written before repeats existed are the tier itself.
                 repeat: v.get("repeat").and_then(|r| r.as_u64()).unwrap_or(0) as u32,
                 epoch: v.get("epoch").and_then(|r| r.as_i64()).unwrap_or(0),
+            },
+            JobKind::RunApprovalExpiry => JobPayload::RunApprovalExpiry {
+                run: field("run")?.as_i64().ok_or("run is not a number")?,
+                gate: field("gate")?.as_u64().ok_or("gate is not a number")? as usize,
             },
             JobKind::Heartbeat => JobPayload::Heartbeat {
                 name: field("name")?
@@ -595,4 +630,36 @@ pub enum ApiTokenWrite {
     Insert(ApiToken),
     /// Revokes it; a second revocation keeps the first time.
     Revoke { id: String, at: DateTime<Utc> },
+}
+
+/// A change to the runbook runs, written with the timeline and audit entries that record it.
+#[derive(Debug, Clone)]
+pub enum RunWrite {
+    /// A new run; `Conflict` when its id is taken or another active run holds its lock key.
+    Insert(crate::domain::Run),
+    /// The run's own columns (state, gate, lease, outcome…) as read at `version`; stored with
+    /// version + 1, else `Conflict`. Approvals and steps are written by their own variants.
+    Update(crate::domain::Run),
+    /// One decision; `Conflict` when that person already decided at that gate.
+    Decide(crate::domain::RunApproval),
+    /// A step begins (written before its process starts, so a crash leaves it `running` and the
+    /// run is found interrupted, never silently re-run).
+    StepStart(crate::domain::RunStep),
+    /// A step ended.
+    StepEnd {
+        run: i64,
+        index: usize,
+        state: crate::domain::StepState,
+        at: DateTime<Utc>,
+        detail: String,
+    },
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFilter {
+    /// Only pending, approved and running ones.
+    pub active: bool,
+    pub incident: Option<IncidentRef>,
+    pub limit: i64,
 }

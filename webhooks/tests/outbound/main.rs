@@ -72,6 +72,7 @@ pub fn page(channel: Channel, person: &str, method: usize, title: &str) -> Outbo
             late_by_seconds: Some(12),
             next_tier_job: None,
         }),
+        approval: None,
         ack_url: Some(ACK_URL.into()),
     }
 }

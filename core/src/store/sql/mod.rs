@@ -28,6 +28,7 @@ mod jobs;
 mod outbox;
 mod paging;
 mod rows;
+mod runs;
 mod write;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -230,12 +231,17 @@ pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
 /// The tables whose unique keys writers race for on purpose: the loser of the race re-reads
 /// and decides again (an alert or alert group inserted by a concurrent notification, a
 /// maintenance id or incident number taken by another replica, a random token id drawn twice).
-const RACED_TABLES: [&str; 5] = [
+const RACED_TABLES: [&str; 9] = [
     "alerts",
     "alert_groups",
     "maintenance",
     "incidents",
     "api_tokens",
+    // A run id or a lock key taken by a concurrent request, a decision or step written twice.
+    "runbook_runs",
+    "runbook_runs_one_active",
+    "run_approvals",
+    "run_steps",
 ];
 
 /// Whether a unique violation is one of those races. PostgreSQL names the constraint
@@ -378,6 +384,51 @@ impl Store for SqlStore {
         after: DateTime<Utc>,
     ) -> Result<Vec<crate::oncall::RotationOverride>, StoreError> {
         self.rotation_overrides_sql(after).await
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<crate::domain::Run>, StoreError> {
+        self.run_sql(id).await
+    }
+
+    async fn runs(&self, filter: RunFilter) -> Result<Vec<crate::domain::Run>, StoreError> {
+        self.runs_sql(filter).await
+    }
+
+    async fn next_run_id(&self) -> Result<i64, StoreError> {
+        self.next_run_id_sql().await
+    }
+
+    async fn claim_run(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+    ) -> Result<Option<crate::domain::Run>, StoreError> {
+        self.claim_run_sql(now, lease, owner).await
+    }
+
+    async fn renew_run_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.renew_run_lease_sql(id, owner, now, until).await
+    }
+
+    async fn append_run_output(
+        &self,
+        id: i64,
+        index: usize,
+        owner: &str,
+        text: &str,
+    ) -> Result<bool, StoreError> {
+        self.append_run_output_sql(id, index, owner, text).await
+    }
+
+    async fn stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<crate::domain::Run>, StoreError> {
+        self.stale_runs_sql(now).await
     }
 
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {

@@ -146,10 +146,18 @@ impl OutboxRow {
             created_at: from_ms(self.created_at)?,
             delivered_at: self.delivered_at.map(from_ms).transpose()?,
             idempotency_key: self.idempotency_key,
-            page: self
-                .payload
-                .map(|p| serde_json::from_str(&p).map_err(|e| corrupt("page payload", e)))
-                .transpose()?,
+            page: match self.payload.as_deref() {
+                Some(p) if self.kind == "page" => {
+                    Some(serde_json::from_str(p).map_err(|e| corrupt("page payload", e))?)
+                }
+                _ => None,
+            },
+            approval: match self.payload.as_deref() {
+                Some(p) if self.kind == "approval_request" => {
+                    Some(serde_json::from_str(p).map_err(|e| corrupt("approval payload", e))?)
+                }
+                _ => None,
+            },
             ack_url: None,
         })
     }

@@ -132,11 +132,11 @@ impl SqlStore {
             .bind(&m.idempotency_key)
             .bind(&m.ordering_key)
             .bind(ms(now))
-            .bind(
-                m.page
-                    .as_ref()
-                    .map(|p| serde_json::to_string(p).expect("a page serialises")),
-            )
+            .bind(match (&m.page, &m.approval) {
+                (Some(p), _) => Some(serde_json::to_string(p).expect("a page serialises")),
+                (None, Some(a)) => Some(serde_json::to_string(a).expect("an ask serialises")),
+                (None, None) => None,
+            })
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -327,6 +327,7 @@ impl SqlStore {
             super::api_tokens::write(&mut *tx, t).await?;
         }
         super::paging::write(&mut *tx, cs).await?;
+        super::runs::write(&mut *tx, cs).await?;
         Ok(())
     }
 

@@ -1,6 +1,9 @@
 //! Plain-text renderings of incidents for chat replies. Adapters may render richer forms (a
 //! Discord embed) from the same data; these are the shared text.
 
+mod runs;
+pub use runs::*;
+
 use crate::config::Config;
 use crate::domain::{Incident, StateFilter, TimelineEntry};
 use chrono::{DateTime, Utc};
