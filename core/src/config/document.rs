@@ -16,10 +16,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 /// One problem, at a byte range of the file.
-pub(super) type Problem = (Range<usize>, String);
+pub(crate) type Problem = (Range<usize>, String);
 
 /// The parsed file: its top-level tables, each with the span of its key.
-pub(super) struct Document<'t> {
+pub(crate) struct Document<'t> {
     pub tables: Vec<(String, Range<usize>, Spanned<DeValue<'t>>)>,
 }
 
@@ -30,6 +30,22 @@ impl<'t> Document<'t> {
     /// # Errors
     /// The syntax errors, each at its place, with toml's first line of explanation.
     pub fn parse(text: &'t str) -> Result<Document<'t>, Vec<Problem>> {
+        let root = parse_root(text)?;
+        let tables = root
+            .into_iter()
+            .map(|(k, v)| (k.get_ref().to_string(), k.span(), v))
+            .collect();
+        Ok(Document { tables })
+    }
+}
+
+/// The file's root table, keys with their places (for files read as one table, like a
+/// runbook); every syntax error is reported.
+///
+/// # Errors
+/// The syntax errors, each at its place.
+pub(crate) fn parse_root(text: &str) -> Result<DeTable<'_>, Vec<Problem>> {
+    {
         let (root, errors) = DeTable::parse_recoverable(text);
         if !errors.is_empty() {
             return Err(errors
@@ -47,18 +63,13 @@ impl<'t> Document<'t> {
                 })
                 .collect());
         }
-        let tables = root
-            .into_inner()
-            .into_iter()
-            .map(|(k, v)| (k.get_ref().to_string(), k.span(), v))
-            .collect();
-        Ok(Document { tables })
+        Ok(root.into_inner())
     }
 }
 
 /// Reads tables and elements leniently, collecting problems.
 #[derive(Default)]
-pub(super) struct Reader {
+pub(crate) struct Reader {
     pub problems: Vec<Problem>,
     /// Tables with an element that could not be read at all.
     pub incomplete: BTreeSet<String>,
@@ -142,7 +153,8 @@ impl Reader {
     }
 
     /// Deserializes `value`, reporting and removing each offending key until it reads or cannot.
-    fn read<T: DeserializeOwned>(
+    /// Each problem is prefixed by `label`; `table` picks the examples of accepted forms.
+    pub(crate) fn read<T: DeserializeOwned>(
         &mut self,
         label: &str,
         table: &str,

@@ -11,16 +11,18 @@
 mod alerts;
 mod delivery;
 mod discord;
-mod document;
+pub(crate) mod document;
 mod limits;
 mod paging;
-mod raw;
+pub(crate) mod raw;
+pub(crate) mod runbooks;
 mod upkeep;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use delivery::{ContactMethod, PagingConfig, SmtpConfig, SmtpTls};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 pub use limits::{AddressRange, LimitsConfig};
 pub use paging::{Escalation, EscalationTier, Person, Rotation, Shift, Target, Team};
+pub use runbooks::{RunbooksConfig, SecretsConfig};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};
@@ -60,6 +62,13 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Per-client budgets of the HTTP server.
     pub limits: LimitsConfig,
+    /// Where runbooks come from and how runs behave.
+    pub runbooks: RunbooksConfig,
+    /// Environment variables whose values are redacted everywhere.
+    pub secrets: SecretsConfig,
+    /// The dependencies a status check probes (`[[probe]]`; the guide's four when none is
+    /// given).
+    pub probes: Vec<crate::runbook::Probe>,
 }
 
 #[derive(Debug, Clone)]
@@ -300,8 +309,10 @@ impl Config {
             .collect()
     }
 
-    /// Every environment variable a paging secret is read from (webhook HMAC secrets, ntfy
-    /// tokens, the SMTP password), for `config check` to say which are unset.
+    /// Every environment variable a secret is read from (webhook HMAC secrets, ntfy tokens, the
+    /// SMTP password, `[secrets] env`, probes' `url_env` and `password_env`), for `config check`
+    /// to say which are unset and for runbook output redaction. A runbook step's `env` is not
+    /// automatically secret: only what the configuration names.
     pub fn secret_env_names(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for p in self.people.values() {
@@ -319,6 +330,22 @@ impl Config {
         }
         if let Some(p) = self.smtp.as_ref().and_then(|s| s.password_env.clone()) {
             out.push(p);
+        }
+        out.extend(self.secrets.env.iter().cloned());
+        for p in &self.probes {
+            match &p.spec {
+                crate::runbook::ProbeSpec::Mysql {
+                    url_env: Some(e), ..
+                }
+                | crate::runbook::ProbeSpec::Postgres {
+                    url_env: Some(e), ..
+                }
+                | crate::runbook::ProbeSpec::Redis {
+                    password_env: Some(e),
+                    ..
+                } => out.push(e.clone()),
+                _ => {}
+            }
         }
         out.sort();
         out.dedup();

@@ -30,6 +30,9 @@ struct RawConfig {
     jobs: Option<super::upkeep::RawJobs>,
     retention: Option<super::upkeep::RawRetention>,
     limits: Option<super::limits::RawLimits>,
+    runbooks: Option<super::runbooks::RawRunbooks>,
+    secrets: Option<super::runbooks::RawSecrets>,
+    probe: Option<Vec<super::runbooks::RawProbe>>,
     /// Tables with an element that could not be read: checks that would only repeat the
     /// problem ("names unknown person") stand down for them.
     incomplete: HashSet<String>,
@@ -37,7 +40,7 @@ struct RawConfig {
 
 const TABLES: &str = "[server], [database], [api], [outbox], [[level]], [[rpo]], [[component]], \
     [[person]], [[team]], [[rotation]], [[escalation]], [smtp], [paging], [discord], [alerts], [[source]], [[route]], [audit], \
-    [jobs], [retention], [limits]";
+    [jobs], [retention], [limits], [runbooks], [secrets], [[probe]]";
 
 impl RawConfig {
     /// Reads every table; each problem goes to `err`.
@@ -67,6 +70,9 @@ impl RawConfig {
                 "jobs" => raw.jobs = r.table(&key, value),
                 "retention" => raw.retention = r.table(&key, value),
                 "limits" => raw.limits = r.table(&key, value),
+                "runbooks" => raw.runbooks = r.table(&key, value),
+                "secrets" => raw.secrets = r.table(&key, value),
+                "probe" => raw.probe = Some(r.array(&key, value, Some("id"))),
                 other => err(
                     &key_span,
                     format!("unknown table `{other}`; accepted: {TABLES}"),
@@ -137,10 +143,10 @@ struct RawComponent {
 }
 
 /// Turns byte offsets into 1-based line and column (in characters).
-struct Lines<'a>(&'a str);
+pub(crate) struct Lines<'a>(pub &'a str);
 
 impl Lines<'_> {
-    fn at(&self, offset: usize, message: impl Into<String>) -> ConfigIssue {
+    pub(crate) fn at(&self, offset: usize, message: impl Into<String>) -> ConfigIssue {
         let offset = offset.min(self.0.len());
         let before = &self.0[..offset];
         let line = before.matches('\n').count() + 1;
@@ -361,6 +367,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let jobs = super::upkeep::parse_jobs(raw.jobs, &mut err);
     let retention = super::upkeep::parse_retention(raw.retention, &mut err);
     let limits = super::limits::parse_limits(raw.limits, &mut err);
+    let runbooks = super::runbooks::parse_runbooks(raw.runbooks, &mut err);
+    let secrets = super::runbooks::parse_secrets(raw.secrets, &mut err);
+    let probes = super::runbooks::parse_probes(raw.probe, &components, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));
@@ -388,6 +397,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         jobs,
         retention,
         limits,
+        runbooks,
+        secrets,
+        probes,
     })
 }
 
@@ -408,7 +420,7 @@ pub(super) fn env_var_name(
     sp.get_ref().clone()
 }
 
-pub(super) fn is_env_name(s: &str) -> bool {
+pub(crate) fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')

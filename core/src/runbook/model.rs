@@ -156,7 +156,9 @@ pub enum StepKind {
     /// A probe: one of the configured `[[probe]]`s by id, or one written inline.
     Probe(ProbeRef),
     /// A person does it and confirms (`/runbook confirm run:<id>`); `instructions` say what.
-    Manual { instructions: String },
+    Manual {
+        instructions: String,
+    },
 }
 
 #[derive(Debug, Clone)]

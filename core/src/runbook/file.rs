@@ -1,0 +1,496 @@
+//! Reading one runbook file: TOML in, a checked [`Runbook`] out, or every problem of the file at
+//! once as `FILE:LINE:COL: message`, the way the configuration reports them (the same lenient
+//! [`Reader`]: unknown keys, wrong types, then the runbook's own rules).
+//!
+//! The top level of the file is read as one table (`name`, `approvals`, …) and each `[[param]]`,
+//! `[[generate]]` and `[[step]]` as its own element, so one broken step does not hide the rest.
+//! The step rules live in [`super::file_steps`].
+
+use super::file_steps::{self, RawStep};
+use super::model::*;
+use super::template::{self, BUILTIN_NAMES};
+use crate::config::document::{parse_root, Problem, Reader};
+use crate::config::raw::{is_env_name, Lines};
+use crate::config::{Config, ConfigErrors};
+use crate::domain::{LevelId, Role};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::Path;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // `param`, `generate`, `step` are read on their own; here they only name keys.
+struct RawHeader {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    approvals: Option<Spanned<u32>>,
+    approver_role: Option<Spanned<String>>,
+    levels: Option<Spanned<Vec<Spanned<u8>>>>,
+    target: Option<Spanned<String>>,
+    param: Option<IgnoredAny>,
+    generate: Option<IgnoredAny>,
+    step: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    default: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    values: Option<Spanned<Vec<String>>>,
+    pattern: Option<Spanned<String>>,
+    min: Option<Spanned<i64>>,
+    max: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGenerate {
+    name: Spanned<String>,
+    bytes: Option<Spanned<u32>>,
+    encoding: Option<Spanned<String>>,
+}
+
+/// Where problems go while a file is checked.
+pub(crate) type Report<'a> = &'a mut dyn FnMut(&Range<usize>, String);
+
+/// What the step checks need to know about the runbook around them.
+pub(crate) struct Context<'a> {
+    pub config: &'a Config,
+    pub params: Vec<String>,
+    pub generate: Vec<String>,
+    pub runbook_auto: bool,
+    pub runbook_levels: Vec<LevelId>,
+}
+
+impl Context<'_> {
+    /// Reports each placeholder of `t` that is malformed or names no parameter.
+    pub fn placeholders(&self, what: &str, t: &Spanned<String>, err: Report<'_>) {
+        if let Err(m) = template::pieces(t.get_ref()) {
+            err(&t.span(), format!("{what}: {m}"));
+            return;
+        }
+        for n in template::names(t.get_ref()) {
+            if !self.params.iter().any(|p| p == n) && !BUILTIN_NAMES.contains(&n) {
+                let mut accepted: Vec<&str> = self.params.iter().map(String::as_str).collect();
+                accepted.extend(BUILTIN_NAMES);
+                err(
+                    &t.span(),
+                    format!(
+                        "{what}: `{{{{{n}}}}}` names no parameter; accepted: {}",
+                        accepted.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Levels as written, each checked against the configuration (and, for a step, against the
+    /// runbook's own).
+    pub fn levels(
+        &self,
+        what: &str,
+        levels: Option<Spanned<Vec<Spanned<u8>>>>,
+        within_runbook: bool,
+        err: Report<'_>,
+    ) -> Vec<LevelId> {
+        let mut out = Vec::new();
+        for l in levels.map(Spanned::into_inner).unwrap_or_default() {
+            let id = LevelId(*l.get_ref());
+            if !self.config.levels.contains_key(&id) {
+                err(
+                    &l.span(),
+                    format!(
+                        "{what}: level {id} is not configured; accepted: {}",
+                        self.config.level_choices()
+                    ),
+                );
+            } else if within_runbook
+                && !self.runbook_levels.is_empty()
+                && !self.runbook_levels.contains(&id)
+            {
+                err(
+                    &l.span(),
+                    format!(
+                        "{what}: level {id} is not one of the runbook's levels ({}), so the step would never run",
+                        join_levels(&self.runbook_levels)
+                    ),
+                );
+            } else if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+}
+
+pub(crate) fn join_levels(levels: &[LevelId]) -> String {
+    levels
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A role name, checked.
+pub(crate) fn role(what: &str, r: &Spanned<String>, err: Report<'_>) -> Role {
+    r.get_ref().parse::<Role>().unwrap_or_else(|m| {
+        err(&r.span(), format!("{what}: {m}"));
+        Role::Approver
+    })
+}
+
+/// Reads and checks one runbook file's text. `file` names it in messages; relative programs
+/// and working directories are resolved against `dir`.
+///
+/// # Errors
+/// Every problem of the file, each at its line and column.
+pub fn parse_runbook(
+    text: &str,
+    file: &str,
+    dir: &Path,
+    config: &Config,
+) -> Result<Runbook, ConfigErrors> {
+    let lines = Lines(text);
+    let errors = |problems: Vec<Problem>| {
+        let mut issues: Vec<_> = problems
+            .into_iter()
+            .map(|(at, m)| lines.at(at.start, m))
+            .collect();
+        issues.sort_by_key(|i| (i.line, i.col));
+        ConfigErrors {
+            file: file.to_string(),
+            issues,
+        }
+    };
+    let root = parse_root(text).map_err(errors)?;
+    let mut r = Reader::default();
+    let (mut params, mut generate, mut steps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut header = DeTable::new();
+    for (k, v) in root {
+        match k.get_ref().as_ref() {
+            "param" => params = r.array::<RawParam>("param", v, Some("name")),
+            "generate" => generate = r.array::<RawGenerate>("generate", v, Some("name")),
+            "step" => steps = r.array::<RawStep>("step", v, Some("id")),
+            _ => {
+                header.insert(k, v);
+            }
+        }
+    }
+    let header = r.read::<RawHeader>(
+        "runbook",
+        "runbook",
+        Spanned::new(0..text.len(), DeValue::Table(header)),
+    );
+    let incomplete = !r.incomplete.is_empty();
+    let mut problems = std::mem::take(&mut r.problems);
+    let mut err = |s: &Range<usize>, m: String| problems.push((s.clone(), m));
+    let runbook = header.and_then(|h| {
+        let rb = check(h, params, generate, steps, file, dir, config, &mut err);
+        rb.filter(|_| !incomplete)
+    });
+    match runbook {
+        Some(rb) if problems.is_empty() => Ok(rb),
+        _ => {
+            if problems.is_empty() {
+                problems.push((0..0, "the runbook could not be read".into()));
+            }
+            Err(errors(problems))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    h: RawHeader,
+    raw_params: Vec<RawParam>,
+    raw_generate: Vec<RawGenerate>,
+    raw_steps: Vec<RawStep>,
+    file: &str,
+    dir: &Path,
+    config: &Config,
+    err: Report<'_>,
+) -> Option<Runbook> {
+    let name = h.name.get_ref().clone();
+    if !crate::config::runbooks::is_runbook_name(&name) {
+        err(
+            &h.name.span(),
+            format!("name `{name}` is not valid: use lowercase letters, digits and '-', e.g. \"db-restore\""),
+        );
+    }
+    let approval = ApprovalPolicy {
+        approvals: h.approvals.as_ref().map(|a| *a.get_ref()).unwrap_or(1),
+        role: h
+            .approver_role
+            .as_ref()
+            .map(|r| role("approver_role", r, err))
+            .unwrap_or(Role::Approver),
+    };
+    let mut cx = Context {
+        config,
+        params: Vec::new(),
+        generate: Vec::new(),
+        runbook_auto: approval.is_auto(),
+        runbook_levels: Vec::new(),
+    };
+    cx.runbook_levels = cx.levels("levels", h.levels, false, err);
+
+    let mut params: Vec<Param> = Vec::new();
+    for (i, p) in raw_params.into_iter().enumerate() {
+        let label = format!("[[param]] #{} (name = \"{}\")", i + 1, p.name.get_ref());
+        if let Some(param) = check_param(&label, p, &params, err) {
+            params.push(param);
+        }
+    }
+    cx.params = params.iter().map(|p| p.name.clone()).collect();
+
+    let mut generate: Vec<GeneratedSecret> = Vec::new();
+    for (i, g) in raw_generate.into_iter().enumerate() {
+        let n = g.name.get_ref().clone();
+        let label = format!("[[generate]] #{} (name = \"{n}\")", i + 1);
+        if !is_env_name(&n) || n.as_bytes()[0].is_ascii_digit() {
+            err(
+                &g.name.span(),
+                format!("{label}: `{n}` is not an environment variable name (A-Z, 0-9, _), e.g. \"NEW_DB_PASSWORD\""),
+            );
+        } else if generate.iter().any(|o| o.name == n) {
+            err(
+                &g.name.span(),
+                format!("{label}: duplicate generated secret `{n}`"),
+            );
+        } else if let Some(p) = params.iter().find(|p| p.name.eq_ignore_ascii_case(&n)) {
+            err(
+                &g.name.span(),
+                format!(
+                    "{label}: `{n}` clashes with the parameter `{}`: give the secret another name",
+                    p.name
+                ),
+            );
+        }
+        let bytes = g.bytes.as_ref().map(|b| *b.get_ref()).unwrap_or(32);
+        if !(16..=1024).contains(&bytes) {
+            err(
+                &g.bytes.as_ref().map(|b| b.span()).unwrap_or(g.name.span()),
+                format!("{label}: bytes must be from 16 to 1024, e.g. bytes = 32"),
+            );
+        }
+        let encoding = match g.encoding.as_ref().map(|e| e.get_ref().as_str()) {
+            None | Some("base64url") => SecretEncoding::Base64Url,
+            Some("hex") => SecretEncoding::Hex,
+            Some(other) => {
+                err(
+                    &g.encoding.as_ref().unwrap().span(),
+                    format!("{label}: unknown encoding `{other}`; accepted: base64url, hex"),
+                );
+                SecretEncoding::Base64Url
+            }
+        };
+        generate.push(GeneratedSecret {
+            name: n,
+            bytes: bytes as usize,
+            encoding,
+        });
+    }
+    cx.generate = generate.iter().map(|g| g.name.clone()).collect();
+
+    let target = match &h.target {
+        Some(t) => {
+            cx.placeholders("target", t, err);
+            Template(t.get_ref().clone())
+        }
+        None => Template(name.clone()),
+    };
+
+    let mut steps: Vec<Step> = Vec::new();
+    for (i, s) in raw_steps.into_iter().enumerate() {
+        let label = format!("[[step]] #{} (id = \"{}\")", i + 1, s.id.get_ref());
+        if steps.iter().any(|o| &o.id == s.id.get_ref()) {
+            err(
+                &s.id.span(),
+                format!("{label}: duplicate step id `{}`", s.id.get_ref()),
+            );
+        }
+        if let Some(step) = file_steps::check_step(&label, s, &cx, err) {
+            steps.push(step);
+        }
+    }
+    if steps.is_empty() {
+        err(
+            &(0..0),
+            "the runbook has no [[step]]; add at least one, e.g. [[step]] id = \"restart\" kind = \"exec\" argv = [\"scripts/service.sh\", \"restart\", \"workout-tracker\"]".into(),
+        );
+    }
+    Some(Runbook {
+        name,
+        description: h.description,
+        approval,
+        levels: cx.runbook_levels,
+        target,
+        params,
+        generate,
+        steps,
+        file: file.to_string(),
+        dir: dir.to_path_buf(),
+    })
+}
+
+fn check_param(label: &str, p: RawParam, earlier: &[Param], err: Report<'_>) -> Option<Param> {
+    let name = p.name.get_ref().clone();
+    let mut ok = true;
+    if !template::is_param_name(&name) {
+        err(
+            &p.name.span(),
+            format!("{label}: `{name}` is not a parameter name: use lowercase letters, digits and '_', e.g. \"recovery_date\""),
+        );
+        ok = false;
+    } else if BUILTIN_NAMES.contains(&name.as_str()) {
+        err(
+            &p.name.span(),
+            format!(
+                "{label}: `{name}` is a built-in placeholder ({}); give the parameter another name",
+                BUILTIN_NAMES.join(", ")
+            ),
+        );
+        ok = false;
+    } else if earlier.iter().any(|e| e.name == name) {
+        err(
+            &p.name.span(),
+            format!("{label}: duplicate parameter `{name}`"),
+        );
+        ok = false;
+    }
+    let k = p.kind.get_ref().as_str();
+    let present = [
+        ("format", p.format.as_ref().map(|s| s.span())),
+        ("values", p.values.as_ref().map(|s| s.span())),
+        ("pattern", p.pattern.as_ref().map(|s| s.span())),
+        ("min", p.min.as_ref().map(|s| s.span())),
+        ("max", p.max.as_ref().map(|s| s.span())),
+    ];
+    let allowed: &[&str] = match k {
+        "date" => &["format"],
+        "enum" => &["values"],
+        "regex" => &["pattern"],
+        "integer" => &["min", "max"],
+        "incident" => &[],
+        other => {
+            err(
+                &p.kind.span(),
+                format!("{label}: unknown type `{other}`; accepted: date, enum, regex, integer, incident"),
+            );
+            return None;
+        }
+    };
+    for (key, span) in &present {
+        if let Some(span) = span {
+            if !allowed.contains(key) {
+                let accepted = if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                };
+                err(
+                    span,
+                    format!(
+                        "{label}: `{key}` does not belong to a {k} parameter; its keys: {accepted}"
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    let kind = match k {
+        "date" => ParamKind::Date {
+            format: match p.format.as_ref().map(|f| f.get_ref().as_str()) {
+                None | Some("YYYYMMDD") => DateFormat::Compact,
+                Some("YYYY-MM-DD") => DateFormat::Iso,
+                Some(other) => {
+                    err(
+                        &p.format.as_ref().unwrap().span(),
+                        format!("{label}: unknown date format `{other}`; accepted: YYYYMMDD, YYYY-MM-DD"),
+                    );
+                    return None;
+                }
+            },
+        },
+        "enum" => {
+            let values = p
+                .values
+                .as_ref()
+                .map(|v| v.get_ref().clone())
+                .unwrap_or_default();
+            let bad = values
+                .iter()
+                .find(|v| v.is_empty() || v.chars().any(char::is_control));
+            if values.is_empty() || bad.is_some() {
+                err(
+                    &p.values.as_ref().map(|v| v.span()).unwrap_or(p.kind.span()),
+                    format!("{label}: an enum parameter needs `values`, a non-empty list of non-empty values, e.g. values = [\"workout-tracker\", \"nginx\"]"),
+                );
+                return None;
+            }
+            ParamKind::Enum { values }
+        }
+        "regex" => {
+            let Some(pat) = &p.pattern else {
+                err(
+                    &p.kind.span(),
+                    format!("{label}: a regex parameter needs `pattern`, e.g. pattern = \"[a-z0-9-]{{1,40}}\""),
+                );
+                return None;
+            };
+            // Anchored: the pattern decides the whole value, not some part of it.
+            match regex::Regex::new(&format!("^(?:{})$", pat.get_ref())) {
+                Ok(pattern) => ParamKind::Regex { pattern },
+                Err(e) => {
+                    let why = e.to_string();
+                    let why = why.lines().last().unwrap_or("").trim().to_string();
+                    err(
+                        &pat.span(),
+                        format!("{label}: pattern does not compile ({why}); write a regular expression, e.g. \"[a-z0-9-]{{1,40}}\""),
+                    );
+                    return None;
+                }
+            }
+        }
+        "integer" => {
+            let (min, max) = (
+                p.min.as_ref().map(|m| *m.get_ref()),
+                p.max.as_ref().map(|m| *m.get_ref()),
+            );
+            if let (Some(a), Some(b)) = (min, max) {
+                if a > b {
+                    err(
+                        &p.min.as_ref().unwrap().span(),
+                        format!("{label}: min ({a}) is greater than max ({b})"),
+                    );
+                    return None;
+                }
+            }
+            ParamKind::Integer { min, max }
+        }
+        _ => ParamKind::Incident,
+    };
+    let param = Param {
+        name,
+        description: p.description,
+        kind,
+        default: p.default.as_ref().map(|d| d.get_ref().clone()),
+    };
+    if let Some(d) = &p.default {
+        if let Err(m) = super::plan::check_value(&param, d.get_ref()) {
+            err(&d.span(), format!("{label}: default: {m}"));
+            ok = false;
+        }
+    }
+    ok.then_some(param)
+}
