@@ -52,6 +52,9 @@ pub struct CommandResponse {
     pub ok: bool,
     pub reply: String,
     pub incident: Option<IncidentView>,
+    /// The run a `/runbook` command requested or acted on: `{"id": 3, "state": "…"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<spotter_core::RunBrief>,
 }
 
 const USER_MAX: usize = 64;
@@ -99,6 +102,7 @@ pub async fn command(
         ok: reply.ok,
         reply: caller.explain_refusal(&actor, reply.ok, reply.text),
         incident: reply.incident.map(|i| IncidentView::new(i, config)),
+        run: reply.run,
     }))
 }
 

@@ -9,6 +9,7 @@
 //! - [`auth`]: bearer-token middleware for `/api/v1` (constant-time comparison).
 //! - [`api_tokens`]: who calls: the shared token (capped at a role) or a person's own token.
 //! - [`api`]: `POST /api/v1/commands`, `GET /api/v1/incidents[/{ref}]`.
+//! - [`api_runs`]: `GET /api/v1/runs[/{id}]`, runbook runs with their steps and approvals.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`ack`]: `/ack/{token}`, the acknowledgement link of a page (GET confirms, POST acks).
 //! - [`intake`]: alert intake — `/webhooks/alertmanager`, `/webhooks/grafana`, `/v2/enqueue`
@@ -23,6 +24,7 @@
 
 pub mod ack;
 pub mod api;
+pub mod api_runs;
 pub mod api_tokens;
 pub mod auth;
 pub mod client;
@@ -68,6 +70,8 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/incidents", get(api::list_incidents))
         .route("/incidents/{reference}", get(api::get_incident))
         .route("/alerts", get(api::list_alerts))
+        .route("/runs", get(api_runs::list_runs))
+        .route("/runs/{id}", get(api_runs::get_run))
         .route(
             "/maintenance",
             get(api::list_maintenance).post(api::start_maintenance),

@@ -15,6 +15,7 @@
 //! follow-up edits the original response through the interaction webhook
 //! (`PATCH /webhooks/{application_id}/{token}/messages/@original`).
 
+use super::approval::RunButton;
 use super::card::{self, CardAction};
 use super::commands::{self, Invocation};
 use super::rest::{DiscordRest, RestError};
@@ -65,6 +66,13 @@ impl Handled {
 enum Asked {
     Command { private: bool },
     Button,
+}
+
+/// What an interaction asks the engine: a command line (slash commands, card buttons), or a
+/// typed command that has no line form (an approval button names the gate it was made for).
+enum Work {
+    Line(String),
+    Command(spotter_core::command::Command),
 }
 
 pub struct Interactions {
@@ -121,18 +129,21 @@ impl Interactions {
         let actor = self.actor(ci.user.id, ci.member.as_ref().map(|m| m.roles.as_slice()));
         let channel = ci.channel_id.to_string();
         tracing::info!(actor = %actor.id, interaction = %ci.id, "{line}");
-        self.respond(actor, line, Some(channel), asked, ci.token)
+        self.respond(actor, Work::Line(line), Some(channel), asked, ci.token)
             .await
     }
 
     async fn button(self: &Arc<Self>, ci: ComponentInteraction) -> Handled {
-        let Some((r, action)) = CardAction::parse(&ci.data.custom_id) else {
+        let actor = self.actor(ci.user.id, ci.member.as_ref().map(|m| m.roles.as_slice()));
+        let work = if let Some((r, action)) = CardAction::parse(&ci.data.custom_id) {
+            Work::Line(action.line(r))
+        } else if let Some(b) = RunButton::parse(&ci.data.custom_id) {
+            Work::Command(b.command())
+        } else {
             return Handled::now(ephemeral("This button is not Spotter's (or no longer is)."));
         };
-        let actor = self.actor(ci.user.id, ci.member.as_ref().map(|m| m.roles.as_slice()));
-        let line = action.line(r);
-        tracing::info!(actor = %actor.id, interaction = %ci.id, "button: {line}");
-        self.respond(actor, line, None, Asked::Button, ci.token)
+        tracing::info!(actor = %actor.id, interaction = %ci.id, "button: {}", ci.data.custom_id);
+        self.respond(actor, work, None, Asked::Button, ci.token)
             .await
     }
 
@@ -150,13 +161,13 @@ impl Interactions {
     async fn respond(
         self: &Arc<Self>,
         actor: Actor,
-        line: String,
+        line: Work,
         channel: Option<String>,
         asked: Asked,
         token: String,
     ) -> Handled {
         let me = self.clone();
-        let mut work = tokio::spawn(async move { me.run(&actor, &line, channel).await });
+        let mut work = tokio::spawn(async move { me.run(&actor, line, channel).await });
         match tokio::time::timeout(self.budget, &mut work).await {
             Ok(joined) => Handled::now(self.initial(joined.unwrap_or_else(crashed), asked).await),
             Err(_) => {
@@ -181,7 +192,7 @@ impl Interactions {
     }
 
     /// Runs one command line through the core engine, as typed in `channel`.
-    async fn run(&self, actor: &Actor, line: &str, channel: Option<String>) -> Reply {
+    async fn run(&self, actor: &Actor, work: Work, channel: Option<String>) -> Reply {
         let channel_incident = match channel {
             Some(c) => match self
                 .engine
@@ -201,7 +212,11 @@ impl Interactions {
             source: Some(Source::Chat),
             channel_incident,
         };
-        match self.engine.execute_line(actor, line, &ctx).await {
+        let done = match work {
+            Work::Line(line) => self.engine.execute_line(actor, &line, &ctx).await,
+            Work::Command(cmd) => self.engine.execute(actor, cmd, &ctx).await,
+        };
+        match done {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::error!(error = %e, "command failed on the store");

@@ -6,6 +6,7 @@
 //!   to retry / give up.
 //! - [`commands`]: the slash-command registration generated from the core command table, and
 //!   interaction options turned back into the core's text line.
+//! - [`approval`]: the Approve / Deny buttons of a runbook run's approval request.
 //! - [`card`]: the incident card (embed + buttons) and incident channel names.
 //! - [`interactions`]: the one dispatcher over serenity's `Interaction` for both modes, with the
 //!   3-second deadline (inline, else deferred and completed through the interaction webhook).
@@ -17,6 +18,7 @@
 //! [`Discord`] wires them for the application: its router, its notifier, and its background work
 //! (registration at start-up, and the gateway in gateway mode).
 
+pub mod approval;
 pub mod card;
 pub mod commands;
 pub mod endpoint;

@@ -275,13 +275,12 @@ impl DiscordNotifier {
     }
 
     /// Posts a timeline event to the incident channel.
-    async fn post(&self, r: IncidentRef, text: &str) -> Result<(), Failure> {
+    async fn post(&self, r: IncidentRef, body: CreateMessage) -> Result<(), Failure> {
         let binding = match self.engine.store().chat_binding(DISCORD, r).await? {
             Some(b) => b,
             // The card (which opens the channel) comes first; it may have been given up.
             None => self.channel(&self.incident(r).await?).await?,
         };
-        let body = message(text);
         match self
             .rest
             .call(
@@ -443,7 +442,7 @@ impl Notifier for DiscordNotifier {
         if is(MessageKind::Page) {
             return self.page(m).await.map_err(|f| self.delivery_error(m, f));
         }
-        if !is(MessageKind::CardUpdate) && !is(MessageKind::ChatPost) {
+        if !is(MessageKind::CardUpdate) && !is(MessageKind::ChatPost) && !is(MessageKind::ApprovalRequest) {
             tracing::debug!(id = m.id, kind = %m.kind, "not a Discord message kind; dropped");
             return Ok(());
         }
@@ -456,7 +455,11 @@ impl Notifier for DiscordNotifier {
         let result = if is(MessageKind::CardUpdate) {
             self.update_card(r).await
         } else {
-            self.post(r, &m.text).await
+            let body = match m.approval {
+                Some(ask) => message(&m.text).components(super::approval::buttons(ask)),
+                None => message(&m.text),
+            };
+            self.post(r, body).await
         };
         result.map_err(|f| self.delivery_error(m, f))
     }

@@ -45,9 +45,14 @@ impl Engine {
             )));
         };
         let now = self.clock.now();
+        // The guide's immediate response runs at once, in the same transaction: its run id is
+        // taken first (a concurrent request taking it makes the commit conflict and retry).
+        let auto = self.on_declare_runbook(level);
+        let active_locks: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(vec![]);
         // The store picks the number inside its serialised write and asks for the changeset of
         // that incident, so concurrent declares never contend for a number.
         let built: std::sync::Mutex<Option<Incident>> = std::sync::Mutex::new(None);
+        let run_id = std::sync::atomic::AtomicI64::new(0);
         let build = |reference: IncidentRef| {
             let mut inc = Incident::declare(
                 reference,
@@ -76,11 +81,37 @@ impl Engine {
             plan.start_escalation(&mut inc);
             plan.schedule_rto(&inc);
             also(&mut plan, &inc);
+            if let Some(rb) = auto {
+                let id = run_id.load(std::sync::atomic::Ordering::Relaxed);
+                let locks = active_locks.lock().unwrap().clone();
+                self.request_on_declare(&mut plan, rb, &inc, id, &locks);
+            }
             *built.lock().unwrap() = Some(inc.clone());
             plan.finish(Some(IncidentWrite::Insert(inc)))
         };
-        self.store.commit_new_incident(&build).await?;
+        retry_on_conflict!(async {
+            if auto.is_some() {
+                let id = self.store.next_run_id().await?;
+                run_id.store(id, std::sync::atomic::Ordering::Relaxed);
+                let locks = self
+                    .store
+                    .runs(crate::store::RunFilter {
+                        active: true,
+                        incident: None,
+                        limit: 1000,
+                    })
+                    .await?
+                    .into_iter()
+                    .map(|r| r.lock_key)
+                    .collect();
+                *active_locks.lock().unwrap() = locks;
+            }
+            self.store.commit_new_incident(&build).await
+        })?;
         self.wake_dispatchers();
+        if auto.is_some() {
+            self.run_wakeup.notify_one();
+        }
         let mut inc = built
             .into_inner()
             .unwrap()

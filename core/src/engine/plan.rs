@@ -122,6 +122,9 @@ impl<'a> Plan<'a> {
     /// posts are keyed by `key` (unique per decision, e.g. `run3:v4`), since the incident's
     /// version does not move.
     pub(crate) fn note(&mut self, r: IncidentRef, key: &str, kind: EventKind, text: String) {
+        // What runs write can carry what a person typed or a process printed: the configured
+        // secrets never reach the timeline or a channel.
+        let text = self.engine.redactor.redact(&text).into_owned();
         let n = self.timeline.len();
         self.chat(r, &format!("{key}:{n}"), MessageKind::ChatPost, text.clone(), None);
         self.timeline.push(TimelineEntry {
@@ -144,6 +147,7 @@ impl<'a> Plan<'a> {
         text: String,
         approval: Option<crate::store::ApprovalAsk>,
     ) {
+        let text = self.engine.redactor.redact(&text).into_owned();
         for channel in self.engine.config.chat_channels() {
             self.outbox.push(NewMessage {
                 channel,

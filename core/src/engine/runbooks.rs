@@ -408,6 +408,50 @@ impl Engine {
         }));
     }
 
+    /// The runbook `[runbooks] on_declare` names, when it is loaded, pre-approved and for this
+    /// level.
+    pub(crate) fn on_declare_runbook(&self, level: LevelId) -> Option<&Runbook> {
+        let name = self.config.runbooks.on_declare.as_deref()?;
+        let rb = self.runbooks.get(name)?;
+        (gate_policy(rb, 0).is_auto() && (rb.levels.is_empty() || rb.levels.contains(&level)))
+            .then_some(rb)
+    }
+
+    /// Adds the automatic emergency-response run to a declaration's plan (unless another run
+    /// holds its lock: then the timeline says so).
+    pub(crate) fn request_on_declare(
+        &self,
+        p: &mut Plan<'_>,
+        rb: &Runbook,
+        inc: &Incident,
+        id: i64,
+        active_locks: &[String],
+    ) {
+        let values = match plan::check_params(rb, &BTreeMap::new()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(runbook = %rb.name, error = %e, "on_declare runbook needs parameters; not run");
+                return;
+            }
+        };
+        let builtins = self.builtins(rb, Some(inc), id);
+        let lock_key = format!("{}:{}", rb.name, plan::lock_target(rb, &values, &builtins));
+        if active_locks.contains(&lock_key) {
+            p.note(
+                inc.reference,
+                "auto-run",
+                EventKind::RunRequested,
+                format!("{} did not start: another run of it is active", rb.name),
+            );
+            return;
+        }
+        let steps = plan::plan(rb, &values, &builtins, &self.config.probes);
+        let actor = p.actor.clone();
+        let run = self.new_run(&actor, rb, id, lock_key, values, Some(inc), p.at);
+        self.record_request(p, rb, &run, &steps);
+        p.extra.runs.push(RunWrite::Insert(run));
+    }
+
     /// `/runbook status`.
     pub(crate) async fn runbook_status(&self, id: i64) -> Result<Reply, StoreError> {
         match self.store.run(id).await? {

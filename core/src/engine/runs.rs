@@ -122,7 +122,7 @@ impl Engine {
             },
             step.describe()
         );
-        let (index, id, detail) = (step.index, step.id.clone(), detail.to_string());
+        let (index, id, detail_s) = (step.index, step.id.clone(), detail.to_string());
         let result = self
             .run_commit(run, owner, &move |r, p| {
                 p.extra.runs.push(RunWrite::StepStart(RunStep {
@@ -132,7 +132,7 @@ impl Engine {
                     state: StepState::Running,
                     started_at: p.at,
                     finished_at: None,
-                    detail: detail.clone(),
+                    detail: detail_s.clone(),
                     output: String::new(),
                 }));
                 if let Some(i) = r.incident {
