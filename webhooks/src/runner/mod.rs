@@ -154,8 +154,8 @@ pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms} ms")
-    } else if ms % 1000 == 0 {
-        format!("{} s", ms / 1000)
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
     } else {
         format!("{} s", d.as_secs_f64())
     }

@@ -118,7 +118,7 @@ async fn check(
             };
             let r = redis(address, password.as_deref()).await;
             match &password {
-                Some(p) => r.map_err(|f| scrub(f, &[p.clone()])),
+                Some(p) => r.map_err(|f| scrub(f, std::slice::from_ref(p))),
                 None => r,
             }
         }
