@@ -21,6 +21,9 @@
 //! - [`telemetry`]: request spans and the latency histogram.
 //! - [`outbound`]: the page notifiers of the `webhook` (signed JSON POST), `ntfy` and `email`
 //!   (SMTP) contact methods; [`outbound::page_notifiers`] builds them from the configuration.
+//! - [`runner`]: the runbook executor ([`runner::Runner`], core's `Executor` port): exec steps
+//!   in their own killed-whole process group, signed HTTP steps, and the dependency probes
+//!   (HTTP, TCP, MySQL/MariaDB, PostgreSQL, Redis).
 
 pub mod ack;
 pub mod api;
@@ -34,6 +37,7 @@ pub mod health;
 pub mod intake;
 pub mod limit;
 pub mod outbound;
+pub mod runner;
 pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;
