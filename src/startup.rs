@@ -9,6 +9,9 @@ use spotter_core::config::{redact_url, Config};
 use spotter_core::domain::Channel;
 use spotter_core::metrics::Metrics;
 use spotter_core::outbox::{Dispatcher, LogNotifier};
+use spotter_core::runbook::{Executor, Redactor, Runbooks};
+use spotter_core::runs::RunWorker;
+use spotter_webhooks::runner::Runner;
 use spotter_core::scheduler::Scheduler;
 use spotter_core::store::SqlStore;
 use spotter_core::Engine;
@@ -29,6 +32,8 @@ pub struct Application {
     discord: Option<spotter_bot::discord::Discord>,
     /// Webhook, ntfy and email notifiers of the pages lane.
     page_notifiers: Vec<(Channel, Arc<dyn spotter_core::outbox::Notifier>)>,
+    /// Runs runbook steps and probes (spotter_webhooks::runner).
+    runner: Arc<dyn Executor>,
 }
 
 impl Application {
@@ -87,6 +92,12 @@ impl Application {
         }
         let guard = spotter_webhooks::limit::ClientGuard::from_config(&config);
         let metrics = Metrics::new().with_sources(config.sources.iter().map(|s| s.id.clone()));
+        // Runbooks: `[runbooks] dir`, else the guide's, written out under the data folder.
+        let runbooks = Runbooks::for_config(&config)?;
+        tracing::info!("{} runbooks loaded", runbooks.len());
+        let redactor = Redactor::from_env(&config, env);
+        let runner: Arc<dyn Executor> =
+            Arc::new(Runner::new(runner_env(&config, &runbooks, env)));
         let engine = Arc::new(
             Engine::new(
                 Arc::new(store.clone()),
@@ -94,7 +105,10 @@ impl Application {
                 clock,
                 Arc::new(metrics),
             )
-            .with_link_key(link_key),
+            .with_link_key(link_key)
+            .with_runbooks(runbooks)
+            .with_redactor(redactor)
+            .with_executor(runner.clone()),
         );
         let discord = spotter_bot::discord::Discord::from_engine(&engine, env)?;
         let page_notifiers = page_notifiers(engine.config(), env)?;
@@ -112,6 +126,7 @@ impl Application {
             state,
             discord,
             page_notifiers,
+            runner,
         })
     }
 
@@ -163,6 +178,7 @@ impl Application {
         let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
         let pager = tokio::spawn(pager.run(background.clone()));
         let scheduler = tokio::spawn(Scheduler::new(engine.clone()).run(background.clone()));
+        let runs = tokio::spawn(RunWorker::new(engine.clone(), self.runner).run(background.clone()));
 
         tracing::info!("listening on http://{}", self.addr);
         // Discord: slash-command registration, the gateway in gateway mode (both stop on the
@@ -186,6 +202,7 @@ impl Application {
             ("dispatcher", Some(dispatcher)),
             ("pager", Some(pager)),
             ("scheduler", Some(scheduler)),
+            ("runs", Some(runs)),
             ("discord", discord),
         ];
         for (name, task) in tasks.into_iter().filter_map(|(n, t)| Some((n, t?))) {
@@ -208,6 +225,43 @@ fn page_notifiers(
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> anyhow::Result<Vec<(Channel, Arc<dyn spotter_core::outbox::Notifier>)>> {
     spotter_webhooks::outbound::page_notifiers(config, env)
+}
+
+/// What runbook steps may read of Spotter's environment: the variables the runbooks and probes
+/// name (pass-through `env`, `hmac_secret_env`, `url_env`, `password_env`) and `HOME`, read
+/// once at start-up. Steps see nothing else.
+fn runner_env(
+    config: &Config,
+    runbooks: &Runbooks,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> spotter_webhooks::runner::EnvLookup {
+    use spotter_core::runbook::{ProbeRef, ProbeSpec, StepKind};
+    let mut names: Vec<String> = vec!["HOME".into()];
+    let probe_names = |p: &ProbeSpec, names: &mut Vec<String>| match p {
+        ProbeSpec::Mysql { url_env, .. } | ProbeSpec::Postgres { url_env, .. } => {
+            names.extend(url_env.clone())
+        }
+        ProbeSpec::Redis { password_env, .. } => names.extend(password_env.clone()),
+        _ => {}
+    };
+    for p in &config.probes {
+        probe_names(&p.spec, &mut names);
+    }
+    for rb in runbooks.iter() {
+        for step in &rb.steps {
+            match &step.kind {
+                StepKind::Exec(e) => names.extend(e.env.iter().cloned()),
+                StepKind::Http(h) => names.extend(h.hmac_secret_env.clone()),
+                StepKind::Probe(ProbeRef::Inline(p)) => probe_names(p, &mut names),
+                _ => {}
+            }
+        }
+    }
+    let values: std::collections::HashMap<String, String> = names
+        .into_iter()
+        .filter_map(|n| env(&n).map(|v| (n, v)))
+        .collect();
+    Arc::new(move |name: &str| values.get(name).cloned())
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.
