@@ -11,10 +11,10 @@ use spotter_core::metrics::Metrics;
 use spotter_core::outbox::{Dispatcher, LogNotifier};
 use spotter_core::runbook::{Executor, Redactor, Runbooks};
 use spotter_core::runs::RunWorker;
-use spotter_webhooks::runner::Runner;
 use spotter_core::scheduler::Scheduler;
 use spotter_core::store::SqlStore;
 use spotter_core::Engine;
+use spotter_webhooks::runner::Runner;
 use spotter_webhooks::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,8 +96,7 @@ impl Application {
         let runbooks = Runbooks::for_config(&config)?;
         tracing::info!("{} runbooks loaded", runbooks.len());
         let redactor = Redactor::from_env(&config, env);
-        let runner: Arc<dyn Executor> =
-            Arc::new(Runner::new(runner_env(&config, &runbooks, env)));
+        let runner: Arc<dyn Executor> = Arc::new(Runner::new(runner_env(&config, &runbooks, env)));
         let engine = Arc::new(
             Engine::new(
                 Arc::new(store.clone()),
@@ -178,7 +177,8 @@ impl Application {
         let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
         let pager = tokio::spawn(pager.run(background.clone()));
         let scheduler = tokio::spawn(Scheduler::new(engine.clone()).run(background.clone()));
-        let runs = tokio::spawn(RunWorker::new(engine.clone(), self.runner).run(background.clone()));
+        let runs =
+            tokio::spawn(RunWorker::new(engine.clone(), self.runner).run(background.clone()));
 
         tracing::info!("listening on http://{}", self.addr);
         // Discord: slash-command registration, the gateway in gateway mode (both stop on the

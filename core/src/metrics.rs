@@ -232,7 +232,13 @@ impl Metrics {
     pub fn run_finished(&self, runbook: &str, state: &str) {
         let state = one_of(
             state,
-            &["succeeded", "failed", "timed_out", "cancelled", "interrupted"],
+            &[
+                "succeeded",
+                "failed",
+                "timed_out",
+                "cancelled",
+                "interrupted",
+            ],
         );
         self.runs
             .get_or_create(&vec![

@@ -13,8 +13,8 @@ use crate::engine::{RunLost, RUN_LEASE};
 use crate::runbook::plan::{self, PlannedAction, PlannedStep};
 use crate::runbook::redact::Redactor;
 use crate::runbook::{
-    Executor, GeneratedSecret, Invocation, OnFailure, OutputSink, Runbook, SecretEncoding,
-    Secrets, StepOutcome,
+    Executor, GeneratedSecret, Invocation, OnFailure, OutputSink, Runbook, SecretEncoding, Secrets,
+    StepOutcome,
 };
 use crate::Engine;
 use std::sync::{Arc, Mutex};
@@ -209,13 +209,9 @@ impl Execution {
             return Ok(());
         };
         let secrets = generate(&rb.generate);
-        let redactor = engine.redactor().with_secrets(
-            &secrets
-                .0
-                .iter()
-                .map(|(_, v)| v.clone())
-                .collect::<Vec<_>>(),
-        );
+        let redactor = engine
+            .redactor()
+            .with_secrets(&secrets.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
         let builtins = plan::Builtins {
             incident: run.incident,
             level: run.level,
@@ -233,9 +229,7 @@ impl Execution {
         let resume_at = run.gate;
         let mut failures: Vec<String> = Vec::new();
         for step in steps.iter().filter(|s| s.index >= resume_at) {
-            if step.index > resume_at
-                && !crate::engine::gate_policy(&rb, step.index).is_auto()
-            {
+            if step.index > resume_at && !crate::engine::gate_policy(&rb, step.index).is_auto() {
                 let _ = engine
                     .run_parked(&mut run, &self.owner, &rb, &steps, step.index)
                     .await?;

@@ -442,7 +442,10 @@ impl Notifier for DiscordNotifier {
         if is(MessageKind::Page) {
             return self.page(m).await.map_err(|f| self.delivery_error(m, f));
         }
-        if !is(MessageKind::CardUpdate) && !is(MessageKind::ChatPost) && !is(MessageKind::ApprovalRequest) {
+        if !is(MessageKind::CardUpdate)
+            && !is(MessageKind::ChatPost)
+            && !is(MessageKind::ApprovalRequest)
+        {
             tracing::debug!(id = m.id, kind = %m.kind, "not a Discord message kind; dropped");
             return Ok(());
         }

@@ -108,6 +108,10 @@ fn value_for(kind: OptionKind) -> BoxedStrategy<String> {
             v.push("primary".into());
             ids(v)
         }
+        OptionKind::Runbook => ids(["db-restore", "emergency-response", "DB-Restore", "x y"]
+            .map(String::from)
+            .to_vec()),
+        OptionKind::Params => "([a-z_]{1,8}:[0-9a-z;$() ]{0,10} ?){0,3}".boxed(),
     };
     prop_oneof![4 => shaped, 1 => grammar_string(24)].boxed()
 }

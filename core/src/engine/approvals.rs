@@ -110,7 +110,10 @@ impl Engine {
                     next.state = RunState::Approved;
                     next.needed = 0;
                     next.expires_at = None;
-                    format!("Run #{id} of {} approved by {who}; it starts now", run.runbook)
+                    format!(
+                        "Run #{id} of {} approved by {who}; it starts now",
+                        run.runbook
+                    )
                 }
                 Decision::Approve => {
                     next.needed = run.needed - 1;
@@ -126,12 +129,18 @@ impl Engine {
                     next.outcome = Some(format!(
                         "denied by {}{}",
                         actor.id,
-                        reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                        reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
                     ));
                     format!(
                         "Run #{id} of {} denied by {who}{}; nothing ran",
                         run.runbook,
-                        reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                        reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
                     )
                 }
             };
@@ -270,12 +279,18 @@ impl Engine {
             let who = self.config.display_name(&actor.id);
             let text = if run.state == RunState::Running {
                 next.cancel_requested = true;
-                format!("Run #{id} of {}: cancel requested by {who}; its running step is being stopped", run.runbook)
+                format!(
+                    "Run #{id} of {}: cancel requested by {who}; its running step is being stopped",
+                    run.runbook
+                )
             } else {
                 next.state = RunState::Cancelled;
                 next.finished_at = Some(now);
                 next.outcome = Some(format!("cancelled by {} before it ran", actor.id));
-                format!("Run #{id} of {} cancelled by {who}; nothing ran", run.runbook)
+                format!(
+                    "Run #{id} of {} cancelled by {who}; nothing ran",
+                    run.runbook
+                )
             };
             let mut p = Plan::new(self, actor, now);
             p.extra.runs.push(RunWrite::Update(next.clone()));
@@ -287,7 +302,12 @@ impl Engine {
                 detail: serde_json::json!({"state": run.state.as_str()}),
             });
             if let Some(r) = run.incident {
-                p.note(r, &format!("run{id}:v{}", run.version), EventKind::RunFinished, text.clone());
+                p.note(
+                    r,
+                    &format!("run{id}:v{}", run.version),
+                    EventKind::RunFinished,
+                    text.clone(),
+                );
             }
             self.commit(p.finish(None)).await?;
             next.version += 1;
@@ -303,7 +323,11 @@ impl Engine {
     }
 
     /// `/runbook confirm`: a person says the manual step the run waits at was done.
-    pub(crate) async fn runbook_confirm(&self, actor: &Actor, id: i64) -> Result<Reply, StoreError> {
+    pub(crate) async fn runbook_confirm(
+        &self,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<Reply, StoreError> {
         let result = retry_on_conflict!(async {
             let Some(run) = self.store.run(id).await? else {
                 return Ok(Err(no_such_run(id)));

@@ -56,10 +56,10 @@ mod runbooks;
 mod runs;
 
 pub use pages::{AckLinkRefusal, AckLinkView};
-pub(crate) use runbooks::gate_policy;
-pub use runs::{RunLost, RUN_LEASE};
 pub(crate) use plan::Plan;
 pub(crate) use retry::retry_on_conflict;
+pub(crate) use runbooks::gate_policy;
+pub use runs::{RunLost, RUN_LEASE};
 
 /// The answer to a command, whatever door it came in by.
 #[derive(Debug, Clone, Serialize)]

@@ -126,7 +126,13 @@ impl<'a> Plan<'a> {
         // secrets never reach the timeline or a channel.
         let text = self.engine.redactor.redact(&text).into_owned();
         let n = self.timeline.len();
-        self.chat(r, &format!("{key}:{n}"), MessageKind::ChatPost, text.clone(), None);
+        self.chat(
+            r,
+            &format!("{key}:{n}"),
+            MessageKind::ChatPost,
+            text.clone(),
+            None,
+        );
         self.timeline.push(TimelineEntry {
             incident: r,
             at: self.at,

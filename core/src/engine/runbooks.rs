@@ -344,7 +344,12 @@ impl Engine {
             }),
         });
         if let Some(r) = run.incident {
-            p.note(r, &format!("run{}:requested", run.id), EventKind::RunRequested, text);
+            p.note(
+                r,
+                &format!("run{}:requested", run.id),
+                EventKind::RunRequested,
+                text,
+            );
         }
         if run.state == RunState::PendingApproval {
             self.ask_approval(p, rb, run, steps);
@@ -488,7 +493,10 @@ impl Engine {
         let results = futures::future::join_all(probes.iter().map(|p| {
             let executor = executor.clone();
             async move {
-                let timeout = p.timeout.to_std().unwrap_or(std::time::Duration::from_secs(5));
+                let timeout = p
+                    .timeout
+                    .to_std()
+                    .unwrap_or(std::time::Duration::from_secs(5));
                 executor.probe(&p.spec, timeout).await
             }
         }))

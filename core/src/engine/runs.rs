@@ -218,7 +218,13 @@ impl Engine {
                 if let Some(i) = r.incident {
                     let key = Self::run_key(r);
                     if let Some(t) = &tail_post {
-                        p.chat(i, &format!("{key}:tail"), crate::store::MessageKind::ChatPost, t.clone(), None);
+                        p.chat(
+                            i,
+                            &format!("{key}:tail"),
+                            crate::store::MessageKind::ChatPost,
+                            t.clone(),
+                            None,
+                        );
                     }
                     p.note(i, &key, EventKind::RunStep, text.clone());
                 }
@@ -307,7 +313,12 @@ impl Engine {
         state: RunState,
         outcome: String,
     ) -> Result<Result<(), RunLost>, StoreError> {
-        let text = format!("Run #{} of {} {}: {outcome}", run.id, run.runbook, state.as_str().replace('_', " "));
+        let text = format!(
+            "Run #{} of {} {}: {outcome}",
+            run.id,
+            run.runbook,
+            state.as_str().replace('_', " ")
+        );
         let result = self
             .run_commit(run, owner, &move |r, p| {
                 r.state = state;

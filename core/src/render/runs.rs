@@ -121,8 +121,12 @@ pub fn runbook(rb: &Runbook) -> String {
         out.push_str("parameters:\n");
         for p in &rb.params {
             let kind = match &p.kind {
-                crate::runbook::ParamKind::Enum { values } => format!("one of {}", values.join(", ")),
-                crate::runbook::ParamKind::Regex { pattern } => format!("matching {}", pattern.as_str()),
+                crate::runbook::ParamKind::Enum { values } => {
+                    format!("one of {}", values.join(", "))
+                }
+                crate::runbook::ParamKind::Regex { pattern } => {
+                    format!("matching {}", pattern.as_str())
+                }
                 crate::runbook::ParamKind::Date { format } => format!("a date {}", format.as_str()),
                 crate::runbook::ParamKind::Integer { min, max } => format!(
                     "a whole number{}{}",
@@ -214,7 +218,10 @@ pub fn run(r: &Run, config: &Config, tail: usize) -> String {
         ));
         let t = last_chars(&s.output, tail);
         if !t.trim().is_empty() {
-            out.push_str(&format!("\n```\n{}\n```", t.trim_end().replace("```", "'''")));
+            out.push_str(&format!(
+                "\n```\n{}\n```",
+                t.trim_end().replace("```", "'''")
+            ));
         }
     }
     if let Some(o) = &r.outcome {
@@ -229,11 +236,7 @@ fn last_chars(s: &str, max: usize) -> &str {
     if n <= max {
         return s;
     }
-    let start = s
-        .char_indices()
-        .nth(n - max)
-        .map(|(i, _)| i)
-        .unwrap_or(0);
+    let start = s.char_indices().nth(n - max).map(|(i, _)| i).unwrap_or(0);
     let cut = &s[start..];
     match cut.find('\n') {
         Some(i) if i + 1 < cut.len() => &cut[i + 1..],

@@ -157,7 +157,11 @@ impl RunRow {
             incident: self.incident.map(IncidentRef::new),
             level: self
                 .level
-                .map(|l| u8::try_from(l).map(LevelId).map_err(|e| corrupt("run level", e)))
+                .map(|l| {
+                    u8::try_from(l)
+                        .map(LevelId)
+                        .map_err(|e| corrupt("run level", e))
+                })
                 .transpose()?,
             lock_key: self.lock_key,
             state: RunState::parse(&self.state).ok_or_else(|| corrupt("run state", &self.state))?,
@@ -260,7 +264,8 @@ impl SqlStore {
             sql.push_str(" AND incident = $2");
         }
         sql.push_str(" ORDER BY id DESC LIMIT $1");
-        let q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(if f.limit > 0 { f.limit } else { 100 });
+        let q =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(if f.limit > 0 { f.limit } else { 100 });
         let q = match f.incident {
             Some(i) => q.bind(i.number()),
             None => q,
