@@ -229,3 +229,112 @@ async fn the_restore_drill_restores_mariadb_on_sqlite() {
 async fn the_restore_drill_restores_mariadb_on_postgres() {
     drill(common::Backend::Postgres).await;
 }
+
+/// The guide's credential recovery, built in: new secrets generated for the run, applied (the
+/// database user's password changed, the app's .env rewritten), and never shown anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_rotation_applies_secrets_it_never_shows() {
+    let user = format!("spotter_rot_{}", spotter_core::random_token(4));
+    mariadb(
+        None,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'old-password-1'"),
+    );
+    let app_dir = tempfile::tempdir().unwrap();
+    let env_file = app_dir.path().join(".env");
+    std::fs::write(
+        &env_file,
+        "DEBUG=false\nDB_PASSWORD=old-password-1\nSECRET_KEY=old\n",
+    )
+    .unwrap();
+    let health = health_endpoint().await;
+    let env_path = env_file.display().to_string();
+    let env = [
+        ("WORKOUT_DB_HOST", "127.0.0.1"),
+        ("WORKOUT_DB_USER", user.as_str()),
+        ("WORKOUT_DB_USER_HOST", "%"),
+        ("WORKOUT_ENV_FILE", env_path.as_str()),
+        ("WORKOUT_SERVICES", "none"),
+    ];
+    let options = common::Options {
+        configure: Some(Box::new(move |c: &mut spotter_core::config::Config| {
+            for p in &mut c.probes {
+                if p.id == "application" {
+                    p.spec = spotter_core::runbook::ProbeSpec::Http {
+                        url: health.clone(),
+                        expect_status: 200,
+                    };
+                }
+            }
+        })),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        clock: None,
+    };
+    let app = common::TestApp::spawn_with(common::Backend::Sqlite, "credential_rotation", options)
+        .await
+        .unwrap();
+    app.ok(
+        "security",
+        r#"/incident declare level:5 title:"Credentials leaked""#,
+    )
+    .await;
+    let asked = app
+        .ok(
+            "security",
+            "/runbook run name:credential-rotation incident:INC-1",
+        )
+        .await;
+    let id = run_id(&asked);
+    let approved = app.ok("dba", &format!("/runbook approve run:{id}")).await;
+    let run = wait_run(
+        &app,
+        id,
+        &["succeeded", "failed", "timed_out"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+
+    let written = std::fs::read_to_string(&env_file).unwrap();
+    let value = |key: &str| {
+        written
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap()
+            .to_string()
+    };
+    let (password, secret, jwt) = (
+        value("DB_PASSWORD"),
+        value("SECRET_KEY"),
+        value("JWT_SECRET"),
+    );
+    assert!(
+        password.len() >= 40 && secret.len() >= 80 && jwt.len() >= 80,
+        "{written}"
+    );
+    assert!(
+        written.contains("DEBUG=false"),
+        "the rest of the file is kept"
+    );
+    // The new password is in force: the user logs in with it, not with the old one.
+    let login = |pw: &str| {
+        Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", &user, "-e", "SELECT 1"])
+            .env("MYSQL_PWD", pw)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(login(&password), "the new password works");
+    assert!(!login("old-password-1"), "the old password no longer does");
+    // And none of the new secrets was shown or stored anywhere.
+    let all = everything_stored(&app).await + &asked.to_string() + &approved.to_string();
+    for s in [&password, &secret, &jwt] {
+        assert!(!all.contains(s.as_str()), "a generated secret leaked");
+    }
+    app.stop().await;
+    mariadb(None, &format!("DROP USER '{user}'@'%'"));
+}

@@ -164,6 +164,7 @@ pub fn autocompleted(kind: OptionKind) -> bool {
             | OptionKind::Target
             | OptionKind::Components
             | OptionKind::CommandName
+            | OptionKind::Runbook
     )
 }
 

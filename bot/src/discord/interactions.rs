@@ -377,6 +377,13 @@ impl Interactions {
                     })
                     .collect()
             }
+            Some(OptionKind::Runbook) => self
+                .engine
+                .runbooks()
+                .iter()
+                .filter(|r| typed.is_empty() || r.name.contains(&typed))
+                .map(|r| (format!("{} · {}", r.name, r.description), r.name.clone()))
+                .collect(),
             Some(OptionKind::Person) => config
                 .people
                 .values()
