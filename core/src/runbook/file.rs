@@ -247,11 +247,15 @@ fn check(
     let mut params: Vec<Param> = Vec::new();
     for (i, p) in raw_params.into_iter().enumerate() {
         let label = format!("[[param]] #{} (name = \"{}\")", i + 1, p.name.get_ref());
+        // A parameter with a problem is still known by name: its placeholders are not
+        // reported again.
+        if template::is_param_name(p.name.get_ref()) {
+            cx.params.push(p.name.get_ref().clone());
+        }
         if let Some(param) = check_param(&label, p, &params, err) {
             params.push(param);
         }
     }
-    cx.params = params.iter().map(|p| p.name.clone()).collect();
 
     let mut generate: Vec<GeneratedSecret> = Vec::new();
     for (i, g) in raw_generate.into_iter().enumerate() {
@@ -311,19 +315,22 @@ fn check(
     };
 
     let mut steps: Vec<Step> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    let no_steps = raw_steps.is_empty();
     for (i, s) in raw_steps.into_iter().enumerate() {
         let label = format!("[[step]] #{} (id = \"{}\")", i + 1, s.id.get_ref());
-        if steps.iter().any(|o| &o.id == s.id.get_ref()) {
+        if ids.contains(s.id.get_ref()) {
             err(
                 &s.id.span(),
                 format!("{label}: duplicate step id `{}`", s.id.get_ref()),
             );
         }
+        ids.push(s.id.get_ref().clone());
         if let Some(step) = file_steps::check_step(&label, s, &cx, err) {
             steps.push(step);
         }
     }
-    if steps.is_empty() {
+    if no_steps {
         err(
             &(0..0),
             "the runbook has no [[step]]; add at least one, e.g. [[step]] id = \"restart\" kind = \"exec\" argv = [\"scripts/service.sh\", \"restart\", \"workout-tracker\"]".into(),

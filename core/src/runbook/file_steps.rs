@@ -304,15 +304,14 @@ fn exec(label: &str, s: &RawStep, cx: &Context<'_>, err: Report<'_>) -> Option<S
         );
         return None;
     };
-    if argv.get_ref().is_empty() || argv.get_ref()[0].get_ref().is_empty() {
+    let entries = argv.get_ref();
+    if entries.is_empty() || entries[0].get_ref().is_empty() {
         err(
             &argv.span(),
             format!("{label}: argv is empty: the program comes first, e.g. argv = [\"scripts/db-restore.sh\", \"{{{{recovery_date}}}}\"]"),
         );
-        return None;
-    }
-    let entries = argv.get_ref();
-    if template::names(entries[0].get_ref()).first().is_some() {
+        ok = false;
+    } else if template::names(entries[0].get_ref()).first().is_some() {
         err(
             &entries[0].span(),
             format!("{label}: argv[0], the program, must be written out, not a placeholder"),
