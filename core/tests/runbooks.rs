@@ -552,8 +552,8 @@ fn the_db_restore_scripts_restore_an_encrypted_backup_into_mariadb() {
         .is_ok_and(|o| o.status.success());
     if !mysql_up {
         assert!(
-            std::env::var_os("SPOTTER_REQUIRE_SERVICES").is_none(),
-            "MariaDB is not reachable at 127.0.0.1:3306"
+            std::env::var("SPOTTER_TEST_STRICT").as_deref() != Ok("1"),
+            "MariaDB is not reachable at 127.0.0.1:3306 (SPOTTER_TEST_STRICT=1)"
         );
         eprintln!("skipped: MariaDB is not reachable at 127.0.0.1:3306");
         return;
