@@ -146,6 +146,8 @@ pub(super) fn parse_probes(
         return guide_probes(components);
     };
     let mut out: Vec<Probe> = Vec::new();
+    // Ids seen, also of probes with a problem: a second one is still a duplicate.
+    let mut seen: Vec<String> = Vec::new();
     for p in raw {
         let id = p.id.get_ref();
         if !crate::domain::is_slug(id) {
@@ -157,10 +159,11 @@ pub(super) fn parse_probes(
             );
             continue;
         }
-        if out.iter().any(|o| &o.id == id) {
+        if seen.contains(id) {
             err(&p.id.span(), format!("duplicate [[probe]] id `{id}`"));
             continue;
         }
+        seen.push(id.clone());
         let component = p.component.and_then(|c| {
             match components.iter().find(|k| k.id.as_str() == c.get_ref()) {
                 Some(k) => Some(k.id.clone()),
@@ -170,7 +173,11 @@ pub(super) fn parse_probes(
                         format!(
                             "[[probe]] `{id}`: component `{}` is not a configured [[component]]; accepted: {}",
                             c.get_ref(),
-                            components.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+                            if components.is_empty() {
+                                "none configured".to_string()
+                            } else {
+                                components.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+                            }
                         ),
                     );
                     None

@@ -311,7 +311,7 @@ fn exec(label: &str, s: &RawStep, cx: &Context<'_>, err: Report<'_>) -> Option<S
             format!("{label}: argv is empty: the program comes first, e.g. argv = [\"scripts/db-restore.sh\", \"{{{{recovery_date}}}}\"]"),
         );
         ok = false;
-    } else if template::names(entries[0].get_ref()).first().is_some() {
+    } else if !template::names(entries[0].get_ref()).is_empty() {
         err(
             &entries[0].span(),
             format!("{label}: argv[0], the program, must be written out, not a placeholder"),
@@ -367,7 +367,7 @@ fn exec(label: &str, s: &RawStep, cx: &Context<'_>, err: Report<'_>) -> Option<S
         }
     }
     let workdir = s.workdir.as_ref().map(|w| {
-        if template::names(w.get_ref()).first().is_some() || w.get_ref().is_empty() {
+        if !template::names(w.get_ref()).is_empty() || w.get_ref().is_empty() {
             err(&w.span(), format!("{label}: workdir must be a directory written out, e.g. workdir = \"/opt/workout-tracker\""));
             ok = false;
         }
