@@ -180,7 +180,7 @@ pub fn parse_runbook(
         match k.get_ref().as_ref() {
             "param" => params = r.array::<RawParam>("param", v, Some("name")),
             "generate" => generate = r.array::<RawGenerate>("generate", v, Some("name")),
-            "step" => steps = r.array::<RawStep>("step", v, Some("id")),
+            "step" => steps = r.array_checked::<RawStep>("step", v, Some("id")),
             _ => {
                 header.insert(k, v);
             }
@@ -214,7 +214,7 @@ fn check(
     h: RawHeader,
     raw_params: Vec<RawParam>,
     raw_generate: Vec<RawGenerate>,
-    raw_steps: Vec<RawStep>,
+    raw_steps: Vec<(RawStep, bool)>,
     file: &str,
     dir: &Path,
     config: &Config,
@@ -317,7 +317,7 @@ fn check(
     let mut steps: Vec<Step> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
     let no_steps = raw_steps.is_empty();
-    for (i, s) in raw_steps.into_iter().enumerate() {
+    for (i, (s, clean)) in raw_steps.into_iter().enumerate() {
         let label = format!("[[step]] #{} (id = \"{}\")", i + 1, s.id.get_ref());
         if ids.contains(s.id.get_ref()) {
             err(
@@ -326,7 +326,7 @@ fn check(
             );
         }
         ids.push(s.id.get_ref().clone());
-        if let Some(step) = file_steps::check_step(&label, s, &cx, err) {
+        if let Some(step) = file_steps::check_step(&label, s, clean, &cx, err) {
             steps.push(step);
         }
     }
