@@ -567,3 +567,80 @@ expect_status = "200"
         ]
     );
 }
+
+#[test]
+fn probe_steps_name_a_configured_probe_or_write_one_inline() {
+    let text = r#"name = "p"
+approvals = 0
+[[step]]
+id = "tcp"
+kind = "probe"
+probe_kind = "tcp"
+address = "localhost:3306"
+timeout = "3s"
+[[step]]
+id = "both"
+kind = "probe"
+probe = "database"
+probe_kind = "tcp"
+[[step]]
+id = "named-with-keys"
+kind = "probe"
+probe = "database"
+address = "localhost:1"
+[[step]]
+id = "inline-bad"
+kind = "probe"
+probe_kind = "http"
+address = "x:1"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "rb.toml:12:9: [[step]] #2 (id = \"both\"): give either `probe` (a configured [[probe]] id) or `probe_kind` with its keys, not both",
+            "rb.toml:17:9: [[step]] #3 (id = \"named-with-keys\"): a step naming a configured probe takes no url, address or other probe keys (they are the [[probe]]'s)",
+            "rb.toml:22:14: [[step]] #4 (id = \"inline-bad\"): an http probe needs `url`, e.g. url = \"http://localhost:8000/api/health/\"",
+            "rb.toml:23:11: [[step]] #4 (id = \"inline-bad\"): `address` is not used by an http probe; accepted: url, expect_status",
+        ]
+    );
+    let good: String = text.lines().take(8).map(|l| format!("{l}\n")).collect();
+    let rb = parse(&good);
+    let b = Builtins {
+        incident: None,
+        level: None,
+        run: 1,
+        runbook: "p".into(),
+    };
+    let steps = plan(&rb, &BTreeMap::new(), &b, &[]);
+    assert_eq!(
+        steps[0].describe(),
+        "1. tcp: probe tcp localhost:3306; timeout 3s"
+    );
+}
+
+#[test]
+fn for_config_uses_the_directory_when_set_and_checks_on_declare() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.server.data_dir = data.path().to_path_buf();
+    let builtin = Runbooks::for_config(&config).unwrap();
+    assert_eq!(builtin.len(), 11);
+    assert!(data
+        .path()
+        .join("builtin-runbooks/scripts/db-restore.sh")
+        .exists());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("db.toml"), GOOD).unwrap();
+    config.runbooks.dir = Some(dir.path().to_path_buf());
+    let e = Runbooks::for_config(&config).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "[runbooks] on_declare names `emergency-response`, which is not a runbook; accepted: db-restore (or \"\" for none)"
+    );
+    config.runbooks.on_declare = None;
+    assert_eq!(
+        Runbooks::for_config(&config).unwrap().names(),
+        ["db-restore"]
+    );
+}

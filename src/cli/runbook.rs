@@ -47,6 +47,14 @@ pub(super) fn run(command: &RunbookCommand, config: Option<&Path>) -> ExitCode {
                         };
                         println!("{}: {} steps, {approvals}", rb.name, rb.steps.len());
                     }
+                    if let Some(name) = &config.runbooks.on_declare {
+                        if runbooks.get(name).is_none() {
+                            eprintln!(
+                                "{}: warning: [runbooks] on_declare names `{name}`, which is not among these runbooks; set it to one of them or \"\" before using this directory",
+                                dir.display()
+                            );
+                        }
+                    }
                     println!("{}: {} runbooks ok", dir.display(), runbooks.len());
                     ExitCode::SUCCESS
                 }

@@ -306,7 +306,8 @@ pub(crate) fn probe_spec(
                 err(
                     span,
                     format!(
-                        "{label}: `{key}` is not used by a {k} probe; accepted: {}",
+                        "{label}: `{key}` is not used by {} probe; accepted: {}",
+                        a_an(k),
                         allowed.join(", ")
                     ),
                 );
@@ -320,7 +321,10 @@ pub(crate) fn probe_spec(
     let mut need = |what: &str, example: &str, err: Report<'_>| {
         err(
             &kind.span(),
-            format!("{label}: a {k} probe needs `{what}`, e.g. {what} = {example}"),
+            format!(
+                "{label}: {} probe needs `{what}`, e.g. {what} = {example}",
+                a_an(k)
+            ),
         );
         ok = false;
     };
@@ -420,4 +424,10 @@ pub(crate) fn probe_spec(
         }
     };
     spec.filter(|_| ok)
+}
+
+/// "a tcp", "an http", "an exec": the article for a kind's name in messages.
+pub(crate) fn a_an(word: &str) -> String {
+    let an = word.starts_with(['a', 'e', 'i', 'o', 'u']) || word.starts_with("http");
+    format!("{} {word}", if an { "an" } else { "a" })
 }

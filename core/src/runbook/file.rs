@@ -408,7 +408,8 @@ fn check_param(label: &str, p: RawParam, earlier: &[Param], err: Report<'_>) -> 
                 err(
                     span,
                     format!(
-                        "{label}: `{key}` does not belong to a {k} parameter; its keys: {accepted}"
+                        "{label}: `{key}` does not belong to {} parameter; its keys: {accepted}",
+                        crate::config::runbooks::a_an(k)
                     ),
                 );
                 ok = false;

@@ -182,7 +182,8 @@ pub(crate) fn check_step(
                 err(
                     at,
                     format!(
-                        "{label}: `{key}` does not belong to a {kind} step; its keys: {}",
+                        "{label}: `{key}` does not belong to {} step; its keys: {}",
+                        crate::config::runbooks::a_an(kind),
                         own.join(", ")
                     ),
                 );
