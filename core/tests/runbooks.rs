@@ -644,3 +644,26 @@ fn for_config_uses_the_directory_when_set_and_checks_on_declare() {
         ["db-restore"]
     );
 }
+
+#[test]
+fn missing_keys_say_what_they_take() {
+    let text = r#"description = "no name"
+[[param]]
+type = "date"
+[[step]]
+kind = "exec"
+argv = ["scripts/x.sh"]
+[[step]]
+id = "ok"
+argv = ["scripts/x.sh"]
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"rb.toml:1:1: runbook: missing key `name` (the runbook's name in quotes, e.g. "db-restore")"#,
+            r#"rb.toml:2:1: [[param]] #1: missing key `name` (a parameter name in quotes, e.g. "recovery_date")"#,
+            r#"rb.toml:4:1: [[step]] #1: missing key `id` (a step id in quotes, e.g. "restore")"#,
+            r#"rb.toml:7:1: [[step]] #2 (id = "ok"): missing key `kind` (the step's kind in quotes: "exec", "http", "probe" or "manual")"#,
+        ]
+    );
+}

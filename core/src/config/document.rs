@@ -431,6 +431,14 @@ fn hint(table: &str, key: &str) -> Option<String> {
         ("param", "values") => r#"an array of values in quotes, e.g. ["nginx", "workout-tracker"]"#,
         ("param", "min" | "max") => "a whole number, e.g. 1",
         (_, "destructive") => "true or false",
+        ("step", "id") => r#"a step id in quotes, e.g. "restore""#,
+        ("step", "kind") => r#"the step's kind in quotes: "exec", "http", "probe" or "manual""#,
+        ("param", "name") => r#"a parameter name in quotes, e.g. "recovery_date""#,
+        ("param", "type") => {
+            r#"the parameter's type in quotes: "date", "enum", "regex", "integer" or "incident""#
+        }
+        ("generate", "name") => r#"an environment variable name in quotes, e.g. "NEW_DB_PASSWORD""#,
+        ("runbook", "name") => r#"the runbook's name in quotes, e.g. "db-restore""#,
         (_, "roles") => r#"an array of role names, e.g. ["responder"]"#,
         ("team", "members") => r#"an array of person ids, e.g. ["dba", "sysadmin"]"#,
         (_, "notify") => r#"an array of person or team ids, e.g. ["dba", "management"]"#,

@@ -24,7 +24,9 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // `param`, `generate`, `step` are read on their own; here they only name keys.
 struct RawHeader {
-    name: Spanned<String>,
+    /// Optional here only so that its absence is reported at 1:1 rather than at whichever key
+    /// comes first.
+    name: Option<Spanned<String>>,
     #[serde(default)]
     description: String,
     approvals: Option<Spanned<u32>>,
@@ -220,10 +222,18 @@ fn check(
     config: &Config,
     err: Report<'_>,
 ) -> Option<Runbook> {
-    let name = h.name.get_ref().clone();
+    let Some(name_at) = &h.name else {
+        err(
+            &(0..0),
+            r#"runbook: missing key `name` (the runbook's name in quotes, e.g. "db-restore")"#
+                .into(),
+        );
+        return None;
+    };
+    let name = name_at.get_ref().clone();
     if !crate::config::runbooks::is_runbook_name(&name) {
         err(
-            &h.name.span(),
+            &name_at.span(),
             format!("name `{name}` is not valid: use lowercase letters, digits and '-', e.g. \"db-restore\""),
         );
     }
