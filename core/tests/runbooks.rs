@@ -667,3 +667,33 @@ argv = ["scripts/x.sh"]
         ]
     );
 }
+
+#[test]
+fn a_shell_runs_scripts_never_strings() {
+    let step = |argv: &str| {
+        format!(
+            "name = \"x\"\n[[param]]\nname = \"p\"\ntype = \"regex\"\npattern = \".*\"\n[[step]]\nid = \"s\"\nkind = \"exec\"\nargv = {argv}\n"
+        )
+    };
+    for refused in [
+        r#"["sh", "-c", "id"]"#,
+        r#"["/bin/bash", "-xc", "id"]"#,
+        r#"["env", "bash", "-e", "-c", "id"]"#,
+        r#"["bash", "--command", "id"]"#,
+        r#"["bash", "{{p}}", "id"]"#,
+    ] {
+        let p = problems(&step(refused));
+        assert_eq!(p.len(), 1, "{refused}: {p:?}");
+        assert!(
+            p[0].contains("runbook steps are argv lists, never shell strings"),
+            "{refused}: {p:?}"
+        );
+    }
+    for allowed in [
+        r#"["bash", "scripts/x.sh", "{{p}}"]"#,
+        r#"["bash", "-e", "scripts/x.sh", "-c"]"#,
+        r#"["scripts/x.sh", "-c", "{{p}}"]"#,
+    ] {
+        assert_eq!(problems(&step(allowed)), Vec::<String>::new(), "{allowed}");
+    }
+}

@@ -77,10 +77,22 @@ pub(crate) fn exec(
         }
         let base = a.get_ref().rsplit('/').next().unwrap_or("");
         if SHELLS.contains(&base) {
-            let runs_string = entries[i + 1..].iter().any(|f| {
+            // A shell's options come before its script; up to the script, a `-c` (or a
+            // placeholder, whose value could be one) would make it run a string.
+            let mut runs_string = false;
+            for f in &entries[i + 1..] {
                 let f = f.get_ref();
-                f.starts_with('-') && !f.starts_with("--") && f.contains('c') || f == "--command"
-            });
+                let flag = f.starts_with('-');
+                if flag && !f.starts_with("--") && f.contains('c') || f == "--command" {
+                    runs_string = true;
+                }
+                if !template::names(f).is_empty() {
+                    runs_string = true;
+                }
+                if !flag {
+                    break;
+                }
+            }
             if runs_string {
                 err(&a.span(), format!("{label}: {SHELL_MESSAGE}"));
                 ok = false;
