@@ -186,10 +186,23 @@ fn every_default_runbook_checks_clean_and_its_scripts_pass_bash_n() {
             }
         }
     }
-    // Written again at the next start (overwriting), the same runbooks.
+    // Written again at the next start: a changed script is replaced, a runbook this binary
+    // does not have is taken out, the same runbooks load.
+    std::fs::write(dir.path().join("scripts/service.sh"), "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("old-runbook.toml"),
+        GOOD.replace("db-restore", "old"),
+    )
+    .unwrap();
     assert_eq!(
-        Runbooks::builtin(&config(), dir.path()).unwrap().len(),
-        runbooks.len()
+        Runbooks::builtin(&config(), dir.path()).unwrap().names(),
+        runbooks.names()
+    );
+    assert!(!dir.path().join("old-runbook.toml").exists());
+    assert!(
+        std::fs::read_to_string(dir.path().join("scripts/service.sh"))
+            .unwrap()
+            .contains("WORKOUT_SERVICES=none")
     );
     // `runbook default` refuses to overwrite.
     let e = write_defaults(dir.path()).unwrap_err();
