@@ -4,6 +4,8 @@ mod common;
 
 #[path = "cli/escalation.rs"]
 mod escalation;
+#[path = "cli/runbooks.rs"]
+mod runbooks;
 #[path = "cli/support.rs"]
 mod support;
 #[path = "cli/tokens.rs"]

@@ -4,12 +4,14 @@
 //! - [`database`]: `migrate`, `audit verify`, and opening the database: read-write for commands
 //!   that change it, existing-only for commands that only read (they never create one).
 //! - [`discord`]: `spotter discord register`.
+//! - [`runbook`]: `spotter runbook default | check`, runbook files.
 //! - [`simulate`]: `spotter escalation simulate`, who is paged when, from the config.
 //! - [`token`]: `spotter token create | list | revoke`, per-person API tokens.
 
 mod chat;
 mod database;
 mod discord;
+mod runbook;
 mod simulate;
 mod token;
 
@@ -78,6 +80,26 @@ enum Command {
         #[command(subcommand)]
         command: DiscordCommand,
     },
+    /// Runbook files: write the guide's, or check a directory of them.
+    Runbook {
+        #[command(subcommand)]
+        command: RunbookCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunbookCommand {
+    /// Write the guide's runbooks and their scripts into DIR (for `[runbooks] dir`). Refuses to
+    /// overwrite existing files unless --force.
+    Default {
+        dir: PathBuf,
+        /// Overwrite files that exist already.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check every *.toml in DIR against the configuration (its levels and probes); prints
+    /// FILE:LINE:COL: message for each problem, else each runbook with its steps and approvals.
+    Check { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +207,7 @@ pub fn main() -> ExitCode {
                 }
             };
         }
+        Command::Runbook { command } => return runbook::run(command, cli.config.as_deref()),
         _ => {}
     }
     let config = match load_config(cli.config.as_deref()) {
@@ -247,7 +270,7 @@ pub fn main() -> ExitCode {
                 TokenCommand::List => token::list(config).await,
                 TokenCommand::Revoke { id } => token::revoke(config, id).await,
             },
-            Command::Config { .. } => unreachable!("handled above"),
+            Command::Config { .. } | Command::Runbook { .. } => unreachable!("handled above"),
         }
     });
     match result {

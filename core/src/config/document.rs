@@ -111,6 +111,20 @@ impl Reader {
         value: Spanned<DeValue>,
         id_key: Option<&str>,
     ) -> Vec<T> {
+        self.array_checked(name, value, id_key)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// [`Reader::array`], each element with whether it read without any problem (a key taken
+    /// out for its type is gone from it: later checks should not report it missing).
+    pub fn array_checked<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        value: Spanned<DeValue>,
+        id_key: Option<&str>,
+    ) -> Vec<(T, bool)> {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
             self.problems.push((
@@ -142,8 +156,9 @@ impl Reader {
                 self.incomplete.insert(name.to_string());
                 continue;
             }
+            let before = self.problems.len();
             match self.read(&label, name, item) {
-                Some(t) => out.push(t),
+                Some(t) => out.push((t, self.problems.len() == before)),
                 None => {
                     self.incomplete.insert(name.to_string());
                 }
@@ -398,6 +413,32 @@ fn explain(table: &str, path: &[Step], message: &str) -> String {
 /// What Spotter's own keys take, with an example.
 fn hint(table: &str, key: &str) -> Option<String> {
     let h = match (table, key) {
+        // Runbook files (read with this Reader too).
+        ("runbook", "target") => r#"a lock target in quotes, e.g. "database" or "{{param}}""#,
+        (_, "levels") => "an array of level numbers, e.g. [3, 4, 5]",
+        (_, "approvals" | "bytes") => "a whole number, e.g. 1",
+        ("step", "argv") => {
+            r#"an array of strings, the program first, e.g. ["scripts/db-restore.sh", "{{recovery_date}}"]"#
+        }
+        ("step", "env") => r#"an array of environment variable names, e.g. ["SPOTTER_BACKUP_KEY"]"#,
+        ("step", "set_env") => {
+            r#"a table of NAME = "value", e.g. { RECOVERY_DATE = "{{recovery_date}}" }"#
+        }
+        ("step", "headers") => {
+            r#"a table of header = "value", e.g. { "Content-Type" = "application/json" }"#
+        }
+        ("param", "default") => r#"a value in quotes, e.g. "20261126""#,
+        ("param", "values") => r#"an array of values in quotes, e.g. ["nginx", "workout-tracker"]"#,
+        ("param", "min" | "max") => "a whole number, e.g. 1",
+        (_, "destructive") => "true or false",
+        ("step", "id") => r#"a step id in quotes, e.g. "restore""#,
+        ("step", "kind") => r#"the step's kind in quotes: "exec", "http", "probe" or "manual""#,
+        ("param", "name") => r#"a parameter name in quotes, e.g. "recovery_date""#,
+        ("param", "type") => {
+            r#"the parameter's type in quotes: "date", "enum", "regex", "integer" or "incident""#
+        }
+        ("generate", "name") => r#"an environment variable name in quotes, e.g. "NEW_DB_PASSWORD""#,
+        ("runbook", "name") => r#"the runbook's name in quotes, e.g. "db-restore""#,
         (_, "roles") => r#"an array of role names, e.g. ["responder"]"#,
         ("team", "members") => r#"an array of person ids, e.g. ["dba", "sysadmin"]"#,
         (_, "notify") => r#"an array of person or team ids, e.g. ["dba", "management"]"#,

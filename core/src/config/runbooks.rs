@@ -145,6 +145,8 @@ pub(super) fn parse_probes(
         return guide_probes(components);
     };
     let mut out: Vec<Probe> = Vec::new();
+    // Ids seen, also of probes with a problem: a second one is still a duplicate.
+    let mut seen: Vec<String> = Vec::new();
     for p in raw {
         let id = p.id.get_ref();
         if !crate::domain::is_slug(id) {
@@ -156,10 +158,11 @@ pub(super) fn parse_probes(
             );
             continue;
         }
-        if out.iter().any(|o| &o.id == id) {
+        if seen.contains(id) {
             err(&p.id.span(), format!("duplicate [[probe]] id `{id}`"));
             continue;
         }
+        seen.push(id.clone());
         let component = p.component.and_then(|c| {
             match components.iter().find(|k| k.id.as_str() == c.get_ref()) {
                 Some(k) => Some(k.id.clone()),
@@ -169,7 +172,11 @@ pub(super) fn parse_probes(
                         format!(
                             "[[probe]] `{id}`: component `{}` is not a configured [[component]]; accepted: {}",
                             c.get_ref(),
-                            components.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+                            if components.is_empty() {
+                                "none configured".to_string()
+                            } else {
+                                components.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+                            }
                         ),
                     );
                     None
@@ -298,7 +305,8 @@ pub(crate) fn probe_spec(
                 err(
                     span,
                     format!(
-                        "{label}: `{key}` is not used by a {k} probe; accepted: {}",
+                        "{label}: `{key}` is not used by {} probe; accepted: {}",
+                        a_an(k),
                         allowed.join(", ")
                     ),
                 );
@@ -312,7 +320,10 @@ pub(crate) fn probe_spec(
     let mut need = |what: &str, example: &str, err: Report<'_>| {
         err(
             &kind.span(),
-            format!("{label}: a {k} probe needs `{what}`, e.g. {what} = {example}"),
+            format!(
+                "{label}: {} probe needs `{what}`, e.g. {what} = {example}",
+                a_an(k)
+            ),
         );
         ok = false;
     };
@@ -459,4 +470,10 @@ pub struct Probe {
     pub component: Option<crate::domain::ComponentId>,
     pub spec: ProbeSpec,
     pub timeout: Duration,
+}
+
+/// "a tcp", "an http", "an exec": the article for a kind's name in messages.
+pub(crate) fn a_an(word: &str) -> String {
+    let an = word.starts_with(['a', 'e', 'i', 'o', 'u']) || word.starts_with("http");
+    format!("{} {word}", if an { "an" } else { "a" })
 }

@@ -336,7 +336,7 @@ x = 1
             "f.toml:17:10: [server]: listen: expected a string in quotes; found an array",
             "f.toml:19:2: unknown table `pager`; accepted: [server], [database], [api], [outbox], \
              [[level]], [[rpo]], [[component]], [[person]], [[team]], [[rotation]], [[escalation]], [smtp], [paging], [discord], \
-             [alerts], [[source]], [[route]], [audit], [jobs], [retention], [limits]",
+             [alerts], [[source]], [[route]], [audit], [jobs], [retention], [limits], [runbooks], [secrets], [[probe]]",
         ],
         "{errs:#?}"
     );
@@ -405,4 +405,114 @@ fn a_rotation_can_stand_in_a_tier_and_people_nobody_can_page_are_warned_about() 
     let w = c.warnings();
     assert_eq!(w.len(), 8, "as shipped nobody can be paged: {w:#?}");
     assert!(w[0].contains("email needs an [smtp] section"), "{w:#?}");
+}
+
+#[test]
+fn runbooks_secrets_and_probes_default_to_the_guide() {
+    let c = Config::from_toml(BASE, "f.toml").unwrap();
+    assert_eq!(c.runbooks.dir, None);
+    assert_eq!(c.runbooks.approval_ttl, Duration::minutes(15));
+    assert_eq!(c.runbooks.on_declare.as_deref(), Some("emergency-response"));
+    assert_eq!(c.runbooks.output_tail, 1500);
+    assert!(c.secrets.env.is_empty());
+    // No [[probe]]: the guide's four (without components this file does not define).
+    let ids: Vec<&str> = c.probes.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["application", "frontend", "database", "cache"]);
+    assert!(c.probes.iter().all(|p| p.component.is_none()));
+    let b = Config::builtin();
+    assert_eq!(b.probes.len(), 4);
+    let db = b.probes.iter().find(|p| p.id == "database").unwrap();
+    assert_eq!(db.component.as_ref().map(|c| c.as_str()), Some("database"));
+    assert_eq!(
+        db.spec,
+        crate::runbook::ProbeSpec::Mysql {
+            url: Some("mysql://workout_user@localhost:3306/workout_tracker".into()),
+            url_env: Some("WORKOUT_DB_URL".into()),
+        }
+    );
+    assert_eq!(db.timeout, Duration::seconds(5));
+    let names = b.secret_env_names();
+    for n in [
+        "SPOTTER_BACKUP_KEY",
+        "WORKOUT_DB_PASSWORD",
+        "WORKOUT_DB_URL",
+    ] {
+        assert!(names.contains(&n.to_string()), "{n}: {names:?}");
+    }
+}
+
+#[test]
+fn runbooks_and_probe_problems_are_reported_together() {
+    let text = format!(
+        r#"{BASE}
+[runbooks]
+dir = "/etc/spotter/runbooks"
+approval_ttl = "soon"
+on_declare = ""
+output_tail = 200
+
+[secrets]
+env = ["GOOD_NAME", "bad-name"]
+
+[[probe]]
+id = "db"
+kind = "mysql"
+address = "localhost:3306"
+
+[[probe]]
+id = "db"
+kind = "tcp"
+address = "localhost:1"
+
+[[probe]]
+id = "web"
+kind = "gopher"
+
+[[probe]]
+id = "cache"
+kind = "redis"
+component = "cache"
+password_env = "REDIS_PASSWORD"
+timeout = "2s"
+
+[[probe]]
+id = "ok"
+kind = "tcp"
+address = "localhost:6379"
+"#
+    );
+    let start = BASE.lines().count();
+    let at = |line: usize, col: usize, m: &str| format!("f.toml:{}:{col}: {m}", start + line);
+    assert_eq!(
+        check(&text),
+        vec![
+            at(4, 16, "[runbooks] approval_ttl: bad duration `soon`: write it like 30s, 15m, 2h or 1h 30m"),
+            at(9, 21, "`bad-name` is not an environment variable name (A-Z, 0-9, _)"),
+            at(13, 8, "[[probe]] `db`: a mysql probe needs `url or url_env`, e.g. url or url_env = \"WORKOUT_DB_URL\""),
+            at(14, 11, "[[probe]] `db`: `address` is not used by a mysql probe; accepted: url, url_env"),
+            at(17, 6, "duplicate [[probe]] id `db`"),
+            at(23, 8, "[[probe]] `web`: unknown probe kind `gopher`; accepted: http, tcp, mysql, postgres, redis"),
+            at(27, 8, "[[probe]] `cache`: a redis probe needs `address`, e.g. address = \"localhost:6379\""),
+            at(28, 13, "[[probe]] `cache`: component `cache` is not a configured [[component]]; accepted: none configured"),
+        ]
+    );
+    let ok = text
+        .replace("approval_ttl = \"soon\"", "approval_ttl = \"5m\"")
+        .replace("\"bad-name\"", "\"OTHER\"");
+    let ok = ok[..ok.find("[[probe]]").unwrap()].to_string()
+        + "[[probe]]\nid = \"cache\"\nkind = \"redis\"\naddress = \"localhost:6379\"\npassword_env = \"REDIS_PASSWORD\"\ntimeout = \"2s\"\n";
+    let c = Config::from_toml(&ok, "f.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.runbooks.dir.as_deref(),
+        Some(std::path::Path::new("/etc/spotter/runbooks"))
+    );
+    assert_eq!(c.runbooks.on_declare, None);
+    assert_eq!(c.runbooks.approval_ttl, Duration::minutes(5));
+    assert_eq!(c.runbooks.output_tail, 200);
+    assert_eq!(c.probes.len(), 1);
+    assert_eq!(c.probes[0].timeout, Duration::seconds(2));
+    assert_eq!(
+        c.secret_env_names(),
+        ["GOOD_NAME", "OTHER", "REDIS_PASSWORD"]
+    );
 }

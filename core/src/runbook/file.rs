@@ -24,7 +24,9 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // `param`, `generate`, `step` are read on their own; here they only name keys.
 struct RawHeader {
-    name: Spanned<String>,
+    /// Optional here only so that its absence is reported at 1:1 rather than at whichever key
+    /// comes first.
+    name: Option<Spanned<String>>,
     #[serde(default)]
     description: String,
     approvals: Option<Spanned<u32>>,
@@ -180,7 +182,7 @@ pub fn parse_runbook(
         match k.get_ref().as_ref() {
             "param" => params = r.array::<RawParam>("param", v, Some("name")),
             "generate" => generate = r.array::<RawGenerate>("generate", v, Some("name")),
-            "step" => steps = r.array::<RawStep>("step", v, Some("id")),
+            "step" => steps = r.array_checked::<RawStep>("step", v, Some("id")),
             _ => {
                 header.insert(k, v);
             }
@@ -214,16 +216,24 @@ fn check(
     h: RawHeader,
     raw_params: Vec<RawParam>,
     raw_generate: Vec<RawGenerate>,
-    raw_steps: Vec<RawStep>,
+    raw_steps: Vec<(RawStep, bool)>,
     file: &str,
     dir: &Path,
     config: &Config,
     err: Report<'_>,
 ) -> Option<Runbook> {
-    let name = h.name.get_ref().clone();
+    let Some(name_at) = &h.name else {
+        err(
+            &(0..0),
+            r#"runbook: missing key `name` (the runbook's name in quotes, e.g. "db-restore")"#
+                .into(),
+        );
+        return None;
+    };
+    let name = name_at.get_ref().clone();
     if !crate::config::runbooks::is_runbook_name(&name) {
         err(
-            &h.name.span(),
+            &name_at.span(),
             format!("name `{name}` is not valid: use lowercase letters, digits and '-', e.g. \"db-restore\""),
         );
     }
@@ -247,11 +257,15 @@ fn check(
     let mut params: Vec<Param> = Vec::new();
     for (i, p) in raw_params.into_iter().enumerate() {
         let label = format!("[[param]] #{} (name = \"{}\")", i + 1, p.name.get_ref());
+        // A parameter with a problem is still known by name: its placeholders are not
+        // reported again.
+        if template::is_param_name(p.name.get_ref()) {
+            cx.params.push(p.name.get_ref().clone());
+        }
         if let Some(param) = check_param(&label, p, &params, err) {
             params.push(param);
         }
     }
-    cx.params = params.iter().map(|p| p.name.clone()).collect();
 
     let mut generate: Vec<GeneratedSecret> = Vec::new();
     for (i, g) in raw_generate.into_iter().enumerate() {
@@ -311,19 +325,22 @@ fn check(
     };
 
     let mut steps: Vec<Step> = Vec::new();
-    for (i, s) in raw_steps.into_iter().enumerate() {
+    let mut ids: Vec<String> = Vec::new();
+    let no_steps = raw_steps.is_empty();
+    for (i, (s, clean)) in raw_steps.into_iter().enumerate() {
         let label = format!("[[step]] #{} (id = \"{}\")", i + 1, s.id.get_ref());
-        if steps.iter().any(|o| &o.id == s.id.get_ref()) {
+        if ids.contains(s.id.get_ref()) {
             err(
                 &s.id.span(),
                 format!("{label}: duplicate step id `{}`", s.id.get_ref()),
             );
         }
-        if let Some(step) = file_steps::check_step(&label, s, &cx, err) {
+        ids.push(s.id.get_ref().clone());
+        if let Some(step) = file_steps::check_step(&label, s, clean, &cx, err) {
             steps.push(step);
         }
     }
-    if steps.is_empty() {
+    if no_steps {
         err(
             &(0..0),
             "the runbook has no [[step]]; add at least one, e.g. [[step]] id = \"restart\" kind = \"exec\" argv = [\"scripts/service.sh\", \"restart\", \"workout-tracker\"]".into(),
@@ -401,7 +418,8 @@ fn check_param(label: &str, p: RawParam, earlier: &[Param], err: Report<'_>) -> 
                 err(
                     span,
                     format!(
-                        "{label}: `{key}` does not belong to a {k} parameter; its keys: {accepted}"
+                        "{label}: `{key}` does not belong to {} parameter; its keys: {accepted}",
+                        crate::config::runbooks::a_an(k)
                     ),
                 );
                 ok = false;

@@ -2,61 +2,90 @@
 //! placeholders only as whole argv entries, env names, approvals for destructive steps.
 
 use super::file::{join_levels, role, Context, Report};
+use super::file_actions::{exec, http, probe};
 use super::model::*;
-use super::template;
 use crate::config::parse_duration;
-use crate::config::raw::is_env_name;
-use crate::config::runbooks::{probe_spec, ProbeFields};
+use crate::domain::LevelId;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use toml::Spanned;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStep {
-    pub id: Spanned<String>,
+    pub(crate) id: Spanned<String>,
     #[serde(default)]
-    description: String,
-    kind: Spanned<String>,
-    timeout: Option<Spanned<String>>,
-    destructive: Option<Spanned<bool>>,
-    approvals: Option<Spanned<u32>>,
-    approver_role: Option<Spanned<String>>,
-    levels: Option<Spanned<Vec<Spanned<u8>>>>,
-    on_failure: Option<Spanned<String>>,
+    pub(crate) description: String,
+    pub(crate) kind: Spanned<String>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) destructive: Option<Spanned<bool>>,
+    pub(crate) approvals: Option<Spanned<u32>>,
+    pub(crate) approver_role: Option<Spanned<String>>,
+    pub(crate) levels: Option<Spanned<Vec<Spanned<u8>>>>,
+    pub(crate) on_failure: Option<Spanned<String>>,
     // exec
-    argv: Option<Spanned<Vec<Spanned<String>>>>,
-    env: Option<Spanned<Vec<Spanned<String>>>>,
-    set_env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
-    workdir: Option<Spanned<String>>,
+    pub(crate) argv: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) env: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) set_env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub(crate) workdir: Option<Spanned<String>>,
     // http
-    method: Option<Spanned<String>>,
-    url: Option<Spanned<String>>,
-    headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
-    body: Option<Spanned<String>>,
-    hmac_secret_env: Option<Spanned<String>>,
-    expect_status: Option<Spanned<StatusList>>,
+    pub(crate) method: Option<Spanned<String>>,
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub(crate) body: Option<Spanned<String>>,
+    pub(crate) hmac_secret_env: Option<Spanned<String>>,
+    pub(crate) expect_status: Option<Spanned<StatusList>>,
     // probe
-    probe: Option<Spanned<String>>,
-    probe_kind: Option<Spanned<String>>,
-    address: Option<Spanned<String>>,
-    url_env: Option<Spanned<String>>,
-    password_env: Option<Spanned<String>>,
+    pub(crate) probe: Option<Spanned<String>>,
+    pub(crate) probe_kind: Option<Spanned<String>>,
+    pub(crate) address: Option<Spanned<String>>,
+    pub(crate) url_env: Option<Spanned<String>>,
+    pub(crate) password_env: Option<Spanned<String>>,
     // manual
-    instructions: Option<Spanned<String>>,
+    pub(crate) instructions: Option<Spanned<String>>,
 }
 
 /// `expect_status = 200` or `[200, 204]`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StatusList {
+pub(crate) enum StatusList {
     One(u16),
     Many(Vec<u16>),
 }
 
+impl<'de> Deserialize<'de> for StatusList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StatusList;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an HTTP status or a list of them, e.g. 200 or [200, 204]")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusList, E> {
+                u16::try_from(v)
+                    .map(StatusList::One)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusList, E> {
+                u16::try_from(v)
+                    .map(StatusList::One)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<StatusList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = a.next_element::<u16>()? {
+                    out.push(v);
+                }
+                Ok(StatusList::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl StatusList {
-    fn list(&self) -> Vec<u16> {
+    pub(crate) fn list(&self) -> Vec<u16> {
         match self {
             StatusList::One(s) => vec![*s],
             StatusList::Many(v) => v.clone(),
@@ -65,15 +94,18 @@ impl StatusList {
 }
 
 /// Programs that run a string as a script: never as a step's program with `-c`.
-const SHELLS: &[&str] = &[
+pub(crate) const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "busybox",
 ];
 
-const SHELL_MESSAGE: &str = "runbook steps are argv lists, never shell strings: put the commands in a script and run it, e.g. argv = [\"scripts/db-restore.sh\", \"{{recovery_date}}\"]";
+pub(crate) const SHELL_MESSAGE: &str = "runbook steps are argv lists, never shell strings: put the commands in a script and run it, e.g. argv = [\"scripts/db-restore.sh\", \"{{recovery_date}}\"]";
 
+/// Checks one step. `clean`: it read without a problem (when it did not, a key taken out for
+/// its type is not reported missing again).
 pub(crate) fn check_step(
     label: &str,
     s: RawStep,
+    clean: bool,
     cx: &Context<'_>,
     err: Report<'_>,
 ) -> Option<Step> {
@@ -123,9 +155,8 @@ pub(crate) fn check_step(
             return None;
         }
     };
-    let span = |o: Option<std::ops::Range<usize>>| o;
     let present = [
-        ("argv", span(s.argv.as_ref().map(|v| v.span()))),
+        ("argv", s.argv.as_ref().map(|v| v.span())),
         ("env", s.env.as_ref().map(|v| v.span())),
         ("set_env", s.set_env.as_ref().map(|v| v.span())),
         ("workdir", s.workdir.as_ref().map(|v| v.span())),
@@ -151,7 +182,8 @@ pub(crate) fn check_step(
                 err(
                     at,
                     format!(
-                        "{label}: `{key}` does not belong to a {kind} step; its keys: {}",
+                        "{label}: `{key}` does not belong to {} step; its keys: {}",
+                        crate::config::runbooks::a_an(kind),
                         own.join(", ")
                     ),
                 );
@@ -214,10 +246,10 @@ pub(crate) fn check_step(
         _ => chrono::Duration::seconds(30),
     };
     let step_kind = match kind {
-        "exec" => exec(label, &s, cx, err),
-        "http" => http(label, &s, cx, err),
+        "exec" => exec(label, &s, clean, cx, err),
+        "http" => http(label, &s, clean, cx, err),
         "probe" => {
-            let p = probe(label, &s, cx, err);
+            let p = probe(label, &s, clean, cx, err);
             if let Some(StepKind::Probe(ProbeRef::Named(n))) = &p {
                 if let Some(c) = cx.config.probes.iter().find(|c| &c.id == n) {
                     default_timeout = c.timeout;
@@ -232,6 +264,7 @@ pub(crate) fn check_step(
                     instructions: i.get_ref().clone(),
                 })
             }
+            _ if !clean => None,
             _ => {
                 err(
                     &s.kind.span(),
@@ -273,251 +306,6 @@ pub(crate) fn check_step(
     })
 }
 
-fn env_names(
-    label: &str,
-    key: &str,
-    names: &[Spanned<String>],
-    err: Report<'_>,
-) -> Option<Vec<String>> {
-    let mut ok = true;
-    let mut out: Vec<String> = Vec::new();
-    for n in names {
-        if !is_env_name(n.get_ref()) || n.get_ref().as_bytes()[0].is_ascii_digit() {
-            err(
-                &n.span(),
-                format!("{label}: {key}: `{}` is not an environment variable name (A-Z, 0-9, _), e.g. \"SPOTTER_BACKUP_KEY\"", n.get_ref()),
-            );
-            ok = false;
-        } else if !out.contains(n.get_ref()) {
-            out.push(n.get_ref().clone());
-        }
-    }
-    ok.then_some(out)
-}
-
-fn exec(label: &str, s: &RawStep, cx: &Context<'_>, err: Report<'_>) -> Option<StepKind> {
-    let mut ok = true;
-    let Some(argv) = &s.argv else {
-        err(
-            &s.kind.span(),
-            format!("{label}: an exec step needs `argv`, e.g. argv = [\"scripts/service.sh\", \"restart\", \"workout-tracker\"]"),
-        );
-        return None;
-    };
-    if argv.get_ref().is_empty() || argv.get_ref()[0].get_ref().is_empty() {
-        err(
-            &argv.span(),
-            format!("{label}: argv is empty: the program comes first, e.g. argv = [\"scripts/db-restore.sh\", \"{{{{recovery_date}}}}\"]"),
-        );
-        return None;
-    }
-    let entries = argv.get_ref();
-    if template::names(entries[0].get_ref()).first().is_some() {
-        err(
-            &entries[0].span(),
-            format!("{label}: argv[0], the program, must be written out, not a placeholder"),
-        );
-        ok = false;
-    }
-    for (i, a) in entries.iter().enumerate() {
-        cx.placeholders(&format!("{label}: argv[{i}]"), a, err);
-        if !template::is_whole_or_literal(a.get_ref()) {
-            err(
-                &a.span(),
-                format!("{label}: argv[{i}] `{}`: a placeholder must be a whole argv entry, e.g. [\"restore.sh\", \"{{{{recovery_date}}}}\"]", a.get_ref()),
-            );
-            ok = false;
-        }
-        let base = a.get_ref().rsplit('/').next().unwrap_or("");
-        if SHELLS.contains(&base) {
-            let runs_string = entries[i + 1..].iter().any(|f| {
-                let f = f.get_ref();
-                f.starts_with('-') && !f.starts_with("--") && f.contains('c') || f == "--command"
-            });
-            if runs_string {
-                err(&a.span(), format!("{label}: {SHELL_MESSAGE}"));
-                ok = false;
-            }
-        }
-    }
-    let env = match &s.env {
-        Some(e) => env_names(label, "env", e.get_ref(), err).unwrap_or_else(|| {
-            ok = false;
-            vec![]
-        }),
-        None => vec![],
-    };
-    let mut set_env = BTreeMap::new();
-    if let Some(m) = &s.set_env {
-        for (k, v) in m.get_ref() {
-            if !is_env_name(k) || k.as_bytes()[0].is_ascii_digit() {
-                err(
-                    &v.span(),
-                    format!("{label}: set_env: `{k}` is not an environment variable name (A-Z, 0-9, _), e.g. RECOVERY_DATE"),
-                );
-                ok = false;
-            } else if env.contains(k) || cx.generate.contains(k) {
-                err(
-                    &v.span(),
-                    format!("{label}: set_env: `{k}` is also passed through by `env` or generated: name it once"),
-                );
-                ok = false;
-            }
-            cx.placeholders(&format!("{label}: set_env: {k}"), v, err);
-            set_env.insert(k.clone(), Template(v.get_ref().clone()));
-        }
-    }
-    let workdir = s.workdir.as_ref().map(|w| {
-        if template::names(w.get_ref()).first().is_some() || w.get_ref().is_empty() {
-            err(&w.span(), format!("{label}: workdir must be a directory written out, e.g. workdir = \"/opt/workout-tracker\""));
-            ok = false;
-        }
-        PathBuf::from(w.get_ref())
-    });
-    ok.then_some(StepKind::Exec(ExecStep {
-        argv: entries
-            .iter()
-            .map(|a| Template(a.get_ref().clone()))
-            .collect(),
-        workdir,
-        env,
-        set_env,
-    }))
-}
-
-fn http(label: &str, s: &RawStep, cx: &Context<'_>, err: Report<'_>) -> Option<StepKind> {
-    let mut ok = true;
-    let method = match &s.method {
-        None => "POST".to_string(),
-        Some(m) => {
-            let up = m.get_ref().to_ascii_uppercase();
-            if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&up.as_str()) {
-                err(&m.span(), format!("{label}: method `{}` is not accepted; accepted: GET, POST, PUT, PATCH, DELETE, HEAD", m.get_ref()));
-                ok = false;
-            }
-            up
-        }
-    };
-    let Some(url) = &s.url else {
-        err(&s.kind.span(), format!("{label}: an http step needs `url`, e.g. url = \"https://status.example.com/api/incidents\""));
-        return None;
-    };
-    if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://"))
-        || url.get_ref().starts_with("http://{{")
-        || url.get_ref().starts_with("https://{{")
-    {
-        err(&url.span(), format!("{label}: url must start with http:// or https:// and a host written out, e.g. \"https://status.example.com/api/incidents/{{{{incident}}}}\""));
-        ok = false;
-    }
-    cx.placeholders(&format!("{label}: url"), url, err);
-    let mut headers = BTreeMap::new();
-    if let Some(h) = &s.headers {
-        for (k, v) in h.get_ref() {
-            let token = !k.is_empty()
-                && k.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token || v.get_ref().chars().any(char::is_control) {
-                err(&v.span(), format!("{label}: headers: `{k}` must be a header name with a one-line value, e.g. headers = {{ \"Content-Type\" = \"application/json\" }}"));
-                ok = false;
-            }
-            cx.placeholders(&format!("{label}: headers: {k}"), v, err);
-            headers.insert(k.clone(), Template(v.get_ref().clone()));
-        }
-    }
-    if let Some(b) = &s.body {
-        cx.placeholders(&format!("{label}: body"), b, err);
-    }
-    let hmac_secret_env = s.hmac_secret_env.as_ref().and_then(|e| {
-        env_names(label, "hmac_secret_env", std::slice::from_ref(e), err)
-            .and_then(|v| v.into_iter().next())
-            .or_else(|| {
-                ok = false;
-                None
-            })
-    });
-    let expect_status = s
-        .expect_status
-        .as_ref()
-        .map(|e| e.get_ref().list())
-        .unwrap_or_default();
-    if let Some(e) = &s.expect_status {
-        if expect_status.iter().any(|c| !(100..=599).contains(c)) {
-            err(&e.span(), format!("{label}: expect_status takes HTTP statuses from 100 to 599, e.g. expect_status = [200, 204]"));
-            ok = false;
-        }
-    }
-    ok.then_some(StepKind::Http(HttpStep {
-        method,
-        url: Template(url.get_ref().clone()),
-        headers,
-        body: s.body.as_ref().map(|b| Template(b.get_ref().clone())),
-        hmac_secret_env,
-        expect_status,
-    }))
-}
-
-fn probe(label: &str, s: &RawStep, cx: &Context<'_>, err: Report<'_>) -> Option<StepKind> {
-    match (&s.probe, &s.probe_kind) {
-        (Some(p), None) => {
-            let inline_keys = s.url.is_some()
-                || s.url_env.is_some()
-                || s.address.is_some()
-                || s.password_env.is_some()
-                || s.expect_status.is_some();
-            if inline_keys {
-                err(&p.span(), format!("{label}: a step naming a configured probe takes no url, address or other probe keys (they are the [[probe]]'s)"));
-                return None;
-            }
-            if cx.config.probes.iter().any(|c| &c.id == p.get_ref()) {
-                Some(StepKind::Probe(ProbeRef::Named(p.get_ref().clone())))
-            } else {
-                let known: Vec<&str> = cx.config.probes.iter().map(|c| c.id.as_str()).collect();
-                err(
-                    &p.span(),
-                    format!(
-                        "{label}: probe `{}` is not a configured [[probe]]; accepted: {}",
-                        p.get_ref(),
-                        if known.is_empty() {
-                            "none configured".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-                None
-            }
-        }
-        (None, Some(k)) => {
-            let status = match &s.expect_status {
-                Some(e) => match e.get_ref().list().as_slice() {
-                    [one] => Some(Spanned::new(e.span(), *one)),
-                    _ => {
-                        err(&e.span(), format!("{label}: an inline http probe takes one expect_status, e.g. expect_status = 200"));
-                        return None;
-                    }
-                },
-                None => None,
-            };
-            let fields = ProbeFields {
-                url: s.url.clone(),
-                url_env: s.url_env.clone(),
-                address: s.address.clone(),
-                password_env: s.password_env.clone(),
-                expect_status: status,
-            };
-            probe_spec(label, k, fields, err).map(|p| StepKind::Probe(ProbeRef::Inline(p)))
-        }
-        (Some(p), Some(_)) => {
-            err(&p.span(), format!("{label}: give either `probe` (a configured [[probe]] id) or `probe_kind` with its keys, not both"));
-            None
-        }
-        (None, None) => {
-            err(&s.kind.span(), format!("{label}: a probe step needs `probe`, a configured [[probe]] id (e.g. probe = \"database\"), or `probe_kind` with its keys (e.g. probe_kind = \"tcp\", address = \"localhost:3306\")"));
-            None
-        }
-    }
-}
-
 /// "levels 4, 5", for skip reasons.
 pub(crate) fn levels_text(levels: &[LevelId]) -> String {
     format!(
@@ -526,5 +314,3 @@ pub(crate) fn levels_text(levels: &[LevelId]) -> String {
         join_levels(levels)
     )
 }
-
-use crate::domain::LevelId;

@@ -230,7 +230,8 @@ impl Runbooks {
     }
 
     /// The built-in runbooks: written with their scripts into `dir` (scripts mode 0755,
-    /// overwritten so they match this binary), then read from there. Messages name them
+    /// replaced so they match this binary, files it no longer has taken out), then read from
+    /// there. `dir` is Spotter's own: do not keep other runbooks in it. Messages name them
     /// `<built-in>/NAME.toml`.
     ///
     /// # Errors
@@ -238,6 +239,7 @@ impl Runbooks {
     /// level).
     pub fn builtin(config: &Config, dir: &Path) -> anyhow::Result<Runbooks> {
         write_files(dir, true)
+            .and_then(|_| remove_stale(dir))
             .with_context(|| format!("writing the built-in runbooks to {}", dir.display()))?;
         Runbooks::load(dir, config, |p| {
             format!(
@@ -317,7 +319,20 @@ fn write_files(dir: &Path, overwrite: bool) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for (p, text) in DEFAULTS {
         let path = dir.join(p);
-        std::fs::write(&path, text)?;
+        let same = std::fs::read(&path).is_ok_and(|old| old == text.as_bytes());
+        if !same {
+            // A new file renamed over the old one, never rewritten in place: bash reads a
+            // script as it runs, so a run in progress (another replica's, or ours before a
+            // restart) keeps reading the file it started with.
+            let tmp = dir.join(format!("{p}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, text)?;
+            #[cfg(unix)]
+            if p.ends_with(".sh") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+            }
+            std::fs::rename(&tmp, &path)?;
+        }
         #[cfg(unix)]
         if p.ends_with(".sh") {
             use std::os::unix::fs::PermissionsExt;
@@ -326,4 +341,27 @@ fn write_files(dir: &Path, overwrite: bool) -> io::Result<Vec<PathBuf>> {
         out.push(path);
     }
     Ok(out)
+}
+
+/// Takes out of the built-in directory the runbooks and scripts this binary no longer has, so
+/// a runbook dropped in a new version does not linger from an old one.
+fn remove_stale(dir: &Path) -> io::Result<()> {
+    for (sub, ext) in [("", "toml"), ("scripts", "sh")] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .to_string();
+            let ours = DEFAULTS.iter().any(|(p, _)| *p == rel);
+            if !ours && path.extension().is_some_and(|x| x == ext) && path.is_file() {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`model`]: a checked runbook (parameters, steps, approval policies) and probes.
 //! - [`port`]: the executor port, implemented by the runner adapter of the webhooks crate.
-//! - [`file`] (with `file_steps`): reading and checking one runbook file, every problem as
+//! - [`file`] (with `file_steps` and `file_actions`): reading and checking one runbook file, every problem as
 //!   `FILE:LINE:COL`.
 //! - [`load`]: [`Runbooks`], all runbooks by name: a directory, or the built-in ones (the guide,
 //!   in `defaults/`, with their scripts).
@@ -11,6 +11,7 @@
 //! - [`template`]: `{{name}}` placeholders.
 
 pub mod file;
+mod file_actions;
 mod file_steps;
 pub mod load;
 pub mod model;

@@ -115,14 +115,21 @@ fn patterns() -> &'static [(Regex, Replace)] {
                     && s.bytes().any(|b| b.is_ascii_digit());
                 if mixed { REDACTED.to_string() } else { s.to_string() }
             }),
-            // `Authorization: Bearer x`, `Bearer x`, `Basic x`.
+            // An Authorization header, whatever its scheme: the credential goes.
+            (
+                r(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)([A-Za-z][A-Za-z0-9_-]*\s+)?([^\s\[][^\s]*)"),
+                |c| format!("{}{}{REDACTED}", &c[1], c.get(2).map_or("", |m| m.as_str())),
+            ),
+            // `Bearer x`, `Basic x` elsewhere.
             (r(r"(?i)\b(bearer)(\s+)([A-Za-z0-9._~+/=-]{8,})"), |c| {
                 format!("{}{}{REDACTED}", &c[1], &c[2])
             }),
             (r(r"\b(Basic)(\s+)([A-Za-z0-9+/]{6,}={0,2})"), |c| {
                 let v = &c[3];
-                // "Basic authentication" is prose; a credential has digits or base64 signs.
-                if v.bytes().any(|b| b.is_ascii_digit() || b"+/=".contains(&b)) {
+                // "Basic authentication" is prose; a credential has digits, base64 signs or
+                // capitals inside.
+                let inner_capital = v.bytes().skip(1).any(|b| b.is_ascii_uppercase());
+                if inner_capital || v.bytes().any(|b| b.is_ascii_digit() || b"+/=".contains(&b)) {
                     format!("{}{}{REDACTED}", &c[1], &c[2])
                 } else {
                     c[0].to_string()
@@ -181,6 +188,14 @@ mod tests {
                 "Authorization: Basic [redacted]",
             ),
             ("Basic authentication works", "Basic authentication works"),
+            (
+                "Authorization: Digest abc",
+                "Authorization: Digest [redacted]",
+            ),
+            (
+                "curl -H 'Authorization: token ghtoken'",
+                "curl -H 'Authorization: token [redacted]",
+            ),
             (
                 "mysql://root:pa55@db:3306/x",
                 "mysql://root:[redacted]@db:3306/x",
