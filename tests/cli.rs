@@ -116,6 +116,7 @@ fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
     );
     assert!(ok, "{out}{err}");
     assert!(out.contains("resolved"), "{out}");
+    server.settle(dir);
     server.stop();
 
     let verify = |dir: &Path| spotter(dir, db).args(["audit", "verify"]).output().unwrap();
@@ -127,7 +128,7 @@ fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "audit log verified: 4 entries, hash chain intact"
+        "audit log verified: 6 entries, hash chain intact"
     );
 
     // Someone edits row 2 by hand.

@@ -54,6 +54,27 @@ impl Server {
         Server { child, url }
     }
 
+    /// Waits until no runbook run is active (the emergency response every declaration starts
+    /// runs by itself), so what the test counts afterwards does not depend on its timing.
+    pub fn settle(&self, dir: &Path) {
+        let token = std::fs::read_to_string(dir.join("data/api-token")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let runs: Value = reqwest::blocking::Client::new()
+                .get(format!("{}/api/v1/runs?state=active", self.url))
+                .bearer_auth(token.trim())
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if runs["runs"].as_array().is_some_and(|r| r.is_empty()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "runs still active: {runs}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGTERM, then wait: a graceful stop exits 0.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();

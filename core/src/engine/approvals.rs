@@ -28,6 +28,12 @@ impl Engine {
         verb: &str,
     ) -> Result<(), Refusal> {
         let id = run.id;
+        if run.state == RunState::Expired {
+            return Err(Refusal::Say(format!(
+                "run #{id} is not waiting for approval: its approval window closed at {}; nothing ran. Request it again with /runbook run",
+                run.expires_at.map(render::time).unwrap_or_default()
+            )));
+        }
         if run.state != RunState::PendingApproval {
             let why = match run.state {
                 RunState::Approved | RunState::Running => {

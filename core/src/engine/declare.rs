@@ -52,8 +52,7 @@ impl Engine {
         // The store picks the number inside its serialised write and asks for the changeset of
         // that incident, so concurrent declares never contend for a number.
         let built: std::sync::Mutex<Option<Incident>> = std::sync::Mutex::new(None);
-        let run_id = std::sync::atomic::AtomicI64::new(0);
-        let build = |reference: IncidentRef| {
+        let build = |reference: IncidentRef, run_id: i64| {
             let mut inc = Incident::declare(
                 reference,
                 level,
@@ -82,17 +81,14 @@ impl Engine {
             plan.schedule_rto(&inc);
             also(&mut plan, &inc);
             if let Some(rb) = auto {
-                let id = run_id.load(std::sync::atomic::Ordering::Relaxed);
                 let locks = active_locks.lock().unwrap().clone();
-                self.request_on_declare(&mut plan, rb, &inc, id, &locks);
+                self.request_on_declare(&mut plan, rb, &inc, run_id, &locks);
             }
             *built.lock().unwrap() = Some(inc.clone());
             plan.finish(Some(IncidentWrite::Insert(inc)))
         };
         retry_on_conflict!(async {
             if auto.is_some() {
-                let id = self.store.next_run_id().await?;
-                run_id.store(id, std::sync::atomic::Ordering::Relaxed);
                 let locks = self
                     .store
                     .runs(crate::store::RunFilter {

@@ -30,13 +30,16 @@ pub trait Store: Send + Sync + 'static {
     async fn commit(&self, changes: Changeset) -> Result<(), StoreError>;
     /// Declares an incident: inside one serialised write transaction, takes the next free number,
     /// asks `build` for the changeset of the incident with that number (which must insert it),
-    /// and writes it. Numbers are therefore sequential without gaps and never contended.
+    /// and writes it. Numbers are therefore sequential without gaps and never contended. `build`
+    /// also gets the next free run id, read in the same serialised transaction, for a run the
+    /// declaration starts (the guide's immediate response): every run insert holds the same
+    /// lock, so that id cannot be taken meanwhile either.
     ///
     /// # Errors
     /// As [`Store::commit`].
     async fn commit_new_incident(
         &self,
-        build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
+        build: &(dyn Fn(IncidentRef, i64) -> Changeset + Send + Sync),
     ) -> Result<IncidentRef, StoreError>;
     /// The number the next declared incident would get (informational; declaring uses
     /// [`Store::commit_new_incident`]).

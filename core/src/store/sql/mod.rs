@@ -310,7 +310,7 @@ impl Store for SqlStore {
 
     async fn commit_new_incident(
         &self,
-        build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
+        build: &(dyn Fn(IncidentRef, i64) -> Changeset + Send + Sync),
     ) -> Result<IncidentRef, StoreError> {
         self.commit_new_incident_sql(build).await
     }

@@ -347,7 +347,7 @@ impl SqlStore {
 
     pub(super) async fn commit_new_incident_sql(
         &self,
-        build: &(dyn Fn(IncidentRef) -> Changeset + Send + Sync),
+        build: &(dyn Fn(IncidentRef, i64) -> Changeset + Send + Sync),
     ) -> Result<IncidentRef, StoreError> {
         let mut tx = self.begin().await?;
         // The audit head lock serialises every declaring writer (on SQLite, BEGIN IMMEDIATE
@@ -358,7 +358,12 @@ impl SqlStore {
             .await
             .map_err(map_err)?;
         let reference = IncidentRef::new(max.unwrap_or(0) + 1);
-        let cs = build(reference);
+        // Every run insert carries an audit record, so it holds the head lock taken above.
+        let max_run: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM runbook_runs")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let cs = build(reference, max_run.unwrap_or(0) + 1);
         if !matches!(&cs.incident, Some(IncidentWrite::Insert(i)) if i.reference == reference) {
             return Err(StoreError::Other(anyhow!(
                 "commit_new_incident: the changeset must insert {reference}"
