@@ -14,6 +14,7 @@ mod discord;
 pub(crate) mod document;
 mod limits;
 mod paging;
+pub(crate) mod probes;
 pub(crate) mod raw;
 pub(crate) mod runbooks;
 mod upkeep;
@@ -22,6 +23,7 @@ pub use delivery::{ContactMethod, PagingConfig, SmtpConfig, SmtpTls};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 pub use limits::{AddressRange, LimitsConfig};
 pub use paging::{Escalation, EscalationTier, Person, Rotation, Shift, Target, Team};
+pub use probes::{Probe, ProbeSpec};
 pub use runbooks::{RunbooksConfig, SecretsConfig};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
@@ -68,7 +70,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// The dependencies a status check probes (`[[probe]]`; the guide's four when none is
     /// given).
-    pub probes: Vec<crate::runbook::Probe>,
+    pub probes: Vec<Probe>,
 }
 
 #[derive(Debug, Clone)]
@@ -334,13 +336,13 @@ impl Config {
         out.extend(self.secrets.env.iter().cloned());
         for p in &self.probes {
             match &p.spec {
-                crate::runbook::ProbeSpec::Mysql {
+                ProbeSpec::Mysql {
                     url_env: Some(e), ..
                 }
-                | crate::runbook::ProbeSpec::Postgres {
+                | ProbeSpec::Postgres {
                     url_env: Some(e), ..
                 }
-                | crate::runbook::ProbeSpec::Redis {
+                | ProbeSpec::Redis {
                     password_env: Some(e),
                     ..
                 } => out.push(e.clone()),

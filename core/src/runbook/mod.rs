@@ -1,7 +1,7 @@
 //! Runbooks: the guide's procedures as typed, approval-gated steps.
 //!
 //! - [`model`]: a checked runbook (parameters, steps, approval policies) and probes.
-//! - [`port`]: the executor port, implemented by `spotter_webhooks::runner`.
+//! - [`port`]: the executor port, implemented by the webhooks crate's `runner`.
 //! - [`file`] (with `file_params`, `file_steps` and `file_actions`): reading and checking one runbook file, every problem as
 //!   `FILE:LINE:COL`.
 //! - [`load`]: [`Runbooks`], all runbooks by name: a directory, or the built-in ones (the guide,

@@ -198,49 +198,7 @@ pub enum ProbeRef {
     Inline(ProbeSpec),
 }
 
-/// A check of one dependency (the guide's system status check).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeSpec {
-    /// GET `url`; healthy when the status is `expect_status` (default 200).
-    Http { url: String, expect_status: u16 },
-    /// A TCP connect to `host:port`.
-    Tcp { address: String },
-    /// `SELECT 1` over MySQL/MariaDB; the URL (it may hold a password) comes from `url_env`
-    /// when set, else `url`.
-    Mysql {
-        url: Option<String>,
-        url_env: Option<String>,
-    },
-    /// `SELECT 1` over PostgreSQL, likewise.
-    Postgres {
-        url: Option<String>,
-        url_env: Option<String>,
-    },
-    /// Redis `PING` → `PONG` at `host:port` (a password from `password_env` when set).
-    Redis {
-        address: String,
-        password_env: Option<String>,
-    },
-}
-
-impl ProbeSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ProbeSpec::Http { .. } => "http",
-            ProbeSpec::Tcp { .. } => "tcp",
-            ProbeSpec::Mysql { .. } => "mysql",
-            ProbeSpec::Postgres { .. } => "postgres",
-            ProbeSpec::Redis { .. } => "redis",
-        }
-    }
-}
-
-/// A configured probe: `[[probe]]` in the configuration.
-#[derive(Debug, Clone)]
-pub struct Probe {
-    pub id: String,
-    /// The component it checks, when it checks one (`database`).
-    pub component: Option<crate::domain::ComponentId>,
-    pub spec: ProbeSpec,
-    pub timeout: Duration,
-}
+// A probe is configuration (`[[probe]]`) as much as part of a runbook; it is defined with the
+// configuration so that `config` (which core's other modules build on) needs nothing from
+// here, and used here under the same names.
+pub use crate::config::{Probe, ProbeSpec};
