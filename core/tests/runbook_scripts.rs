@@ -3,16 +3,13 @@
 //! level 1 against a real MariaDB (127.0.0.1:3306, root; each test makes and drops its own
 //! database or user), the application restore on files.
 
+#[path = "runbooks/support.rs"]
+mod support;
+
 use spotter_core::config::Config;
 use spotter_core::runbook::*;
 use std::collections::BTreeMap;
-
-fn given(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use support::given;
 
 /// The guide's restore, end to end at the script level: a database made and backed up the
 /// guide's way (mysqldump | gzip | openssl enc), then changed, then restored by the runbook's

@@ -14,6 +14,7 @@ mod discord;
 pub(crate) mod document;
 mod limits;
 mod paging;
+pub(crate) mod probes;
 pub(crate) mod raw;
 pub(crate) mod runbooks;
 mod upkeep;
@@ -22,7 +23,8 @@ pub use delivery::{ContactMethod, PagingConfig, SmtpConfig, SmtpTls};
 pub use discord::{DiscordConfig, DiscordMode, IncidentChannels};
 pub use limits::{AddressRange, LimitsConfig};
 pub use paging::{Escalation, EscalationTier, Person, Rotation, Shift, Target, Team};
-pub use runbooks::{Probe, ProbeSpec, RunbooksConfig, SecretsConfig};
+pub use probes::{Probe, ProbeSpec};
+pub use runbooks::{RunbooksConfig, SecretsConfig};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};

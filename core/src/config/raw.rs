@@ -32,7 +32,7 @@ struct RawConfig {
     limits: Option<super::limits::RawLimits>,
     runbooks: Option<super::runbooks::RawRunbooks>,
     secrets: Option<super::runbooks::RawSecrets>,
-    probe: Option<Vec<super::runbooks::RawProbe>>,
+    probe: Option<Vec<super::probes::RawProbe>>,
     /// Tables with an element that could not be read: checks that would only repeat the
     /// problem ("names unknown person") stand down for them.
     incomplete: HashSet<String>,
@@ -369,7 +369,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let limits = super::limits::parse_limits(raw.limits, &mut err);
     let runbooks = super::runbooks::parse_runbooks(raw.runbooks, &mut err);
     let secrets = super::runbooks::parse_secrets(raw.secrets, &mut err);
-    let probes = super::runbooks::parse_probes(raw.probe, &components, &mut err);
+    let probes = super::probes::parse_probes(raw.probe, &components, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));

@@ -425,7 +425,7 @@ fn runbooks_secrets_and_probes_default_to_the_guide() {
     assert_eq!(db.component.as_ref().map(|c| c.as_str()), Some("database"));
     assert_eq!(
         db.spec,
-        crate::runbook::ProbeSpec::Mysql {
+        ProbeSpec::Mysql {
             url: Some("mysql://workout_user@localhost:3306/workout_tracker".into()),
             url_env: Some("WORKOUT_DB_URL".into()),
         }

@@ -1,8 +1,8 @@
 //! Runbooks: the guide's procedures as typed, approval-gated steps.
 //!
 //! - [`model`]: a checked runbook (parameters, steps, approval policies) and probes.
-//! - [`port`]: the executor port, implemented by the runner adapter of the webhooks crate.
-//! - [`file`] (with `file_steps` and `file_actions`): reading and checking one runbook file, every problem as
+//! - [`port`]: the executor port, implemented by the webhooks crate's `runner`.
+//! - [`file`] (with `file_params`, `file_steps` and `file_actions`): reading and checking one runbook file, every problem as
 //!   `FILE:LINE:COL`.
 //! - [`load`]: [`Runbooks`], all runbooks by name: a directory, or the built-in ones (the guide,
 //!   in `defaults/`, with their scripts).
@@ -12,6 +12,7 @@
 
 pub mod file;
 mod file_actions;
+mod file_params;
 mod file_steps;
 pub mod load;
 pub mod model;

@@ -198,5 +198,7 @@ pub enum ProbeRef {
     Inline(ProbeSpec),
 }
 
-// Probes are configuration (`[[probe]]`), so they live below this module, in config.
+// A probe is configuration (`[[probe]]`) as much as part of a runbook; it is defined with the
+// configuration so that `config` (which core's other modules build on) needs nothing from
+// here, and used here under the same names.
 pub use crate::config::{Probe, ProbeSpec};

@@ -1,6 +1,6 @@
 //! The executor port: how a planned step becomes a real process, request or probe. Core owns the
 //! trait and decides *what* runs (the plan, the approvals, the redaction); the adapter
-//! (the webhooks crate's runner) only runs it.
+//! (the webhooks crate's `runner`) only runs it.
 
 use super::model::ProbeSpec;
 use async_trait::async_trait;
