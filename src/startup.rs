@@ -81,6 +81,8 @@ impl Application {
         tracing::info!("API token {origin}");
         // Every alert source gets a credential (generated ones are shown once, on stdout).
         let secrets = crate::sources::resolve(&config, env, announce)?;
+        let source_secrets: Vec<String> =
+            secrets.values().map(|s| s.expose().to_string()).collect();
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -95,7 +97,9 @@ impl Application {
         // Runbooks: `[runbooks] dir`, else the guide's, written out under the data folder.
         let runbooks = Runbooks::for_config(&config)?;
         tracing::info!("{} runbooks loaded", runbooks.len());
-        let redactor = Redactor::from_env(&config, env);
+        // The configured secrets' values, and the alert sources' credentials (generated ones
+        // included): none of them may appear in what a run prints.
+        let redactor = Redactor::from_env(&config, env).with_secrets(&source_secrets);
         let runner: Arc<dyn Executor> = Arc::new(Runner::new(runner_env(&config, &runbooks, env)));
         let engine = Arc::new(
             Engine::new(
