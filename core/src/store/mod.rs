@@ -11,8 +11,12 @@ mod sql;
 
 pub use sql::{Backend, SqlStore};
 
+mod jobs;
+mod runs;
 mod types;
 
+pub use jobs::*;
+pub use runs::*;
 pub use types::*;
 
 use crate::domain::{AlertStatus, Incident, IncidentRef, StateFilter, TimelineEntry};
