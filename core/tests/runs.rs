@@ -40,6 +40,19 @@ fn run(id: i64, lock: &str, state: RunState, at: chrono::DateTime<chrono::Utc>) 
     }
 }
 
+fn running_step(id: &str, at: chrono::DateTime<chrono::Utc>) -> RunStep {
+    RunStep {
+        run: 1,
+        index: 0,
+        step_id: id.into(),
+        state: StepState::Running,
+        started_at: at,
+        finished_at: None,
+        detail: "running".into(),
+        output: String::new(),
+    }
+}
+
 fn write(w: RunWrite) -> Changeset {
     Changeset {
         runs: vec![w],
@@ -177,16 +190,7 @@ dual_test!(leases_fence_claims_output_and_renewal, |ctx| async move {
     // The worker marks it running and starts a step; output goes in only under its lease.
     let mut running = claimed.clone();
     running.state = RunState::Running;
-    let step = RunStep {
-        run: 1,
-        index: 0,
-        step_id: "mark".into(),
-        state: StepState::Running,
-        started_at: now,
-        finished_at: None,
-        detail: "running".into(),
-        output: String::new(),
-    };
+    let step = running_step("mark", now);
     store
         .commit(Changeset {
             runs: vec![RunWrite::StepStart(step), RunWrite::Update(running)],
@@ -244,16 +248,7 @@ dual_test!(
             .unwrap()
             .unwrap();
         claimed.state = RunState::Running;
-        let step = RunStep {
-            run: 1,
-            index: 0,
-            step_id: "restore".into(),
-            state: StepState::Running,
-            started_at: now,
-            finished_at: None,
-            detail: "running".into(),
-            output: String::new(),
-        };
+        let step = running_step("restore", now);
         store
             .commit(Changeset {
                 runs: vec![RunWrite::StepStart(step), RunWrite::Update(claimed)],

@@ -84,6 +84,20 @@ async fn health_endpoint() -> String {
     url
 }
 
+/// The configuration change pointing the guide's `application` probe at `url`.
+fn application_at(url: String) -> common::Configure {
+    Box::new(move |c: &mut spotter_core::config::Config| {
+        for p in &mut c.probes {
+            if p.id == "application" {
+                p.spec = spotter_core::runbook::ProbeSpec::Http {
+                    url: url.clone(),
+                    expect_status: 200,
+                };
+            }
+        }
+    })
+}
+
 async fn drill(backend: common::Backend) {
     let db = format!("spotter_drill_{}", spotter_core::random_token(4));
     seed(&db);
@@ -108,17 +122,8 @@ async fn drill(backend: common::Backend) {
         ("WORKOUT_SERVICES", "none"),
     ];
     let options = common::Options {
-        configure: Some(Box::new(move |c: &mut spotter_core::config::Config| {
-            // The built-in runbooks, with the application probe at the stand-in.
-            for p in &mut c.probes {
-                if p.id == "application" {
-                    p.spec = spotter_core::runbook::ProbeSpec::Http {
-                        url: health.clone(),
-                        expect_status: 200,
-                    };
-                }
-            }
-        })),
+        // The built-in runbooks, with the application probe at the stand-in.
+        configure: Some(application_at(health)),
         env: env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -256,16 +261,7 @@ async fn credential_rotation_applies_secrets_it_never_shows() {
         ("WORKOUT_SERVICES", "none"),
     ];
     let options = common::Options {
-        configure: Some(Box::new(move |c: &mut spotter_core::config::Config| {
-            for p in &mut c.probes {
-                if p.id == "application" {
-                    p.spec = spotter_core::runbook::ProbeSpec::Http {
-                        url: health.clone(),
-                        expect_status: 200,
-                    };
-                }
-            }
-        })),
+        configure: Some(application_at(health)),
         env: env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -173,6 +173,24 @@ async fn dry_runs_and_redaction(backend: common::Backend) {
         "{out}"
     );
     assert!(out.contains("done"), "{out}");
+    // The tail went to the incident channel, redacted too.
+    let posts: Vec<String> = app
+        .engine
+        .store()
+        .outbox(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    let tail = posts
+        .iter()
+        .find(|t| t.contains("output (last lines, redacted)"))
+        .expect("the tail is posted");
+    assert!(
+        tail.contains("token is [redacted]") && tail.contains("done"),
+        "{tail}"
+    );
     let status = app.ok("dev", &format!("/runbook status run:{id}")).await;
     let all = everything_stored(&app).await + &status.to_string();
     assert!(
@@ -396,7 +414,13 @@ async fn system_check_probes_the_real_services() {
 /// Declaring runs the guide's immediate response (the built-in runbook) at once, unapproved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declaring_runs_the_emergency_response() {
-    let app = common::TestApp::spawn(common::Backend::Sqlite, "emergency_response")
+    let options = common::Options {
+        configure: Some(Box::new(|c| {
+            c.runbooks.on_declare = Some("emergency-response".into())
+        })),
+        ..Default::default()
+    };
+    let app = common::TestApp::spawn_with(common::Backend::Sqlite, "emergency_response", options)
         .await
         .unwrap();
     app.ok(

@@ -158,21 +158,13 @@ impl Engine {
                 at: now,
             }));
             p.extra.runs.push(RunWrite::Update(next.clone()));
-            p.audit.push(AuditRecord {
-                at: now,
-                actor: actor.id.clone(),
-                action: format!("run.{verb}"),
-                subject: format!("run:{id}"),
-                detail: serde_json::json!({"gate": run.gate, "state": next.state.as_str(), "reason": reason}),
-            });
-            if let Some(r) = run.incident {
-                p.note(
-                    r,
-                    &format!("run{id}:v{}", run.version),
-                    EventKind::RunApproval,
-                    text.clone(),
-                );
-            }
+            p.run_event(
+                &run,
+                &format!("run.{verb}"),
+                serde_json::json!({"gate": run.gate, "state": next.state.as_str(), "reason": reason}),
+                EventKind::RunApproval,
+                text.clone(),
+            );
             self.commit(p.finish(None)).await?;
             next.version += 1;
             Ok(Ok((text, next)))
@@ -205,21 +197,13 @@ impl Engine {
             render::approvals_wanted(run.needed, run.role)
         );
         p.extra.runs.push(RunWrite::Update(next));
-        p.audit.push(AuditRecord {
-            at: now,
-            actor: actor.id.clone(),
-            action: "run.expire".into(),
-            subject: format!("run:{}", run.id),
-            detail: serde_json::json!({"gate": run.gate}),
-        });
-        if let Some(r) = run.incident {
-            p.note(
-                r,
-                &format!("run{}:v{}", run.id, run.version),
-                EventKind::RunExpired,
-                text,
-            );
-        }
+        p.run_event(
+            run,
+            "run.expire",
+            serde_json::json!({"gate": run.gate}),
+            EventKind::RunExpired,
+            text,
+        );
         self.commit(p.finish(None)).await
     }
 
@@ -300,21 +284,13 @@ impl Engine {
             };
             let mut p = Plan::new(self, actor, now);
             p.extra.runs.push(RunWrite::Update(next.clone()));
-            p.audit.push(AuditRecord {
-                at: now,
-                actor: actor.id.clone(),
-                action: "run.cancel".into(),
-                subject: format!("run:{id}"),
-                detail: serde_json::json!({"state": run.state.as_str()}),
-            });
-            if let Some(r) = run.incident {
-                p.note(
-                    r,
-                    &format!("run{id}:v{}", run.version),
-                    EventKind::RunFinished,
-                    text.clone(),
-                );
-            }
+            p.run_event(
+                &run,
+                "run.cancel",
+                serde_json::json!({"state": run.state.as_str()}),
+                EventKind::RunFinished,
+                text.clone(),
+            );
             self.commit(p.finish(None)).await?;
             next.version += 1;
             Ok(Ok((text, next)))

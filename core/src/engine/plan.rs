@@ -143,6 +143,28 @@ impl<'a> Plan<'a> {
         });
     }
 
+    /// A decision about a run: its audit record, and its timeline note (posted to the channel)
+    /// when the run is about an incident.
+    pub(crate) fn run_event(
+        &mut self,
+        run: &crate::domain::Run,
+        action: &str,
+        detail: serde_json::Value,
+        kind: EventKind,
+        text: String,
+    ) {
+        self.audit.push(AuditRecord {
+            at: self.at,
+            actor: self.actor.id.clone(),
+            action: action.into(),
+            subject: format!("run:{}", run.id),
+            detail,
+        });
+        if let Some(r) = run.incident {
+            self.note(r, &format!("run{}:v{}", run.id, run.version), kind, text);
+        }
+    }
+
     /// A message to the incident's chat channels only (no timeline entry): an approval request,
     /// the tail of a running step's output.
     pub(crate) fn chat(

@@ -328,16 +328,13 @@ impl Engine {
                 r.lease_until = None;
                 r.needed = 0;
                 r.expires_at = None;
-                p.audit.push(AuditRecord {
-                    at: p.at,
-                    actor: p.actor.id.clone(),
-                    action: "run.finish".into(),
-                    subject: format!("run:{}", r.id),
-                    detail: serde_json::json!({"state": state.as_str(), "outcome": outcome}),
-                });
-                if let Some(i) = r.incident {
-                    p.note(i, &Self::run_key(r), EventKind::RunFinished, text.clone());
-                }
+                p.run_event(
+                    r,
+                    "run.finish",
+                    serde_json::json!({"state": state.as_str(), "outcome": outcome}),
+                    EventKind::RunFinished,
+                    text.clone(),
+                );
             })
             .await?;
         self.metrics.run_finished(&run.runbook, state.as_str());
@@ -384,17 +381,13 @@ impl Engine {
                 });
             }
             p.extra.runs.push(RunWrite::Update(next));
-            p.audit.push(AuditRecord {
-                at: now,
-                actor: actor.id.clone(),
-                action: "run.interrupted".into(),
-                subject: format!("run:{}", run.id),
-                detail: serde_json::json!({"steps": running.iter().map(|s| &s.step_id).collect::<Vec<_>>()}),
-            });
-            if let Some(i) = run.incident {
-                let text = format!("Run #{} of {} interrupted: {outcome}", run.id, run.runbook);
-                p.note(i, &Self::run_key(&run), EventKind::RunFinished, text);
-            }
+            p.run_event(
+                &run,
+                "run.interrupted",
+                serde_json::json!({"steps": running.iter().map(|s| &s.step_id).collect::<Vec<_>>()}),
+                EventKind::RunFinished,
+                format!("Run #{} of {} interrupted: {outcome}", run.id, run.runbook),
+            );
             match self.commit(p.finish(None)).await {
                 Ok(()) => {
                     n += 1;
