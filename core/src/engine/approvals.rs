@@ -12,10 +12,11 @@ use super::*;
 use crate::domain::{Decision, Run, RunApproval, RunState};
 use crate::store::RunWrite;
 
-/// A decision the engine refused: the reply, and whether the run must be marked expired first.
+/// A decision the engine refused: the reply, or that the run's window closed (it is marked
+/// expired first).
 enum Refusal {
     Say(String),
-    Expired(Run),
+    Expired,
 }
 
 impl Engine {
@@ -52,7 +53,7 @@ impl Engine {
             )));
         }
         if run.expires_at.is_some_and(|e| self.clock.now() >= e) {
-            return Err(Refusal::Expired(run.clone()));
+            return Err(Refusal::Expired);
         }
         if actor.id == run.requested_by {
             return Err(Refusal::Say(format!(
@@ -99,7 +100,7 @@ impl Engine {
             match self.check_decider(actor, &run, gate, verb) {
                 Ok(()) => {}
                 Err(Refusal::Say(s)) => return Ok(Err(s)),
-                Err(Refusal::Expired(run)) => {
+                Err(Refusal::Expired) => {
                     self.expire(&run).await?;
                     return Ok(Err(format!(
                         "the approval window of run #{id} closed at {}; nothing ran. Request it again with /runbook run",

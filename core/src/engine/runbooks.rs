@@ -31,14 +31,15 @@ pub(crate) fn gate_policy(rb: &Runbook, gate: usize) -> ApprovalPolicy {
 }
 
 impl Engine {
-    pub(crate) fn runbook_named(&self, name: &str) -> Result<&Runbook, Reply> {
+    /// The runbook of that name, or the refusal naming the accepted ones.
+    pub(crate) fn runbook_named(&self, name: &str) -> Result<&Runbook, String> {
         self.runbooks.get(name).ok_or_else(|| {
             let names: Vec<&str> = self.runbooks.iter().map(|r| r.name.as_str()).collect();
-            Reply::refused(if names.is_empty() {
+            if names.is_empty() {
                 format!("unknown runbook `{name}`: no runbooks are loaded ([runbooks] dir)")
             } else {
                 format!("unknown runbook `{name}`; accepted: {}", names.join(", "))
-            })
+            }
         })
     }
 
@@ -60,7 +61,7 @@ impl Engine {
     pub(crate) fn runbook_show(&self, name: &str) -> Reply {
         match self.runbook_named(name) {
             Ok(rb) => Reply::ok(render::runbook(rb), None),
-            Err(refusal) => refusal,
+            Err(refusal) => Reply::refused(refusal),
         }
     }
 
@@ -148,7 +149,7 @@ impl Engine {
     ) -> Result<Reply, StoreError> {
         let rb = match self.runbook_named(name) {
             Ok(rb) => rb,
-            Err(refusal) => return Ok(refusal),
+            Err(refusal) => return Ok(Reply::refused(refusal)),
         };
         let inc = match self.run_incident(rb, named, ctx).await? {
             Ok(i) => i,
