@@ -4,8 +4,16 @@
 //! process ran). The approval request arrives in the incident channel with Approve / Deny
 //! buttons; the engine decides who may press them (never the requester, only the runbook's
 //! approver role, once). SQLite and PostgreSQL.
+//!
+//! - `approve`: the request's buttons and words; the requester's and a stranger's presses
+//!   refused; an approver's accepted, the step run once; the used button refused.
+//! - `deny`: an approver denies; nothing runs; a cancelled run's buttons stay refused.
+//! - `gates`: a step with its own approval gets new buttons, the earlier gate's are refused; an
+//!   approver who requested may not approve; a Discord role mapped to approver may.
 
+#[path = "../common/mod.rs"]
 mod common;
+#[path = "../fake_discord/mod.rs"]
 mod fake_discord;
 
 use fake_discord::interactions::{self as ix, GENERAL_CHANNEL};
@@ -14,6 +22,7 @@ use serde_json::{json, Value};
 use spotter::startup::Application;
 use spotter_core::clock::SystemClock;
 use spotter_core::config::{DiscordConfig, DiscordMode, IncidentChannels};
+use spotter_core::domain::Role;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +35,8 @@ const DEV: &str = "1280000000000000003";
 const SECURITY: &str = "1280000000000000004";
 /// Nobody Spotter knows, without mapped roles: a viewer.
 const STRANGER: &str = "1289999999999999999";
+/// A Discord role mapped to Spotter's approver.
+const APPROVER_ROLE: &str = "1270000000000000007";
 const CATEGORY: &str = "1295555555555555555";
 const TOKEN_ENV: &str = "SPOTTER_TEST_DISCORD_BOT_TOKEN";
 
@@ -42,6 +53,30 @@ kind = "exec"
 argv = ["scripts/mark.sh"]
 set_env = { MARKER = "MARKER_PATH" }
 timeout = "30s"
+"#;
+/// `two-step`: the run-level approval, then a second step asking for its own.
+const TWO_STEP_TOML: &str = r#"name = "two-step"
+description = "Two markers, the second after its own approval"
+approvals = 1
+approver_role = "approver"
+
+[[step]]
+id = "first"
+description = "the first marker"
+kind = "exec"
+argv = ["scripts/mark.sh"]
+set_env = { MARKER = "MARKER_PATH" }
+timeout = "30s"
+
+[[step]]
+id = "second"
+description = "the second marker, after its own approval"
+kind = "exec"
+argv = ["scripts/mark.sh"]
+set_env = { MARKER = "MARKER_PATH" }
+timeout = "30s"
+approvals = 1
+approver_role = "approver"
 "#;
 const MARK_SH: &str = "#!/bin/bash\nset -euo pipefail\necho ran >> \"$MARKER\"\necho marked\n";
 
@@ -67,11 +102,10 @@ impl RunApp {
         let marker = dir.path().join("ran");
         let runbooks = dir.path().join("runbooks");
         std::fs::create_dir_all(runbooks.join("scripts")).unwrap();
-        std::fs::write(
-            runbooks.join("mark.toml"),
-            MARK_TOML.replace("MARKER_PATH", &marker.display().to_string()),
-        )
-        .unwrap();
+        for (file, text) in [("mark.toml", MARK_TOML), ("two-step.toml", TWO_STEP_TOML)] {
+            let text = text.replace("MARKER_PATH", &marker.display().to_string());
+            std::fs::write(runbooks.join(file), text).unwrap();
+        }
         let script = runbooks.join("scripts/mark.sh");
         std::fs::write(&script, MARK_SH).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -96,7 +130,7 @@ impl RunApp {
             token_env: TOKEN_ENV.into(),
             api_base_url: fake.base.clone(),
             incident_channels: IncidentChannels::Category(Some(CATEGORY.into())),
-            role_map: vec![],
+            role_map: vec![(APPROVER_ROLE.into(), Role::Approver)],
         });
         config.outbox.retry_base = chrono::Duration::milliseconds(50);
         config.outbox.retry_max = chrono::Duration::milliseconds(300);
@@ -194,7 +228,27 @@ impl RunApp {
 
     /// `user` presses the button `custom_id` of `message` in `channel`.
     async fn press(&self, user: &str, channel: &str, message: &str, custom_id: &str) -> Value {
-        let body = ix::button(user, &[], channel, message, custom_id, &ix::token("press"));
+        self.press_with_roles(user, &[], channel, message, custom_id)
+            .await
+    }
+
+    /// The same, by a member holding the Discord `roles`.
+    async fn press_with_roles(
+        &self,
+        user: &str,
+        roles: &[&str],
+        channel: &str,
+        message: &str,
+        custom_id: &str,
+    ) -> Value {
+        let body = ix::button(
+            user,
+            roles,
+            channel,
+            message,
+            custom_id,
+            &ix::token("press"),
+        );
         self.interact(&body).await
     }
 
@@ -241,6 +295,17 @@ impl RunApp {
     /// dev declares an incident in the general channel and asks for a run of `mark` in its
     /// channel; returns the channel and the run's id.
     async fn declare_and_request(&self) -> (String, i64) {
+        self.declare_and_request_as(DEV, "dev", "mark").await
+    }
+
+    /// dev declares an incident; `user` (person `person`) asks for a run of `runbook` in its
+    /// channel.
+    async fn declare_and_request_as(
+        &self,
+        user: &str,
+        person: &str,
+        runbook: &str,
+    ) -> (String, i64) {
         let v = self
             .slash(
                 DEV,
@@ -256,14 +321,20 @@ impl RunApp {
         assert_eq!(v["type"], 4, "{v}");
         let (channel, _card) = self.fake.incident_channel_and_card().await;
         let v = self
-            .slash(DEV, &channel, "runbook", "run", &[("name", json!("mark"))])
+            .slash(
+                user,
+                &channel,
+                "runbook",
+                "run",
+                &[("name", json!(runbook))],
+            )
             .await;
         assert_eq!(v["type"], 4, "{v}");
         assert!(!is_ephemeral(&v), "a run request is for everyone: {v}");
         let id = self.newest_run().await;
         let run = self.run(id).await;
         assert_eq!(run["state"], "pending_approval", "{run:#}");
-        assert_eq!(run["requested_by"], "dev");
+        assert_eq!(run["requested_by"], person);
         assert_eq!(
             run["incident"], "INC-1",
             "typed in INC-1's channel: {run:#}"
@@ -273,7 +344,12 @@ impl RunApp {
 
     /// The approval request of run `id` as posted in `channel`: the message, once it arrived.
     async fn approval_request(&self, channel: &str, id: i64) -> Value {
-        let approve = format!("run:{id}:g0:approve");
+        self.approval_request_at(channel, id, 0).await
+    }
+
+    /// The approval request of run `id` for the step with index `gate`.
+    async fn approval_request_at(&self, channel: &str, id: i64, gate: usize) -> Value {
+        let approve = format!("run:{id}:g{gate}:approve");
         self.fake
             .wait_for(
                 "the approval request with its buttons",
@@ -371,210 +447,6 @@ async fn assert_still_pending(app: &RunApp, id: i64) {
     assert_eq!(run["steps"], json!([]), "{run:#}");
 }
 
-discord_test!(
-    the_approve_button_is_refused_to_the_requester_and_a_stranger_and_runs_once_for_an_approver,
-    |app| async {
-        let (channel, id) = app.declare_and_request().await;
-
-        // 1. The request, in the incident channel: Approve and Deny for this run and gate, and
-        //    words saying which run, who asked and what will run.
-        let request = app.approval_request(&channel, id).await;
-        let approve = format!("run:{id}:g0:approve");
-        let deny = format!("run:{id}:g0:deny");
-        assert_eq!(custom_ids(&request), [approve.clone(), deny.clone()]);
-        let buttons = &request["components"][0]["components"];
-        assert_eq!(buttons[0]["label"], "Approve");
-        assert_eq!(buttons[1]["label"], "Deny");
-        let text = request["content"].as_str().unwrap();
-        assert!(text.contains(&format!("run #{id} of mark")), "{text}");
-        assert!(text.contains("requested by Development Team"), "{text}");
-        assert!(text.contains("write-marker"), "the step: {text}");
-        assert!(
-            text.contains("scripts/mark.sh"),
-            "the step's command: {text}"
-        );
-        assert!(text.contains("approver"), "the role it needs: {text}");
-        let message = request["id"].as_str().unwrap().to_string();
-        // Posted once, and to the incident channel only.
-        let posted = app
-            .fake
-            .requests()
-            .iter()
-            .filter(|r| r.ok() && custom_ids(&r.body).contains(&approve))
-            .map(|r| r.path.clone())
-            .collect::<Vec<_>>();
-        assert_eq!(
-            posted,
-            [format!("/api/v10/channels/{channel}/messages")],
-            "{posted:?}"
-        );
-
-        // 2. The requester's own press.
-        let v = app.press(DEV, &channel, &message, &approve).await;
-        assert_refused(&v, "someone else must approve");
-        assert_still_pending(&app, id).await;
-
-        // 3. Somebody Spotter does not know: a viewer, told the role it takes.
-        let v = app.press(STRANGER, &channel, &message, &approve).await;
-        assert_refused(&v, "needs role approver");
-        assert!(content(&v).contains(&format!("discord:{STRANGER}")), "{v}");
-        assert_still_pending(&app, id).await;
-
-        // 4. An approver: accepted, and the run goes through.
-        let v = app.press(DBA, &channel, &message, &approve).await;
-        assert_eq!(v["type"], 4, "{v}");
-        assert!(
-            content(&v).contains(&format!("Run #{id} of mark approved by")),
-            "{v}"
-        );
-        let run = app
-            .wait_run(id, &["succeeded", "failed", "timed_out"])
-            .await;
-        assert_eq!(run["state"], "succeeded", "{run:#}");
-        assert_eq!(app.marks(), 1);
-        let approvals = run["approvals"].as_array().unwrap();
-        assert_eq!(approvals.len(), 1, "{run:#}");
-        assert_eq!(approvals[0]["person"], "dba");
-        assert_eq!(approvals[0]["decision"], "approve");
-        assert_eq!(approvals[0]["gate"], 0);
-        // The timeline: the approval by dba (the person, never the Discord account's name).
-        let timeline = app.run_timeline().await;
-        let approval = timeline
-            .iter()
-            .find(|e| e["kind"] == "run_approval")
-            .unwrap_or_else(|| panic!("no approval on the timeline: {timeline:#?}"));
-        assert_eq!(approval["actor"], "dba", "{approval}");
-        assert!(
-            approval["text"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("Run #{id} of mark approved")),
-            "{approval}"
-        );
-        let all = serde_json::to_string(&timeline).unwrap();
-        assert!(!all.contains("user002"), "a Discord username: {all}");
-        assert!(
-            !all.contains(DBA),
-            "a snowflake instead of the person: {all}"
-        );
-
-        // 5. The same button again: the approval was used; nothing runs twice.
-        let v = app.press(DBA, &channel, &message, &approve).await;
-        assert_refused(&v, "not waiting for approval");
-        // And a Deny after the fact changes nothing either.
-        let v = app.press(SECURITY, &channel, &message, &deny).await;
-        assert_refused(&v, "not waiting for approval");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(app.marks(), 1, "the step ran once");
-        let after = app.run(id).await;
-        assert_eq!(after["state"], "succeeded");
-        assert_eq!(after["approvals"], run["approvals"]);
-        // Only the one approval request was posted for the run.
-        let asks = app
-            .fake
-            .requests()
-            .iter()
-            .filter(|r| r.ok() && custom_ids(&r.body).contains(&approve))
-            .count();
-        assert_eq!(asks, 1);
-        // The audit log: one request by dev, one approval by dba; the refused presses none.
-        let audit: Vec<(String, String)> = app
-            .engine
-            .store()
-            .audit_log()
-            .await
-            .unwrap()
-            .entries
-            .into_iter()
-            .filter(|e| e.subject == format!("run:{id}") && e.action != "run.finish")
-            .map(|e| (e.action, e.actor))
-            .filter(|(a, _)| a == "run.request" || a == "run.approve" || a == "run.deny")
-            .collect();
-        assert_eq!(
-            audit,
-            [
-                ("run.request".to_string(), "dev".to_string()),
-                ("run.approve".to_string(), "dba".to_string())
-            ]
-        );
-    }
-);
-
-discord_test!(
-    the_deny_button_from_an_approver_ends_the_run_denied_and_nothing_runs,
-    |app| async {
-        let (channel, first) = app.declare_and_request().await;
-        // The first run is cancelled by its requester; the second is the one denied.
-        let v = app
-            .slash(DEV, &channel, "runbook", "cancel", &[("run", json!(first))])
-            .await;
-        assert!(!is_ephemeral(&v), "{v}");
-        assert_eq!(app.run(first).await["state"], "cancelled");
-        let v = app
-            .slash(DEV, &channel, "runbook", "run", &[("name", json!("mark"))])
-            .await;
-        assert_eq!(v["type"], 4, "{v}");
-        let id = app.newest_run().await;
-        assert_ne!(id, first);
-        let request = app.approval_request(&channel, id).await;
-        let message = request["id"].as_str().unwrap().to_string();
-        let deny = format!("run:{id}:g0:deny");
-        assert_eq!(
-            custom_ids(&request),
-            [format!("run:{id}:g0:approve"), deny.clone()]
-        );
-        // The first run's buttons are still on its own message; they are not this run's.
-        let old = app.approval_request(&channel, first).await;
-        let v = app
-            .press(
-                SECURITY,
-                &channel,
-                old["id"].as_str().unwrap(),
-                &format!("run:{first}:g0:approve"),
-            )
-            .await;
-        assert_refused(&v, "it is cancelled");
-        assert_still_pending(&app, id).await;
-
-        // The requester may not deny it either (that is a cancel), nor a stranger.
-        let v = app.press(DEV, &channel, &message, &deny).await;
-        assert_refused(&v, "someone else must deny");
-        let v = app.press(STRANGER, &channel, &message, &deny).await;
-        assert_refused(&v, "needs role approver");
-        assert_still_pending(&app, id).await;
-
-        let v = app.press(SECURITY, &channel, &message, &deny).await;
-        assert_eq!(v["type"], 4, "{v}");
-        assert!(
-            content(&v).contains(&format!("Run #{id} of mark denied by")),
-            "{v}"
-        );
-        let run = app.run(id).await;
-        assert_eq!(run["state"], "denied", "{run:#}");
-        assert_eq!(run["approvals"][0]["person"], "security");
-        assert_eq!(run["approvals"][0]["decision"], "deny");
-        assert_eq!(run["steps"], json!([]));
-        assert!(
-            run["outcome"]
-                .as_str()
-                .unwrap()
-                .contains("denied by security"),
-            "{run:#}"
-        );
-        let timeline = app.run_timeline().await;
-        let denial = timeline
-            .iter()
-            .find(|e| e["kind"] == "run_approval")
-            .unwrap_or_else(|| panic!("no denial on the timeline: {timeline:#?}"));
-        assert_eq!(denial["actor"], "security", "{denial}");
-
-        // Denied is final: an approval now is refused, and nothing ever ran.
-        let v = app
-            .press(DBA, &channel, &message, &format!("run:{id}:g0:approve"))
-            .await;
-        assert_refused(&v, "it is denied");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(app.marks(), 0);
-        assert_eq!(app.run(id).await["state"], "denied");
-    }
-);
+mod approve;
+mod deny;
+mod gates;
