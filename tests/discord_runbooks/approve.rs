@@ -131,3 +131,52 @@ discord_test!(
         );
     }
 );
+
+discord_test!(
+    two_approvers_pressing_at_once_give_one_approval_and_one_run,
+    |app| async {
+        let (channel, id) = app.declare_and_request().await;
+        let request = app.approval_request(&channel, id).await;
+        let message = request["id"].as_str().unwrap();
+        let approve = format!("run:{id}:g0:approve");
+        let (a, b) = tokio::join!(
+            app.press(DBA, &channel, message, &approve),
+            app.press(SECURITY, &channel, message, &approve),
+        );
+        let accepted: Vec<&Value> = [&a, &b]
+            .into_iter()
+            .filter(|v| content(v).contains("approved by"))
+            .collect();
+        assert_eq!(accepted.len(), 1, "exactly one counts: {a} {b}");
+        let refused = if accepted[0] == &a { &b } else { &a };
+        assert_refused(refused, "not waiting for approval");
+        let run = app
+            .wait_run(id, &["succeeded", "failed", "timed_out"])
+            .await;
+        assert_eq!(run["state"], "succeeded", "{run:#}");
+        assert_eq!(run["approvals"].as_array().unwrap().len(), 1, "{run:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(app.marks(), 1, "the step ran once");
+    }
+);
+
+discord_test!(
+    an_approve_pressed_after_the_window_closed_is_refused_and_nothing_runs,
+    |c| c.runbooks.approval_ttl = chrono::Duration::seconds(1),
+    |app| async {
+        let (channel, id) = app.declare_and_request().await;
+        let request = app.approval_request(&channel, id).await;
+        let message = request["id"].as_str().unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let v = app
+            .press(DBA, &channel, message, &format!("run:{id}:g0:approve"))
+            .await;
+        // Whether the expiry job or the press noticed first, the window is said to be closed.
+        assert_refused(&v, "approval window");
+        assert!(content(&v).contains("nothing ran"), "{v}");
+        let run = app.wait_run(id, &["expired"]).await;
+        assert_eq!(run["approvals"], json!([]), "{run:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(app.marks(), 0);
+    }
+);

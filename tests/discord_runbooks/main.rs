@@ -95,7 +95,12 @@ struct RunApp {
 }
 
 impl RunApp {
-    async fn spawn(backend: common::Backend, test: &str) -> Option<RunApp> {
+    /// The application with the test's runbooks; `tweak` changes its configuration last.
+    async fn spawn(
+        backend: common::Backend,
+        test: &str,
+        tweak: fn(&mut spotter_core::config::Config),
+    ) -> Option<RunApp> {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg) = common::database(backend, test, dir.path()).await?;
         let fake = FakeDiscord::start().await;
@@ -134,6 +139,7 @@ impl RunApp {
         });
         config.outbox.retry_base = chrono::Duration::milliseconds(50);
         config.outbox.retry_max = chrono::Duration::milliseconds(300);
+        tweak(&mut config);
         let env = |var: &str| (var == TOKEN_ENV).then(|| "test-bot-token".to_string());
         // Generated source credentials go to the data folder, not to the test's output.
         let app = Application::build_announcing(
@@ -383,13 +389,16 @@ impl RunApp {
     }
 }
 
-/// Writes one test per backend for the app.
+/// Writes one test per backend for the app (configured by `tweak`, when given).
 macro_rules! discord_test {
     ($name:ident, |$app:ident| $body:expr) => {
+        discord_test!($name, |_| {}, |$app| $body);
+    };
+    ($name:ident, $tweak:expr, |$app:ident| $body:expr) => {
         mod $name {
             use super::*;
             async fn run(backend: common::Backend) {
-                let Some($app) = RunApp::spawn(backend, stringify!($name)).await else {
+                let Some($app) = RunApp::spawn(backend, stringify!($name), $tweak).await else {
                     return;
                 };
                 $body.await;
