@@ -20,7 +20,13 @@ discord_test!(
         let text = request["content"].as_str().unwrap();
         assert!(text.contains(&format!("run #{id} of mark")), "{text}");
         assert!(text.contains("requested by Development Team"), "{text}");
-        assert!(text.contains("write-marker"), "the step: {text}");
+        // The step, numbered once, as the run numbers it.
+        let steps: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("write-marker"))
+            .collect();
+        assert_eq!(steps.len(), 1, "{text}");
+        assert!(steps[0].starts_with("1. write-marker: exec"), "{text}");
         assert!(
             text.contains("scripts/mark.sh"),
             "the step's command: {text}"

@@ -11,6 +11,26 @@ discord_test!(
             .declare_and_request_as(SECURITY, "security", "two-step")
             .await;
         let first = app.approval_request(&channel, id).await;
+        let text = first["content"].as_str().unwrap();
+        let steps: Vec<&str> = text.lines().filter(|l| l.contains(": exec")).collect();
+        assert_eq!(steps.len(), 2, "{text}");
+        assert!(steps[0].starts_with("1. first: exec"), "{text}");
+        assert!(steps[1].starts_with("2. second: exec"), "{text}");
+        // A dry run from Discord lists the same plan, numbered the same way, and runs nothing.
+        let v = app
+            .slash(
+                DBA,
+                &channel,
+                "runbook",
+                "run",
+                &[("name", json!("two-step")), ("dry_run", json!(true))],
+            )
+            .await;
+        let dry: Vec<&str> = content(&v)
+            .lines()
+            .filter(|l| l.contains(": exec"))
+            .collect();
+        assert_eq!(dry, steps, "{v}");
         let first_id = first["id"].as_str().unwrap().to_string();
         let approve0 = format!("run:{id}:g0:approve");
         let v = app.press(SECURITY, &channel, &first_id, &approve0).await;
@@ -27,6 +47,10 @@ discord_test!(
         );
         let text = second["content"].as_str().unwrap();
         assert!(text.contains("is at step 2 (second)"), "{text}");
+        // Only what is left, by its own number: step 2, not step 1 again.
+        let steps: Vec<&str> = text.lines().filter(|l| l.contains(": exec")).collect();
+        assert_eq!(steps.len(), 1, "{text}");
+        assert!(steps[0].starts_with("2. second: exec"), "{text}");
         let run = app.wait_run(id, &["pending_approval"]).await;
         assert_eq!(run["gate"], 1, "{run:#}");
         assert_eq!(app.marks(), 1, "the first step ran");
