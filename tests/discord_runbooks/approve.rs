@@ -186,3 +186,59 @@ discord_test!(
         assert_eq!(app.marks(), 0);
     }
 );
+
+discord_test!(
+    a_slow_approval_is_acknowledged_at_once_then_answered_privately,
+    |app| async {
+        let (channel, id) = app.declare_and_request().await;
+        let request = app.approval_request(&channel, id).await;
+        let message = request["id"].as_str().unwrap();
+        // The decision cannot be written within Discord's 3 seconds.
+        let hold = hold_run_writes(&app.database_url, Duration::from_millis(3500)).await;
+        let token = ix::token("slow-approve");
+        let click = ix::button(
+            DBA,
+            &[],
+            &channel,
+            message,
+            &format!("run:{id}:g0:approve"),
+            &token,
+        );
+        let started = Instant::now();
+        let v = app.interact(&click).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(v["type"], 6, "acknowledged, the message left as it is: {v}");
+        hold.await.unwrap();
+        let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}");
+        let followup = app
+            .fake
+            .wait_for("the deferred answer", Duration::from_secs(15), |reqs| {
+                reqs.iter().find(|r| r.ok() && r.is("POST", &path)).cloned()
+            })
+            .await;
+        let text = followup.body["content"].as_str().unwrap_or("");
+        assert!(
+            text.contains(&format!("Run #{id} of mark approved by")),
+            "{}",
+            followup.body
+        );
+        let run = app
+            .wait_run(id, &["succeeded", "failed", "timed_out"])
+            .await;
+        assert_eq!(run["state"], "succeeded", "{run:#}");
+        assert_eq!(app.marks(), 1);
+        // The approval request itself was not replaced by anything else.
+        let now = app.fake.message(message).unwrap();
+        assert_eq!(custom_ids(&now), custom_ids(&request));
+        assert!(
+            !app.fake.requests().iter().any(|r| r.method == "PATCH"
+                && r.path
+                    == format!("/api/v10/webhooks/{APPLICATION_ID}/{token}/messages/@original")),
+            "the request message is not edited into a card"
+        );
+    }
+);

@@ -6,7 +6,8 @@
 //! approver role, once). SQLite and PostgreSQL.
 //!
 //! - `approve`: the request's buttons and words; the requester's and a stranger's presses
-//!   refused; an approver's accepted, the step run once; the used button refused.
+//!   refused; an approver's accepted, the step run once; the used button refused; two
+//!   approvers at once; a press after the window closed; a slow decision deferred.
 //! - `deny`: an approver denies; nothing runs; a cancelled run's buttons stay refused.
 //! - `gates`: a step with its own approval gets new buttons, the earlier gate's are refused; an
 //!   approver who requested may not approve; a Discord role mapped to approver may.
@@ -92,6 +93,7 @@ struct RunApp {
     engine: Arc<spotter_core::Engine>,
     /// dev's own API token, for reading runs and incidents as a person.
     dev_token: String,
+    database_url: String,
 }
 
 impl RunApp {
@@ -177,6 +179,7 @@ impl RunApp {
             pg,
             engine,
             dev_token,
+            database_url,
         })
     }
 
@@ -454,6 +457,38 @@ async fn assert_still_pending(app: &RunApp, id: i64) {
     assert_eq!(run["state"], "pending_approval", "{run:#}");
     assert_eq!(run["approvals"], json!([]), "{run:#}");
     assert_eq!(run["steps"], json!([]), "{run:#}");
+}
+
+/// Takes the database's write lock on runs on another connection; releases it after `for_`.
+async fn hold_run_writes(url: &str, for_: Duration) -> tokio::task::JoinHandle<()> {
+    use sqlx::Connection;
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let url = url.to_string();
+    let task = tokio::spawn(async move {
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::sqlite::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            tokio::time::sleep(for_).await;
+            sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+        } else {
+            let mut c = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+            let mut tx = c.begin().await.unwrap();
+            // Reads go on (EXCLUSIVE allows SELECT); the decision's update of the run waits.
+            sqlx::query("LOCK TABLE runbook_runs IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            tokio::time::sleep(for_).await;
+            tx.rollback().await.unwrap();
+        }
+    });
+    locked_rx.await.unwrap();
+    task
 }
 
 mod approve;
