@@ -168,7 +168,8 @@ impl Engine {
                 "Dry run of {}: nothing was run. It would {}, then:\n{}",
                 rb.name,
                 render::approval_need(&policy),
-                render::numbered(&lines)
+                // Each line carries its step's own number already.
+                lines.join("\n")
             );
             let mut reply = Reply::ok(text, inc);
             reply.run = Some(RunBrief {
@@ -388,7 +389,8 @@ impl Engine {
                 },
                 render::approvals_wanted(run.needed, run.role),
                 render::time(expires),
-                render::numbered(&lines),
+                // Each line carries its step's own number (a later gate lists from its step).
+                lines.join("\n"),
                 run.id,
                 run.id
             );
