@@ -287,7 +287,7 @@ impl Execution {
             return Ok(());
         }
         let outcome = if failures.is_empty() {
-            format!("all {} steps done", steps.len())
+            format!("{} done", crate::render::count(steps.len(), "step"))
         } else {
             format!(
                 "done, but {} failed and the run went on (on_failure = continue)",

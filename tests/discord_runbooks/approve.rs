@@ -60,11 +60,18 @@ discord_test!(
 
         // 4. An approver: accepted, and the run goes through.
         let v = app.press(DBA, &channel, &message, &approve).await;
-        assert_eq!(v["type"], 4, "{v}");
+        // The request itself shows the decision (type 7) and loses its buttons: nobody can
+        // press a button that no longer does anything.
+        assert_eq!(v["type"], 7, "{v}");
         assert!(
             content(&v).contains(&format!("Run #{id} of mark approved by")),
             "{v}"
         );
+        assert!(
+            content(&v).contains("Approval needed"),
+            "the request's text is kept: {v}"
+        );
+        assert_eq!(v["data"]["components"], json!([]), "{v}");
         let run = app
             .wait_run(id, &["succeeded", "failed", "timed_out"])
             .await;
@@ -188,7 +195,7 @@ discord_test!(
 );
 
 discord_test!(
-    a_slow_approval_is_acknowledged_at_once_then_answered_privately,
+    a_slow_approval_is_acknowledged_at_once_then_shown_on_the_request,
     |app| async {
         let (channel, id) = app.declare_and_request().await;
         let request = app.approval_request(&channel, id).await;
@@ -196,11 +203,12 @@ discord_test!(
         // The decision cannot be written within Discord's 3 seconds.
         let hold = hold_run_writes(&app.database_url, Duration::from_millis(3500)).await;
         let token = ix::token("slow-approve");
-        let click = ix::button(
+        let click = ix::button_on(
             DBA,
             &[],
             &channel,
             message,
+            request["content"].as_str().unwrap_or(""),
             &format!("run:{id}:g0:approve"),
             &token,
         );
@@ -213,32 +221,28 @@ discord_test!(
         );
         assert_eq!(v["type"], 6, "acknowledged, the message left as it is: {v}");
         hold.await.unwrap();
-        let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}");
-        let followup = app
+        // The decision is written onto the request message through the interaction webhook.
+        let path = format!("/api/v10/webhooks/{APPLICATION_ID}/{token}/messages/@original");
+        let edit = app
             .fake
             .wait_for("the deferred answer", Duration::from_secs(15), |reqs| {
-                reqs.iter().find(|r| r.ok() && r.is("POST", &path)).cloned()
+                reqs.iter()
+                    .find(|r| r.ok() && r.is("PATCH", &path))
+                    .cloned()
             })
             .await;
-        let text = followup.body["content"].as_str().unwrap_or("");
+        let text = edit.body["content"].as_str().unwrap_or("");
         assert!(
-            text.contains(&format!("Run #{id} of mark approved by")),
+            text.contains(&format!("Run #{id} of mark approved by"))
+                && text.contains("Approval needed"),
             "{}",
-            followup.body
+            edit.body
         );
+        assert_eq!(edit.body["components"], json!([]), "{}", edit.body);
         let run = app
             .wait_run(id, &["succeeded", "failed", "timed_out"])
             .await;
         assert_eq!(run["state"], "succeeded", "{run:#}");
         assert_eq!(app.marks(), 1);
-        // The approval request itself was not replaced by anything else.
-        let now = app.fake.message(message).unwrap();
-        assert_eq!(custom_ids(&now), custom_ids(&request));
-        assert!(
-            !app.fake.requests().iter().any(|r| r.method == "PATCH"
-                && r.path
-                    == format!("/api/v10/webhooks/{APPLICATION_ID}/{token}/messages/@original")),
-            "the request message is not edited into a card"
-        );
     }
 );

@@ -47,7 +47,8 @@ discord_test!(
         assert_still_pending(&app, id).await;
 
         let v = app.press(SECURITY, &channel, &message, &deny).await;
-        assert_eq!(v["type"], 4, "{v}");
+        assert_eq!(v["type"], 7, "the request shows the denial: {v}");
+        assert_eq!(v["data"]["components"], json!([]), "{v}");
         assert!(
             content(&v).contains(&format!("Run #{id} of mark denied by")),
             "{v}"

@@ -250,11 +250,18 @@ impl RunApp {
         message: &str,
         custom_id: &str,
     ) -> Value {
-        let body = ix::button(
+        // Discord sends the whole message a button belongs to: its content as posted.
+        let posted = self.fake.message(message);
+        let text = posted
+            .as_ref()
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("");
+        let body = ix::button_on(
             user,
             roles,
             channel,
             message,
+            text,
             custom_id,
             &ix::token("press"),
         );

@@ -121,6 +121,19 @@ pub fn button(
     custom_id: &str,
     token: &str,
 ) -> Value {
+    button_on(user_id, roles, channel_id, message_id, "", custom_id, token)
+}
+
+/// A button press on a message with this `content`, as Discord sends it (the whole message).
+pub fn button_on(
+    user_id: &str,
+    roles: &[&str],
+    channel_id: &str,
+    message_id: &str,
+    content: &str,
+    custom_id: &str,
+    token: &str,
+) -> Value {
     json!({
         "id": interaction_id(),
         "application_id": APPLICATION_ID,
@@ -132,7 +145,7 @@ pub fn button(
             "id": message_id,
             "channel_id": channel_id,
             "type": 0,
-            "content": "",
+            "content": content,
             "author": {"id": APPLICATION_ID, "username": "spotter", "discriminator": "0", "avatar": null, "bot": true},
             "attachments": [], "embeds": [], "mentions": [], "mention_roles": [], "pinned": false,
             "mention_everyone": false, "tts": false, "timestamp": "2026-11-26T10:00:00.000000+00:00",

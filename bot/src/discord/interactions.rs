@@ -60,12 +60,20 @@ impl Handled {
     }
 }
 
-/// Where an answer goes: a slash command's reply (private for read-only commands), or a card
-/// button's update of the card.
-#[derive(Debug, Clone, Copy)]
+/// Where an answer goes: a slash command's reply (private for read-only commands), a card
+/// button's update of the card, or an approval button's update of its request.
+#[derive(Debug, Clone)]
 enum Asked {
-    Command { private: bool },
+    Command {
+        private: bool,
+    },
     Button,
+    /// An Approve / Deny press: on success the request message itself shows the decision (and
+    /// keeps its buttons only while the run still waits), so nobody presses a dead button.
+    Decision {
+        button: RunButton,
+        original: String,
+    },
 }
 
 /// What an interaction asks the engine: a command line (slash commands, card buttons), or a
@@ -135,16 +143,19 @@ impl Interactions {
 
     async fn button(self: &Arc<Self>, ci: ComponentInteraction) -> Handled {
         let actor = self.actor(ci.user.id, ci.member.as_ref().map(|m| m.roles.as_slice()));
-        let work = if let Some((r, action)) = CardAction::parse(&ci.data.custom_id) {
-            Work::Line(action.line(r))
+        let (work, asked) = if let Some((r, action)) = CardAction::parse(&ci.data.custom_id) {
+            (Work::Line(action.line(r)), Asked::Button)
         } else if let Some(b) = RunButton::parse(&ci.data.custom_id) {
-            Work::Command(b.command())
+            let asked = Asked::Decision {
+                button: b,
+                original: ci.message.content.clone(),
+            };
+            (Work::Command(b.command()), asked)
         } else {
             return Handled::now(ephemeral("This button is not Spotter's (or no longer is)."));
         };
         tracing::info!(actor = %actor.id, interaction = %ci.id, "button: {}", ci.data.custom_id);
-        self.respond(actor, work, None, Asked::Button, ci.token)
-            .await
+        self.respond(actor, work, None, asked, ci.token).await
     }
 
     /// The actor for a Discord user: by snowflake only, never by name.
@@ -171,11 +182,13 @@ impl Interactions {
         match tokio::time::timeout(self.budget, &mut work).await {
             Ok(joined) => Handled::now(self.initial(joined.unwrap_or_else(crashed), asked).await),
             Err(_) => {
-                let deferred = match asked {
+                let deferred = match &asked {
                     Asked::Command { private } => CreateInteractionResponse::Defer(
-                        CreateInteractionResponseMessage::new().ephemeral(private),
+                        CreateInteractionResponseMessage::new().ephemeral(*private),
                     ),
-                    Asked::Button => CreateInteractionResponse::Acknowledge,
+                    Asked::Button | Asked::Decision { .. } => {
+                        CreateInteractionResponse::Acknowledge
+                    }
                 };
                 let me = self.clone();
                 let followup = async move {
@@ -246,6 +259,15 @@ impl Interactions {
     async fn initial(&self, reply: Reply, asked: Asked) -> Value {
         let text = commands::truncate(&reply.text, CONTENT_MAX);
         match (asked, reply.ok, &reply.incident) {
+            (Asked::Decision { button, original }, true, _) => {
+                let (content, rows) = decided(&original, &reply, button);
+                to_json(&CreateInteractionResponse::UpdateMessage(
+                    CreateInteractionResponseMessage::new()
+                        .content(content)
+                        .components(rows)
+                        .allowed_mentions(CreateAllowedMentions::new()),
+                ))
+            }
             // The button's answer is the card itself, updated in place (type 7).
             (Asked::Button, true, Some(i)) => to_json(&CreateInteractionResponse::UpdateMessage(
                 CreateInteractionResponseMessage::new()
@@ -275,6 +297,20 @@ impl Interactions {
         };
         let text = commands::truncate(&reply.text, CONTENT_MAX);
         let result = match (asked, reply.ok) {
+            (
+                Asked::Decision {
+                    button,
+                    original: request,
+                },
+                true,
+            ) => {
+                let (content, rows) = decided(&request, &reply, button);
+                let body = EditInteractionResponse::new()
+                    .content(content)
+                    .components(rows);
+                self.webhook(original, LightMethod::Patch, Some(&body))
+                    .await
+            }
             (Asked::Button, true) if reply.incident.is_some() => {
                 let i = reply.incident.as_ref().expect("checked");
                 let body = EditInteractionResponse::new()
@@ -301,7 +337,7 @@ impl Interactions {
                     .ephemeral(true);
                 self.webhook(followup, LightMethod::Post, Some(&body)).await
             }
-            (Asked::Button, _) => {
+            (Asked::Button | Asked::Decision { .. }, _) => {
                 let body = CreateInteractionResponseFollowup::new()
                     .content(text)
                     .ephemeral(true);
@@ -452,6 +488,33 @@ fn ephemeral(text: &str) -> Value {
 
 fn to_json(r: &CreateInteractionResponse) -> Value {
     serde_json::to_value(r).expect("interaction responses serialise")
+}
+
+/// An approval request after a decision: its text with the outcome below, and its buttons
+/// only while the run still waits at that gate (a second approval wanted).
+fn decided(
+    original: &str,
+    reply: &Reply,
+    button: RunButton,
+) -> (String, Vec<serenity::all::CreateActionRow>) {
+    let still_waiting = reply
+        .run
+        .as_ref()
+        .is_some_and(|r| r.state == "pending_approval");
+    let rows = if still_waiting {
+        super::approval::buttons(spotter_core::store::ApprovalAsk {
+            run: button.run,
+            gate: button.gate,
+        })
+    } else {
+        vec![]
+    };
+    let outcome = format!("\n\n**{}**", reply.text);
+    let keep = CONTENT_MAX.saturating_sub(outcome.chars().count());
+    (
+        format!("{}{outcome}", commands::truncate(original, keep)),
+        rows,
+    )
 }
 
 fn crashed(e: tokio::task::JoinError) -> Reply {

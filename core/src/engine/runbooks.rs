@@ -313,12 +313,12 @@ impl Engine {
             .map(|s| s.id.as_str())
             .collect();
         let text = format!(
-            "Run #{} of {} requested by {}{}: {} steps{}; {}",
+            "Run #{} of {} requested by {}{}: {}{}; {}",
             run.id,
             rb.name,
             self.config.display_name(&run.requested_by),
             render::params(&run.params),
-            steps.len(),
+            render::count(steps.len(), "step"),
             if destructive.is_empty() {
                 String::new()
             } else {

@@ -87,7 +87,12 @@ impl Engine {
                 run.gate + 1
             )
         } else {
-            format!("Run #{} of {} started: {steps} steps", run.id, run.runbook)
+            format!(
+                "Run #{} of {} started: {}",
+                run.id,
+                run.runbook,
+                render::count(steps, "step")
+            )
         };
         let owner_s = owner.to_string();
         self.run_commit(run, owner, &move |r, p| {

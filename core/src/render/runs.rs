@@ -54,14 +54,13 @@ pub fn params(p: &BTreeMap<String, String>) -> String {
     )
 }
 
-/// `1. …\n2. …`.
-pub fn numbered(lines: &[String]) -> String {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{}. {l}", i + 1))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// `1 step`, `3 steps`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 pub fn runbook_list(runbooks: &crate::runbook::Runbooks, active: &[Run]) -> String {
@@ -81,10 +80,10 @@ pub fn runbook_list(runbooks: &crate::runbook::Runbooks, active: &[Run]) -> Stri
             approvals_wanted(rb.approval.approvals, rb.approval.role)
         };
         out.push_str(&format!(
-            "\n  {} — {} [{levels}; {approval}; {} steps]",
+            "\n  {} — {} [{levels}; {approval}; {}]",
             rb.name,
             rb.description,
-            rb.steps.len()
+            count(rb.steps.len(), "step")
         ));
     }
     if active.is_empty() {
