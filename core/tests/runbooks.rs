@@ -399,3 +399,40 @@ fn a_shell_runs_scripts_never_strings() {
         assert_eq!(problems(&step(allowed)), Vec::<String>::new(), "{allowed}");
     }
 }
+
+#[test]
+fn generated_secrets_and_a_later_steps_own_approval_do_not_mix() {
+    let text = r#"name = "rotate"
+description = "rotates"
+approvals = 1
+
+[[generate]]
+name = "NEW_PASSWORD"
+bytes = 16
+
+[[step]]
+id = "apply"
+kind = "exec"
+argv = ["/bin/true"]
+env = ["NEW_PASSWORD"]
+
+[[step]]
+id = "restart"
+kind = "exec"
+argv = ["/bin/true"]
+approvals = 1
+"#;
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].contains("[[step]] #2 (id = \"restart\")")
+            && p[0].contains("cannot wait for a step's own approval"),
+        "{p:#?}"
+    );
+    // On the runbook itself it is fine: the secrets then live through one uninterrupted run.
+    let ok = text.replace(
+        "argv = [\"/bin/true\"]\napprovals = 1\n",
+        "argv = [\"/bin/true\"]\n",
+    );
+    assert_eq!(problems(&ok), Vec::<String>::new());
+}

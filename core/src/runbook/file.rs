@@ -337,7 +337,16 @@ fn check(
             );
         }
         ids.push(s.id.get_ref().clone());
+        let at = s.id.span();
         if let Some(step) = file_steps::check_step(&label, s, clean, &cx, err) {
+            // A run waiting at a step's approval may resume on another replica, and generated
+            // secrets live only in the memory of the one run that made them.
+            if i > 0 && !generate.is_empty() && step.approval.is_some_and(|p| !p.is_auto()) {
+                err(
+                    &at,
+                    format!("{label}: a runbook with [[generate]] secrets cannot wait for a step's own approval (the secrets exist only while one run goes through); ask for it on the runbook instead, e.g. approvals = 1"),
+                );
+            }
             steps.push(step);
         }
     }
