@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--pg", default=None)
     ap.add_argument("--bin", default=os.environ.get("SPOTTER_BIN", "target/release/spotter"))
     a = ap.parse_args()
+    a.bin = os.path.abspath(a.bin)
 
     tmp = tempfile.mkdtemp(prefix="spotter-run-bench-")
     rb = os.path.join(tmp, "runbooks")
