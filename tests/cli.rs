@@ -116,7 +116,13 @@ fn audit_tampering_is_named(dir: &Path, db: Option<&str>) {
     );
     assert!(ok, "{out}{err}");
     assert!(out.contains("resolved"), "{out}");
-    server.settle(dir);
+    // The declaration ran the guide's immediate response, from the built-in runbooks written
+    // under the default (relative) data folder: its scripts ran (the probes of services this
+    // machine does not have fail, and the run goes on past them).
+    let runs = server.settle(dir);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["runbook"], "emergency-response");
+    assert_eq!(runs[0]["state"], "succeeded", "{:#}", runs[0]);
     server.stop();
 
     let verify = |dir: &Path| spotter(dir, db).args(["audit", "verify"]).output().unwrap();

@@ -56,19 +56,23 @@ impl Server {
 
     /// Waits until no runbook run is active (the emergency response every declaration starts
     /// runs by itself), so what the test counts afterwards does not depend on its timing.
-    pub fn settle(&self, dir: &Path) {
+    /// Returns every run, ended.
+    pub fn settle(&self, dir: &Path) -> Vec<Value> {
         let token = std::fs::read_to_string(dir.join("data/api-token")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let runs: Value = reqwest::blocking::Client::new()
-                .get(format!("{}/api/v1/runs?state=active", self.url))
+        let get = |path: &str| -> Value {
+            reqwest::blocking::Client::new()
+                .get(format!("{}{path}", self.url))
                 .bearer_auth(token.trim())
                 .send()
                 .unwrap()
                 .json()
-                .unwrap();
+                .unwrap()
+        };
+        loop {
+            let runs = get("/api/v1/runs?state=active");
             if runs["runs"].as_array().is_some_and(|r| r.is_empty()) {
-                return;
+                return get("/api/v1/runs")["runs"].as_array().unwrap().clone();
             }
             assert!(Instant::now() < deadline, "runs still active: {runs}");
             std::thread::sleep(Duration::from_millis(100));

@@ -179,6 +179,10 @@ impl Runbooks {
             }
         };
         files.sort();
+        // Steps resolve argv[0] and their working directory against the runbook's directory;
+        // made absolute here, a relative one (`data/builtin-runbooks` under the default
+        // data_dir) would be resolved twice.
+        let dir = &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut errors = Vec::new();
         let mut out = Runbooks::default();
         let mut first_file: BTreeMap<String, String> = BTreeMap::new();
