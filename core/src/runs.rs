@@ -27,6 +27,8 @@ pub const OUTPUT_CAP: usize = 4 * 1024 * 1024;
 const CONCURRENCY: usize = 4;
 /// How often a running step's output is flushed, its cancel flag read and its lease renewed.
 const TICK: Duration = Duration::from_secs(1);
+/// Lease renewals, in ticks.
+const RENEW_EVERY_TICKS: u32 = 4;
 /// How often the tail of a running step's output is posted to the channel (when it changed).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
@@ -364,6 +366,7 @@ impl Execution {
         let mut last_post = Instant::now();
         let mut posted_lines = 0;
         let mut progress = 0;
+        let mut ticks: u32 = 0;
         let outcome = loop {
             tokio::select! {
                 outcome = &mut work => break outcome,
@@ -381,12 +384,17 @@ impl Execution {
                         continue;
                     }
                     let now = engine.clock().now();
-                    if !engine.store().renew_run_lease(run.id, &self.owner, now, now + RUN_LEASE).await.unwrap_or(false) {
+                    ticks += 1;
+                    // The lease (15 s) is renewed every few seconds: often enough to survive a
+                    // slow commit, rarely enough not to crowd the single SQLite writer.
+                    if ticks % RENEW_EVERY_TICKS == 0
+                        && !engine.store().renew_run_lease(run.id, &self.owner, now, now + RUN_LEASE).await.unwrap_or(false)
+                    {
                         stop = Some(Stop::Lost);
                         cancel.cancel();
                         continue;
                     }
-                    if let Ok(Some(fresh)) = engine.store().run(run.id).await {
+                    if let Ok(Some(fresh)) = engine.store().run_summary(run.id).await {
                         if fresh.cancel_requested && !cancel.is_cancelled() {
                             cancel.cancel();
                         }

@@ -98,6 +98,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A run with its approvals and its steps (with their redacted output).
     async fn run(&self, id: i64) -> Result<Option<crate::domain::Run>, StoreError>;
+    /// A run with its approvals and steps, without the steps' output (what a running worker
+    /// polls for cancel requests and confirmations).
+    async fn run_summary(&self, id: i64) -> Result<Option<crate::domain::Run>, StoreError>;
     /// Runs, newest first, with approvals and steps (without output).
     async fn runs(&self, filter: RunFilter) -> Result<Vec<crate::domain::Run>, StoreError>;
     /// The id the next run would get (a concurrent request taking it makes the insert conflict).

@@ -387,7 +387,11 @@ impl Store for SqlStore {
     }
 
     async fn run(&self, id: i64) -> Result<Option<crate::domain::Run>, StoreError> {
-        self.run_sql(id).await
+        self.run_sql_with(id, true).await
+    }
+
+    async fn run_summary(&self, id: i64) -> Result<Option<crate::domain::Run>, StoreError> {
+        self.run_sql_with(id, false).await
     }
 
     async fn runs(&self, filter: RunFilter) -> Result<Vec<crate::domain::Run>, StoreError> {

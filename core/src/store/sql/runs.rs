@@ -240,7 +240,11 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn run_sql(&self, id: i64) -> Result<Option<Run>, StoreError> {
+    pub(super) async fn run_sql_with(
+        &self,
+        id: i64,
+        output: bool,
+    ) -> Result<Option<Run>, StoreError> {
         let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM runbook_runs WHERE id = $1"
         )))
@@ -250,7 +254,7 @@ impl SqlStore {
         .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
         let mut runs = [row.into_run()?];
-        self.complete_runs(&mut runs, true).await?;
+        self.complete_runs(&mut runs, output).await?;
         let [run] = runs;
         Ok(Some(run))
     }
