@@ -387,7 +387,11 @@ impl Execution {
                     ticks += 1;
                     // The lease (15 s) is renewed every few seconds: often enough to survive a
                     // slow commit, rarely enough not to crowd the single SQLite writer.
-                    if ticks % RENEW_EVERY_TICKS == 0
+                    let renew = ticks >= RENEW_EVERY_TICKS;
+                    if renew {
+                        ticks = 0;
+                    }
+                    if renew
                         && !engine.store().renew_run_lease(run.id, &self.owner, now, now + RUN_LEASE).await.unwrap_or(false)
                     {
                         stop = Some(Stop::Lost);
