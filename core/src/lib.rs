@@ -19,6 +19,8 @@
 //!   every outcome fenced by its lease.
 //! - [`runbook`]: runbook files, parameters and plans, redaction, and the executor port.
 //! - [`runs`]: the run worker: executes approved runs step by step through the executor.
+//! - [`status`]: the public status (components, public incidents and updates) and the
+//!   in-memory snapshot its surfaces serve.
 //! - [`scheduler`]: runs due jobs claimed from the database (dead-lettering those that keep
 //!   failing) and the retention sweep.
 //! - [`clock`]: time as a port, so tests move it by hand.
@@ -43,6 +45,7 @@ pub mod render;
 pub mod runbook;
 pub mod runs;
 pub mod scheduler;
+pub mod status;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,0 +1,221 @@
+//! The public face of incidents: what the Workout Tracker's users may see. Kept apart from the
+//! internal incident on purpose: a public incident has its own title, impact, status and
+//! updates, and nothing internal (timeline, people, alert labels, runbook output) is in it.
+//!
+//! Names and values follow Statuspage's, so its clients, widgets and exporters work unchanged.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+/// A component's public status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentStatus {
+    Operational,
+    UnderMaintenance,
+    DegradedPerformance,
+    PartialOutage,
+    MajorOutage,
+}
+
+impl ComponentStatus {
+    pub const ALL: [ComponentStatus; 5] = [
+        ComponentStatus::Operational,
+        ComponentStatus::UnderMaintenance,
+        ComponentStatus::DegradedPerformance,
+        ComponentStatus::PartialOutage,
+        ComponentStatus::MajorOutage,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentStatus::Operational => "operational",
+            ComponentStatus::UnderMaintenance => "under_maintenance",
+            ComponentStatus::DegradedPerformance => "degraded_performance",
+            ComponentStatus::PartialOutage => "partial_outage",
+            ComponentStatus::MajorOutage => "major_outage",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ComponentStatus> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+    /// "Degraded Performance".
+    pub fn title(self) -> &'static str {
+        match self {
+            ComponentStatus::Operational => "Operational",
+            ComponentStatus::UnderMaintenance => "Under Maintenance",
+            ComponentStatus::DegradedPerformance => "Degraded Performance",
+            ComponentStatus::PartialOutage => "Partial Outage",
+            ComponentStatus::MajorOutage => "Major Outage",
+        }
+    }
+}
+
+/// How bad a public incident is; the page's `status.indicator` is the worst unresolved one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    None,
+    Minor,
+    Major,
+    Critical,
+}
+
+impl Impact {
+    pub const ALL: [Impact; 4] = [Impact::None, Impact::Minor, Impact::Major, Impact::Critical];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Impact::None => "none",
+            Impact::Minor => "minor",
+            Impact::Major => "major",
+            Impact::Critical => "critical",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Impact> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+    /// Statuspage's `status.description` for a page whose indicator is this.
+    pub fn page_description(self) -> &'static str {
+        match self {
+            Impact::None => "All Systems Operational",
+            Impact::Minor => "Minor Service Outage",
+            Impact::Major => "Partial System Outage",
+            Impact::Critical => "Major Service Outage",
+        }
+    }
+}
+
+/// A public incident's status (Statuspage's incident statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicStatus {
+    Investigating,
+    Identified,
+    Monitoring,
+    Resolved,
+    Postmortem,
+}
+
+impl PublicStatus {
+    pub const ALL: [PublicStatus; 5] = [
+        PublicStatus::Investigating,
+        PublicStatus::Identified,
+        PublicStatus::Monitoring,
+        PublicStatus::Resolved,
+        PublicStatus::Postmortem,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublicStatus::Investigating => "investigating",
+            PublicStatus::Identified => "identified",
+            PublicStatus::Monitoring => "monitoring",
+            PublicStatus::Resolved => "resolved",
+            PublicStatus::Postmortem => "postmortem",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PublicStatus> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+    pub fn title(self) -> &'static str {
+        match self {
+            PublicStatus::Investigating => "Investigating",
+            PublicStatus::Identified => "Identified",
+            PublicStatus::Monitoring => "Monitoring",
+            PublicStatus::Resolved => "Resolved",
+            PublicStatus::Postmortem => "Postmortem",
+        }
+    }
+    pub fn is_resolved(self) -> bool {
+        matches!(self, PublicStatus::Resolved | PublicStatus::Postmortem)
+    }
+}
+
+/// One public update of a public incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicUpdate {
+    /// Random, public (`pu_…`): never the internal timeline's position.
+    pub id: String,
+    pub status: PublicStatus,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A public incident. `incident` links it to the internal one for the engine; the public
+/// surfaces never show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicIncident {
+    /// Random, public (`pi_…`).
+    pub id: String,
+    #[serde(skip)]
+    pub incident: crate::domain::IncidentRef,
+    /// The public title: chosen by a person or the configured template, never the alert text.
+    pub name: String,
+    pub impact: Impact,
+    pub status: PublicStatus,
+    /// Affected components (ids of `[[component]]`).
+    pub components: Vec<crate::domain::ComponentId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Newest first, as Statuspage lists them.
+    pub updates: Vec<PublicUpdate>,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// A component as the public page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicComponent {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Order on the page (0-based, the configuration's order).
+    pub position: usize,
+    pub group: Option<String>,
+    pub status: ComponentStatus,
+    pub updated_at: DateTime<Utc>,
+    /// The last 90 days, oldest first: the worst status each day had.
+    pub days: Vec<DayStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DayStatus {
+    pub date: NaiveDate,
+    pub worst: ComponentStatus,
+}
+
+/// The page itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PageInfo {
+    /// Stable for an installation (derived from its public URL).
+    pub id: String,
+    pub name: String,
+    /// The status page's URL.
+    pub url: String,
+    pub time_zone: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Everything the public surfaces show, built from the database after each public change and
+/// served from memory (no query per request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusSnapshot {
+    pub page: PageInfo,
+    /// In page order.
+    pub components: Vec<PublicComponent>,
+    /// Newest first: unresolved and resolved (the history).
+    pub incidents: Vec<PublicIncident>,
+    /// Worst impact among unresolved public incidents (`none` when there is none).
+    pub indicator: Impact,
+    pub description: String,
+    /// A counter bumped on every rebuild that changed something: the `ETag`.
+    pub generation: u64,
+}
+
+impl StatusSnapshot {
+    pub fn unresolved(&self) -> impl Iterator<Item = &PublicIncident> {
+        self.incidents.iter().filter(|i| !i.status.is_resolved())
+    }
+    pub fn incident(&self, id: &str) -> Option<&PublicIncident> {
+        self.incidents.iter().find(|i| i.id == id)
+    }
+}
