@@ -9,6 +9,7 @@ use spotter_core::config::{redact_url, Config};
 use spotter_core::domain::Channel;
 use spotter_core::metrics::Metrics;
 use spotter_core::outbox::{Dispatcher, LogNotifier};
+use spotter_core::publisher::StatusWorker;
 use spotter_core::runbook::{Executor, Redactor, Runbooks};
 use spotter_core::runs::RunWorker;
 use spotter_core::scheduler::Scheduler;
@@ -183,6 +184,7 @@ impl Application {
         let scheduler = tokio::spawn(Scheduler::new(engine.clone()).run(background.clone()));
         let runs =
             tokio::spawn(RunWorker::new(engine.clone(), self.runner).run(background.clone()));
+        let status = tokio::spawn(StatusWorker::new(engine.clone()).run(background.clone()));
 
         tracing::info!("listening on http://{}", self.addr);
         // Discord: slash-command registration, the gateway in gateway mode (both stop on the
@@ -207,6 +209,7 @@ impl Application {
             ("pager", Some(pager)),
             ("scheduler", Some(scheduler)),
             ("runs", Some(runs)),
+            ("status", Some(status)),
             ("discord", discord),
         ];
         for (name, task) in tasks.into_iter().filter_map(|(n, t)| Some((n, t?))) {

@@ -18,6 +18,8 @@
 //! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries,
 //!   every outcome fenced by its lease.
 //! - [`runbook`]: runbook files, parameters and plans, redaction, and the executor port.
+//! - [`publisher`]: the status follower: public incidents follow their internal ones, and the
+//!   status board is rebuilt on change.
 //! - [`runs`]: the run worker: executes approved runs step by step through the executor.
 //! - [`status`]: the public status (components, public incidents and updates) and the
 //!   in-memory snapshot its surfaces serve.
@@ -41,6 +43,7 @@ pub mod error;
 pub mod metrics;
 pub mod oncall;
 pub mod outbox;
+pub mod publisher;
 pub mod render;
 pub mod runbook;
 pub mod runs;

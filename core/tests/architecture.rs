@@ -83,6 +83,11 @@ fn config_store_and_domain_never_reach_up_into_the_engine() {
             "config",
             &["engine", "store", "command", "alerts", "runbook", "runs"][..],
         ),
+        // The public model and its snapshot are data: below the store and the engine.
+        (
+            "status",
+            &["engine", "store", "runs", "scheduler", "outbox", "command"][..],
+        ),
         // Runbook files, plans and redaction decide nothing about incidents: below the engine.
         (
             "runbook",

@@ -134,6 +134,23 @@ pub enum Command {
     SystemCheck {
         incident: Option<IncidentRef>,
     },
+    StatusShow,
+    StatusPublish {
+        incident: Option<IncidentRef>,
+    },
+    StatusHold {
+        incident: Option<IncidentRef>,
+    },
+    StatusPost {
+        text: String,
+        status: Option<crate::status::PublicStatus>,
+        incident: Option<IncidentRef>,
+    },
+    /// `None`: back to what the component's incidents say.
+    StatusComponent {
+        component: ComponentId,
+        status: Option<crate::status::ComponentStatus>,
+    },
 }
 
 impl Command {
@@ -169,6 +186,11 @@ impl Command {
             Command::RunbookConfirm { .. } => &["runbook", "confirm"],
             Command::RunbookStatus { .. } => &["runbook", "status"],
             Command::SystemCheck { .. } => &["system", "check"],
+            Command::StatusShow => &["status", "show"],
+            Command::StatusPublish { .. } => &["status", "publish"],
+            Command::StatusHold { .. } => &["status", "hold"],
+            Command::StatusPost { .. } => &["status", "post"],
+            Command::StatusComponent { .. } => &["status", "component"],
         };
         spec::find(path).expect("every command has a spec")
     }
@@ -222,6 +244,8 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
             OptionKind::Rotation => "<rotation>".into(),
             OptionKind::Runbook => "<runbook>".into(),
             OptionKind::Params => "\"<name:value …>\"".into(),
+            OptionKind::PublicStatus => "<investigating|identified|monitoring|resolved>".into(),
+            OptionKind::ComponentStatus => "<operational|degraded_performance|partial_outage|major_outage|under_maintenance|auto>".into(),
         };
         let part = format!("{}:{}", o.name, placeholder);
         out.push(' ');
@@ -483,6 +507,31 @@ fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
         ["system", "check"] => Command::SystemCheck {
             incident: v.incident()?,
         },
+        ["status", "show"] => Command::StatusShow,
+        ["status", "publish"] => Command::StatusPublish {
+            incident: v.incident()?,
+        },
+        ["status", "hold"] => Command::StatusHold {
+            incident: v.incident()?,
+        },
+        ["status", "post"] => Command::StatusPost {
+            text: v.text("text")?.expect("required"),
+            status: v.public_status("status")?,
+            incident: v.incident()?,
+        },
+        ["status", "component"] => {
+            let components = v.components("component")?.expect("required");
+            let [component] = <[ComponentId; 1]>::try_from(components).map_err(|_| {
+                ParseError(format!(
+                    "option `component` names one component here; usage: {}",
+                    usage(spec, config)
+                ))
+            })?;
+            Command::StatusComponent {
+                component,
+                status: v.component_status("status")?.expect("required"),
+            }
+        }
         other => unreachable!("spec {other:?} has no parser"),
     };
     Ok(cmd)

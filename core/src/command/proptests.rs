@@ -112,6 +112,19 @@ fn value_for(kind: OptionKind) -> BoxedStrategy<String> {
             .map(String::from)
             .to_vec()),
         OptionKind::Params => "([a-z_]{1,8}:[0-9a-z;$() ]{0,10} ?){0,3}".boxed(),
+        OptionKind::PublicStatus => ids([
+            "investigating",
+            "identified",
+            "monitoring",
+            "resolved",
+            "postmortem",
+            "Resolved",
+        ]
+        .map(String::from)
+        .to_vec()),
+        OptionKind::ComponentStatus => ids(["operational", "major_outage", "auto", "down"]
+            .map(String::from)
+            .to_vec()),
     };
     prop_oneof![4 => shaped, 1 => grammar_string(24)].boxed()
 }

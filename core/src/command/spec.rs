@@ -34,6 +34,10 @@ pub enum OptionKind {
     Rotation,
     /// A runbook's name.
     Runbook,
+    /// A public incident status: investigating, identified, monitoring, resolved.
+    PublicStatus,
+    /// A public component status, or `auto` (back to what its incidents say).
+    ComponentStatus,
     /// `name:value` pairs (a runbook's parameters, in one option for chat platforms whose
     /// commands have fixed options).
     Params,
@@ -364,6 +368,51 @@ pub static COMMANDS: &[CommandSpec] = &[
         )],
     },
     CommandSpec {
+        path: &["status", "show"],
+        summary: "Show what the Workout Tracker's users see on the status page now",
+        role: Role::Viewer,
+        options: &[],
+    },
+    CommandSpec {
+        path: &["status", "publish"],
+        summary: "Put an incident on the public status page now (without waiting for the grace)",
+        role: Role::Commander,
+        options: &[INCIDENT],
+    },
+    CommandSpec {
+        path: &["status", "hold"],
+        summary: "Keep an incident off the public status page",
+        role: Role::Commander,
+        options: &[INCIDENT],
+    },
+    CommandSpec {
+        path: &["status", "post"],
+        summary: "Post a public update for the Workout Tracker's users (publishes the incident if it is not yet)",
+        role: Role::Responder,
+        options: &[
+            req("text", OptionKind::Text { max: TEXT_MAX }, "what users should know"),
+            opt(
+                "status",
+                OptionKind::PublicStatus,
+                "the public status: investigating, identified, monitoring or resolved",
+            ),
+            INCIDENT,
+        ],
+    },
+    CommandSpec {
+        path: &["status", "component"],
+        summary: "Set a component's public status until the incident resolves (auto: back to what incidents say)",
+        role: Role::Commander,
+        options: &[
+            req("component", OptionKind::Components, "the component"),
+            req(
+                "status",
+                OptionKind::ComponentStatus,
+                "operational, degraded_performance, partial_outage, major_outage, under_maintenance or auto",
+            ),
+        ],
+    },
+    CommandSpec {
         path: &["help"],
         summary: "Show the commands, or one command's options",
         role: Role::Viewer,
@@ -378,7 +427,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 /// Groups that also run alone: `/oncall` means `/oncall show`. Discord cannot invoke a command
 /// that has subcommands, so there the subcommand is always named; typed lines keep the short form
 /// they had before the group gained `/oncall override`.
-pub static DEFAULT_SUBCOMMANDS: &[(&str, &str)] = &[("oncall", "show")];
+pub static DEFAULT_SUBCOMMANDS: &[(&str, &str)] = &[("oncall", "show"), ("status", "show")];
 
 /// The subcommand a group runs when none is named, if it has one.
 pub fn default_subcommand(group: &str) -> Option<&'static str> {

@@ -231,6 +231,42 @@ impl Values<'_> {
             .collect()
     }
 
+    pub(super) fn public_status(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::status::PublicStatus>, ParseError> {
+        use crate::status::PublicStatus;
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        PublicStatus::parse(&v.trim().to_ascii_lowercase())
+            .filter(|s| *s != PublicStatus::Postmortem)
+            .map(Some)
+            .ok_or_else(|| self.bad(name, v, "investigating, identified, monitoring or resolved"))
+    }
+
+    /// `Some(None)` for `auto`.
+    pub(super) fn component_status(
+        &self,
+        name: &str,
+    ) -> Result<Option<Option<crate::status::ComponentStatus>>, ParseError> {
+        use crate::status::ComponentStatus;
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let t = v.trim().to_ascii_lowercase();
+        if t == "auto" {
+            return Ok(Some(None));
+        }
+        ComponentStatus::parse(&t).map(|s| Some(Some(s))).ok_or_else(|| {
+            self.bad(
+                name,
+                v,
+                "operational, degraded_performance, partial_outage, major_outage, under_maintenance or auto",
+            )
+        })
+    }
+
     pub(super) fn rotation(&self, name: &str) -> Result<Option<String>, ParseError> {
         let Some(v) = self.raw(name) else {
             return Ok(None);

@@ -17,6 +17,7 @@ mod paging;
 pub(crate) mod probes;
 pub(crate) mod raw;
 pub(crate) mod runbooks;
+mod status;
 mod upkeep;
 pub use alerts::{AlertsConfig, Credential, HeartbeatConfig, Route, SourceConfig, SourceKind};
 pub use delivery::{ContactMethod, PagingConfig, SmtpConfig, SmtpTls};
@@ -25,6 +26,7 @@ pub use limits::{AddressRange, LimitsConfig};
 pub use paging::{Escalation, EscalationTier, Person, Rotation, Shift, Target, Team};
 pub use probes::{Probe, ProbeSpec};
 pub use runbooks::{RunbooksConfig, SecretsConfig};
+pub use status::{StatusConfig, StatusTemplates};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};
@@ -71,6 +73,8 @@ pub struct Config {
     /// The dependencies a status check probes (`[[probe]]`; the guide's four when none is
     /// given).
     pub probes: Vec<Probe>,
+    /// The public status page.
+    pub status: StatusConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ struct RawConfig {
     jobs: Option<super::upkeep::RawJobs>,
     retention: Option<super::upkeep::RawRetention>,
     limits: Option<super::limits::RawLimits>,
+    status: Option<super::status::RawStatus>,
     runbooks: Option<super::runbooks::RawRunbooks>,
     secrets: Option<super::runbooks::RawSecrets>,
     probe: Option<Vec<super::probes::RawProbe>>,
@@ -40,7 +41,7 @@ struct RawConfig {
 
 const TABLES: &str = "[server], [database], [api], [outbox], [[level]], [[rpo]], [[component]], \
     [[person]], [[team]], [[rotation]], [[escalation]], [smtp], [paging], [discord], [alerts], [[source]], [[route]], [audit], \
-    [jobs], [retention], [limits], [runbooks], [secrets], [[probe]]";
+    [jobs], [retention], [limits], [runbooks], [secrets], [[probe]], [status]";
 
 impl RawConfig {
     /// Reads every table; each problem goes to `err`.
@@ -70,6 +71,7 @@ impl RawConfig {
                 "jobs" => raw.jobs = r.table(&key, value),
                 "retention" => raw.retention = r.table(&key, value),
                 "limits" => raw.limits = r.table(&key, value),
+                "status" => raw.status = r.table(&key, value),
                 "runbooks" => raw.runbooks = r.table(&key, value),
                 "secrets" => raw.secrets = r.table(&key, value),
                 "probe" => raw.probe = Some(r.array(&key, value, Some("id"))),
@@ -370,6 +372,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let runbooks = super::runbooks::parse_runbooks(raw.runbooks, &mut err);
     let secrets = super::runbooks::parse_secrets(raw.secrets, &mut err);
     let probes = super::probes::parse_probes(raw.probe, &components, &mut err);
+    let status = super::status::parse_status(raw.status, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));
@@ -400,6 +403,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         runbooks,
         secrets,
         probes,
+        status,
     })
 }
 

@@ -336,7 +336,7 @@ x = 1
             "f.toml:17:10: [server]: listen: expected a string in quotes; found an array",
             "f.toml:19:2: unknown table `pager`; accepted: [server], [database], [api], [outbox], \
              [[level]], [[rpo]], [[component]], [[person]], [[team]], [[rotation]], [[escalation]], [smtp], [paging], [discord], \
-             [alerts], [[source]], [[route]], [audit], [jobs], [retention], [limits], [runbooks], [secrets], [[probe]]",
+             [alerts], [[source]], [[route]], [audit], [jobs], [retention], [limits], [runbooks], [secrets], [[probe]], [status]",
         ],
         "{errs:#?}"
     );

@@ -29,13 +29,25 @@ impl Engine {
                 Ok(text) => text,
                 Err(e) => return Ok(Reply::refused(e.to_string())),
             };
+            // A public update is also the users' news: on the status page, in the same commit.
+            if let Command::Update {
+                text, public: true, ..
+            } = cmd
+            {
+                let published = self.store.public_incident_of(r).await?;
+                self.public_post_in(&mut plan, &next, published.as_ref(), text, None);
+            }
             // A person's change to an acknowledged incident is activity: the acknowledgement's
             // expiry starts again.
             if actor.person.is_some() {
                 plan.touch_ack(&next);
             }
+            let public = !plan.extra.public.is_empty();
             let cs = plan.finish(Some(IncidentWrite::Update(next.clone())));
             self.commit(cs).await?;
+            if public {
+                self.rebuild_status().await?;
+            }
             self.observe_transition(&current, &next, now);
             next.version += 1;
             Ok(Reply::ok(done, Some(next)))
@@ -237,6 +249,11 @@ impl Engine {
             | Command::RunbookConfirm { .. }
             | Command::RunbookStatus { .. }
             | Command::SystemCheck { .. }
+            | Command::StatusShow
+            | Command::StatusPublish { .. }
+            | Command::StatusHold { .. }
+            | Command::StatusPost { .. }
+            | Command::StatusComponent { .. }
             | Command::MaintenanceEnd { .. } => {
                 unreachable!("not a mutation of one incident")
             }

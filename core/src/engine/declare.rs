@@ -79,6 +79,7 @@ impl Engine {
             plan.audit("incident.declare", &inc, serde_json::json!({"level": level.0, "title": inc.title, "source": source.as_str()}));
             plan.start_escalation(&mut inc);
             plan.schedule_rto(&inc);
+            self.schedule_publish(&mut plan, &inc);
             also(&mut plan, &inc);
             if let Some(rb) = auto {
                 let locks = active_locks.lock().unwrap().clone();

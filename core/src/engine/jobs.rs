@@ -18,6 +18,7 @@ impl Engine {
             JobKind::Heartbeat => return self.run_heartbeat_job(job).await,
             JobKind::Autoresolve => return self.run_autoresolve_job(job).await,
             JobKind::RunApprovalExpiry => return self.run_expiry_job(job).await,
+            JobKind::PublishIncident => return self.run_publish_job(job).await,
             JobKind::RtoBreach
             | JobKind::RtoWarning
             | JobKind::EscalationTier

@@ -54,6 +54,7 @@ pub(crate) mod plan;
 pub(crate) mod retry;
 mod runbooks;
 mod runs;
+mod status;
 
 pub use pages::{AckLinkRefusal, AckLinkView};
 pub(crate) use plan::Plan;
@@ -140,6 +141,12 @@ pub struct Engine {
     executor: Option<Arc<dyn crate::runbook::Executor>>,
     /// Rung when a run is approved, so the run worker does not wait for its poll.
     run_wakeup: Arc<Notify>,
+    /// What the public status page shows, rebuilt after public changes.
+    status_board: Arc<crate::status::StatusBoard>,
+    /// Rung after commits that changed an incident, so the public status follows at once.
+    status_wakeup: Arc<Notify>,
+    /// When this engine was built: the page's `updated_at` before anything public happened.
+    started_at: DateTime<Utc>,
 }
 
 impl Engine {
@@ -149,6 +156,10 @@ impl Engine {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let started_at = clock.now();
+        let status_board = Arc::new(crate::status::StatusBoard::new(
+            crate::status::snapshot::build(&config, vec![], &[], &[], started_at, started_at),
+        ));
         Engine {
             store,
             config,
@@ -163,6 +174,9 @@ impl Engine {
                 rand::rngs::OsRng.fill_bytes(&mut k);
                 k
             },
+            status_board,
+            status_wakeup: Arc::new(Notify::new()),
+            started_at,
             runbooks: Arc::new(crate::runbook::Runbooks::default()),
             redactor: Arc::new(crate::runbook::redact::Redactor::default()),
             executor: None,
@@ -194,6 +208,14 @@ impl Engine {
     /// The run worker's wakeup.
     pub fn run_wakeup(&self) -> Arc<Notify> {
         self.run_wakeup.clone()
+    }
+    /// The public status page's snapshot.
+    pub fn status_board(&self) -> &Arc<crate::status::StatusBoard> {
+        &self.status_board
+    }
+    /// Rung after commits that changed an incident (the status follower waits on it).
+    pub fn status_wakeup(&self) -> Arc<Notify> {
+        self.status_wakeup.clone()
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -373,6 +395,11 @@ impl Engine {
             Command::RunbookConfirm { run } => self.runbook_confirm(actor, run).await,
             Command::RunbookStatus { run } => self.runbook_status(run).await,
             Command::SystemCheck { incident } => self.system_check(actor, incident, ctx).await,
+            ref c @ (Command::StatusShow
+            | Command::StatusPublish { .. }
+            | Command::StatusHold { .. }
+            | Command::StatusPost { .. }
+            | Command::StatusComponent { .. }) => self.status_command(actor, c, ctx).await,
             other => {
                 // Close and reopen act on a resolved incident, so without a name they mean the
                 // only resolved one, as the others mean the only open one.
@@ -470,9 +497,13 @@ impl Engine {
 
     async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
         let wake = !cs.outbox.is_empty();
+        let incident = cs.incident.is_some();
         self.store.commit(cs).await?;
         if wake {
             self.wake_dispatchers();
+        }
+        if incident {
+            self.status_wakeup.notify_one();
         }
         Ok(())
     }

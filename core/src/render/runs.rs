@@ -276,3 +276,34 @@ pub fn system_check(probes: &[Probe], results: &[ProbeResult]) -> String {
     }
     out
 }
+
+/// `/status show`: the page as users see it now.
+pub fn status_page(s: &crate::status::StatusSnapshot) -> String {
+    let mut out = format!(
+        "{} status: {} (indicator {}) · {}",
+        s.page.name,
+        s.description,
+        s.indicator.as_str(),
+        s.page.url
+    );
+    for c in &s.components {
+        out.push_str(&format!("\n  {}: {}", c.name, c.status.title()));
+    }
+    let open: Vec<_> = s.unresolved().collect();
+    if open.is_empty() {
+        out.push_str("\nNo public incident is open.");
+    }
+    for i in open {
+        out.push_str(&format!(
+            "\n{} “{}” — {}, impact {}",
+            i.id,
+            i.name,
+            i.status.title(),
+            i.impact.as_str()
+        ));
+        if let Some(u) = i.updates.first() {
+            out.push_str(&format!("\n  latest ({}): {}", time(u.created_at), u.body));
+        }
+    }
+    out
+}

@@ -219,3 +219,13 @@ impl StatusSnapshot {
         self.incidents.iter().find(|i| i.id == id)
     }
 }
+
+/// A component override as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentOverride {
+    pub component: crate::domain::ComponentId,
+    pub status: ComponentStatus,
+    pub incident: Option<crate::domain::IncidentRef>,
+    pub set_by: String,
+    pub set_at: DateTime<Utc>,
+}

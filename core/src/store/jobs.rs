@@ -23,10 +23,12 @@ pub enum JobKind {
     AckExpiry,
     /// A run's approval window closes.
     RunApprovalExpiry,
+    /// The grace before an incident is published on the status page is over.
+    PublishIncident,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::RtoBreach,
         JobKind::EscalationTier,
         JobKind::Autoresolve,
@@ -34,6 +36,7 @@ impl JobKind {
         JobKind::RtoWarning,
         JobKind::AckExpiry,
         JobKind::RunApprovalExpiry,
+        JobKind::PublishIncident,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +47,7 @@ impl JobKind {
             JobKind::RtoWarning => "rto_warning",
             JobKind::AckExpiry => "ack_expiry",
             JobKind::RunApprovalExpiry => "run_approval_expiry",
+            JobKind::PublishIncident => "publish_incident",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -76,6 +80,7 @@ pub enum JobPayload {
         run: i64,
         gate: usize,
     },
+    PublishIncident,
     /// The heartbeat source's name.
     Heartbeat {
         name: String,
@@ -92,13 +97,17 @@ impl JobPayload {
             JobPayload::RtoWarning { .. } => JobKind::RtoWarning,
             JobPayload::AckExpiry => JobKind::AckExpiry,
             JobPayload::RunApprovalExpiry { .. } => JobKind::RunApprovalExpiry,
+            JobPayload::PublishIncident => JobKind::PublishIncident,
         }
     }
 
     /// The stored JSON (the kind is stored in its own column).
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            JobPayload::RtoBreach | JobPayload::Autoresolve | JobPayload::AckExpiry => {
+            JobPayload::RtoBreach
+            | JobPayload::Autoresolve
+            | JobPayload::AckExpiry
+            | JobPayload::PublishIncident => {
                 serde_json::json!({})
             }
             JobPayload::EscalationTier {
@@ -127,6 +136,7 @@ impl JobPayload {
             JobKind::RtoBreach => JobPayload::RtoBreach,
             JobKind::Autoresolve => JobPayload::Autoresolve,
             JobKind::AckExpiry => JobPayload::AckExpiry,
+            JobKind::PublishIncident => JobPayload::PublishIncident,
             JobKind::RtoWarning => JobPayload::RtoWarning {
                 percent: u8::try_from(
                     field("percent")?

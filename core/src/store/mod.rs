@@ -12,10 +12,12 @@ mod sql;
 pub use sql::{Backend, SqlStore};
 
 mod jobs;
+mod public;
 mod runs;
 mod types;
 
 pub use jobs::*;
+pub use public::*;
 pub use runs::*;
 pub use types::*;
 
@@ -131,6 +133,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Running runs whose worker's lease lapsed (it died mid-step).
     async fn stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<crate::domain::Run>, StoreError>;
+
+    /// Public incidents with their updates (newest first), newest first; at most `limit`.
+    async fn public_incidents(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::status::PublicIncident>, StoreError>;
+    /// The public incident of an internal one, if it was published.
+    async fn public_incident_of(
+        &self,
+        incident: IncidentRef,
+    ) -> Result<Option<crate::status::PublicIncident>, StoreError>;
+    async fn component_overrides(&self) -> Result<Vec<ComponentOverride>, StoreError>;
+    /// Whether the incident is held off the page.
+    async fn status_held(&self, incident: IncidentRef) -> Result<bool, StoreError>;
+    /// Changes whenever anything public changed (on any replica): the status board rebuilds
+    /// when it moves.
+    async fn status_stamp(&self) -> Result<(i64, i64), StoreError>;
 
     /// Leases up to `limit` due jobs to `owner` until `now + lease`.
     async fn claim_jobs(

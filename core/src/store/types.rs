@@ -35,6 +35,8 @@ pub struct Changeset {
     pub rotation_overrides: Vec<crate::oncall::RotationOverride>,
     /// Runbook runs: requests, decisions, steps.
     pub runs: Vec<super::RunWrite>,
+    /// The public status page: public incidents, their updates, overrides, holds.
+    pub public: Vec<super::PublicWrite>,
 }
 
 impl Changeset {
@@ -54,6 +56,7 @@ impl Changeset {
             && self.ack_links.is_empty()
             && self.rotation_overrides.is_empty()
             && self.runs.is_empty()
+            && self.public.is_empty()
     }
 }
 

@@ -27,6 +27,7 @@ mod incidents;
 mod jobs;
 mod outbox;
 mod paging;
+mod public;
 mod rows;
 mod runs;
 mod write;
@@ -231,7 +232,7 @@ pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
 /// The tables whose unique keys writers race for on purpose: the loser of the race re-reads
 /// and decides again (an alert or alert group inserted by a concurrent notification, a
 /// maintenance id or incident number taken by another replica, a random token id drawn twice).
-const RACED_TABLES: [&str; 9] = [
+const RACED_TABLES: [&str; 10] = [
     "alerts",
     "alert_groups",
     "maintenance",
@@ -242,6 +243,8 @@ const RACED_TABLES: [&str; 9] = [
     "runbook_runs_one_active",
     "run_approvals",
     "run_steps",
+    // Two replicas publishing the same incident at once.
+    "public_incidents",
 ];
 
 /// Whether a unique violation is one of those races. PostgreSQL names the constraint
@@ -433,6 +436,32 @@ impl Store for SqlStore {
 
     async fn stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<crate::domain::Run>, StoreError> {
         self.stale_runs_sql(now).await
+    }
+
+    async fn public_incidents(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::status::PublicIncident>, StoreError> {
+        self.public_incidents_sql(limit).await
+    }
+
+    async fn public_incident_of(
+        &self,
+        incident: IncidentRef,
+    ) -> Result<Option<crate::status::PublicIncident>, StoreError> {
+        self.public_incident_of_sql(incident).await
+    }
+
+    async fn component_overrides(&self) -> Result<Vec<ComponentOverride>, StoreError> {
+        self.component_overrides_sql().await
+    }
+
+    async fn status_held(&self, incident: IncidentRef) -> Result<bool, StoreError> {
+        self.status_held_sql(incident).await
+    }
+
+    async fn status_stamp(&self) -> Result<(i64, i64), StoreError> {
+        self.status_stamp_sql().await
     }
 
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {

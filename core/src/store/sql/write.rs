@@ -328,6 +328,7 @@ impl SqlStore {
         }
         super::paging::write(&mut *tx, cs).await?;
         super::runs::write(&mut *tx, cs).await?;
+        super::public::write(&mut *tx, cs).await?;
         Ok(())
     }
 
