@@ -24,6 +24,10 @@
 //! - [`runner`]: the runbook executor ([`runner::Runner`], core's `Executor` port): exec steps
 //!   in their own killed-whole process group, signed HTTP steps, and the dependency probes
 //!   (HTTP, TCP, MySQL/MariaDB, PostgreSQL, Redis).
+//! - [`status`]: the public status surfaces for the Workout Tracker's users, served from the
+//!   in-memory status board by [`status::status_router`]: Statuspage-compatible JSON under
+//!   `/api/v2/`, the HTML page `/status…`, Atom/RSS feeds and the badge; unauthenticated,
+//!   GET/HEAD only, with ETags and 304s.
 
 pub mod ack;
 pub mod api;
@@ -38,6 +42,7 @@ pub mod intake;
 pub mod limit;
 pub mod outbound;
 pub mod runner;
+pub mod status;
 pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;
