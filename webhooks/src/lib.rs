@@ -101,6 +101,11 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
             state.clone(),
             limit::guard_open,
         ));
+    // The public status page and its Statuspage-compatible API, answered from the engine's
+    // status board (memory), unauthenticated and read-only.
+    let public = status::status_router(state.engine.status_board().clone()).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), limit::guard_public),
+    );
     let extra = if extra.has_routes() {
         extra.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -124,6 +129,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/v2/enqueue", post(intake::pagerduty))
         .route("/ack/{token}", get(ack::confirm).post(ack::acknowledge))
         .with_state(state.clone())
+        .merge(public)
         .merge(extra)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))

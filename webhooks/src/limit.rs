@@ -214,6 +214,8 @@ pub struct ClientGuard {
     pub auth_failures: Buckets,
     api: Buckets,
     open: Buckets,
+    /// The public status surfaces: the `/api/v1` budget, counted on its own.
+    public: Buckets,
     /// `[server] trusted_proxies`: peers whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<AddressRange>,
 }
@@ -236,6 +238,7 @@ impl ClientGuard {
             auth_failures: Buckets::new(limits.auth_failures, MAX_CLIENTS),
             api: Buckets::new(limits.api, MAX_CLIENTS),
             open: Buckets::new(limits.open, MAX_CLIENTS),
+            public: Buckets::new(limits.api, MAX_CLIENTS),
             trusted_proxies: Vec::new(),
         }
     }
@@ -348,6 +351,19 @@ pub async fn guard_signed_door(
 pub async fn guard_open(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let client = client(&state, &req);
     if let Err(wait) = state.guard.open.take(client, Instant::now()) {
+        return too_many(
+            retry_after_secs(wait),
+            "too many requests from this address",
+        );
+    }
+    next.run(req).await
+}
+
+/// Middleware for the public status surfaces (`/status…`, `/api/v2/…`): served from memory, so
+/// the budget is the API's, counted apart, against one client hammering the page.
+pub async fn guard_public(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let client = client(&state, &req);
+    if let Err(wait) = state.guard.public.take(client, Instant::now()) {
         return too_many(
             retry_after_secs(wait),
             "too many requests from this address",

@@ -1,0 +1,212 @@
+//! The public status page end to end, as a user of the Workout Tracker sees it: the real
+//! application, incidents declared and worked through the command API, and every public surface
+//! read over HTTP without a token. Both backends.
+//!
+//! Declare level 3 on `database` → after the grace (0 s here) the component is `major_outage`
+//! and `status.indicator` is `critical`; a person's public update appears on every surface;
+//! internal words (the internal title, an internal update, alert labels) appear on none; resolve
+//! → `resolved` everywhere and the page is green again.
+
+mod common;
+
+use serde_json::Value;
+use std::time::Duration;
+
+const INTERNAL: &str = "db-7 OOM-killed by the ops-cron job";
+const INTERNAL_UPDATE: &str = "rotated the root password on db-7";
+
+fn options() -> common::Options {
+    common::Options {
+        configure: Some(Box::new(|c| {
+            c.status.publish_after = chrono::Duration::zero();
+        })),
+        ..Default::default()
+    }
+}
+
+/// GET without a token, as the public does.
+async fn public(app: &common::TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.addr))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn public_json(app: &common::TestApp, path: &str) -> Value {
+    let res = public(app, path).await;
+    assert_eq!(res.status(), 200, "GET {path}");
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "*",
+        "{path} is for any origin"
+    );
+    res.json().await.unwrap()
+}
+
+/// Every public surface's body, for "appears nowhere public" checks.
+async fn everything_public(app: &common::TestApp) -> String {
+    let mut out = String::new();
+    for path in [
+        "/api/v2/summary.json",
+        "/api/v2/status.json",
+        "/api/v2/components.json",
+        "/api/v2/incidents.json",
+        "/api/v2/incidents/unresolved.json",
+        "/status",
+        "/status/history",
+        "/status/history.atom",
+        "/status/history.rss",
+        "/status/badge.json",
+        "/status/badge.svg",
+    ] {
+        out.push_str(&public(app, path).await.text().await.unwrap());
+    }
+    out
+}
+
+async fn wait_summary(app: &common::TestApp, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = public_json(app, "/api/v2/summary.json").await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {v:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn component<'a>(summary: &'a Value, id: &str) -> &'a Value {
+    summary["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no component {id}: {summary:#}"))
+}
+
+dual_test!(
+    the_page_follows_an_incident_and_shows_nothing_internal,
+    options = options(),
+    |app| async {
+        let quiet = public_json(&app, "/api/v2/status.json").await;
+        assert_eq!(quiet["status"]["indicator"], "none");
+        assert_eq!(quiet["status"]["description"], "All Systems Operational");
+
+        app.ok(
+            "dba",
+            &format!(r#"/incident declare level:3 title:"{INTERNAL}" component:database"#),
+        )
+        .await;
+        let s = wait_summary(&app, "the incident is published", |v| {
+            v["incidents"].as_array().is_some_and(|i| !i.is_empty())
+        })
+        .await;
+        assert_eq!(s["status"]["indicator"], "critical", "{s:#}");
+        assert_eq!(component(&s, "database")["status"], "major_outage");
+        assert_eq!(component(&s, "frontend")["status"], "operational");
+        let inc = &s["incidents"][0];
+        assert_eq!(inc["impact"], "critical");
+        assert_eq!(inc["status"], "investigating");
+        let id = inc["id"].as_str().unwrap().to_string();
+
+        // A person's public update reaches every surface, escaped where it is markup.
+        app.ok("dev", r#"/status post text:"Restoring from backup <script>alert(1)</script>" status:identified"#).await;
+        let s = wait_summary(&app, "the update is public", |v| {
+            v["incidents"][0]["status"] == "identified"
+        })
+        .await;
+        assert!(s["incidents"][0]["incident_updates"][0]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Restoring from backup"));
+        let html = public(&app, &format!("/status/incidents/{id}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("Restoring from backup &lt;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<script>"),
+            "markup from an update is escaped"
+        );
+        let atom = public(&app, "/status/history.atom")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(atom.contains("Restoring from backup"), "{atom}");
+
+        // Internal words never reach the public.
+        app.ok(
+            "dev",
+            &format!(r#"/incident update text:"{INTERNAL_UPDATE}""#),
+        )
+        .await;
+        let all = everything_public(&app).await;
+        for secret in [
+            INTERNAL,
+            INTERNAL_UPDATE,
+            "INC-1",
+            "dba",
+            "Database Administrator",
+        ] {
+            assert!(
+                !all.contains(secret),
+                "`{secret}` appears on a public surface"
+            );
+        }
+
+        // A conditional GET of an unchanged summary is a 304.
+        let res = public(&app, "/api/v2/summary.json").await;
+        let etag = res.headers()["etag"].to_str().unwrap().to_string();
+        let again = app
+            .client
+            .get(format!("{}/api/v2/summary.json", app.addr))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304);
+
+        // Resolved: resolved everywhere, the page green again.
+        app.ok("dba", r#"/incident resolve summary:"restored""#)
+            .await;
+        let s = wait_summary(&app, "the incident is resolved publicly", |v| {
+            v["status"]["indicator"] == "none"
+        })
+        .await;
+        assert_eq!(component(&s, "database")["status"], "operational");
+        let all = public_json(&app, "/api/v2/incidents.json").await;
+        assert_eq!(all["incidents"][0]["status"], "resolved");
+        assert!(all["incidents"][0]["resolved_at"].is_string());
+        let unresolved = public_json(&app, "/api/v2/incidents/unresolved.json").await;
+        assert_eq!(unresolved["incidents"], serde_json::json!([]));
+        let badge = public_json(&app, "/status/badge.json").await;
+        assert_eq!(badge["message"], "All Systems Operational");
+    }
+);
+
+dual_test!(
+    held_incidents_and_those_below_the_minimum_level_stay_off_the_page,
+    options = options(),
+    |app| async {
+        app.ok(
+            "dba",
+            r#"/incident declare level:1 title:"slow search" component:frontend"#,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let s = public_json(&app, "/api/v2/summary.json").await;
+        assert_eq!(
+            s["incidents"],
+            serde_json::json!([]),
+            "level 1 is below publish_min_level"
+        );
+        assert_eq!(s["status"]["indicator"], "none");
+    }
+);
