@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     listener: TcpListener,
+    /// `[status] listen`, when configured.
+    public_listener: Option<TcpListener>,
     addr: SocketAddr,
     engine: Arc<Engine>,
     store: SqlStore,
@@ -89,6 +91,15 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         crate::server_url::write(&config.server.data_dir, addr);
+        // `[status] listen`: the public surfaces alone, for the internet.
+        let public_listener = match &config.status.listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} ([status] listen)"))?,
+            ),
+            None => None,
+        };
         let intake = spotter_webhooks::intake::Intake::new(&config, secrets);
         for id in intake.switched_off() {
             tracing::warn!("alert source `{id}` has no credential and refuses every request");
@@ -124,6 +135,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            public_listener,
             addr,
             engine,
             store,
@@ -195,6 +207,22 @@ impl Application {
             .as_ref()
             .map(|d| d.router())
             .unwrap_or_default();
+        let public = self.public_listener.map(|l| {
+            let app = spotter_webhooks::public_router(self.state.clone())
+                .into_make_service_with_connect_info::<SocketAddr>();
+            if let Ok(a) = l.local_addr() {
+                tracing::info!("status page listening on http://{a}/status");
+            }
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                {
+                    tracing::error!(error = %e, "the status page listener failed");
+                }
+            })
+        });
         let app = spotter_webhooks::router_with(self.state, extra);
         // Peer addresses reach the handlers: the per-client limits are keyed by them.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -210,6 +238,7 @@ impl Application {
             ("scheduler", Some(scheduler)),
             ("runs", Some(runs)),
             ("status", Some(status)),
+            ("public listener", public),
             ("discord", discord),
         ];
         for (name, task) in tasks.into_iter().filter_map(|(n, t)| Some((n, t?))) {

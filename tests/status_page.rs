@@ -210,3 +210,40 @@ dual_test!(
         assert_eq!(s["status"]["indicator"], "none");
     }
 );
+
+/// `[status] listen`: a listener with the public surfaces and nothing else, for the internet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_serves_the_status_page_and_nothing_internal() {
+    let port = common::binary::closed_port();
+    let options = common::Options {
+        configure: Some(Box::new(move |c| {
+            c.status.listen = Some(format!("127.0.0.1:{port}"));
+        })),
+        ..Default::default()
+    };
+    let app = common::TestApp::spawn_with(common::Backend::Sqlite, "public_listener", options)
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        let client = app.client.clone();
+        let token = app.token.clone();
+        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_eq!(get("/status").await.status(), 200);
+    assert_eq!(get("/api/v2/summary.json").await.status(), 200);
+    for internal in [
+        "/api/v1/incidents",
+        "/metrics",
+        "/readyz",
+        "/webhooks/alertmanager",
+    ] {
+        assert_eq!(
+            get(internal).await.status(),
+            404,
+            "{internal} is not public"
+        );
+    }
+    app.stop().await;
+}

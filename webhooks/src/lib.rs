@@ -65,6 +65,23 @@ pub struct AppState {
     pub guard: Arc<limit::ClientGuard>,
 }
 
+/// Only the public status surfaces (`/status…`, `/api/v2/…`), with the shared layers: for
+/// `[status] listen`, the listener that may face the internet.
+pub fn public_router(state: AppState) -> Router {
+    status::status_router(state.engine.status_board().clone())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::guard_public,
+        ))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(telemetry::trace_layer())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     router_with(state, Router::new())

@@ -18,6 +18,9 @@ pub struct StatusConfig {
     pub time_zone: String,
     /// Incidents at this level or above are published (after `publish_after`).
     pub publish_min_level: LevelId,
+    /// A second listen address serving only the public surfaces (the status page, its API,
+    /// feeds and badge), so they can face the internet while the rest stays internal.
+    pub listen: Option<String>,
     /// The grace before an incident is published, so a blip resolved at once never reaches users.
     pub publish_after: Duration,
     /// A templated update on a phase change is skipped when a person posted a public update
@@ -41,6 +44,7 @@ impl Default for StatusConfig {
         StatusConfig {
             page_name: "Workout Tracker".into(),
             page_url: None,
+            listen: None,
             time_zone: "Etc/UTC".into(),
             publish_min_level: LevelId(2),
             publish_after: Duration::minutes(5),
@@ -61,6 +65,7 @@ impl Default for StatusConfig {
 pub(super) struct RawStatus {
     page_name: Option<String>,
     page_url: Option<String>,
+    listen: Option<Spanned<String>>,
     time_zone: Option<Spanned<String>>,
     publish_min_level: Option<u8>,
     publish_after: Option<Spanned<String>>,
@@ -85,6 +90,19 @@ pub(super) fn parse_status(raw: Option<RawStatus>, err: Report<'_>) -> StatusCon
         s.page_name = n;
     }
     s.page_url = r.page_url.filter(|u| !u.trim().is_empty());
+    if let Some(l) = r.listen {
+        if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
+            err(
+                &l.span(),
+                format!(
+                    "[status]: listen `{}` is not an address and port; e.g. \"0.0.0.0:8081\"",
+                    l.get_ref()
+                ),
+            );
+        } else {
+            s.listen = Some(l.into_inner());
+        }
+    }
     if let Some(tz) = r.time_zone {
         if tz.get_ref().parse::<chrono_tz::Tz>().is_err() {
             err(
