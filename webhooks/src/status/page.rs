@@ -71,6 +71,8 @@ fn layout(snap: &StatusSnapshot, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
+                // An empty icon: the browser asks for /favicon.ico otherwise, and gets a 404.
+                link rel="icon" href="data:,";
                 link rel="alternate" type="application/atom+xml" title=(format!("{} history", snap.page.name)) href="/status/history.atom";
                 style { (PreEscaped(STYLE)) }
             }
