@@ -207,7 +207,7 @@ pub async fn index(state: St, headers: HeaderMap) -> Response {
 fn history_page(snap: &StatusSnapshot) -> Markup {
     // Months newest first, incidents newest first inside each.
     let mut incidents: Vec<&PublicIncident> = snap.incidents.iter().collect();
-    incidents.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    incidents.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     let mut months: Vec<((i32, u32), Vec<&PublicIncident>)> = Vec::new();
     for i in incidents {
         let key = (i.created_at.year(), i.created_at.month());
