@@ -4,6 +4,7 @@
 
 mod api;
 mod browser;
+mod cache;
 mod feeds;
 mod fixtures;
 mod pages;
