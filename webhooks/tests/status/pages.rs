@@ -94,7 +94,8 @@ async fn the_status_page_shows_the_state_components_uptime_and_active_incidents(
         .expect("update 1");
     assert!(newer < older, "newest update first");
     assert!(
-        html.contains("<time datetime=\"2026-12-01T12:20:00.000Z\">1 Dec 2026, 12:20 UTC</time>")
+        html.contains("<time datetime=\"2026-12-01T12:20:00.000Z\">1 Dec 2026, 13:20 CET</time>"),
+        "in the page's time zone (Europe/Berlin)"
     );
     assert!(html.contains("<a href=\"/status/incidents/pi_db\">"));
     assert!(html.contains("<a href=\"/status/history\">"));
@@ -160,4 +161,30 @@ async fn history_groups_incidents_by_month_newest_first() {
         .await
         .text()
         .contains("No incidents reported."));
+}
+
+#[tokio::test]
+async fn times_and_months_are_in_the_pages_time_zone() {
+    // 23:30 UTC on 31 October is 00:30 on 1 November in Berlin: November's incident there.
+    let mut snap = snapshot();
+    let late = &mut snap.incidents[2];
+    late.created_at = t("2026-10-31T23:30:00Z");
+    late.updates.last_mut().unwrap().created_at = t("2026-10-31T23:30:00Z");
+    let (r, _) = router_for(snap.clone());
+    let html = get(&r, "/status/history").await.text();
+    assert!(html.contains("<h2>November 2026</h2>"), "{html}");
+    assert!(!html.contains("<h2>October 2026</h2>"));
+    assert!(html.contains(">1 Nov 2026, 00:30 CET</time>"));
+    let atom = get(&r, "/status/history.atom").await.text();
+    assert!(
+        atom.contains("1 Nov 2026, 00:30 CET"),
+        "feed content in the page's zone too"
+    );
+
+    // A time zone that is not an IANA name: UTC.
+    snap.page.time_zone = "Mars/Olympus".into();
+    let (r, _) = router_for(snap);
+    let html = get(&r, "/status/history").await.text();
+    assert!(html.contains("<h2>October 2026</h2>"));
+    assert!(html.contains(">31 Oct 2026, 23:30 UTC</time>"));
 }
