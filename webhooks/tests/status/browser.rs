@@ -81,7 +81,7 @@ async fn start_driver(path: &PathBuf) -> (Driver, String) {
     panic!("chromedriver did not listen on port {port} within 10 s");
 }
 
-async fn session(driver: &str, chromium: &PathBuf, javascript: bool) -> Client {
+async fn session(driver: &str, chromium: &PathBuf, javascript: bool, dark: bool) -> Client {
     let mut args = vec![
         "--headless=new",
         "--no-sandbox",
@@ -91,6 +91,10 @@ async fn session(driver: &str, chromium: &PathBuf, javascript: bool) -> Client {
     ];
     if !javascript {
         args.push("--blink-settings=scriptEnabled=false");
+    }
+    if dark {
+        // The system preference the page's `prefers-color-scheme: dark` rules follow.
+        args.push("--force-dark-mode");
     }
     let caps = json!({
         "browserName": "chrome",
@@ -206,8 +210,26 @@ async fn a_real_browser_renders_the_page_with_and_without_javascript() {
     let (_driver, driver) = start_driver(&driver_path).await;
 
     // JavaScript on: the page renders, the title stays text, no alert, a clean console.
-    let c = session(&driver, &chromium, true).await;
+    let c = session(&driver, &chromium, true, false).await;
     assert_page_renders(&c, &base).await;
+    // Fluid on a phone (the window is 390 px wide): nothing wider than the viewport.
+    c.goto(&format!("{base}/status")).await.unwrap();
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, Value::Bool(true), "no horizontal scrolling at 390 px");
+    let bg = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bg, "rgb(246, 247, 249)", "the light scheme");
     c.goto(&format!("{base}/status/history")).await.unwrap();
     assert_eq!(text(&c, "h2").await, "December 2026");
     let logs = c
@@ -229,7 +251,7 @@ async fn a_real_browser_renders_the_page_with_and_without_javascript() {
     c.close().await.unwrap();
 
     // JavaScript off: the same page, the same content.
-    let c = session(&driver, &chromium, false).await;
+    let c = session(&driver, &chromium, false, false).await;
     // Scripts are really off: `<noscript>` content is parsed as elements only then.
     c.goto("data:text/html,<noscript><p id=off>scripts off</p></noscript>")
         .await
@@ -240,5 +262,31 @@ async fn a_real_browser_renders_the_page_with_and_without_javascript() {
         "the session runs without JavaScript"
     );
     assert_page_renders(&c, &base).await;
+    c.close().await.unwrap();
+
+    // A browser that prefers dark: the dark scheme.
+    let c = session(&driver, &chromium, true, true).await;
+    c.goto(&format!("{base}/status")).await.unwrap();
+    let dark = c
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dark,
+        Value::Bool(true),
+        "--force-dark-mode makes the browser prefer dark"
+    );
+    let bg = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bg, "rgb(17, 21, 28)", "the dark scheme");
+    assert_eq!(text(&c, ".banner").await, "Major Service Outage");
     c.close().await.unwrap();
 }
