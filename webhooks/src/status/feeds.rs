@@ -96,13 +96,13 @@ fn entry_id_part(s: &str) -> String {
 }
 
 /// The entry's HTML: status, current state and every update (newest first).
-fn content_html(i: &PublicIncident) -> String {
+fn content_html(snap: &StatusSnapshot, i: &PublicIncident) -> String {
     html! {
         p { strong { (i.status.title()) } " · impact " (i.impact.as_str()) }
         @for u in &i.updates {
             p {
                 strong { (u.status.title()) } " — "
-                (u.created_at.format("%-d %b %Y, %H:%M UTC").to_string())
+                (super::page::local(snap, u.created_at))
                 br;
                 (u.body)
             }
@@ -167,7 +167,7 @@ fn atom_body(snap: &StatusSnapshot, scope: &Scope) -> Vec<u8> {
         let _ = writeln!(
             x,
             "    <content type=\"html\">{}</content>",
-            xml_text(&content_html(i))
+            xml_text(&content_html(snap, i))
         );
         x.push_str("  </entry>\n");
     }
@@ -216,7 +216,7 @@ fn rss_body(snap: &StatusSnapshot, scope: &Scope) -> Vec<u8> {
         let _ = writeln!(
             x,
             "    <description>{}</description>",
-            xml_text(&content_html(i))
+            xml_text(&content_html(snap, i))
         );
         x.push_str("  </item>\n");
     }

@@ -7,13 +7,15 @@
 //! - `/status/history`: every public incident, grouped by month, newest month first.
 //!
 //! No JavaScript at all and no external assets: the CSS is inline, fluid for phones, with a dark
-//! variant under `prefers-color-scheme: dark`. Times are shown in UTC.
+//! variant under `prefers-color-scheme: dark`. Times are shown in the page's time zone (UTC when
+//! it is not an IANA name), months of the history too.
 
 use super::{serve, serve_uncached, Kind, St, CACHE_CONTROL, CONTENT_SECURITY_POLICY};
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Utc};
+use chrono_tz::Tz;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use spotter_core::status::{
     ComponentStatus, Impact, PublicComponent, PublicIncident, StatusSnapshot,
@@ -57,9 +59,21 @@ color:var(--muted)}
 footer{margin:2rem 0 1rem;color:var(--muted);font-size:.9rem}
 "#;
 
-fn when(t: DateTime<Utc>) -> Markup {
+/// The page's time zone: `time_zone` when it is an IANA name, else UTC.
+pub(crate) fn zone(snap: &StatusSnapshot) -> Tz {
+    snap.page.time_zone.parse().unwrap_or(Tz::UTC)
+}
+
+/// `1 Dec 2026, 13:20 CET`: a time as the page's readers read it.
+pub(crate) fn local(snap: &StatusSnapshot, t: DateTime<Utc>) -> String {
+    t.with_timezone(&zone(snap))
+        .format("%-d %b %Y, %H:%M %Z")
+        .to_string()
+}
+
+fn when(snap: &StatusSnapshot, t: DateTime<Utc>) -> Markup {
     html! {
-        time datetime=(super::api::time(t)) { (t.format("%-d %b %Y, %H:%M UTC").to_string()) }
+        time datetime=(super::api::time(t)) { (local(snap, t)) }
     }
 }
 
@@ -71,6 +85,8 @@ fn layout(snap: &StatusSnapshot, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
+                // An empty icon: the browser asks for /favicon.ico otherwise, and gets a 404.
+                link rel="icon" href="data:,";
                 link rel="alternate" type="application/atom+xml" title=(format!("{} history", snap.page.name)) href="/status/history.atom";
                 style { (PreEscaped(STYLE)) }
             }
@@ -146,13 +162,13 @@ fn incident_card(snap: &StatusSnapshot, i: &PublicIncident, link: bool) -> Marku
                 @if link { a href={"/status/incidents/" (i.id)} { (i.name) } } @else { (i.name) }
             }
             div.muted {
-                span.st { (i.status.title()) } " · started " (when(i.created_at))
-                @if let Some(r) = i.resolved_at { " · resolved " (when(r)) }
+                span.st { (i.status.title()) } " · started " (when(snap, i.created_at))
+                @if let Some(r) = i.resolved_at { " · resolved " (when(snap, r)) }
                 @if !names.is_empty() { " · affects " (names.join(", ")) }
             }
             @for u in &i.updates {
                 div.update {
-                    div { strong { (u.status.title()) } " — " span.muted { (when(u.created_at)) } }
+                    div { strong { (u.status.title()) } " — " span.muted { (when(snap, u.created_at)) } }
                     p { (u.body) }
                 }
             }
@@ -191,7 +207,7 @@ fn index_page(snap: &StatusSnapshot) -> Markup {
             @if snap.components.is_empty() { p.muted { "No components are published." } }
         }
         p { a href="/status/history" { "Incident history" } }
-        p.muted { "Updated " (when(snap.page.updated_at)) }
+        p.muted { "Updated " (when(snap, snap.page.updated_at)) }
     }
 }
 
@@ -205,10 +221,12 @@ pub async fn index(state: St, headers: HeaderMap) -> Response {
 fn history_page(snap: &StatusSnapshot) -> Markup {
     // Months newest first, incidents newest first inside each.
     let mut incidents: Vec<&PublicIncident> = snap.incidents.iter().collect();
-    incidents.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    incidents.sort_by_key(|i| std::cmp::Reverse(i.created_at));
+    let tz = zone(snap);
     let mut months: Vec<((i32, u32), Vec<&PublicIncident>)> = Vec::new();
     for i in incidents {
-        let key = (i.created_at.year(), i.created_at.month());
+        let local = i.created_at.with_timezone(&tz);
+        let key = (local.year(), local.month());
         match months.last_mut() {
             Some((k, v)) if *k == key => v.push(i),
             _ => months.push((key, vec![i])),
@@ -219,13 +237,13 @@ fn history_page(snap: &StatusSnapshot) -> Markup {
         @if months.is_empty() { p.muted { "No incidents reported." } }
         @for (_, list) in &months {
             section {
-                h2 { (list[0].created_at.format("%B %Y").to_string()) }
+                h2 { (list[0].created_at.with_timezone(&tz).format("%B %Y").to_string()) }
                 @for i in list {
                     article class={"card incident " (impact_class(i.impact))} {
                         h3 { a href={"/status/incidents/" (i.id)} { (i.name) } }
                         div.muted {
-                            span.st { (i.status.title()) } " · " (when(i.created_at))
-                            @if let Some(r) = i.resolved_at { " – " (when(r)) }
+                            span.st { (i.status.title()) } " · " (when(snap, i.created_at))
+                            @if let Some(r) = i.resolved_at { " – " (when(snap, r)) }
                         }
                         @if let Some(u) = i.updates.first() { p { (u.body) } }
                     }
