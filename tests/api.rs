@@ -93,6 +93,8 @@ dual_test!(the_incident_endpoint_includes_the_timeline, |app| async {
             "acknowledged",
             "phase_changed",
             "update",
+            // The update was public: it put the incident on the status page.
+            "published",
             "level_changed",
             "paged",
             "resolved"

@@ -129,7 +129,7 @@ fn errors_name_the_problem_and_the_accepted_form() {
     let e = p("/deploy now").unwrap_err();
     assert_eq!(
         e,
-        "unknown command `/deploy`; accepted: /incident, /page, /oncall, /maintenance, /runbook, /system, /help"
+        "unknown command `/deploy`; accepted: /incident, /page, /oncall, /maintenance, /runbook, /system, /status, /help"
     );
     let e = p("/incident").unwrap_err();
     assert!(e.starts_with("missing subcommand for /incident"), "{e}");

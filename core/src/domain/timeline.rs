@@ -45,10 +45,12 @@ pub enum EventKind {
     RunFinished,
     /// The system status probes ran (`/system check`, or on declaration).
     SystemCheck,
+    /// The incident was put on the public status page.
+    Published,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::Declared,
         EventKind::Acknowledged,
         EventKind::Update,
@@ -73,6 +75,7 @@ impl EventKind {
         EventKind::RunStep,
         EventKind::RunFinished,
         EventKind::SystemCheck,
+        EventKind::Published,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -100,6 +103,7 @@ impl EventKind {
             EventKind::RunStep => "run_step",
             EventKind::RunFinished => "run_finished",
             EventKind::SystemCheck => "system_check",
+            EventKind::Published => "published",
         }
     }
 }

@@ -115,7 +115,7 @@ impl Engine {
             p.impact.as_str(),
             p.status.as_str()
         );
-        plan.note(inc.reference, "published", EventKind::Update, text);
+        plan.note(inc.reference, "published", EventKind::Published, text);
         p
     }
 
