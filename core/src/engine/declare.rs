@@ -109,6 +109,11 @@ impl Engine {
         if auto.is_some() {
             self.run_wakeup.notify_one();
         }
+        if self.config.status.publish_after <= chrono::Duration::zero()
+            && level >= self.config.status.publish_min_level
+        {
+            self.rebuild_status().await?;
+        }
         let mut inc = built
             .into_inner()
             .unwrap()

@@ -170,8 +170,13 @@ impl Engine {
 
     /// Schedules the publication of a declared incident at or above `[status]
     /// publish_min_level`, after the grace.
+    /// With no grace (`publish_after = "0s"`) it is published in the declaring transaction.
     pub(crate) fn schedule_publish(&self, plan: &mut Plan<'_>, inc: &Incident) {
         if inc.level < self.config.status.publish_min_level {
+            return;
+        }
+        if self.config.status.publish_after <= chrono::Duration::zero() {
+            self.publish_in(plan, inc, None);
             return;
         }
         plan.jobs.push(JobChange::Schedule(NewJob {
@@ -369,7 +374,14 @@ impl Engine {
     pub async fn follow_public(&self) -> Result<usize, StoreError> {
         let actor = Actor::system("status");
         let mut changed = 0;
-        for p in self.store.public_incidents(200).await? {
+        // Unresolved ones, and those resolved within the reopen window (a reopening is news).
+        let since = self.clock.now()
+            - self
+                .config
+                .alerts
+                .reopen_window
+                .max(chrono::Duration::days(1));
+        for p in self.store.public_incidents_open_since(since).await? {
             let Some(inc) = self.store.incident(p.incident).await? else {
                 continue;
             };

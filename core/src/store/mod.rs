@@ -139,6 +139,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: i64,
     ) -> Result<Vec<crate::status::PublicIncident>, StoreError>;
+    /// Public incidents unresolved, or resolved after `since` (so a reopening is followed).
+    async fn public_incidents_open_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::status::PublicIncident>, StoreError>;
     /// The public incident of an internal one, if it was published.
     async fn public_incident_of(
         &self,

@@ -445,6 +445,13 @@ impl Store for SqlStore {
         self.public_incidents_sql(limit).await
     }
 
+    async fn public_incidents_open_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::status::PublicIncident>, StoreError> {
+        self.public_incidents_open_since_sql(since).await
+    }
+
     async fn public_incident_of(
         &self,
         incident: IncidentRef,

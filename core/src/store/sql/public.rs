@@ -214,6 +214,21 @@ impl SqlStore {
         self.public_from_rows(rows).await
     }
 
+    pub(super) async fn public_incidents_open_since_sql(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<PublicIncident>, StoreError> {
+        let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PUBLIC_COLUMNS} FROM public_incidents WHERE resolved_at IS NULL OR resolved_at > $1 \
+             ORDER BY created_at DESC, id DESC"
+        )))
+        .bind(ms(since))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        self.public_from_rows(rows).await
+    }
+
     pub(super) async fn public_incident_of_sql(
         &self,
         incident: IncidentRef,
