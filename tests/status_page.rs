@@ -247,3 +247,93 @@ async fn the_public_listener_serves_the_status_page_and_nothing_internal() {
     }
     app.stop().await;
 }
+
+/// `/maintenance schedule … public:true`: announced as upcoming, then in progress (its components
+/// under maintenance), then completed; a window that is not public is not announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_maintenance_is_announced_runs_and_completes() {
+    let app = common::TestApp::spawn(common::Backend::Sqlite, "scheduled_maintenance")
+        .await
+        .unwrap();
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let at = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let v = app
+        .ok(
+            "dba",
+            &format!(r#"/maintenance schedule component:cache start:"{at}" duration:3s reason:"Redis upgrade" public:true"#),
+        )
+        .await;
+    assert!(
+        v["reply"]
+            .as_str()
+            .unwrap()
+            .contains("announced on the status page"),
+        "{v}"
+    );
+    app.ok(
+        "dba",
+        &format!(r#"/maintenance schedule component:proxy start:"{at}" duration:3s reason:"internal only""#),
+    )
+    .await;
+    let refused = app
+        .refused("dba", r#"/maintenance schedule component:cache start:"2020-01-01 00:00" duration:1h reason:"x""#)
+        .await;
+    assert!(refused.contains("not in the future"), "{refused}");
+    let refused = app
+        .refused(
+            "dev",
+            &format!(
+                r#"/maintenance schedule component:cache start:"{at}" duration:1h reason:"x""#
+            ),
+        )
+        .await;
+    assert!(refused.contains("needs role commander"), "{refused}");
+
+    let upcoming = public_json(&app, "/api/v2/scheduled-maintenances/upcoming.json").await;
+    let list = upcoming["scheduled_maintenances"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "only the public window: {upcoming:#}");
+    assert_eq!(list[0]["name"], "Redis upgrade");
+    assert_eq!(list[0]["status"], "scheduled");
+    assert_eq!(list[0]["impact"], "maintenance");
+    assert_eq!(list[0]["components"][0]["id"], "cache");
+    assert!(list[0]["scheduled_for"]
+        .as_str()
+        .unwrap()
+        .starts_with(&at[..19]));
+    let page = public(&app, "/status").await.text().await.unwrap();
+    assert!(page.contains("Scheduled maintenance") && page.contains("Redis upgrade"));
+    assert!(!page.contains("internal only"));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let active = public_json(&app, "/api/v2/scheduled-maintenances/active.json").await;
+        if active["scheduled_maintenances"].as_array().unwrap().len() == 1 {
+            assert_eq!(active["scheduled_maintenances"][0]["status"], "in_progress");
+            let s = public_json(&app, "/api/v2/summary.json").await;
+            assert_eq!(component(&s, "cache")["status"], "under_maintenance");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "it never started: {active:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = public_json(&app, "/api/v2/scheduled-maintenances.json").await;
+        if all["scheduled_maintenances"][0]["status"] == "completed" {
+            assert!(all["scheduled_maintenances"][0]["resolved_at"].is_string());
+            let s = public_json(&app, "/api/v2/summary.json").await;
+            assert_eq!(component(&s, "cache")["status"], "operational");
+            assert_eq!(s["scheduled_maintenances"], serde_json::json!([]));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "it never completed: {all:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}

@@ -22,15 +22,44 @@ impl StatusWorker {
 
     pub async fn run(self, shutdown: CancellationToken) {
         let wakeup = self.engine.status_wakeup();
-        let mut seen: Option<((i64, i64), chrono::NaiveDate)> = None;
+        type Key = (
+            (i64, i64),
+            chrono::NaiveDate,
+            Vec<(i64, crate::status::MaintenanceStatus)>,
+        );
+        let mut seen: Option<Key> = None;
         loop {
             if let Err(e) = self.engine.follow_public().await {
                 tracing::warn!(error = %e, "cannot follow the public incidents");
             }
+            let now = self.engine.clock().now();
+            // Maintenance windows start and end with time, not with a write: their phases are
+            // part of what the page shows.
+            let phases: Vec<(i64, crate::status::MaintenanceStatus)> =
+                match self.engine.store().maintenance_windows(None).await {
+                    Ok(w) => w
+                        .iter()
+                        .map(|w| {
+                            (
+                                w.id,
+                                crate::status::snapshot::maintenance_status(
+                                    w.starts_at,
+                                    w.ends_at,
+                                    w.ended_at,
+                                    now,
+                                ),
+                            )
+                        })
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the maintenance windows");
+                        vec![]
+                    }
+                };
             match self.engine.store().status_stamp().await {
                 Ok(stamp) => {
-                    let key = (stamp, self.engine.clock().now().date_naive());
-                    if seen != Some(key) {
+                    let key = (stamp, now.date_naive(), phases);
+                    if seen.as_ref() != Some(&key) {
                         match self.engine.rebuild_status().await {
                             Ok(_) => seen = Some(key),
                             Err(e) => tracing::warn!(error = %e, "cannot rebuild the status page"),

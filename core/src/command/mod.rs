@@ -92,6 +92,13 @@ pub enum Command {
         duration: chrono::Duration,
         reason: String,
     },
+    MaintenanceSchedule {
+        components: Vec<ComponentId>,
+        start: chrono::DateTime<chrono::Utc>,
+        duration: chrono::Duration,
+        reason: String,
+        public: bool,
+    },
     MaintenanceList,
     MaintenanceEnd {
         id: Option<i64>,
@@ -174,6 +181,7 @@ impl Command {
             Command::Oncall { .. } => &["oncall", "show"],
             Command::OncallOverride { .. } => &["oncall", "override"],
             Command::MaintenanceStart { .. } => &["maintenance", "start"],
+            Command::MaintenanceSchedule { .. } => &["maintenance", "schedule"],
             Command::MaintenanceList => &["maintenance", "list"],
             Command::MaintenanceEnd { .. } => &["maintenance", "end"],
             Command::Help { .. } => &["help"],
@@ -244,6 +252,7 @@ pub fn usage(spec: &CommandSpec, config: &Config) -> String {
             OptionKind::Rotation => "<rotation>".into(),
             OptionKind::Runbook => "<runbook>".into(),
             OptionKind::Params => "\"<name:value …>\"".into(),
+            OptionKind::Time => "\"<YYYY-MM-DD HH:MM>\"".into(),
             OptionKind::PublicStatus => "<investigating|identified|monitoring|resolved>".into(),
             OptionKind::ComponentStatus => "<operational|degraded_performance|partial_outage|major_outage|under_maintenance|auto>".into(),
         };
@@ -458,6 +467,13 @@ fn parse_line(line: &str, config: &Config) -> Result<Command, ParseError> {
             components: v.components("component")?.expect("required"),
             duration: v.duration("duration")?.expect("required"),
             reason: v.text("reason")?.expect("required"),
+        },
+        ["maintenance", "schedule"] => Command::MaintenanceSchedule {
+            components: v.components("component")?.expect("required"),
+            start: v.time("start")?.expect("required"),
+            duration: v.duration("duration")?.expect("required"),
+            reason: v.text("reason")?.expect("required"),
+            public: v.bool("public")?.unwrap_or(false),
         },
         ["maintenance", "list"] => Command::MaintenanceList,
         ["maintenance", "end"] => Command::MaintenanceEnd {

@@ -112,6 +112,9 @@ fn value_for(kind: OptionKind) -> BoxedStrategy<String> {
             .map(String::from)
             .to_vec()),
         OptionKind::Params => "([a-z_]{1,8}:[0-9a-z;$() ]{0,10} ?){0,3}".boxed(),
+        OptionKind::Time => {
+            "(2026-1[0-2]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]|2026-12-02T02:00:00Z|tomorrow)".boxed()
+        }
         OptionKind::PublicStatus => ids([
             "investigating",
             "identified",

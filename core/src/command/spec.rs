@@ -34,6 +34,8 @@ pub enum OptionKind {
     Rotation,
     /// A runbook's name.
     Runbook,
+    /// A moment in UTC: `2026-12-02T02:00:00Z` or `2026-12-02 02:00`.
+    Time,
     /// A public incident status: investigating, identified, monitoring, resolved.
     PublicStatus,
     /// A public component status, or `auto` (back to what its incidents say).
@@ -275,6 +277,34 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "how long, e.g. 2h (the window ends by itself)",
             ),
             req("reason", OptionKind::Text { max: TITLE_MAX }, "why"),
+        ],
+    },
+    CommandSpec {
+        path: &["maintenance", "schedule"],
+        summary: "Schedule a maintenance window: announced on the status page (public:true), alerts suppressed while it runs",
+        role: Role::Commander,
+        options: &[
+            req(
+                "component",
+                OptionKind::Components,
+                "components under maintenance, comma-separated",
+            ),
+            req(
+                "start",
+                OptionKind::Time,
+                "when it starts (UTC), e.g. \"2026-12-02 02:00\"",
+            ),
+            req("duration", OptionKind::Duration, "how long, e.g. 2h"),
+            req(
+                "reason",
+                OptionKind::Text { max: TITLE_MAX },
+                "what is done (its public title when public)",
+            ),
+            opt(
+                "public",
+                OptionKind::Bool,
+                "true to announce it on the status page",
+            ),
         ],
     },
     CommandSpec {

@@ -231,6 +231,30 @@ impl Values<'_> {
             .collect()
     }
 
+    /// RFC 3339 (`2026-12-02T02:00:00Z`) or `2026-12-02 02:00` (UTC).
+    pub(super) fn time(
+        &self,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ParseError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(None);
+        };
+        let t = v.trim();
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M").map(|d| d.and_utc())
+            })
+            .map(Some)
+            .map_err(|_| {
+                self.bad(
+                    name,
+                    v,
+                    "a time in UTC, e.g. \"2026-12-02 02:00\" or 2026-12-02T02:00:00Z",
+                )
+            })
+    }
+
     pub(super) fn public_status(
         &self,
         name: &str,

@@ -240,6 +240,7 @@ impl Engine {
             | Command::OncallOverride { .. }
             | Command::MaintenanceStart { .. }
             | Command::MaintenanceList
+            | Command::MaintenanceSchedule { .. }
             | Command::RunbookList
             | Command::RunbookShow { .. }
             | Command::RunbookRun { .. }

@@ -158,7 +158,15 @@ impl Engine {
     ) -> Self {
         let started_at = clock.now();
         let status_board = Arc::new(crate::status::StatusBoard::new(
-            crate::status::snapshot::build(&config, vec![], &[], &[], started_at, started_at),
+            crate::status::snapshot::build(
+                &config,
+                vec![],
+                vec![],
+                &[],
+                &[],
+                started_at,
+                started_at,
+            ),
         ));
         Engine {
             store,
@@ -372,6 +380,16 @@ impl Engine {
                 Ok(Reply::ok(render::maintenance(&windows, now), None))
             }
             Command::MaintenanceEnd { id } => self.maintenance_end(actor, id).await,
+            Command::MaintenanceSchedule {
+                components,
+                start,
+                duration,
+                reason,
+                public,
+            } => {
+                self.maintenance_schedule(actor, components, start, duration, reason, public)
+                    .await
+            }
             Command::RunbookList => self.runbook_list().await,
             Command::RunbookShow { name } => Ok(self.runbook_show(&name)),
             Command::RunbookRun {

@@ -33,6 +33,30 @@ pub(crate) fn impact_of(level: LevelId) -> Impact {
     }
 }
 
+/// The announced windows: upcoming, in progress, and completed within the last 7 days, soonest
+/// first.
+pub(crate) fn public_maintenances(
+    windows: &[crate::store::Maintenance],
+    now: DateTime<Utc>,
+) -> Vec<crate::status::PublicMaintenance> {
+    let mut out: Vec<crate::status::PublicMaintenance> = windows
+        .iter()
+        .filter(|w| w.public)
+        .filter(|w| w.ended_at.unwrap_or(w.ends_at) > now - chrono::Duration::days(7))
+        .map(|w| crate::status::PublicMaintenance {
+            id: format!("pm_{}", w.id),
+            name: w.reason.clone(),
+            status: snapshot::maintenance_status(w.starts_at, w.ends_at, w.ended_at, now),
+            components: w.components.clone(),
+            scheduled_for: w.starts_at,
+            scheduled_until: w.ends_at,
+            completed_at: w.ended_at.or((now >= w.ends_at).then_some(w.ends_at)),
+        })
+        .collect();
+    out.sort_by_key(|m| m.scheduled_for);
+    out
+}
+
 impl Engine {
     /// "Database and Cache", "our service" when no component is named.
     fn public_components(&self, inc: &Incident) -> String {
@@ -438,16 +462,16 @@ impl Engine {
         let now = self.clock.now();
         let incidents = self.store.public_incidents(1000).await?;
         let overrides = self.store.component_overrides().await?;
-        let under: Vec<crate::domain::ComponentId> = self
-            .store
-            .maintenance_windows(Some(now))
-            .await?
-            .into_iter()
-            .flat_map(|w| w.components)
+        let windows = self.store.maintenance_windows(None).await?;
+        let under: Vec<crate::domain::ComponentId> = windows
+            .iter()
+            .filter(|w| w.is_active(now))
+            .flat_map(|w| w.components.clone())
             .collect();
         let snap = snapshot::build(
             &self.config,
             incidents,
+            public_maintenances(&windows, now),
             &overrides,
             &under,
             self.started_at,

@@ -183,6 +183,50 @@ pub struct DayStatus {
     pub worst: ComponentStatus,
 }
 
+/// A scheduled maintenance's status (Statuspage's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceStatus {
+    Scheduled,
+    InProgress,
+    Verifying,
+    Completed,
+}
+
+impl MaintenanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceStatus::Scheduled => "scheduled",
+            MaintenanceStatus::InProgress => "in_progress",
+            MaintenanceStatus::Verifying => "verifying",
+            MaintenanceStatus::Completed => "completed",
+        }
+    }
+    pub fn title(self) -> &'static str {
+        match self {
+            MaintenanceStatus::Scheduled => "Scheduled",
+            MaintenanceStatus::InProgress => "In progress",
+            MaintenanceStatus::Verifying => "Verifying",
+            MaintenanceStatus::Completed => "Completed",
+        }
+    }
+}
+
+/// A maintenance window announced on the page (`/maintenance schedule … public:true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicMaintenance {
+    /// `pm_<window number>`.
+    pub id: String,
+    /// Its public title (the window's reason).
+    pub name: String,
+    pub status: MaintenanceStatus,
+    pub components: Vec<crate::domain::ComponentId>,
+    pub scheduled_for: DateTime<Utc>,
+    pub scheduled_until: DateTime<Utc>,
+    /// When it ended (early by hand, or at its end).
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
 /// The page itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PageInfo {
@@ -204,6 +248,8 @@ pub struct StatusSnapshot {
     pub components: Vec<PublicComponent>,
     /// Newest first: unresolved and resolved (the history).
     pub incidents: Vec<PublicIncident>,
+    /// Announced maintenance: upcoming, in progress and recently completed, soonest first.
+    pub maintenances: Vec<PublicMaintenance>,
     /// Worst impact among unresolved public incidents (`none` when there is none).
     pub indicator: Impact,
     pub description: String,
@@ -214,6 +260,19 @@ pub struct StatusSnapshot {
 impl StatusSnapshot {
     pub fn unresolved(&self) -> impl Iterator<Item = &PublicIncident> {
         self.incidents.iter().filter(|i| !i.status.is_resolved())
+    }
+    pub fn upcoming_maintenances(&self) -> impl Iterator<Item = &PublicMaintenance> {
+        self.maintenances
+            .iter()
+            .filter(|m| m.status == MaintenanceStatus::Scheduled)
+    }
+    pub fn active_maintenances(&self) -> impl Iterator<Item = &PublicMaintenance> {
+        self.maintenances.iter().filter(|m| {
+            matches!(
+                m.status,
+                MaintenanceStatus::InProgress | MaintenanceStatus::Verifying
+            )
+        })
     }
     pub fn incident(&self, id: &str) -> Option<&PublicIncident> {
         self.incidents.iter().find(|i| i.id == id)

@@ -35,9 +35,11 @@ pub fn page_url(config: &Config) -> String {
 /// `overrides` the commanders' words on components, `under_maintenance` the components in an
 /// active maintenance window; `since` is when the page counts as last updated when nothing
 /// public ever happened.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     config: &Config,
     incidents: Vec<PublicIncident>,
+    maintenances: Vec<PublicMaintenance>,
     overrides: &[ComponentOverride],
     under_maintenance: &[ComponentId],
     since: DateTime<Utc>,
@@ -106,6 +108,7 @@ pub fn build(
         },
         components,
         incidents,
+        maintenances,
         indicator,
         description: indicator.page_description().to_string(),
         generation: 0,
@@ -129,6 +132,22 @@ fn days(affecting: &[&PublicIncident], today: NaiveDate, now: DateTime<Utc>) -> 
             DayStatus { date, worst }
         })
         .collect()
+}
+
+/// A maintenance window as the page announces it, at `now`.
+pub fn maintenance_status(
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> MaintenanceStatus {
+    if ended_at.is_some() || now >= ends_at {
+        MaintenanceStatus::Completed
+    } else if now >= starts_at {
+        MaintenanceStatus::InProgress
+    } else {
+        MaintenanceStatus::Scheduled
+    }
 }
 
 /// A stable page id from its URL: 12 lowercase letters and digits, like Statuspage's.
@@ -207,6 +226,7 @@ mod tests {
         let s = build(
             &config,
             incidents,
+            vec![],
             &overrides,
             &["proxy".parse().unwrap()],
             now,
@@ -239,7 +259,15 @@ mod tests {
     fn a_quiet_page_is_operational_with_indicator_none() {
         let config = Config::builtin();
         let now: DateTime<Utc> = "2026-12-01T12:00:00Z".parse().unwrap();
-        let s = build(&config, vec![], &[], &[], now - Duration::days(1), now);
+        let s = build(
+            &config,
+            vec![],
+            vec![],
+            &[],
+            &[],
+            now - Duration::days(1),
+            now,
+        );
         assert_eq!(s.indicator, Impact::None);
         assert_eq!(s.description, "All Systems Operational");
         assert!(s

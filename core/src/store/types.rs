@@ -106,6 +106,8 @@ pub struct Maintenance {
     pub created_by: String,
     pub ended_at: Option<DateTime<Utc>>,
     pub ended_by: Option<String>,
+    /// Announced on the status page (its reason is the public title).
+    pub public: bool,
 }
 
 impl Maintenance {

@@ -133,7 +133,10 @@ pub fn group_id(name: &str) -> String {
     format!("group-{slug}")
 }
 
-fn component_json<'a>(snap: &'a StatusSnapshot, c: &'a PublicComponent) -> ComponentJson<'a> {
+pub(crate) fn component_json<'a>(
+    snap: &'a StatusSnapshot,
+    c: &'a PublicComponent,
+) -> ComponentJson<'a> {
     ComponentJson {
         id: c.id.clone(),
         name: &c.name,
@@ -265,7 +268,7 @@ struct Summary<'a> {
     page: PageJson<'a>,
     components: Vec<ComponentJson<'a>>,
     incidents: Vec<IncidentJson<'a>>,
-    scheduled_maintenances: Vec<serde_json::Value>,
+    scheduled_maintenances: Vec<super::maintenance::MaintenanceJson<'a>>,
     status: StatusJson<'a>,
 }
 
@@ -287,11 +290,10 @@ struct PageAndIncidents<'a> {
     incidents: Vec<IncidentJson<'a>>,
 }
 
-/// Scheduled maintenances are not in the snapshot yet: the documented shape, with none.
 #[derive(Serialize)]
 struct PageAndMaintenances<'a> {
     page: PageJson<'a>,
-    scheduled_maintenances: Vec<serde_json::Value>,
+    scheduled_maintenances: Vec<super::maintenance::MaintenanceJson<'a>>,
 }
 
 fn to_vec<T: Serialize>(v: &T) -> Vec<u8> {
@@ -304,7 +306,13 @@ pub async fn summary(state: St, headers: HeaderMap) -> Response {
             page: page_json(s),
             components: components_json(s),
             incidents: incidents_json(s, s.unresolved()),
-            scheduled_maintenances: Vec::new(),
+            // Statuspage's summary lists the upcoming and in-progress ones.
+            scheduled_maintenances: super::maintenance::maintenances_json(
+                s,
+                s.maintenances
+                    .iter()
+                    .filter(|m| m.status != spotter_core::status::MaintenanceStatus::Completed),
+            ),
             status: status_json(s),
         })
     })
@@ -346,33 +354,30 @@ pub async fn unresolved(state: St, headers: HeaderMap) -> Response {
     })
 }
 
-fn no_maintenances(s: &StatusSnapshot) -> Vec<u8> {
+fn maintenances_of<'a>(
+    s: &'a StatusSnapshot,
+    it: impl Iterator<Item = &'a spotter_core::status::PublicMaintenance>,
+) -> Vec<u8> {
     to_vec(&PageAndMaintenances {
         page: page_json(s),
-        scheduled_maintenances: Vec::new(),
+        scheduled_maintenances: super::maintenance::maintenances_json(s, it),
     })
 }
 
 pub async fn maintenances(state: St, headers: HeaderMap) -> Response {
-    serve(
-        &state,
-        &headers,
-        "maintenances.json",
-        Kind::Json,
-        no_maintenances,
-    )
+    serve(&state, &headers, "maintenances.json", Kind::Json, |s| {
+        maintenances_of(s, s.maintenances.iter())
+    })
 }
 
 pub async fn maintenances_upcoming(state: St, headers: HeaderMap) -> Response {
-    serve(
-        &state,
-        &headers,
-        "upcoming.json",
-        Kind::Json,
-        no_maintenances,
-    )
+    serve(&state, &headers, "upcoming.json", Kind::Json, |s| {
+        maintenances_of(s, s.upcoming_maintenances())
+    })
 }
 
 pub async fn maintenances_active(state: St, headers: HeaderMap) -> Response {
-    serve(&state, &headers, "active.json", Kind::Json, no_maintenances)
+    serve(&state, &headers, "active.json", Kind::Json, |s| {
+        maintenances_of(s, s.active_maintenances())
+    })
 }

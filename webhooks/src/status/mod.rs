@@ -17,6 +17,7 @@
 pub mod api;
 pub mod badge;
 pub mod feeds;
+pub mod maintenance;
 pub mod page;
 
 use axum::extract::State;

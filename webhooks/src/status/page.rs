@@ -198,6 +198,28 @@ fn index_page(snap: &StatusSnapshot) -> Markup {
             h2 { "Active incidents" }
             @for i in &active { (incident_card(snap, i, true)) }
         }
+        @let maintenance: Vec<_> = snap.maintenances.iter()
+            .filter(|m| m.status != spotter_core::status::MaintenanceStatus::Completed)
+            .collect();
+        @if !maintenance.is_empty() {
+            h2 { "Scheduled maintenance" }
+            @for m in &maintenance {
+                article.card.maintenance {
+                    h3 { (m.name) }
+                    div.muted {
+                        span.st { (m.status.title()) } " · "
+                        (when(snap, m.scheduled_for)) " – " (when(snap, m.scheduled_until))
+                    }
+                    @if !m.components.is_empty() {
+                        p { "Affects: "
+                            (m.components.iter()
+                                .map(|c| snap.components.iter().find(|x| x.id == c.as_str()).map(|x| x.name.as_str()).unwrap_or(c.as_str()))
+                                .collect::<Vec<_>>().join(", "))
+                        }
+                    }
+                }
+            }
+        }
         h2 { "Components" }
         section.card {
             @for (heading, c) in &rows {

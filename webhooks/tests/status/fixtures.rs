@@ -113,6 +113,7 @@ pub fn page() -> PageInfo {
 pub fn snapshot() -> StatusSnapshot {
     use ComponentStatus::*;
     StatusSnapshot {
+        maintenances: vec![],
         page: page(),
         components: vec![
             component(

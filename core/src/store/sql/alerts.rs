@@ -13,6 +13,7 @@ type MaintenanceRow = (
     String,
     Option<i64>,
     Option<String>,
+    i64,
 );
 
 impl SqlStore {
@@ -84,7 +85,8 @@ impl SqlStore {
         &self,
         active_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<Maintenance>, StoreError> {
-        let cols = "id, components, starts_at, ends_at, reason, created_by, ended_at, ended_by";
+        let cols =
+            "id, components, starts_at, ends_at, reason, created_by, ended_at, ended_by, public";
         let rows: Vec<MaintenanceRow> = match active_at {
             Some(at) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {cols} FROM maintenance WHERE ended_at IS NULL AND starts_at <= $1 AND ends_at > $1 ORDER BY id"
@@ -100,7 +102,7 @@ impl SqlStore {
         };
         rows.into_iter()
             .map(
-                |(id, comps, starts, ends, reason, created_by, ended_at, ended_by)| {
+                |(id, comps, starts, ends, reason, created_by, ended_at, ended_by, public)| {
                     Ok(Maintenance {
                         id,
                         components: comps
@@ -114,6 +116,7 @@ impl SqlStore {
                         created_by,
                         ended_at: ended_at.map(from_ms).transpose()?,
                         ended_by,
+                        public: public != 0,
                     })
                 },
             )

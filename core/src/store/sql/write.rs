@@ -287,8 +287,8 @@ impl SqlStore {
             match m {
                 MaintenanceWrite::Insert(w) => {
                     sqlx::query(
-                        "INSERT INTO maintenance (id, components, starts_at, ends_at, reason, created_by) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        "INSERT INTO maintenance (id, components, starts_at, ends_at, reason, created_by, public) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(w.id)
                     .bind(w.components.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","))
@@ -296,6 +296,7 @@ impl SqlStore {
                     .bind(ms(w.ends_at))
                     .bind(&w.reason)
                     .bind(&w.created_by)
+                    .bind(w.public as i64)
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;

@@ -1,0 +1,3 @@
+-- Spotter schema v9 (postgres): scheduled maintenance on the status page. A window with public = 1
+-- is announced there (upcoming, in progress, completed); its reason is its public title.
+ALTER TABLE maintenance ADD COLUMN public BIGINT NOT NULL DEFAULT 0;
