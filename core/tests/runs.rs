@@ -53,6 +53,19 @@ fn running_step(id: &str, at: chrono::DateTime<chrono::Utc>) -> RunStep {
     }
 }
 
+/// Inserts a run of `mark` with that id, lock key and state.
+async fn insert(
+    store: &spotter_core::store::SqlStore,
+    id: i64,
+    lock: &str,
+    state: RunState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    store
+        .commit(write(RunWrite::Insert(run(id, lock, state, now))))
+        .await
+}
+
 fn write(w: RunWrite) -> Changeset {
     Changeset {
         runs: vec![w],
@@ -63,34 +76,14 @@ fn write(w: RunWrite) -> Changeset {
 dual_test!(one_active_run_per_lock_key, |ctx| async move {
     let now = ctx.clock.now();
     let store = &ctx.store;
-    store
-        .commit(write(RunWrite::Insert(run(
-            1,
-            "mark:db",
-            RunState::PendingApproval,
-            now,
-        ))))
+    insert(store, 1, "mark:db", RunState::PendingApproval, now)
         .await
         .unwrap();
     // Another active run on the same key loses, whatever its id; nothing of it is written.
-    let second = store
-        .commit(write(RunWrite::Insert(run(
-            2,
-            "mark:db",
-            RunState::Approved,
-            now,
-        ))))
-        .await;
+    let second = insert(store, 2, "mark:db", RunState::Approved, now).await;
     assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
     // The same id twice is a conflict too (a concurrent request took it).
-    let dup = store
-        .commit(write(RunWrite::Insert(run(
-            1,
-            "mark:other",
-            RunState::Approved,
-            now,
-        ))))
-        .await;
+    let dup = insert(store, 1, "mark:other", RunState::Approved, now).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     assert_eq!(store.runs(RunFilter::default()).await.unwrap().len(), 1);
     // Once the first ended, the key is free again.
@@ -100,13 +93,7 @@ dual_test!(one_active_run_per_lock_key, |ctx| async move {
         .commit(write(RunWrite::Update(first.clone())))
         .await
         .unwrap();
-    store
-        .commit(write(RunWrite::Insert(run(
-            2,
-            "mark:db",
-            RunState::PendingApproval,
-            now,
-        ))))
+    insert(store, 2, "mark:db", RunState::PendingApproval, now)
         .await
         .unwrap();
     // An update read at an old version loses.
@@ -126,13 +113,7 @@ dual_test!(one_active_run_per_lock_key, |ctx| async move {
 dual_test!(a_person_decides_once_per_gate, |ctx| async move {
     let now = ctx.clock.now();
     let store = &ctx.store;
-    store
-        .commit(write(RunWrite::Insert(run(
-            1,
-            "mark:db",
-            RunState::PendingApproval,
-            now,
-        ))))
+    insert(store, 1, "mark:db", RunState::PendingApproval, now)
         .await
         .unwrap();
     let decide = |d: Decision, gate: usize| {
@@ -158,13 +139,7 @@ dual_test!(a_person_decides_once_per_gate, |ctx| async move {
 dual_test!(leases_fence_claims_output_and_renewal, |ctx| async move {
     let now = ctx.clock.now();
     let store = &ctx.store;
-    store
-        .commit(write(RunWrite::Insert(run(
-            1,
-            "mark:a",
-            RunState::PendingApproval,
-            now,
-        ))))
+    insert(store, 1, "mark:a", RunState::PendingApproval, now)
         .await
         .unwrap();
     // Pending runs are not claimable; approved ones are, by one worker at a time.
