@@ -37,6 +37,11 @@ pub struct Application {
     page_notifiers: Vec<(Channel, Arc<dyn spotter_core::outbox::Notifier>)>,
     /// Runs runbook steps and probes (spotter_webhooks::runner).
     runner: Arc<dyn Executor>,
+    /// Where the broadcasts lane reads subscribers' secrets, when it delivers (subscribers are
+    /// added while Spotter runs): the process environment unless a test sets its own.
+    runtime_env: spotter_webhooks::outbound::broadcast::RuntimeEnv,
+    /// The `[smtp]` password as it was at start, for subscribers' mail.
+    broadcast_email: Option<Arc<dyn spotter_core::outbox::Notifier>>,
 }
 
 impl Application {
@@ -127,6 +132,17 @@ impl Application {
         );
         let discord = spotter_bot::discord::Discord::from_engine(&engine, env)?;
         let page_notifiers = page_notifiers(engine.config(), env)?;
+        let broadcast_email: Option<Arc<dyn spotter_core::outbox::Notifier>> =
+            match engine.config().smtp {
+                Some(_) => Some(Arc::new(
+                    spotter_webhooks::outbound::broadcast::BroadcastEmailNotifier::new(
+                        engine.config(),
+                        engine.status_board().clone(),
+                        env,
+                    )?,
+                )),
+                None => None,
+            };
         let state = AppState {
             engine: engine.clone(),
             api_token,
@@ -143,7 +159,18 @@ impl Application {
             discord,
             page_notifiers,
             runner,
+            runtime_env: Arc::new(|var| std::env::var(var).ok()),
+            broadcast_email,
         })
+    }
+
+    /// Reads subscribers' secrets through `env` instead of the process environment (tests).
+    pub fn with_runtime_env(
+        mut self,
+        env: spotter_webhooks::outbound::broadcast::RuntimeEnv,
+    ) -> Self {
+        self.runtime_env = env;
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -190,9 +217,35 @@ impl Application {
         if let Some(d) = &self.discord {
             pager = pager.with_notifier(Channel::Discord, d.notifier());
         }
+        // The broadcasts lane: subscribers and the announcement channel, below everything else.
+        let mut broadcaster = Dispatcher::new(
+            engine.store().clone(),
+            engine.clock().clone(),
+            engine.metrics().clone(),
+            config.outbox.clone(),
+            engine.broadcast_wakeup(),
+        )
+        .broadcasts(engine.clone())
+        .with_notifier(
+            Channel::Webhook,
+            Arc::new(
+                spotter_webhooks::outbound::broadcast::BroadcastWebhookNotifier::new(
+                    &config,
+                    engine.status_board().clone(),
+                    self.runtime_env.clone(),
+                )?,
+            ),
+        );
+        if let Some(n) = self.broadcast_email {
+            broadcaster = broadcaster.with_notifier(Channel::Email, n);
+        }
+        if let Some(d) = &self.discord {
+            broadcaster = broadcaster.with_notifier(Channel::Discord, d.notifier());
+        }
         let background = CancellationToken::new();
         let dispatcher = tokio::spawn(dispatcher.run(background.clone()));
         let pager = tokio::spawn(pager.run(background.clone()));
+        let broadcaster = tokio::spawn(broadcaster.run(background.clone()));
         let scheduler = tokio::spawn(Scheduler::new(engine.clone()).run(background.clone()));
         let runs =
             tokio::spawn(RunWorker::new(engine.clone(), self.runner).run(background.clone()));
@@ -235,6 +288,7 @@ impl Application {
         let tasks = [
             ("dispatcher", Some(dispatcher)),
             ("pager", Some(pager)),
+            ("broadcaster", Some(broadcaster)),
             ("scheduler", Some(scheduler)),
             ("runs", Some(runs)),
             ("status", Some(status)),

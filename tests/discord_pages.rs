@@ -334,7 +334,9 @@ pages_test!(
             idempotency_key: "page:test:m0".into(),
             page: None,
             approval: None,
+            broadcast: None,
             ack_url: None,
+            links: None,
         };
         match app.notifier.deliver(&m).await {
             Err(DeliveryError::Permanent(why)) => assert_eq!(

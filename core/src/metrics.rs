@@ -40,6 +40,7 @@ pub struct Metrics {
     mtta: Family<Labels, Histogram>,
     mttr: Family<Labels, Histogram>,
     runs: Family<Labels, Counter>,
+    broadcasts_dead: Family<Labels, Counter>,
     /// The configured alert source ids: the only values the `source` labels take (else
     /// `unknown`).
     sources: BTreeSet<String>,
@@ -167,8 +168,15 @@ impl Metrics {
             "Runbook runs that ended, by runbook and final state (succeeded, failed, timed_out, cancelled, interrupted)",
             runs.clone(),
         );
+        let broadcasts_dead = Family::<Labels, Counter>::default();
+        registry.register(
+            "broadcasts_dead",
+            "Status broadcasts given up after their attempt limit (dead letters), by channel (webhook, email, discord)",
+            broadcasts_dead.clone(),
+        );
         Metrics {
             runs,
+            broadcasts_dead,
             registry: Mutex::new(registry),
             pages,
             mtta,
@@ -213,6 +221,12 @@ impl Metrics {
         let outcome = if dead { "dead" } else { "retry" };
         self.outbox_failures
             .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+    /// A status broadcast was given up (`channel` is one of the fixed channel names).
+    pub fn broadcast_dead(&self, channel: &'static str) {
+        self.broadcasts_dead
+            .get_or_create(&vec![("channel".into(), channel.into())])
             .inc();
     }
     /// A dispatcher's lease ran out before it could record an outcome.

@@ -76,6 +76,12 @@ pub trait PageOutcomes: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
+/// The links of a subscriber's messages (confirm, unsubscribe): implemented by the engine, which
+/// holds the key they are signed with, so they are derived at delivery and never stored.
+pub trait BroadcastLinks: Send + Sync + 'static {
+    fn links(&self, subscriber: i64) -> crate::store::SubscriberLinks;
+}
+
 /// Writes messages to the log. The channel every installation has.
 pub struct LogNotifier;
 
@@ -115,6 +121,7 @@ pub struct Dispatcher {
     poll: std::time::Duration,
     lane: Lane,
     pages: Option<Arc<dyn PageOutcomes>>,
+    links: Option<Arc<dyn BroadcastLinks>>,
 }
 
 impl Dispatcher {
@@ -136,6 +143,7 @@ impl Dispatcher {
             poll: std::time::Duration::from_millis(500),
             lane: Lane::Chat,
             pages: None,
+            links: None,
         }
     }
 
@@ -151,6 +159,15 @@ impl Dispatcher {
         self.lane = Lane::Pages;
         self.pages = Some(outcomes);
         self.owner = format!("pager-{}", crate::random_token(6));
+        self
+    }
+
+    /// The lowest lane: status broadcasts to subscribers and the announcement channel, with the
+    /// subscribers' links from `links` (the engine), retried with backoff like chat posts.
+    pub fn broadcasts(mut self, links: Arc<dyn BroadcastLinks>) -> Self {
+        self.lane = Lane::Broadcasts;
+        self.links = Some(links);
+        self.owner = format!("broadcaster-{}", crate::random_token(6));
         self
     }
 
@@ -170,7 +187,7 @@ impl Dispatcher {
             .unwrap_or(std::time::Duration::from_secs(30));
         match self.lane {
             Lane::Chat => slowest * BATCH as u32 + LEASE_MARGIN,
-            Lane::Pages => slowest + LEASE_MARGIN,
+            Lane::Pages | Lane::Broadcasts => slowest + LEASE_MARGIN,
         }
     }
 
@@ -206,8 +223,10 @@ impl Dispatcher {
 
     /// One round: claim a batch, deliver each, record outcomes. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, StoreError> {
-        if self.lane == Lane::Pages {
-            return self.tick_pages().await;
+        match self.lane {
+            Lane::Pages => return self.tick_pages().await,
+            Lane::Broadcasts => return self.tick_broadcasts().await,
+            Lane::Chat => {}
         }
         let lease = self.lease();
         let claimed = std::time::Instant::now();
@@ -253,36 +272,7 @@ impl Dispatcher {
                     }
                     held
                 }
-                Err(e) => {
-                    let attempts = m.attempts + 1;
-                    let retry_at = match &e {
-                        DeliveryError::Retry { after, .. }
-                            if (attempts as u32) < self.config.max_attempts =>
-                        {
-                            Some(now + after.unwrap_or_else(|| self.backoff(attempts)))
-                        }
-                        _ => None,
-                    };
-                    let held = self
-                        .store
-                        .outbox_attempt_failed(m.id, &self.owner, now, &e.to_string(), retry_at)
-                        .await?;
-                    if held {
-                        let dead = retry_at.is_none();
-                        if dead {
-                            tracing::error!(id = m.id, channel = %m.channel, error = %e, "outbox message given up");
-                            if let Some(o) = &self.pages {
-                                if let Err(err) = o.message_given_up(m, &e.to_string()).await {
-                                    tracing::warn!(id = m.id, error = %err, "could not record the given-up message on the timeline");
-                                }
-                            }
-                        } else {
-                            tracing::warn!(id = m.id, channel = %m.channel, attempts, error = %e, "outbox delivery failed; will retry");
-                        }
-                        self.metrics.outbox_failure(dead);
-                    }
-                    held
-                }
+                Err(e) => self.record_failure(m, &e).await?,
             };
             if !fenced {
                 // Our lease ran out: another replica may own these messages now, so record
@@ -362,37 +352,7 @@ impl Dispatcher {
                 }
             }
         }
-        // The delivered pages of a batch are marked in one transaction (one fsync, not one per
-        // page); when a lease was lost meanwhile that fails as a whole, and each is marked alone.
-        let now = self.clock.now();
-        let marks: Vec<crate::store::OutboxMark> = delivered
-            .iter()
-            .map(|m| crate::store::OutboxMark {
-                id: m.id,
-                owner: self.owner.clone(),
-                at: now,
-                failed: None,
-            })
-            .collect();
-        let held: Vec<bool> = match self
-            .store
-            .commit(crate::store::Changeset {
-                at: Some(now),
-                outbox_marks: marks,
-                ..Default::default()
-            })
-            .await
-        {
-            Ok(()) => vec![true; delivered.len()],
-            Err(StoreError::LeaseLost) => {
-                let mut held = Vec::with_capacity(delivered.len());
-                for m in &delivered {
-                    held.push(self.store.outbox_delivered(m.id, &self.owner, now).await?);
-                }
-                held
-            }
-            Err(e) => return Err(e),
-        };
+        let held = self.mark_delivered(&delivered).await?;
         for (m, held) in delivered.iter().zip(held) {
             if held {
                 let method = m.channel.as_str();
@@ -405,6 +365,132 @@ impl Dispatcher {
         }
         if lost {
             tracing::warn!("outbox lease lost before a page's outcome was recorded");
+            self.metrics.outbox_lease_lost();
+        }
+        Ok(batch.len())
+    }
+
+    /// Records a failed delivery on a lane that retries (chat, broadcasts): again later with
+    /// backoff, or given up (a dead letter: logged, counted, and for chat put on the incident's
+    /// timeline). Fenced by the lease: `Ok(false)` when it was lost and nothing was written.
+    async fn record_failure(
+        &self,
+        m: &OutboxMessage,
+        e: &DeliveryError,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let attempts = m.attempts + 1;
+        let retry_at = match e {
+            DeliveryError::Retry { after, .. } if (attempts as u32) < self.config.max_attempts => {
+                Some(now + after.unwrap_or_else(|| self.backoff(attempts)))
+            }
+            _ => None,
+        };
+        let held = self
+            .store
+            .outbox_attempt_failed(m.id, &self.owner, now, &e.to_string(), retry_at)
+            .await?;
+        if held {
+            let dead = retry_at.is_none();
+            if dead {
+                tracing::error!(id = m.id, channel = %m.channel, kind = m.kind.as_str(), target = %m.target, attempts, error = %e, "outbox message given up (dead letter)");
+                if self.lane == Lane::Broadcasts {
+                    self.metrics.broadcast_dead(m.channel.as_str());
+                } else if let Some(o) = &self.pages {
+                    if let Err(err) = o.message_given_up(m, &e.to_string()).await {
+                        tracing::warn!(id = m.id, error = %err, "could not record the given-up message on the timeline");
+                    }
+                }
+            } else {
+                tracing::warn!(id = m.id, channel = %m.channel, attempts, error = %e, "outbox delivery failed; will retry");
+            }
+            self.metrics.outbox_failure(dead);
+        }
+        Ok(held)
+    }
+
+    /// Marks delivered messages in one transaction (one fsync, not one per message); when a
+    /// lease was lost meanwhile that fails as a whole, and each is marked alone. Returns, for
+    /// each, whether its lease still held.
+    async fn mark_delivered(&self, delivered: &[&OutboxMessage]) -> Result<Vec<bool>, StoreError> {
+        let now = self.clock.now();
+        let marks: Vec<crate::store::OutboxMark> = delivered
+            .iter()
+            .map(|m| crate::store::OutboxMark {
+                id: m.id,
+                owner: self.owner.clone(),
+                at: now,
+                failed: None,
+            })
+            .collect();
+        if marks.is_empty() {
+            return Ok(vec![]);
+        }
+        match self
+            .store
+            .commit(crate::store::Changeset {
+                at: Some(now),
+                outbox_marks: marks,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(()) => Ok(vec![true; delivered.len()]),
+            Err(StoreError::LeaseLost) => {
+                let mut held = Vec::with_capacity(delivered.len());
+                for m in delivered {
+                    held.push(self.store.outbox_delivered(m.id, &self.owner, now).await?);
+                }
+                Ok(held)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The broadcasts lane: claim, give each its subscriber's links, deliver the batch at once
+    /// (one slow subscriber does not hold up the others; one subscriber's messages are claimed
+    /// one at a time, in order, by the ordering key), record each outcome.
+    async fn tick_broadcasts(&self) -> Result<usize, StoreError> {
+        let lease = self.lease();
+        let now = self.clock.now();
+        let mut batch = self
+            .store
+            .claim_outbox(
+                now,
+                Duration::from_std(lease).unwrap_or(Duration::seconds(600)),
+                &self.owner,
+                PAGE_BATCH as i64,
+                Lane::Broadcasts,
+            )
+            .await?;
+        if let Some(links) = &self.links {
+            for m in &mut batch {
+                m.links = m
+                    .broadcast
+                    .as_ref()
+                    .and_then(|b| b.subscriber)
+                    .map(|id| links.links(id));
+            }
+        }
+        let results = futures::future::join_all(batch.iter().map(|m| self.deliver(m))).await;
+        let mut lost = false;
+        let mut delivered = Vec::new();
+        for (m, result) in batch.iter().zip(results) {
+            match result {
+                Ok(()) => delivered.push(m),
+                Err(e) => lost |= !self.record_failure(m, &e).await?,
+            }
+        }
+        for (m, held) in delivered.iter().zip(self.mark_delivered(&delivered).await?) {
+            if held {
+                self.metrics.outbox_delivered();
+                tracing::debug!(target: "spotter::outbox", id = m.id, channel = %m.channel, target = %m.target, "broadcast delivered");
+            } else {
+                lost = true;
+            }
+        }
+        if lost {
+            tracing::warn!("outbox lease lost before a broadcast's outcome was recorded");
             self.metrics.outbox_lease_lost();
         }
         Ok(batch.len())

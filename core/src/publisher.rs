@@ -1,7 +1,8 @@
 //! The status follower: keeps the public status page in line with the incidents, on every
 //! replica. After a commit that changed an incident (and on a short poll, for other replicas'
 //! changes) it lets the engine follow each public incident's internal one, and rebuilds the
-//! status board when anything public changed or the day turned (the 90-day bars move).
+//! status board when anything public changed or the day turned (the 90-day bars move). Then the
+//! announcer queues a broadcast for each change to subscribers (see `engine::announce`).
 
 use crate::Engine;
 use std::sync::Arc;
@@ -64,6 +65,12 @@ impl StatusWorker {
                             Ok(_) => seen = Some(key),
                             Err(e) => tracing::warn!(error = %e, "cannot rebuild the status page"),
                         }
+                    }
+                    // Every round, not only after a rebuild here: what was announced is in the
+                    // database, so a change another replica rebuilt for, or one a crash left
+                    // unannounced, is found all the same.
+                    if let Err(e) = self.engine.announce().await {
+                        tracing::warn!(error = %e, "cannot announce the status page's changes");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the status page's stamp"),

@@ -33,6 +33,7 @@ fn chat_message(key: &str, text: &str) -> NewMessage {
         ordering_key: "chat:INC-1".into(),
         page: None,
         approval: None,
+        broadcast: None,
     }
 }
 

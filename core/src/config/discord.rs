@@ -70,7 +70,7 @@ pub(super) fn is_snowflake(s: &str) -> bool {
         && s.parse::<u64>().is_ok_and(|n| n != 0)
 }
 
-fn snowflake(sp: &Spanned<String>, what: &str, err: Report<'_>) -> String {
+pub(super) fn snowflake(sp: &Spanned<String>, what: &str, err: Report<'_>) -> String {
     if !is_snowflake(sp.get_ref()) {
         err(
             &sp.span(),

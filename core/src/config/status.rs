@@ -27,6 +27,11 @@ pub struct StatusConfig {
     /// within this long.
     pub quiet_after_update: Duration,
     pub templates: StatusTemplates,
+    /// The Discord channel that announces public incidents to users (opening and resolution
+    /// posts, published to followers when it is an announcement channel).
+    pub discord_channel_id: Option<String>,
+    /// Subscription requests a source address may make per hour on the page's form.
+    pub subscribe_per_hour: u32,
 }
 
 /// The words of automatic public updates; `{components}` is the affected components' names.
@@ -49,6 +54,8 @@ impl Default for StatusConfig {
             publish_min_level: LevelId(2),
             publish_after: Duration::minutes(5),
             quiet_after_update: Duration::minutes(10),
+            discord_channel_id: None,
+            subscribe_per_hour: 10,
             templates: StatusTemplates {
                 title: "Problems with {components}".into(),
                 investigating: "We are investigating problems with {components}.".into(),
@@ -71,6 +78,8 @@ pub(super) struct RawStatus {
     publish_after: Option<Spanned<String>>,
     quiet_after_update: Option<Spanned<String>>,
     templates: Option<RawTemplates>,
+    discord_channel_id: Option<Spanned<String>>,
+    subscribe_per_hour: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +137,16 @@ pub(super) fn parse_status(raw: Option<RawStatus>, err: Report<'_>) -> StatusCon
         .and_then(|d| duration_of(d, err))
     {
         s.quiet_after_update = d;
+    }
+    if let Some(c) = &r.discord_channel_id {
+        s.discord_channel_id = Some(super::discord::snowflake(
+            c,
+            "[status]: discord_channel_id",
+            err,
+        ));
+    }
+    if let Some(n) = r.subscribe_per_hour {
+        s.subscribe_per_hour = n;
     }
     if let Some(t) = r.templates {
         let set = |slot: &mut String, v: Option<String>| {

@@ -9,6 +9,11 @@ use std::str::FromStr;
 pub struct IncidentRef(i64);
 
 impl IncidentRef {
+    /// No incident: what a public incident read back from a broadcast's payload carries (the
+    /// payload is public, so it never holds the internal reference).
+    pub fn unknown() -> Self {
+        IncidentRef(0)
+    }
     pub const FORM: &'static str = "INC-<number>, e.g. INC-7";
     /// The reference of incident number `n`. Numbers come from the store (sequential, from 1);
     /// people's text goes through [`str::parse`], which checks it.

@@ -40,6 +40,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+mod announce;
 mod approvals;
 mod commands;
 mod declare;
@@ -55,6 +56,7 @@ pub(crate) mod retry;
 mod runbooks;
 mod runs;
 mod status;
+pub mod subscribers;
 
 pub use pages::{AckLinkRefusal, AckLinkView};
 pub(crate) use plan::Plan;
@@ -145,6 +147,8 @@ pub struct Engine {
     status_board: Arc<crate::status::StatusBoard>,
     /// Rung after commits that changed an incident, so the public status follows at once.
     status_wakeup: Arc<Notify>,
+    /// Rung when broadcasts were queued, so the broadcasts lane does not wait for its poll.
+    broadcast_wakeup: Arc<Notify>,
     /// When this engine was built: the page's `updated_at` before anything public happened.
     started_at: DateTime<Utc>,
 }
@@ -184,6 +188,7 @@ impl Engine {
             },
             status_board,
             status_wakeup: Arc::new(Notify::new()),
+            broadcast_wakeup: Arc::new(Notify::new()),
             started_at,
             runbooks: Arc::new(crate::runbook::Runbooks::default()),
             redactor: Arc::new(crate::runbook::redact::Redactor::default()),
@@ -224,6 +229,10 @@ impl Engine {
     /// Rung after commits that changed an incident (the status follower waits on it).
     pub fn status_wakeup(&self) -> Arc<Notify> {
         self.status_wakeup.clone()
+    }
+    /// Rung when status broadcasts were queued (the broadcasts lane waits on it).
+    pub fn broadcast_wakeup(&self) -> Arc<Notify> {
+        self.broadcast_wakeup.clone()
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -515,7 +524,8 @@ impl Engine {
 
     async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
         let wake = !cs.outbox.is_empty();
-        let incident = cs.incident.is_some();
+        // The status follower and announcer react to incidents, public changes and maintenance.
+        let incident = cs.incident.is_some() || !cs.public.is_empty() || !cs.maintenance.is_empty();
         self.store.commit(cs).await?;
         if wake {
             self.wake_dispatchers();

@@ -364,6 +364,7 @@ pub(crate) fn page_message(
         ordering_key: format!("{}:m{}", page.key, page.method),
         page: Some(page),
         approval: None,
+        broadcast: None,
     }
 }
 

@@ -61,6 +61,7 @@ impl<'a> Plan<'a> {
                     ordering_key: chat_ordering_key(channel, i.reference),
                     page: None,
                     approval: None,
+                    broadcast: None,
                 })
                 .collect();
             self.outbox.splice(0..0, cards);
@@ -92,6 +93,7 @@ impl<'a> Plan<'a> {
                 ordering_key: chat_ordering_key(channel, r),
                 page: None,
                 approval: None,
+                broadcast: None,
             });
         }
         self.timeline.push(TimelineEntry {
@@ -188,6 +190,7 @@ impl<'a> Plan<'a> {
                 ordering_key: chat_ordering_key(channel, r),
                 page: None,
                 approval,
+                broadcast: None,
             });
         }
     }

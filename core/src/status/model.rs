@@ -5,10 +5,10 @@
 //! Names and values follow Statuspage's, so its clients, widgets and exporters work unchanged.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A component's public status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentStatus {
     Operational,
@@ -51,7 +51,7 @@ impl ComponentStatus {
 }
 
 /// How bad a public incident is; the page's `status.indicator` is the worst unresolved one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Impact {
     None,
@@ -85,7 +85,7 @@ impl Impact {
 }
 
 /// A public incident's status (Statuspage's incident statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PublicStatus {
     Investigating,
@@ -130,7 +130,7 @@ impl PublicStatus {
 }
 
 /// One public update of a public incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicUpdate {
     /// Random, public (`pu_…`): never the internal timeline's position.
     pub id: String,
@@ -141,11 +141,11 @@ pub struct PublicUpdate {
 
 /// A public incident. `incident` links it to the internal one for the engine; the public
 /// surfaces never show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicIncident {
     /// Random, public (`pi_…`).
     pub id: String,
-    #[serde(skip)]
+    #[serde(skip, default = "crate::domain::IncidentRef::unknown")]
     pub incident: crate::domain::IncidentRef,
     /// The public title: chosen by a person or the configured template, never the alert text.
     pub name: String,
@@ -184,7 +184,7 @@ pub struct DayStatus {
 }
 
 /// A scheduled maintenance's status (Statuspage's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaintenanceStatus {
     Scheduled,
@@ -213,7 +213,7 @@ impl MaintenanceStatus {
 }
 
 /// A maintenance window announced on the page (`/maintenance schedule … public:true`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicMaintenance {
     /// `pm_<window number>`.
     pub id: String,

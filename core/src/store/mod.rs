@@ -14,11 +14,13 @@ pub use sql::{Backend, SqlStore};
 mod jobs;
 mod public;
 mod runs;
+mod subscribers;
 mod types;
 
 pub use jobs::*;
 pub use public::*;
 pub use runs::*;
+pub use subscribers::*;
 pub use types::*;
 
 use crate::domain::{AlertStatus, Incident, IncidentRef, StateFilter, TimelineEntry};
@@ -155,6 +157,16 @@ pub trait Store: Send + Sync + 'static {
     /// Changes whenever anything public changed (on any replica): the status board rebuilds
     /// when it moves.
     async fn status_stamp(&self) -> Result<(i64, i64), StoreError>;
+    /// Every subscriber, removed ones included, oldest first.
+    async fn subscribers(&self) -> Result<Vec<Subscriber>, StoreError>;
+    async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError>;
+    async fn next_subscriber_id(&self) -> Result<i64, StoreError>;
+    /// What was last announced about each public subject.
+    async fn status_notices(&self)
+        -> Result<std::collections::HashMap<String, String>, StoreError>;
+    /// Dead-lettered broadcasts per ordering key (`subscriber:<id>`, `announce:<channel>`):
+    /// how many, and the last error.
+    async fn broadcast_failures(&self) -> Result<Vec<(String, i64, Option<String>)>, StoreError>;
 
     /// Leases up to `limit` due jobs to `owner` until `now + lease`.
     async fn claim_jobs(

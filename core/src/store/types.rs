@@ -37,6 +37,10 @@ pub struct Changeset {
     pub runs: Vec<super::RunWrite>,
     /// The public status page: public incidents, their updates, overrides, holds.
     pub public: Vec<super::PublicWrite>,
+    /// The status page's subscribers.
+    pub subscribers: Vec<super::SubscriberWrite>,
+    /// What has been announced about each public subject (see [`super::NoticeWrite`]).
+    pub notices: Vec<super::NoticeWrite>,
 }
 
 impl Changeset {
@@ -57,6 +61,8 @@ impl Changeset {
             && self.rotation_overrides.is_empty()
             && self.runs.is_empty()
             && self.public.is_empty()
+            && self.subscribers.is_empty()
+            && self.notices.is_empty()
     }
 }
 
@@ -210,6 +216,8 @@ pub struct NewMessage {
     pub page: Option<Page>,
     /// The run and gate an approval request asks about (`kind` = approval_request).
     pub approval: Option<ApprovalAsk>,
+    /// Who a status broadcast goes to and what it says (`kind` = broadcast).
+    pub broadcast: Option<super::Broadcast>,
 }
 
 /// What an approval request's buttons decide: one gate of one run. A button of an older gate
@@ -262,6 +270,9 @@ pub struct PageIncident {
 pub enum Lane {
     Pages,
     Chat,
+    /// Status broadcasts to subscribers and the announcement channel: below the other two, so
+    /// a slow subscriber never delays a page or an incident channel.
+    Broadcasts,
 }
 
 /// A fenced delivery outcome.
@@ -312,10 +323,24 @@ pub struct OutboxMessage {
     pub idempotency_key: String,
     pub page: Option<Page>,
     pub approval: Option<ApprovalAsk>,
+    pub broadcast: Option<super::Broadcast>,
     /// The acknowledgement URL of a page, derived by the dispatcher just before delivery (never
     /// stored).
     #[serde(skip)]
     pub ack_url: Option<String>,
+    /// A broadcast's confirmation and unsubscribe links, derived by the dispatcher just before
+    /// delivery (never stored: the database alone cannot unsubscribe anyone).
+    #[serde(skip)]
+    pub links: Option<SubscriberLinks>,
+}
+
+/// The links a subscriber's mail carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberLinks {
+    /// Confirms a pending address (the double opt-in).
+    pub confirm: String,
+    /// One click unsubscribes (RFC 8058's `List-Unsubscribe` target).
+    pub unsubscribe: String,
 }
 
 /// Where an outbox message is in its life.

@@ -25,7 +25,7 @@ pub struct EmailNotifier {
     timeout: Duration,
 }
 
-enum Mailer {
+pub(super) enum Mailer {
     Ready {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: Mailbox,
@@ -62,74 +62,88 @@ impl EmailNotifier {
             .notifier_timeout
             .to_std()
             .unwrap_or(Duration::from_secs(10));
-        let mailer = match &config.smtp {
-            None => Mailer::Unusable(DeliveryError::Permanent(
-                "email needs an [smtp] section (host, port, tls, from)".into(),
-            )),
-            Some(smtp) => {
-                let from: Mailbox = smtp.from.parse().map_err(|e| {
-                    anyhow::anyhow!(
-                        "[smtp] from `{}` is not a mailbox ({e}): write it like Spotter <spotter@example.com>",
-                        smtp.from
-                    )
-                })?;
-                let builder = match smtp.tls {
-                    SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(
-                        &smtp.host,
-                    )
-                    .map_err(|e| anyhow::anyhow!("[smtp] host `{}`: {e} (STARTTLS)", smtp.host))?,
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                        .map_err(|e| anyhow::anyhow!("[smtp] host `{}`: {e} (TLS)", smtp.host))?,
-                    SmtpTls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                    }
-                }
-                .port(smtp.port)
-                .timeout(Some(timeout));
-                let password = smtp
-                    .password_env
-                    .as_ref()
-                    .map(|var| (var, super::secret_from(env, var)));
-                match (&smtp.user, password) {
-                    (_, Some((var, None))) => {
-                        tracing::warn!(variable = %var, "[smtp] password_env is not set: email pages will fail over to the next method");
-                        Mailer::Unusable(missing_secret("email ([smtp] password_env)", var))
-                    }
-                    (Some(user), Some((_, Some(password)))) => Mailer::Ready {
-                        transport: builder
-                            .credentials(Credentials::new(
-                                user.clone(),
-                                password.expose().to_string(),
-                            ))
-                            .build(),
-                        from,
-                    },
-                    (Some(_), None) => Mailer::Unusable(DeliveryError::Permanent(
-                        "email: [smtp] user is set without password_env (the variable holding the password)".into(),
-                    )),
-                    // A password without a user: log in as the sender's address.
-                    (None, Some((_, Some(password)))) => Mailer::Ready {
-                        transport: builder
-                            .credentials(Credentials::new(
-                                from.email.to_string(),
-                                password.expose().to_string(),
-                            ))
-                            .build(),
-                        from,
-                    },
-                    (None, None) => Mailer::Ready {
-                        transport: builder.build(),
-                        from,
-                    },
-                }
-            }
-        };
+        let mailer = build_mailer(&config, env, timeout)?;
         Ok(EmailNotifier {
             config,
             mailer,
             timeout,
         })
     }
+}
+
+/// The SMTP transport of `[smtp]`, with its password read through `env` once. Without `[smtp]`,
+/// or with its password variable unset, every delivery through it fails (permanently, naming
+/// what is missing).
+///
+/// # Errors
+/// When `[smtp] from` is not a mailbox, or the TLS settings cannot be built for `host`.
+pub(super) fn build_mailer(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<Mailer> {
+    Ok(match &config.smtp {
+        None => Mailer::Unusable(DeliveryError::Permanent(
+            "email needs an [smtp] section (host, port, tls, from)".into(),
+        )),
+        Some(smtp) => {
+            let from: Mailbox = smtp.from.parse().map_err(|e| {
+                anyhow::anyhow!(
+                    "[smtp] from `{}` is not a mailbox ({e}): write it like Spotter <spotter@example.com>",
+                    smtp.from
+                )
+            })?;
+            let builder = match smtp.tls {
+                SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(
+                    &smtp.host,
+                )
+                .map_err(|e| anyhow::anyhow!("[smtp] host `{}`: {e} (STARTTLS)", smtp.host))?,
+                SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
+                    .map_err(|e| anyhow::anyhow!("[smtp] host `{}`: {e} (TLS)", smtp.host))?,
+                SmtpTls::None => {
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                }
+            }
+            .port(smtp.port)
+            .timeout(Some(timeout));
+            let password = smtp
+                .password_env
+                .as_ref()
+                .map(|var| (var, super::secret_from(env, var)));
+            match (&smtp.user, password) {
+                (_, Some((var, None))) => {
+                    tracing::warn!(variable = %var, "[smtp] password_env is not set: email pages will fail over to the next method");
+                    Mailer::Unusable(missing_secret("email ([smtp] password_env)", var))
+                }
+                (Some(user), Some((_, Some(password)))) => Mailer::Ready {
+                    transport: builder
+                        .credentials(Credentials::new(
+                            user.clone(),
+                            password.expose().to_string(),
+                        ))
+                        .build(),
+                    from,
+                },
+                (Some(_), None) => Mailer::Unusable(DeliveryError::Permanent(
+                    "email: [smtp] user is set without password_env (the variable holding the password)".into(),
+                )),
+                // A password without a user: log in as the sender's address.
+                (None, Some((_, Some(password)))) => Mailer::Ready {
+                    transport: builder
+                        .credentials(Credentials::new(
+                            from.email.to_string(),
+                            password.expose().to_string(),
+                        ))
+                        .build(),
+                    from,
+                },
+                (None, None) => Mailer::Ready {
+                    transport: builder.build(),
+                    from,
+                },
+            }
+        }
+    })
 }
 
 /// "[PAGE] INC-7 level 3: Database down", on one line.
@@ -174,7 +188,7 @@ pub fn body(m: &OutboxMessage, page: &Page) -> String {
 }
 
 /// A lettre error with its causes (a refusal quotes the server's reply).
-fn describe(e: &lettre::transport::smtp::Error) -> String {
+pub(super) fn describe(e: &lettre::transport::smtp::Error) -> String {
     let mut out = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {

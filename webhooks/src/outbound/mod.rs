@@ -15,7 +15,10 @@
 //! - [`webhook`]: a JSON POST signed like generic intake.
 //! - [`ntfy`]: ntfy's publish API (phone push notifications).
 //! - [`email`]: a plain-text mail over `[smtp]`.
+//! - [`broadcast`]: the broadcasts lane's notifiers: status changes to the page's webhook and
+//!   email subscribers.
 
+pub mod broadcast;
 pub mod email;
 pub mod ntfy;
 pub mod webhook;

@@ -289,6 +289,7 @@ async fn a_message_that_does_not_resolve_to_a_webhook_method_fails_permanently()
             OutboxMessage {
                 page: None,
                 approval: None,
+                broadcast: None,
                 ..page(Channel::Webhook, "pager-a", 0, "x")
             },
             "is not a page",

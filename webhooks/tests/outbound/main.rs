@@ -73,7 +73,9 @@ pub fn page(channel: Channel, person: &str, method: usize, title: &str) -> Outbo
             next_tier_job: None,
         }),
         approval: None,
+        broadcast: None,
         ack_url: Some(ACK_URL.into()),
+        links: None,
     }
 }
 

@@ -31,6 +31,7 @@ mod port;
 mod public;
 mod rows;
 mod runs;
+mod subscribers;
 mod write;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -233,7 +234,7 @@ pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
 /// The tables whose unique keys writers race for on purpose: the loser of the race re-reads
 /// and decides again (an alert or alert group inserted by a concurrent notification, a
 /// maintenance id or incident number taken by another replica, a random token id drawn twice).
-const RACED_TABLES: [&str; 10] = [
+const RACED_TABLES: [&str; 13] = [
     "alerts",
     "alert_groups",
     "maintenance",
@@ -246,6 +247,11 @@ const RACED_TABLES: [&str; 10] = [
     "run_steps",
     // Two replicas publishing the same incident at once.
     "public_incidents",
+    // A subscriber id drawn twice, one address subscribing twice at once, two replicas
+    // announcing the same change.
+    "subscribers",
+    "subscribers_live_address",
+    "status_notices",
 ];
 
 /// Whether a unique violation is one of those races. PostgreSQL names the constraint

@@ -14,7 +14,8 @@ impl SqlStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let lane = match lane {
             Lane::Pages => "o.kind = 'page'",
-            Lane::Chat => "o.kind <> 'page'",
+            Lane::Chat => "o.kind NOT IN ('page', 'broadcast')",
+            Lane::Broadcasts => "o.kind = 'broadcast'",
         };
         // Only the oldest undelivered message of each ordering key is deliverable, so messages
         // to one channel arrive in order even across retries.

@@ -170,6 +170,28 @@ impl Store for SqlStore {
         self.status_stamp_sql().await
     }
 
+    async fn subscribers(&self) -> Result<Vec<Subscriber>, StoreError> {
+        self.subscribers_sql().await
+    }
+
+    async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
+        self.subscriber_sql(id).await
+    }
+
+    async fn next_subscriber_id(&self) -> Result<i64, StoreError> {
+        self.next_subscriber_id_sql().await
+    }
+
+    async fn status_notices(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.status_notices_sql().await
+    }
+
+    async fn broadcast_failures(&self) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+        self.broadcast_failures_sql().await
+    }
+
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
         self.outbox_sql(limit).await
     }

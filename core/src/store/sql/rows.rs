@@ -158,7 +158,14 @@ impl OutboxRow {
                 }
                 _ => None,
             },
+            broadcast: match self.payload.as_deref() {
+                Some(p) if self.kind == "broadcast" => {
+                    Some(serde_json::from_str(p).map_err(|e| corrupt("broadcast payload", e))?)
+                }
+                _ => None,
+            },
             ack_url: None,
+            links: None,
         })
     }
 }

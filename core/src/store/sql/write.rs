@@ -132,10 +132,13 @@ impl SqlStore {
             .bind(&m.idempotency_key)
             .bind(&m.ordering_key)
             .bind(ms(now))
-            .bind(match (&m.page, &m.approval) {
-                (Some(p), _) => Some(serde_json::to_string(p).expect("a page serialises")),
-                (None, Some(a)) => Some(serde_json::to_string(a).expect("an ask serialises")),
-                (None, None) => None,
+            .bind(match (&m.page, &m.approval, &m.broadcast) {
+                (Some(p), _, _) => Some(serde_json::to_string(p).expect("a page serialises")),
+                (None, Some(a), _) => Some(serde_json::to_string(a).expect("an ask serialises")),
+                (None, None, Some(b)) => {
+                    Some(serde_json::to_string(b).expect("a broadcast serialises"))
+                }
+                (None, None, None) => None,
             })
             .execute(&mut *tx)
             .await
@@ -330,6 +333,7 @@ impl SqlStore {
         super::paging::write(&mut *tx, cs).await?;
         super::runs::write(&mut *tx, cs).await?;
         super::public::write(&mut *tx, cs).await?;
+        super::subscribers::write(&mut *tx, cs, now).await?;
         Ok(())
     }
 
