@@ -5,6 +5,7 @@
 //!   that change it, existing-only for commands that only read (they never create one).
 //! - [`discord`]: `spotter discord register`.
 //! - [`runbook`]: `spotter runbook default | check`, runbook files.
+//! - [`subscribers`]: `spotter subscribers add | list | remove`, the status page's subscribers.
 //! - [`simulate`]: `spotter escalation simulate`, who is paged when, from the config.
 //! - [`token`]: `spotter token create | list | revoke`, per-person API tokens.
 
@@ -13,6 +14,7 @@ mod database;
 mod discord;
 mod runbook;
 mod simulate;
+mod subscribers;
 mod token;
 
 use crate::startup::{shutdown_on_signals, Application};
@@ -84,6 +86,39 @@ enum Command {
     Runbook {
         #[command(subcommand)]
         command: RunbookCommand,
+    },
+    /// The status page's subscribers: signed webhooks and email addresses.
+    Subscribers {
+        #[command(subcommand)]
+        command: SubscribersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscribersCommand {
+    /// Add a webhook subscriber (active at once) or an email address (mailed a confirmation
+    /// link first; the running server sends it).
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["webhook", "email"])))]
+    Add {
+        /// An http(s) URL that gets Statuspage-shaped JSON, signed with X-Spotter-Signature.
+        #[arg(long, value_name = "URL", requires = "secret_env")]
+        webhook: Option<String>,
+        /// The environment variable holding the webhook's signing secret (never stored).
+        #[arg(long, value_name = "VAR")]
+        secret_env: Option<String>,
+        /// An email address.
+        #[arg(long, value_name = "ADDRESS", conflicts_with = "secret_env")]
+        email: Option<String>,
+        /// Only changes of this component (repeat for more; default: all).
+        #[arg(long = "component", value_name = "ID")]
+        components: Vec<String>,
+    },
+    /// List the subscribers: id, kind, state, components, given-up deliveries, address.
+    List,
+    /// Remove a subscriber by id: it gets nothing more, and what was queued for it is cancelled.
+    Remove {
+        #[arg(value_name = "ID")]
+        id: String,
     },
 }
 
@@ -269,6 +304,26 @@ pub fn main() -> ExitCode {
                 TokenCommand::Create { person } => token::create(config, person).await,
                 TokenCommand::List => token::list(config).await,
                 TokenCommand::Revoke { id } => token::revoke(config, id).await,
+            },
+            Command::Subscribers { command } => match command {
+                SubscribersCommand::Add {
+                    webhook,
+                    secret_env,
+                    email,
+                    components,
+                } => {
+                    let what = match (webhook, email) {
+                        (Some(url), _) => subscribers::Add::Webhook {
+                            url,
+                            secret_env: secret_env.unwrap_or_default(),
+                        },
+                        (None, Some(address)) => subscribers::Add::Email { address },
+                        (None, None) => unreachable!("clap requires one of them"),
+                    };
+                    subscribers::add(config, what, components).await
+                }
+                SubscribersCommand::List => subscribers::list(config).await,
+                SubscribersCommand::Remove { id } => subscribers::remove(config, id).await,
             },
             Command::Config { .. } | Command::Runbook { .. } => unreachable!("handled above"),
         }

@@ -40,6 +40,14 @@ pub struct TestApp {
     env: std::collections::HashMap<String, String>,
 }
 
+/// The test's secrets as the broadcasts lane reads them at delivery (subscribers' secrets).
+fn runtime_env(
+    env: &std::collections::HashMap<String, String>,
+) -> spotter_webhooks::outbound::broadcast::RuntimeEnv {
+    let env = env.clone();
+    std::sync::Arc::new(move |k: &str| env.get(k).cloned())
+}
+
 /// A database URL for `backend`, or `None` when PostgreSQL tests are skipped.
 pub async fn database(
     backend: Backend,
@@ -114,7 +122,8 @@ impl TestApp {
             &mut std::io::sink(),
         )
         .await
-        .expect("the application builds");
+        .expect("the application builds")
+        .with_runtime_env(runtime_env(&env));
         let engine = app.engine().clone();
         let addr = format!("http://{}", app.addr());
         let token = std::fs::read_to_string(&token_file).expect("the token was generated");
@@ -161,7 +170,8 @@ impl TestApp {
             &mut std::io::sink(),
         )
         .await
-        .expect("the application builds again");
+        .expect("the application builds again")
+        .with_runtime_env(runtime_env(&env));
         self.engine = app.engine().clone();
         self.addr = format!("http://{}", app.addr());
         self.shutdown = CancellationToken::new();
@@ -218,7 +228,8 @@ impl TestApp {
             &mut std::io::sink(),
         )
         .await
-        .expect("the replica builds");
+        .expect("the replica builds")
+        .with_runtime_env(runtime_env(&env));
         let addr = format!("http://{}", app.addr());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use spotter_core::{AckLinkRefusal, StoreError};
 
 /// The page around a message: no scripts, no external assets, readable on a phone.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

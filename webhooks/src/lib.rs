@@ -69,6 +69,7 @@ pub struct AppState {
 /// `[status] listen`, the listener that may face the internet.
 pub fn public_router(state: AppState) -> Router {
     status::status_router(state.engine.status_board().clone())
+        .merge(status::subscribe::routes().with_state(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::guard_public,
@@ -120,9 +121,12 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         ));
     // The public status page and its Statuspage-compatible API, answered from the engine's
     // status board (memory), unauthenticated and read-only.
-    let public = status::status_router(state.engine.status_board().clone()).route_layer(
-        axum::middleware::from_fn_with_state(state.clone(), limit::guard_public),
-    );
+    let public = status::status_router(state.engine.status_board().clone())
+        .merge(status::subscribe::routes().with_state(state.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::guard_public,
+        ));
     let extra = if extra.has_routes() {
         extra.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

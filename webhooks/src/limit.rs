@@ -216,6 +216,8 @@ pub struct ClientGuard {
     open: Buckets,
     /// The public status surfaces: the `/api/v1` budget, counted on its own.
     public: Buckets,
+    /// The status page's subscribe form: `[status] subscribe_per_hour` per client.
+    subscribe: Buckets,
     /// `[server] trusted_proxies`: peers whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<AddressRange>,
 }
@@ -223,6 +225,14 @@ pub struct ClientGuard {
 impl Default for ClientGuard {
     fn default() -> Self {
         Self::new(Limits::default())
+    }
+}
+
+/// `n` at once, then `n` an hour.
+fn per_hour(n: u32) -> Budget {
+    Budget {
+        burst: n,
+        per_second: f64::from(n) / 3600.0,
     }
 }
 
@@ -239,6 +249,7 @@ impl ClientGuard {
             api: Buckets::new(limits.api, MAX_CLIENTS),
             open: Buckets::new(limits.open, MAX_CLIENTS),
             public: Buckets::new(limits.api, MAX_CLIENTS),
+            subscribe: Buckets::new(per_hour(10), MAX_CLIENTS),
             trusted_proxies: Vec::new(),
         }
     }
@@ -247,8 +258,17 @@ impl ClientGuard {
     pub fn from_config(config: &Config) -> Self {
         ClientGuard {
             trusted_proxies: config.server.trusted_proxies.clone(),
+            subscribe: Buckets::new(per_hour(config.status.subscribe_per_hour), MAX_CLIENTS),
             ..Self::new(Limits::from(&config.limits))
         }
+    }
+
+    /// One subscription request from the page's form; `Err(Retry-After)` when the client's
+    /// hourly budget is spent.
+    pub fn admit_subscription(&self, client: IpAddr) -> Result<(), u64> {
+        self.subscribe
+            .take(client, Instant::now())
+            .map_err(retry_after_secs)
     }
 
     /// The client of a request from `peer` (see [`crate::client`]).

@@ -24,6 +24,24 @@ pub(crate) fn public_status_of(inc: &Incident) -> PublicStatus {
     }
 }
 
+/// Where the follower moves a public incident in `current` status when its internal incident
+/// stands for `derived`: forward through investigating → identified → monitoring, to resolved,
+/// and back from resolved on a reopening; never backwards otherwise, so a person who posted
+/// `status:identified` ahead of the internal phase is not overruled by it.
+fn followed_status(current: PublicStatus, derived: PublicStatus) -> PublicStatus {
+    let rank = |s: PublicStatus| match s {
+        PublicStatus::Investigating => 0,
+        PublicStatus::Identified => 1,
+        PublicStatus::Monitoring => 2,
+        PublicStatus::Resolved | PublicStatus::Postmortem => 3,
+    };
+    if current.is_resolved() != derived.is_resolved() || rank(derived) > rank(current) {
+        derived
+    } else {
+        current
+    }
+}
+
 /// A level's public impact (1 → minor, 2 → major, 3 and above → critical).
 pub(crate) fn impact_of(level: LevelId) -> Impact {
     match level.0 {
@@ -409,7 +427,7 @@ impl Engine {
             let Some(inc) = self.store.incident(p.incident).await? else {
                 continue;
             };
-            let status = public_status_of(&inc);
+            let status = followed_status(p.status, public_status_of(&inc));
             let impact = impact_of(inc.level);
             if status == p.status && impact == p.impact || p.status == PublicStatus::Postmortem {
                 continue;
@@ -424,7 +442,8 @@ impl Engine {
                     .await?
                     .iter()
                     .any(|t| t.public && t.at >= quiet_since && !t.actor.contains(':'));
-                if person_spoke {
+                // A resolution always says so in its own words: users read the last update.
+                if person_spoke && !status.is_resolved() {
                     let mut next = p.clone();
                     next.status = status;
                     next.updated_at = now;

@@ -237,6 +237,8 @@ pub struct PageInfo {
     pub url: String,
     pub time_zone: String,
     pub updated_at: DateTime<Utc>,
+    /// Email subscriptions are offered (`[smtp]` is configured): the page links its form.
+    pub email_subscriptions: bool,
 }
 
 /// Everything the public surfaces show, built from the database after each public change and

@@ -105,6 +105,7 @@ pub fn build(
             url,
             time_zone: config.status.time_zone.clone(),
             updated_at,
+            email_subscriptions: config.smtp.is_some(),
         },
         components,
         incidents,

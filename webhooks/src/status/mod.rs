@@ -19,6 +19,7 @@ pub mod badge;
 pub mod feeds;
 pub mod maintenance;
 pub mod page;
+pub mod subscribe;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

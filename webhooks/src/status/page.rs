@@ -98,6 +98,9 @@ fn layout(snap: &StatusSnapshot, title: &str, body: Markup) -> Markup {
                         a href="/status/history" { "Incident history" } " · "
                         a href="/status/history.atom" { "Atom" } " · "
                         a href="/status/history.rss" { "RSS" }
+                        @if snap.page.email_subscriptions {
+                            " · " a href="/status/subscribe" { "Get updates by email" }
+                        }
                     }
                 }
             }

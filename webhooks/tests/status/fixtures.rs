@@ -105,6 +105,7 @@ pub fn page() -> PageInfo {
         url: "https://status.example.test/status".into(),
         time_zone: "Europe/Berlin".into(),
         updated_at: t("2026-12-01T12:30:00Z"),
+        email_subscriptions: false,
     }
 }
 
