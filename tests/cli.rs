@@ -6,6 +6,8 @@ mod common;
 mod escalation;
 #[path = "cli/runbooks.rs"]
 mod runbooks;
+#[path = "cli/subscribers.rs"]
+mod subscribers;
 #[path = "cli/support.rs"]
 mod support;
 #[path = "cli/tokens.rs"]

@@ -437,9 +437,17 @@ dual_test!(oversize_bodies_are_413_and_change_nothing, |app| async {
         .header("authorization", &am)
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413, "chunked");
+        .await;
+    match r {
+        Ok(r) => assert_eq!(r.status(), 413, "chunked"),
+        // The server answered 413 and closed the connection while the client was still
+        // writing the rest of the stream: the client sees the broken pipe, not the answer.
+        // What matters holds either way and is checked below: nothing was stored.
+        Err(e) => assert!(
+            e.is_request() && format!("{e:?}").contains("BrokenPipe"),
+            "chunked: {e:?}"
+        ),
+    }
     let r = app
         .post_json(
             "/api/v1/commands",

@@ -39,9 +39,6 @@ use std::time::Duration;
 /// Reads an environment variable when it is needed (the process environment in production).
 pub type RuntimeEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// Where Spotter documents these payloads (the README's Status page section).
-const DOCUMENTATION: &str = "https://github.com/spotter-incident/spotter#subscribers";
-
 fn broadcast_of(m: &OutboxMessage) -> Result<&Broadcast, DeliveryError> {
     m.broadcast.as_ref().ok_or_else(|| {
         DeliveryError::Permanent(format!(
@@ -66,7 +63,9 @@ pub fn webhook_body(
     b: &Broadcast,
     unsubscribe: Option<&str>,
 ) -> serde_json::Value {
-    let meta = json!({"unsubscribe": unsubscribe, "documentation": DOCUMENTATION});
+    // Statuspage points `documentation` at its help pages; an installation of Spotter has no
+    // public docs of its own, so it points at the page these changes are about.
+    let meta = json!({"unsubscribe": unsubscribe, "documentation": snap.page.url});
     let page = json!({
         "id": snap.page.id,
         "status_indicator": b.page.indicator.as_str(),
