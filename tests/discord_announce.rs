@@ -15,7 +15,7 @@ use fake_discord::{FakeDiscord, Recorded, APPLICATION_ID, GUILD_ID};
 use serde_json::Value;
 use spotter::startup::Application;
 use spotter_core::clock::SystemClock;
-use spotter_core::config::{DiscordConfig, DiscordMode, IncidentChannels};
+use spotter_core::config::{Config, DiscordConfig, DiscordMode, IncidentChannels};
 use spotter_core::store::DeliveryState;
 use spotter_core::CommandContext;
 use std::sync::Arc;
@@ -41,12 +41,32 @@ const WAIT: Duration = Duration::from_secs(20);
 struct AnnounceApp {
     engine: Arc<spotter_core::Engine>,
     addr: String,
-    data_dir: std::path::PathBuf,
+    config: Config,
     fake: FakeDiscord,
     shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg: Option<spotter_core::testkit::PostgresTestDb>,
     _dir: tempfile::TempDir,
+}
+
+/// The running application of a configuration: engine, address, stop token and task.
+type Running = (
+    Arc<spotter_core::Engine>,
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+async fn start(config: &Config) -> Running {
+    let env = |var: &str| (var == TOKEN_ENV).then(|| "test-bot-token".to_string());
+    let app = Application::build_with(config.clone(), Arc::new(SystemClock), &env)
+        .await
+        .expect("the application builds");
+    let addr = format!("http://{}", app.addr());
+    let engine = app.engine().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    (engine, addr, shutdown, server)
 }
 
 impl AnnounceApp {
@@ -72,31 +92,35 @@ impl AnnounceApp {
         config.status.publish_after = chrono::Duration::zero();
         config.outbox.retry_base = chrono::Duration::milliseconds(50);
         config.outbox.retry_max = chrono::Duration::milliseconds(300);
-        let data_dir = config.server.data_dir.clone();
-        let env = |var: &str| (var == TOKEN_ENV).then(|| "test-bot-token".to_string());
-        let app = Application::build_with(config, Arc::new(SystemClock), &env)
-            .await
-            .expect("the application builds");
-        let addr = format!("http://{}", app.addr());
-        let engine = app.engine().clone();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let (engine, addr, shutdown, server) = start(&config).await;
         Some(AnnounceApp {
             engine,
             addr,
-            data_dir,
+            config,
             fake,
             shutdown,
-            server,
+            server: Some(server),
             pg,
             _dir: dir,
         })
     }
 
-    async fn stop(self) {
+    /// Stops the application and starts it again on the same database (nothing in memory
+    /// survives: not the posts' ids, not the channel's type).
+    async fn restart(&mut self) {
         self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
-        if let Some(pg) = self.pg {
+        self.server.take().unwrap().await.unwrap().unwrap();
+        let (engine, addr, shutdown, server) = start(&self.config).await;
+        self.engine = engine;
+        self.addr = addr;
+        self.shutdown = shutdown;
+        self.server = Some(server);
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.server.take().unwrap().await.unwrap().unwrap();
+        if let Some(pg) = self.pg.take() {
             pg.drop_db().await;
         }
     }
@@ -116,8 +140,13 @@ impl AnnounceApp {
 
     /// Alertmanager's notification of two firing MySQL alerts: a level-3 incident on `database`.
     async fn fire(&self) {
-        let secret =
-            std::fs::read_to_string(self.data_dir.join("sources/alertmanager.secret")).unwrap();
+        let secret = std::fs::read_to_string(
+            self.config
+                .server
+                .data_dir
+                .join("sources/alertmanager.secret"),
+        )
+        .unwrap();
         let res = reqwest::Client::new()
             .post(format!("{}/webhooks/alertmanager", self.addr))
             .bearer_auth(secret.trim())
@@ -184,9 +213,11 @@ macro_rules! announce_test {
         mod $name {
             use super::*;
             async fn run(backend: common::Backend) {
-                let Some($app) = AnnounceApp::spawn(backend, stringify!($name), $kind).await else {
+                let Some(app) = AnnounceApp::spawn(backend, stringify!($name), $kind).await else {
                     return;
                 };
+                #[allow(unused_mut)]
+                let mut $app = app;
                 $body.await;
                 $app.stop().await;
             }
@@ -224,13 +255,13 @@ announce_test!(
             .await;
 
         // An internal update is not public; a public one edits the post, posts nothing.
-        app.ok("dev", r#"/incident update text:"rotated the root password on db-7""#)
-            .await;
         app.ok(
             "dev",
-            &format!(r#"/status post text:"{PUBLIC_UPDATE}""#),
+            r#"/incident update text:"rotated the root password on db-7""#,
         )
         .await;
+        app.ok("dev", &format!(r#"/status post text:"{PUBLIC_UPDATE}""#))
+            .await;
         let path = format!("/api/v10/channels/{ANNOUNCE}/messages/{opening}");
         app.fake
             .wait_for("the post edited with the update", WAIT, |reqs| {
@@ -251,7 +282,8 @@ announce_test!(
         assert_eq!(embed["fields"][0]["value"], "Investigating");
         assert_eq!(app.posts().len(), 1, "an update edits, it does not post");
 
-        app.ok("dba", r#"/incident resolve summary:"restored""#).await;
+        app.ok("dba", r#"/incident resolve summary:"restored""#)
+            .await;
         let ids = app.wait_posts(2).await;
         assert_eq!(ids.len(), 2, "one opening, one resolution");
         let resolution = &ids[1];
@@ -288,7 +320,8 @@ announce_test!(
     |app| async {
         app.fire().await;
         app.wait_posts(1).await;
-        app.ok("dba", r#"/incident resolve summary:"restored""#).await;
+        app.ok("dba", r#"/incident resolve summary:"restored""#)
+            .await;
         app.wait_posts(2).await;
         // The channel's type was asked once, and no crosspost was tried.
         let lookups = app
@@ -321,15 +354,126 @@ announce_test!(
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(app.posts().len(), 1, "the post went out once");
         assert_eq!(app.crossposts().len(), 1, "the crosspost was not retried");
-        let undelivered: Vec<_> = app
+        let announcements: Vec<_> = app
             .engine
             .store()
             .outbox(100)
             .await
             .unwrap()
             .into_iter()
-            .filter(|m| m.target.starts_with("announce:") && m.state != DeliveryState::Delivered)
+            .filter(|m| m.target.starts_with("announce:"))
             .collect();
-        assert!(undelivered.is_empty(), "{undelivered:?}");
+        assert_eq!(announcements.len(), 1, "{announcements:?}");
+        let m = &announcements[0];
+        assert_eq!(m.state, DeliveryState::Delivered, "{m:?}");
+        assert!(
+            m.last_error.is_none(),
+            "delivered at the first attempt, the crosspost failure not held against it: {m:?}"
+        );
+    }
+);
+
+announce_test!(
+    an_update_after_a_restart_edits_the_remembered_post_and_edits_are_spaced,
+    kind = 5,
+    |app| async {
+        app.fire().await;
+        let opening = app.wait_posts(1).await.remove(0);
+        app.restart().await;
+        app.ok("dev", &format!(r#"/status post text:"{PUBLIC_UPDATE}""#))
+            .await;
+        let path = format!("/api/v10/channels/{ANNOUNCE}/messages/{opening}");
+        let edits = |reqs: &[Recorded]| {
+            reqs.iter()
+                .filter(|r| r.ok() && r.is("PATCH", &path))
+                .count()
+        };
+        app.fake
+            .wait_for("the remembered post edited", WAIT, |reqs| {
+                (edits(reqs) == 1).then_some(())
+            })
+            .await;
+        assert_eq!(app.posts().len(), 1, "the restarted Spotter found its post");
+
+        // A second update within the minute is held back, not dropped and not posted.
+        app.ok("dev", r#"/status post text:"The backup is 40% restored""#)
+            .await;
+        let deadline = std::time::Instant::now() + WAIT;
+        let held = loop {
+            let outbox = app.engine.store().outbox(100).await.unwrap();
+            let found = outbox.into_iter().find(|m| {
+                m.target.starts_with("announce:")
+                    && m.state == DeliveryState::Pending
+                    && m.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("edited less than 60s ago"))
+            });
+            if let Some(m) = found {
+                break m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second edit was not held back"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        assert!(held.text.contains("40% restored"), "{}", held.text);
+        assert_eq!(edits(&app.fake.requests()), 1, "one edit within the minute");
+        assert_eq!(app.posts().len(), 1);
+        let post = app.fake.message(&opening).unwrap();
+        assert!(
+            embed_of(&post)["description"]
+                .as_str()
+                .unwrap()
+                .starts_with(PUBLIC_UPDATE),
+            "{post:#}"
+        );
+    }
+);
+
+announce_test!(
+    a_public_maintenance_is_posted_edited_when_it_starts_and_completed_in_a_new_post,
+    kind = 5,
+    |app| async {
+        let start = chrono::Utc::now() + chrono::Duration::seconds(2);
+        let at = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        app.ok(
+            "dba",
+            &format!(r#"/maintenance schedule component:cache start:"{at}" duration:2s reason:"Redis upgrade" public:true"#),
+        )
+        .await;
+        let scheduled = app.wait_posts(1).await.remove(0);
+        let post = app.fake.message(&scheduled).unwrap();
+        assert_eq!(
+            embed_of(&post)["title"],
+            "Scheduled maintenance: Redis upgrade",
+            "{post:#}"
+        );
+        assert_eq!(embed_of(&post)["fields"][0]["value"], "Scheduled");
+        let path = format!("/api/v10/channels/{ANNOUNCE}/messages/{scheduled}");
+        let edit = app
+            .fake
+            .wait_for("the post edited when the window starts", WAIT, |reqs| {
+                reqs.iter()
+                    .find(|r| r.ok() && r.is("PATCH", &path))
+                    .map(|r| r.body.clone())
+            })
+            .await;
+        assert_eq!(
+            edit["embeds"][0]["fields"][0]["value"], "In progress",
+            "{edit:#}"
+        );
+        let ids = app.wait_posts(2).await;
+        let post = app.fake.message(&ids[1]).unwrap();
+        assert_eq!(
+            embed_of(&post)["title"],
+            "Maintenance completed: Redis upgrade",
+            "{post:#}"
+        );
+        app.fake
+            .wait_for("both posts crossposted", WAIT, |_| {
+                (app.crossposts().iter().filter(|r| r.ok()).count() == 2).then_some(())
+            })
+            .await;
     }
 );

@@ -152,7 +152,9 @@ impl FakeDiscord {
 
     /// From now on, crossposts answer 429 (Discord's hourly crosspost limit) while `limited`.
     pub fn limit_crossposts(&self, limited: bool) {
-        self.fake.crossposts_limited.store(limited, Ordering::SeqCst);
+        self.fake
+            .crossposts_limited
+            .store(limited, Ordering::SeqCst);
     }
 
     /// Every request so far, in arrival order.

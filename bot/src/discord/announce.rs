@@ -132,7 +132,9 @@ impl Announcer {
         let message = self
             .rest
             .call(
-                Route::ChannelMessages { channel_id: channel },
+                Route::ChannelMessages {
+                    channel_id: channel,
+                },
                 LightMethod::Post,
                 Some(&body),
             )
