@@ -4,7 +4,9 @@
 //! id for a channel create, a message object for a message create or edit, command objects for a
 //! bulk overwrite, 204 for interaction callbacks), keeps the channels and messages it created so
 //! unknown ids get Discord's 404s, and records every request with the status it got. It can be
-//! told to answer 429 (with `retry_after`) or 500 for a while.
+//! told to answer 429 (with `retry_after`) or 500 for a while. Channels that exist beforehand
+//! (an announcement channel) are added with their type; crossposts work in type-5 channels and
+//! can be told to answer 429, as Discord's hourly crosspost limit does.
 //!
 //! It also plays a minimal gateway (`GET /api/v10/gateway` points serenity's client at its
 //! websocket): HELLO, READY after IDENTIFY, heartbeat ACKs, and the events a test dispatches.
@@ -70,6 +72,8 @@ struct Fake {
     gateway_url: Mutex<String>,
     /// Gateway events for the connected clients: `(t, d)`.
     events: Mutex<Option<tokio::sync::broadcast::Sender<(String, Value)>>>,
+    /// Crossposts answer 429, as Discord does past ~10 an hour per channel.
+    crossposts_limited: std::sync::atomic::AtomicBool,
 }
 
 impl Fake {
@@ -129,6 +133,28 @@ impl FakeDiscord {
             until: from + duration,
             retry_after,
         });
+    }
+
+    /// A guild channel that exists before Spotter starts (an announcement channel is type 5,
+    /// a text channel 0): `GET /channels/{id}` answers it, and messages can be posted in it.
+    pub fn add_channel(&self, id: &str, kind: u64, name: &str) {
+        let channel = json!({
+            "id": id, "type": kind, "guild_id": GUILD_ID, "name": name, "topic": null,
+            "parent_id": null, "position": 1, "permission_overwrites": [], "nsfw": false,
+            "last_message_id": null, "rate_limit_per_user": 0, "flags": 0
+        });
+        self.fake
+            .channels
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), channel);
+    }
+
+    /// From now on, crossposts answer 429 (Discord's hourly crosspost limit) while `limited`.
+    pub fn limit_crossposts(&self, limited: bool) {
+        self.fake
+            .crossposts_limited
+            .store(limited, Ordering::SeqCst);
     }
 
     /// Every request so far, in arrival order.
@@ -378,6 +404,40 @@ fn answer(fake: &Fake, method: &Method, path: &str, body: &Value) -> Response {
             let m = message(fake, &id, channel, body);
             fake.messages.lock().unwrap().insert(id, m.clone());
             Json(m).into_response()
+        }
+        ("GET", ["channels", channel]) => match fake.channels.lock().unwrap().get(*channel) {
+            Some(c) => Json(c.clone()).into_response(),
+            None => error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"),
+        },
+        // Publishing to followers: only in an announcement channel, only once per message.
+        ("POST", ["channels", channel, "messages", id, "crosspost"]) => {
+            if fake.crossposts_limited.load(Ordering::SeqCst) {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "3600")],
+                    Json(json!({"message": "You are being rate limited.", "retry_after": 3600.0, "global": false})),
+                )
+                    .into_response();
+            }
+            let kind = fake.channels.lock().unwrap().get(*channel).map(|c| c["type"].clone());
+            match kind {
+                None => return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"),
+                Some(k) if k != 5 => {
+                    return error(StatusCode::BAD_REQUEST, 50024, "Cannot execute action on this channel type")
+                }
+                Some(_) => {}
+            }
+            let mut messages = fake.messages.lock().unwrap();
+            match messages.get_mut(*id) {
+                Some(m) if m["channel_id"] == *channel => {
+                    if m["flags"].as_u64().unwrap_or(0) & 1 == 1 {
+                        return error(StatusCode::BAD_REQUEST, 40033, "This message has already been crossposted.");
+                    }
+                    m["flags"] = json!(m["flags"].as_u64().unwrap_or(0) | 1);
+                    Json(m.clone()).into_response()
+                }
+                _ => error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+            }
         }
         ("PATCH", ["channels", channel, "messages", id]) => {
             let mut messages = fake.messages.lock().unwrap();

@@ -14,10 +14,12 @@
 //! - [`gateway`]: serenity's `Client` and its `EventHandler` (gateway mode).
 //! - [`identity`]: a Discord user as a Spotter actor (by snowflake and role map, never by name).
 //! - [`notifier`]: the outbox notifier of the `discord` channel (channels, card, timeline posts).
+//! - [`announce`]: the status page's announcement channel (posts, edits, crossposts).
 //!
 //! [`Discord`] wires them for the application: its router, its notifier, and its background work
 //! (registration at start-up, and the gateway in gateway mode).
 
+pub mod announce;
 pub mod approval;
 pub mod card;
 pub mod commands;

@@ -9,7 +9,8 @@
 //! - `page` (a person's `discord` contact method): a message in the incident channel that
 //!   mentions the person, and may ping nobody else, and the same text as a direct message.
 //!   A page about no incident is only the direct message.
-//! - broadcasts are not Discord's; they are acknowledged and dropped.
+//! - `broadcast` to `announce:<channel>`: the status page's announcement channel, delivered by
+//!   [`super::announce`]; other broadcasts are not Discord's, and are acknowledged and dropped.
 //!
 //! The chat lane and the pages lane deliver in parallel, so a card update and a page of a new
 //! incident can both find it without a channel: opening one is serialised per incident (and
@@ -49,6 +50,7 @@ pub struct DiscordNotifier {
     /// Serialises opening an incident's channel, striped by incident number: two incidents
     /// sharing a stripe only wait for each other's channel creation, which is rare and short.
     opening: Vec<tokio::sync::Mutex<()>>,
+    announcer: super::announce::Announcer,
 }
 
 /// Lock stripes for opening channels.
@@ -74,10 +76,12 @@ impl From<StoreError> for Failure {
 
 impl DiscordNotifier {
     pub fn new(engine: Arc<Engine>, rest: Arc<DiscordRest>, config: DiscordConfig) -> Self {
+        let announcer = super::announce::Announcer::new(engine.clone(), rest.clone());
         DiscordNotifier {
             engine,
             rest,
             config,
+            announcer,
             rendered: Mutex::new(HashMap::new()),
             opening: (0..OPENING_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -441,6 +445,9 @@ impl Notifier for DiscordNotifier {
         let is = |k: MessageKind| m.kind == k;
         if is(MessageKind::Page) {
             return self.page(m).await.map_err(|f| self.delivery_error(m, f));
+        }
+        if is(MessageKind::Broadcast) && m.target.starts_with("announce:") {
+            return self.announcer.deliver(m).await;
         }
         if !is(MessageKind::CardUpdate)
             && !is(MessageKind::ChatPost)

@@ -208,6 +208,16 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or replaces the binding of (platform, incident).
     async fn save_chat_binding(&self, binding: &ChatBinding) -> Result<(), StoreError>;
 
+    /// The post about `subject` in an announcement channel, if one was made.
+    async fn announcement_post(
+        &self,
+        platform: &str,
+        channel_id: &str,
+        subject: &str,
+    ) -> Result<Option<AnnouncementPost>, StoreError>;
+    /// Creates or replaces the post of (platform, channel, subject).
+    async fn save_announcement_post(&self, post: &AnnouncementPost) -> Result<(), StoreError>;
+
     async fn alert(
         &self,
         source: &str,

@@ -414,6 +414,19 @@ pub struct ChatBinding {
     pub card_message_id: Option<String>,
 }
 
+/// A post in a chat announcement channel (the status page's Discord channel) about one public
+/// subject, remembered so the subject's later changes edit it rather than post again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncementPost {
+    /// `discord`, …
+    pub platform: String,
+    pub channel_id: String,
+    /// `incident:pi_…`, `incident:pi_…:resolved`, `maintenance:pm_…`, `maintenance:pm_…:completed`.
+    pub subject: String,
+    pub message_id: String,
+    pub posted_at: DateTime<Utc>,
+}
+
 /// Counts for `/metrics`, computed from the database so every replica reports the same.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {

@@ -1,4 +1,4 @@
-//! Where each incident lives on each chat platform.
+//! Where each incident lives on each chat platform, and the posts in announcement channels.
 
 use super::rows::*;
 use super::*;
@@ -46,6 +46,54 @@ impl SqlStore {
         .bind(&b.platform)
         .bind(&b.channel_id)
         .bind(b.card_message_id.clone())
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn announcement_post_sql(
+        &self,
+        platform: &str,
+        channel_id: &str,
+        subject: &str,
+    ) -> Result<Option<AnnouncementPost>, StoreError> {
+        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT platform, channel_id, subject, message_id, posted_at FROM announcement_posts \
+             WHERE platform = $1 AND channel_id = $2 AND subject = $3",
+        )
+        .bind(platform)
+        .bind(channel_id)
+        .bind(subject)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.map(|(platform, channel_id, subject, message_id, at)| {
+            Ok(AnnouncementPost {
+                platform,
+                channel_id,
+                subject,
+                message_id,
+                posted_at: from_ms(at)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(super) async fn save_announcement_post_sql(
+        &self,
+        p: &AnnouncementPost,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO announcement_posts (platform, channel_id, subject, message_id, posted_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, channel_id, subject) DO UPDATE SET \
+             message_id = excluded.message_id, posted_at = excluded.posted_at",
+        )
+        .bind(&p.platform)
+        .bind(&p.channel_id)
+        .bind(&p.subject)
+        .bind(&p.message_id)
+        .bind(ms(p.posted_at))
         .execute(&self.writer)
         .await
         .map_err(map_err)?;

@@ -252,6 +252,20 @@ impl Store for SqlStore {
         self.save_chat_binding_sql(b).await
     }
 
+    async fn announcement_post(
+        &self,
+        platform: &str,
+        channel_id: &str,
+        subject: &str,
+    ) -> Result<Option<AnnouncementPost>, StoreError> {
+        self.announcement_post_sql(platform, channel_id, subject)
+            .await
+    }
+
+    async fn save_announcement_post(&self, post: &AnnouncementPost) -> Result<(), StoreError> {
+        self.save_announcement_post_sql(post).await
+    }
+
     async fn alert(
         &self,
         source: &str,
