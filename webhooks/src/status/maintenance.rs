@@ -53,7 +53,9 @@ pub fn maintenance_json<'a>(
         monitoring_at: None,
         resolved_at: m.completed_at.map(time),
         impact: "maintenance",
-        shortlink: format!("{}/maintenance/{}", super::api::base_url(snap), m.id),
+        // The page shows a maintenance in its list (it has no page of its own): the link
+        // points at its entry there.
+        shortlink: format!("{}#{}", super::api::base_url(snap), m.id),
         started_at: time(m.scheduled_for),
         page_id: &snap.page.id,
         incident_updates: vec![IncidentUpdateJson {

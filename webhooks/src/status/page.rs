@@ -207,7 +207,7 @@ fn index_page(snap: &StatusSnapshot) -> Markup {
         @if !maintenance.is_empty() {
             h2 { "Scheduled maintenance" }
             @for m in &maintenance {
-                article.card.maintenance {
+                article.card.maintenance id=(m.id) {
                     h3 { (m.name) }
                     div.muted {
                         span.st { (m.status.title()) } " · "
