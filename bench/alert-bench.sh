@@ -5,9 +5,9 @@
 #
 # For each backend:
 #   1. duplicate path: the same firing notification over and over (wrk, bench/alert-duplicate.lua);
-#   2. fixed rate: 1,000 req/s on the duplicate path for DURATION, open loop (an embedded Python
-#      asyncio generator: requests are sent on a schedule, and latency is measured from the
-#      scheduled send time, so a slow answer cannot hide the requests queued behind it, like
+#   2. fixed rate: 1,000 req/s on the duplicate path for DURATION, open loop (bench/fixed-rate.py,
+#      a Python asyncio generator: requests are sent on a schedule, and latency is measured from
+#      the scheduled send time, so a slow answer cannot hide the requests queued behind it, like
 #      wrk2). wrk2 is not packaged for Debian.
 #   3. new-alert path, joining: a new fingerprint per request, 8 alert names, so new alerts join
 #      8 open incidents (wrk, bench/alert-new.lua, GROUPS=8);
@@ -42,61 +42,6 @@ grep -q '^rate = "50/s"$' "$work/bench.toml" || { echo "default config changed: 
 sed -i -e 's|^rate = "50/s"$|rate = "1000000/s"|' -e 's|^burst = 100$|burst = 1000000|' "$work/bench.toml"
 "$bin" config check "$work/bench.toml"
 
-# The open-loop fixed-rate generator.
-cat >"$work/fixed_rate.py" <<'PY'
-import asyncio, os, sys, time
-
-async def main(host, port, path, body_file, token, rate, seconds, conns):
-    body = open(body_file, "rb").read()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-    request = head + body
-    total = int(rate * seconds)
-    latencies, statuses = [], {}
-    next_i = 0
-    t0 = time.perf_counter() + 0.2
-
-    async def worker():
-        nonlocal next_i
-        reader, writer = await asyncio.open_connection(host, port)
-        while True:
-            i = next_i
-            if i >= total:
-                break
-            next_i += 1
-            target = t0 + i / rate
-            delay = target - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            writer.write(request)
-            await writer.drain()
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                k, _, v = line.partition(b":")
-                if k.strip().lower() == b"content-length":
-                    length = int(v)
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - target)
-            code = int(status_line.split()[1])
-            statuses[code] = statuses.get(code, 0) + 1
-        writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(conns)))
-    elapsed = time.perf_counter() - t0
-    latencies.sort()
-    pct = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
-    non2xx = sum(n for c, n in statuses.items() if not 200 <= c < 300)
-    print(f"requests={len(latencies)}  req/s={len(latencies) / elapsed:.0f} (target {rate})  "
-          f"p50={pct(50):.2f}ms  p90={pct(90):.2f}ms  p99={pct(99):.2f}ms  p99.9={pct(99.9):.2f}ms  "
-          f"max={latencies[-1] * 1000:.2f}ms  non2xx={non2xx}")
-
-host, port, path, body_file, token, rate, seconds, conns = sys.argv[1:]
-asyncio.run(main(host, int(port), path, body_file, token, float(rate), float(seconds), int(conns)))
-PY
 # The duplicate path's body, taken from the wrk script so both send the same notification.
 sed -n 's/^wrk.body = \[\[\(.*\)\]\]$/\1/p' "$root/bench/alert-duplicate.lua" >"$work/duplicate.json"
 
@@ -128,7 +73,9 @@ run() { # $1 = label, $2 = database url or empty for SQLite
     --data-binary @"$work/duplicate.json" "$url/webhooks/alertmanager" >/dev/null
   echo "[$1] duplicate path:              $(wrk_run alert-duplicate.lua)"
   # Before the new-incident run, whose pages the dispatcher is still delivering afterwards.
-  echo "[$1] duplicate path at a fixed $rate req/s: $(python3 "$work/fixed_rate.py" 127.0.0.1 "$port" /webhooks/alertmanager "$work/duplicate.json" "$TOKEN" "$rate" "${duration%s}" 64)"
+  echo "[$1] duplicate path at a fixed $rate req/s: $(python3 "$root/bench/fixed-rate.py" "$url/webhooks/alertmanager" --method POST \
+    --body-file "$work/duplicate.json" --header 'Content-Type: application/json' --header "Authorization: Bearer $TOKEN" \
+    --rate "$rate" --duration "${duration%s}" --connections 64)"
   local run_id="j$$" ok
   echo "[$1] new alert, joins 8 incidents: $(wrk_run alert-new.lua RUN=$run_id GROUPS=8)"
   ok=$(grep -oE '^requests=[0-9]+' "$work/wrk.out" | cut -d= -f2)

@@ -7,10 +7,14 @@ raised so one load generator is not throttled), opens one public incident, then:
 1. wrk against `/api/v2/summary.json` and `/status` (closed loop, 2 threads, 16 connections), and
    against `/healthz` in the same run: the reference, the least an HTTP answer from this server
    can cost (a constant);
-2. the time from `/incident declare` committed to the change visible in `summary.json`, polled
+2. the issue's target, "p99 < 5 ms at a fixed 1,000 req/s": bench/fixed-rate.py (open loop,
+   latency from each request's scheduled send time) at --rate against the same three paths, one
+   after the other; `/healthz` is the floor of the generator and the loopback at that rate;
+3. the time from `/incident declare` committed to the change visible in `summary.json`, polled
    every millisecond, N times.
 
 Usage: cargo build --release && python3 bench/status-page.py [--duration 10] [--n 20]
+       [--rate 1000] [--connections 64]
 Needs wrk (apt-get install wrk).
 """
 import argparse, json, os, re, socket, subprocess, sys, tempfile, time, urllib.request
@@ -40,10 +44,22 @@ def wrk(url, duration):
     return rps, float(p99.group(1)) * scale
 
 
+FIXED_RATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixed-rate.py")
+
+
+def fixed_rate(url, rate, duration, connections):
+    out = subprocess.run([sys.executable, FIXED_RATE, url, "--rate", str(rate), "--duration",
+                          str(duration), "--connections", str(connections), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--bin", default=os.environ.get("SPOTTER_BIN", "target/release/spotter"))
     a = ap.parse_args()
     a.bin = os.path.abspath(a.bin)
@@ -87,13 +103,23 @@ def main():
             while len(summary()["incidents"]) < i + 1:
                 time.sleep(0.001)
             visible.append((time.perf_counter() - committed) * 1000)
-        results = {p: wrk(base + p, a.duration) for p in ["/healthz", "/api/v2/summary.json", "/status"]}
+        paths = ["/healthz", "/api/v2/summary.json", "/status"]
+        results = {p: wrk(base + p, a.duration) for p in paths}
+        fixed = {p: fixed_rate(base + p, a.rate, a.duration, a.connections) for p in paths}
     finally:
         server.terminate()
         server.wait()
     print(f"{'path':<24} {'req/s':>10} {'p99 ms':>8}")
     for p, (rps, p99) in results.items():
         print(f"{p:<24} {rps:>10.0f} {p99:>8.2f}")
+    print(f"\nfixed {a.rate:g} req/s, open loop, {a.connections} connections, {a.duration}s "
+          f"(latency from the scheduled send time):")
+    print(f"{'path':<24} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+          f"{'max ms':>8} {'non2xx':>7}")
+    for p, r in fixed.items():
+        print(f"{p:<24} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+              f"{r['p99_9_ms']:>9.2f} {r['max_ms']:>8.2f} {r['non2xx']:>7}")
+    print()
     print(f"declare committed -> visible in summary.json: p50 {pct(visible, 50):.1f} ms, "
           f"p99 {pct(visible, 99):.1f} ms ({a.n} incidents)")
 

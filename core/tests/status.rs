@@ -216,3 +216,119 @@ dual_test!(
         );
     }
 );
+
+/// `ctx` with an engine whose `[status.templates]` has overrides for level 3, level 2 and the
+/// database (the store and clock are shared).
+fn with_template_overrides(ctx: common::Ctx) -> common::Ctx {
+    use spotter_core::config::TemplateOverride;
+    use spotter_core::domain::LevelId;
+    use std::sync::Arc;
+    let mut config = common::test_config();
+    let t = &mut config.status.templates;
+    t.by_level.insert(
+        LevelId(3),
+        TemplateOverride {
+            title: Some("Major outage: {components}".into()),
+            investigating: Some("Level three on {components}.".into()),
+            identified: Some("We know why {components} is down.".into()),
+            ..TemplateOverride::default()
+        },
+    );
+    t.by_level.insert(
+        LevelId(2),
+        TemplateOverride {
+            investigating: Some("We are looking into slowness of {components}.".into()),
+            ..TemplateOverride::default()
+        },
+    );
+    t.by_component.insert(
+        "database".parse().unwrap(),
+        TemplateOverride {
+            investigating: Some("We are investigating problems with the workout database.".into()),
+            ..TemplateOverride::default()
+        },
+    );
+    let config = Arc::new(config);
+    let engine = Arc::new(spotter_core::Engine::new(
+        ctx.store.clone() as Arc<dyn Store>,
+        config.clone(),
+        ctx.clock.clone() as Arc<dyn spotter_core::clock::Clock>,
+        ctx.metrics.clone(),
+    ));
+    common::Ctx {
+        engine,
+        config,
+        ..ctx
+    }
+}
+
+dual_test!(
+    templates_come_from_the_component_then_the_level_then_the_default,
+    |ctx| async move {
+        let ctx = with_template_overrides(ctx);
+        ctx.ok(
+            "dba",
+            r#"/incident declare level:3 title:"db-7 down" component:database"#,
+        )
+        .await;
+        ctx.ok(
+            "dev",
+            r#"/incident declare level:2 title:"slow pages" component:frontend"#,
+        )
+        .await;
+        ctx.clock.advance(Duration::minutes(5));
+        due(&ctx).await;
+        let published = ctx.store.public_incidents(10).await.unwrap();
+        let of = |n: i64| {
+            published
+                .iter()
+                .find(|p| p.incident.number() == n)
+                .unwrap_or_else(|| panic!("INC-{n} is published: {published:?}"))
+                .clone()
+        };
+        // Level 3 on the database: the component's words, the level's title.
+        let db = of(1);
+        assert_eq!(db.name, "Major outage: MySQL database");
+        assert_eq!(
+            db.updates[0].body,
+            "We are investigating problems with the workout database."
+        );
+        // Level 2 on the frontend: the level's words, the default title.
+        let web = of(2);
+        assert_eq!(web.name, "Problems with Frontend (:3000)");
+        assert_eq!(
+            web.updates[0].body,
+            "We are looking into slowness of Frontend (:3000)."
+        );
+        // The database has no `identified` of its own: its level's; then the default `resolved`.
+        ctx.ok(
+            "dba",
+            "/incident phase incident:INC-1 phase:recovery_execution",
+        )
+        .await;
+        ctx.engine.follow_public().await.unwrap();
+        let db = ctx
+            .store
+            .public_incident_of(db.incident)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(db.updates[0].body, "We know why MySQL database is down.");
+        ctx.ok(
+            "dba",
+            r#"/incident resolve incident:INC-1 summary:"restored""#,
+        )
+        .await;
+        ctx.engine.follow_public().await.unwrap();
+        let db = ctx
+            .store
+            .public_incident_of(db.incident)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            db.updates[0].body,
+            "This incident has been resolved: MySQL database are working normally again."
+        );
+    }
+);

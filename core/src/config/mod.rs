@@ -26,7 +26,7 @@ pub use limits::{AddressRange, LimitsConfig};
 pub use paging::{Escalation, EscalationTier, Person, Rotation, Shift, Target, Team};
 pub use probes::{Probe, ProbeSpec};
 pub use runbooks::{RunbooksConfig, SecretsConfig};
-pub use status::{StatusConfig, StatusTemplates};
+pub use status::{StatusConfig, StatusTemplates, TemplateField, TemplateOverride};
 pub use upkeep::{AuditConfig, JobsConfig, RetentionConfig};
 
 use crate::domain::{Channel, ComponentId, LevelId, PersonId, Role, RoleSet};

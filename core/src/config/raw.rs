@@ -372,7 +372,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let runbooks = super::runbooks::parse_runbooks(raw.runbooks, &mut err);
     let secrets = super::runbooks::parse_secrets(raw.secrets, &mut err);
     let probes = super::probes::parse_probes(raw.probe, &components, &mut err);
-    let status = super::status::parse_status(raw.status, &mut err);
+    let status = super::status::parse_status(raw.status, &levels, &components, &mut err);
 
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.col));

@@ -6,6 +6,7 @@
 //! overrides. Every public change is one transaction with its internal timeline note.
 
 use super::*;
+use crate::config::TemplateField;
 use crate::status::{
     snapshot, ComponentStatus, Impact, PublicIncident, PublicStatus, PublicUpdate,
 };
@@ -95,15 +96,25 @@ impl Engine {
         }
     }
 
-    fn template(&self, status: PublicStatus, inc: &Incident) -> String {
-        let t = &self.config.status.templates;
-        let text = match status {
-            PublicStatus::Investigating => &t.investigating,
-            PublicStatus::Identified => &t.identified,
-            PublicStatus::Monitoring => &t.monitoring,
-            PublicStatus::Resolved | PublicStatus::Postmortem => &t.resolved,
+    /// The words of `field` for `inc` (`[status.templates]`: its first component's override,
+    /// else its level's, else the default), with its components filled in.
+    fn template(&self, field: TemplateField, inc: &Incident) -> String {
+        self.config
+            .status
+            .templates
+            .pick(field, inc.level, &inc.components)
+            .replace("{components}", &self.public_components(inc))
+    }
+
+    /// The templated update of a public status.
+    fn status_template(&self, status: PublicStatus, inc: &Incident) -> String {
+        let field = match status {
+            PublicStatus::Investigating => TemplateField::Investigating,
+            PublicStatus::Identified => TemplateField::Identified,
+            PublicStatus::Monitoring => TemplateField::Monitoring,
+            PublicStatus::Resolved | PublicStatus::Postmortem => TemplateField::Resolved,
         };
-        text.replace("{components}", &self.public_components(inc))
+        self.template(field, inc)
     }
 
     fn new_update(&self, status: PublicStatus, body: String, at: DateTime<Utc>) -> PublicUpdate {
@@ -128,18 +139,13 @@ impl Engine {
             Some((text, status)) => (text, status.unwrap_or_else(|| public_status_of(inc))),
             None => {
                 let s = public_status_of(inc);
-                (self.template(s, inc), s)
+                (self.status_template(s, inc), s)
             }
         };
         let p = PublicIncident {
             id: format!("pi_{}", crate::random_token(6)),
             incident: inc.reference,
-            name: self
-                .config
-                .status
-                .templates
-                .title
-                .replace("{components}", &self.public_components(inc)),
+            name: self.template(TemplateField::Title, inc),
             impact: impact_of(inc.level),
             status,
             components: inc.components.clone(),
@@ -456,7 +462,7 @@ impl Engine {
                     self.post_in(
                         &mut plan,
                         &with_impact,
-                        self.template(status, &inc),
+                        self.status_template(status, &inc),
                         Some(status),
                     );
                 }

@@ -92,12 +92,72 @@ pub struct IncidentUpdateJson<'a> {
     pub created_at: String,
     pub updated_at: String,
     pub display_at: String,
-    /// Statuspage lists the component changes an update made; the snapshot does not record
-    /// them per update, and `null` is what Statuspage sends for an update that changed none.
-    pub affected_components: Option<Vec<serde_json::Value>>,
+    /// The components the update concerns, each with the status it moved them from and to
+    /// (see [`affected_components`]); `null` where there are none, as Statuspage sends.
+    pub affected_components: Option<Vec<AffectedComponentJson<'a>>>,
     pub deliver_notifications: bool,
     pub custom_tweet: Option<String>,
     pub tweet_id: Option<String>,
+}
+
+/// One component in an update's `affected_components`, as Statuspage writes it: `code` is the
+/// component's id.
+#[derive(Serialize)]
+pub struct AffectedComponentJson<'a> {
+    pub code: &'a str,
+    pub name: &'a str,
+    pub old_status: &'static str,
+    pub new_status: &'static str,
+}
+
+/// Each update's `affected_components`, in `i.updates`' order (newest first).
+///
+/// The store keeps no component statuses per update, so they are derived, and only from the
+/// incident itself: every update lists all of the incident's components (as they are now); an
+/// unresolved update sets them to what the incident's impact makes of them (the mapping the
+/// snapshot uses: minor → degraded_performance, major → partial_outage, critical →
+/// major_outage), a resolved or postmortem one to `operational`; `old_status` is the previous
+/// update's `new_status`, `operational` before the first. The impact is the current one (an
+/// escalation is not dated per update), and a component's shown status, which also counts
+/// overrides, maintenance and other incidents, is in `components`, not here.
+pub fn affected_components<'a>(
+    snap: &'a StatusSnapshot,
+    i: &'a PublicIncident,
+) -> Vec<Option<Vec<AffectedComponentJson<'a>>>> {
+    let named: Vec<&PublicComponent> = i
+        .components
+        .iter()
+        .filter_map(|id| snap.components.iter().find(|c| c.id == id.as_str()))
+        .collect();
+    let while_open = spotter_core::status::snapshot::component_status_for(i.impact);
+    let mut old = ComponentStatus::Operational;
+    let mut out: Vec<_> = i
+        .updates
+        .iter()
+        .rev()
+        .map(|u| {
+            let new = if u.status.is_resolved() {
+                ComponentStatus::Operational
+            } else {
+                while_open
+            };
+            let from = std::mem::replace(&mut old, new);
+            Some(
+                named
+                    .iter()
+                    .map(|c| AffectedComponentJson {
+                        code: &c.id,
+                        name: &c.name,
+                        old_status: from.as_str(),
+                        new_status: new.as_str(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|a| !a.is_empty())
+        })
+        .collect();
+    out.reverse();
+    out
 }
 
 pub fn page_json(snap: &StatusSnapshot) -> PageJson<'_> {
@@ -233,7 +293,8 @@ pub fn incident_json<'a>(snap: &'a StatusSnapshot, i: &'a PublicIncident) -> Inc
         incident_updates: i
             .updates
             .iter()
-            .map(|u| IncidentUpdateJson {
+            .zip(affected_components(snap, i))
+            .map(|(u, affected_components)| IncidentUpdateJson {
                 id: &u.id,
                 status: u.status.as_str(),
                 body: &u.body,
@@ -241,7 +302,7 @@ pub fn incident_json<'a>(snap: &'a StatusSnapshot, i: &'a PublicIncident) -> Inc
                 created_at: time(u.created_at),
                 updated_at: time(u.created_at),
                 display_at: time(u.created_at),
-                affected_components: None,
+                affected_components,
                 deliver_notifications: true,
                 custom_tweet: None,
                 tweet_id: None,

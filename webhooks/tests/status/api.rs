@@ -153,6 +153,36 @@ fn assert_incident(i: &Value) {
         )
     );
     assert_eq!(i["page_id"], "pg_workout");
+    let component_ids: Vec<&Value> = i["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    // Oldest first: each update starts its components where the one before left them.
+    let mut before = "operational".to_string();
+    for u in i["incident_updates"].as_array().unwrap().iter().rev() {
+        let affected = u["affected_components"]
+            .as_array()
+            .unwrap_or_else(|| panic!("an incident update names its components: {u}"));
+        let mut after = None;
+        for a in affected {
+            assert_eq!(
+                keys(a),
+                set(["code", "name", "old_status", "new_status"]),
+                "{a}"
+            );
+            assert!(
+                component_ids.contains(&&a["code"]),
+                "{a} in {component_ids:?}"
+            );
+            assert!(a["name"].is_string());
+            assert_eq!(a["old_status"], before.as_str(), "{a}");
+            assert!(COMPONENT_STATUSES.contains(&a["new_status"].as_str().unwrap()));
+            after = Some(a["new_status"].as_str().unwrap().to_string());
+        }
+        before = after.unwrap_or(before);
+    }
     for u in i["incident_updates"].as_array().unwrap() {
         assert_eq!(keys(u), set(UPDATE_KEYS), "update {u}");
         assert_eq!(u["incident_id"], i["id"]);
@@ -161,7 +191,6 @@ fn assert_incident(i: &Value) {
         for k in ["created_at", "updated_at", "display_at"] {
             assert_time(&u[k], k);
         }
-        assert!(u["affected_components"].is_null() || u["affected_components"].is_array());
         assert!(u["deliver_notifications"].is_boolean());
         assert!(u["custom_tweet"].is_null() && u["tweet_id"].is_null());
     }
@@ -257,7 +286,16 @@ async fn summary_json_has_statuspage_fields_and_values() {
     assert_eq!(ups[0]["created_at"], "2026-12-01T12:20:00.000Z");
     assert_eq!(ups[0]["display_at"], "2026-12-01T12:20:00.000Z");
     assert_eq!(ups[0]["deliver_notifications"], true);
+    // The critical incident keeps its component in major outage until it resolves.
+    assert_eq!(
+        ups[0]["affected_components"],
+        serde_json::json!([{"code": "database", "name": "Database", "old_status": "major_outage", "new_status": "major_outage"}])
+    );
     assert_eq!(ups[1]["id"], "pu_db1");
+    assert_eq!(
+        ups[1]["affected_components"],
+        serde_json::json!([{"code": "database", "name": "Database", "old_status": "operational", "new_status": "major_outage"}])
+    );
     let affected: Vec<&str> = db["components"]
         .as_array()
         .unwrap()
@@ -307,6 +345,28 @@ async fn every_endpoint_has_its_documented_top_level_shape() {
         .map(|u| u["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["resolved", "monitoring", "investigating"]);
+    // A major incident: partial outage while open, operational from its resolution.
+    let moves: Vec<(&str, &str, &str)> = app["incident_updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let a = &u["affected_components"][0];
+            (
+                a["code"].as_str().unwrap(),
+                a["old_status"].as_str().unwrap(),
+                a["new_status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("application", "partial_outage", "operational"),
+            ("application", "partial_outage", "partial_outage"),
+            ("application", "operational", "partial_outage"),
+        ]
+    );
 
     let v = get(&r, "/api/v2/incidents/unresolved.json").await.json();
     assert_eq!(shape(&v), ["incidents", "page"]);
