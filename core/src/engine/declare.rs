@@ -106,6 +106,8 @@ impl Engine {
             self.store.commit_new_incident(&build).await
         })?;
         self.wake_dispatchers();
+        // The status follower and announcer: a publication without grace is announced at once.
+        self.status_wakeup.notify_one();
         if auto.is_some() {
             self.run_wakeup.notify_one();
         }

@@ -543,13 +543,8 @@ impl Engine {
         plan: Plan<'_>,
         write: Option<IncidentWrite>,
     ) -> Result<(), StoreError> {
-        let cs = plan.finish(write);
-        let wake = !cs.outbox.is_empty();
-        self.store().commit(cs).await?;
-        if wake {
-            self.wake_dispatchers();
-        }
-        Ok(())
+        // The engine's commit wakes the dispatchers and the status follower.
+        self.commit(plan.finish(write)).await
     }
 }
 
