@@ -172,6 +172,10 @@ dual_test!(
             ctx.engine.unsubscribe(&token).await.unwrap().is_err(),
             "once"
         );
+        // Nothing personal is kept of someone who left.
+        let gone = ctx.store.subscriber(s.id).await.unwrap().unwrap();
+        assert_eq!(gone.address, "(removed)");
+        assert_eq!(gone.secret_env, None);
         // The audit log names the subscriber by id, never by address.
         let log = ctx.store.audit_log().await.unwrap();
         let text = format!("{log:?}");

@@ -350,8 +350,11 @@ async fn the_form_tells_nothing_refuses_junk_and_is_rate_limited() {
     let form_page = app.get("/status/subscribe").await.text().await.unwrap();
     assert!(form_page.contains("name=\"email\"") && form_page.contains("value=\"database\""));
 
+    let hour = || chrono::Utc::now().timestamp() / 3600;
+    let first_hour = hour();
     let (s1, new) = form(&app, "email=someone%40example.com").await;
     let (s2, again) = form(&app, "email=SOMEONE%40example.com").await;
+    let same_hour = hour() == first_hour;
     assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
     assert_eq!(new, again, "a known address gets the same answer");
     let (s, bad) = form(&app, "email=not-an-address").await;
@@ -396,10 +399,14 @@ async fn the_form_tells_nothing_refuses_junk_and_is_rate_limited() {
             .as_str(),
         "pending"
     );
-    until("two confirmation mails (one per request)", || {
-        (mails_to(&mails, "someone@example.com").len() == 2).then_some(())
+    // One confirmation mail an hour per address, however often it is asked for.
+    until("the confirmation mail", || {
+        (!mails_to(&mails, "someone@example.com").is_empty()).then_some(())
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expected = if same_hour { 1 } else { 2 };
+    assert_eq!(mails_to(&mails, "someone@example.com").len(), expected);
     app.stop().await;
 }
 

@@ -326,7 +326,9 @@ impl Engine {
                 incident: None,
                 text: format!("confirm the subscription of subscriber {}", subscriber.id),
                 priority: -10,
-                idempotency_key: format!("bc:{}:confirm:{}", subscriber.id, now.timestamp_millis()),
+                // At most one confirmation mail per address an hour, however many sources ask:
+                // the form's per-address limit cannot be dodged by asking from many addresses.
+                idempotency_key: format!("bc:{}:confirm:{}", subscriber.id, now.timestamp() / 3600),
                 ordering_key: format!("subscriber:{}", subscriber.id),
                 page: None,
                 approval: None,

@@ -87,9 +87,11 @@ pub(super) async fn write(
                 }
             }
             SubscriberWrite::Remove { id, at } => {
+                // The address goes with the subscription: nothing personal is kept of someone
+                // who unsubscribed (the row stays, so ids are never reused).
                 let res = sqlx::query(
-                    "UPDATE subscribers SET state = 'removed', removed_at = $2 \
-                     WHERE id = $1 AND state <> 'removed'",
+                    "UPDATE subscribers SET state = 'removed', removed_at = $2, address = '(removed)', \
+                     secret_env = NULL WHERE id = $1 AND state <> 'removed'",
                 )
                 .bind(id)
                 .bind(ms(*at))
