@@ -149,6 +149,19 @@ def busy_jiffies(pid=None):
     return int(f[11]) + int(f[12])
 
 
+def postgres_jiffies():
+    """The CPU time of the local PostgreSQL server's processes: with --pg the database does much
+    of the work in processes of its own, which would otherwise count as "everything else"."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and open(f"/proc/{pid}/comm").read().strip() == "postgres":
+                total += busy_jiffies(int(pid))
+        except OSError:
+            pass
+    return total
+
+
 def wait_ready(port, proc, url=None):
     for _ in range(600):
         if proc.poll() is not None:
@@ -208,11 +221,12 @@ def one_run(a, target, shape, tmp, cfg):
         ready = f"http://127.0.0.1:{port}/readyz"
     try:
         wait_ready(port, proc, ready)
-        j0, s0 = busy_jiffies(), busy_jiffies(proc.pid)
+        j0, s0, p0 = busy_jiffies(), busy_jiffies(proc.pid), postgres_jiffies()
         r = asyncio.run(load(port, run, batch, senders, groups, a.duration))
         hz = os.sysconf("SC_CLK_TCK") * r["elapsed"]
         r["machine_cpu"] = (busy_jiffies() - j0) / hz
         r["server_cpu"] = (busy_jiffies(proc.pid) - s0) / hz
+        r["pg_cpu"] = (postgres_jiffies() - p0) / hz
         have = stored(dburl, run)
     finally:
         proc.terminate()
@@ -234,7 +248,8 @@ def one_run(a, target, shape, tmp, cfg):
           f"2xx'd alerts {len(acked)}, stored {len(have)}, 2xx'd but missing {r['missing']}; "
           f"non-2xx {non2xx or 0}, socket errors {r['errors']}, server log errors {r['log_errors']}; "
           f"CPU in cores: server {r['server_cpu']:.2f}, generator {r['cpu']:.2f}, "
-          f"everything else {max(0.0, r['machine_cpu'] - r['server_cpu'] - r['cpu']):.2f} "
+          f"postgres {r['pg_cpu']:.2f}, everything else "
+          f"{max(0.0, r['machine_cpu'] - r['server_cpu'] - r['cpu'] - r['pg_cpu']):.2f} "
           f"(of {os.cpu_count()})", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return r
