@@ -28,7 +28,7 @@ its own CPU use, since on a small machine it shares the cores with the server.
 Usage:
   cargo build --release
   (cd bench/reference-receiver && cargo build --release)
-  python3 bench/storm.py [--duration 10] [--shapes one,storm,declare]
+  python3 bench/storm.py [--duration 10] [--shapes one,storm,declare] [--targets reference,spotter]
   python3 bench/storm.py --pg postgres://postgres@127.0.0.1:5432/postgres  # a fresh database per
                                                                           # run on that server
 Needs python3, sqlite3, psql (for --pg). Binaries: --bin / SPOTTER_BIN, --reference /
@@ -263,6 +263,7 @@ def main():
     ap.add_argument("--batch", type=int, default=50, help="alerts per storm notification")
     ap.add_argument("--groups", type=int, default=8, help="alert names cycled (one, storm)")
     ap.add_argument("--shapes", default="one,storm,declare")
+    ap.add_argument("--targets", default="reference,spotter")
     ap.add_argument("--pg", help="PostgreSQL server URL; a fresh database is created per run")
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     ap.add_argument("--bin", default=os.environ.get("SPOTTER_BIN", os.path.join(target_dir, "release", "spotter")))
@@ -274,6 +275,10 @@ def main():
     for s in shapes:
         if s not in ("one", "storm", "declare"):
             raise SystemExit(f"--shapes: unknown shape `{s}`; accepted: one, storm, declare")
+    targets = [t for t in a.targets.split(",") if t]
+    for t in targets:
+        if t not in ("reference", "spotter"):
+            raise SystemExit(f"--targets: unknown target `{t}`; accepted: reference, spotter")
     for b in (a.bin, a.reference):
         if not os.access(b, os.X_OK):
             raise SystemExit(f"no executable {b}: build it (see the usage) or pass --bin / --reference")
@@ -294,7 +299,9 @@ def main():
     results = {}
     try:
         for shape in shapes:
-            for target in (["spotter"] if shape == "declare" else ["reference", "spotter"]):
+            for target in targets:
+                if shape == "declare" and target == "reference":
+                    continue
                 results[(target, shape)] = one_run(a, target, shape, tmp, cfg_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
