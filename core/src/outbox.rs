@@ -107,6 +107,9 @@ impl Notifier for LogNotifier {
 const BATCH: usize = 16;
 /// Pages claimed per round: delivered in parallel, so the lease covers one notifier timeout.
 const PAGE_BATCH: usize = 32;
+/// How long delivered chat messages may wait for their mark while more are delivered, so marks
+/// are batched over a burst and the record still follows the deliveries closely.
+const MARK_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 /// Lease time beyond the deliveries themselves: claiming, recording outcomes, clock skew.
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -241,14 +244,29 @@ impl Dispatcher {
                 Lane::Chat,
             )
             .await?;
+        // Delivered messages are marked together: one write (one fsync) for a burst of chat
+        // posts. A mark waits at most MARK_DELAY before the next delivery starts, or that one
+        // delivery's time; a crash meanwhile re-delivers them (at least once, as ever).
+        let mut unmarked: Vec<&OutboxMessage> = Vec::new();
+        let mut unmarked_since = std::time::Instant::now();
         for (i, m) in batch.iter().enumerate() {
             let notifier = self.notifiers.get(&m.channel);
             let timeout = notifier.map(|n| n.timeout()).unwrap_or_default();
             // Never start a delivery the lease might not cover: give the rest back instead.
             if claimed.elapsed() + timeout + LEASE_MARGIN / 2 > lease {
+                let lost = self.flush_marks(&mut unmarked).await?;
                 let rest: Vec<i64> = batch[i..].iter().map(|m| m.id).collect();
                 self.store.outbox_release(&rest, &self.owner).await?;
+                if lost {
+                    self.lease_lost(m.id);
+                }
                 return Ok(i);
+            }
+            if !unmarked.is_empty() && unmarked_since.elapsed() > MARK_DELAY {
+                if self.flush_marks(&mut unmarked).await? {
+                    self.lease_lost(m.id);
+                    return Ok(i);
+                }
             }
             let result = match notifier {
                 Some(n) => match tokio::time::timeout(timeout, n.deliver(m)).await {
@@ -263,27 +281,28 @@ impl Dispatcher {
                     m.channel
                 ))),
             };
-            let now = self.clock.now();
             let fenced = match result {
                 Ok(()) => {
-                    let held = self.store.outbox_delivered(m.id, &self.owner, now).await?;
-                    if held {
-                        self.metrics.outbox_delivered();
+                    if unmarked.is_empty() {
+                        unmarked_since = std::time::Instant::now();
                     }
-                    held
+                    unmarked.push(m);
+                    true
                 }
-                Err(e) => self.record_failure(m, &e).await?,
+                Err(e) => {
+                    let lost = self.flush_marks(&mut unmarked).await?;
+                    self.record_failure(m, &e).await? && !lost
+                }
             };
             if !fenced {
                 // Our lease ran out: another replica may own these messages now, so record
                 // nothing more for this batch.
-                tracing::warn!(
-                    id = m.id,
-                    "outbox lease lost before the outcome was recorded"
-                );
-                self.metrics.outbox_lease_lost();
+                self.lease_lost(m.id);
                 return Ok(i + 1);
             }
+        }
+        if self.flush_marks(&mut unmarked).await? {
+            self.lease_lost(batch.last().map(|m| m.id).unwrap_or_default());
         }
         Ok(batch.len())
     }
@@ -407,6 +426,30 @@ impl Dispatcher {
             self.metrics.outbox_failure(dead);
         }
         Ok(held)
+    }
+
+    /// Marks `unmarked` delivered (one write) and empties it; `true` when a lease was lost for
+    /// any of them.
+    async fn flush_marks(&self, unmarked: &mut Vec<&OutboxMessage>) -> Result<bool, StoreError> {
+        if unmarked.is_empty() {
+            return Ok(false);
+        }
+        let held = self.mark_delivered(unmarked).await?;
+        let mut lost = false;
+        for h in held {
+            if h {
+                self.metrics.outbox_delivered();
+            } else {
+                lost = true;
+            }
+        }
+        unmarked.clear();
+        Ok(lost)
+    }
+
+    fn lease_lost(&self, id: i64) {
+        tracing::warn!(id, "outbox lease lost before the outcome was recorded");
+        self.metrics.outbox_lease_lost();
     }
 
     /// Marks delivered messages in one transaction (one fsync, not one per message); when a
