@@ -262,11 +262,12 @@ impl Dispatcher {
                 }
                 return Ok(i);
             }
-            if !unmarked.is_empty() && unmarked_since.elapsed() > MARK_DELAY {
-                if self.flush_marks(&mut unmarked).await? {
-                    self.lease_lost(m.id);
-                    return Ok(i);
-                }
+            if !unmarked.is_empty()
+                && unmarked_since.elapsed() > MARK_DELAY
+                && self.flush_marks(&mut unmarked).await?
+            {
+                self.lease_lost(m.id);
+                return Ok(i);
             }
             let result = match notifier {
                 Some(n) => match tokio::time::timeout(timeout, n.deliver(m)).await {
