@@ -184,3 +184,41 @@ dual_test!(
         ctx.audit_verifies().await;
     }
 );
+
+dual_test!(
+    multi_thread a_public_incident_is_never_read_torn_from_its_updates,
+    |ctx| async move {
+        ctx.ok(
+            "dba",
+            r#"/incident declare level:3 title:"x" component:database"#,
+        )
+        .await;
+        ctx.ok("dba", "/status publish").await;
+        // One writer posts public updates (each moves the incident's updated_at with it); a
+        // reader keeps reading. An incident read with an update newer than its own row would be
+        // a torn read, which the announcer would announce as a change of its own.
+        let writer = {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    ctx.clock.advance(chrono::Duration::milliseconds(7));
+                    ctx.ok("dev", &format!(r#"/status post text:"step {i}""#)).await;
+                }
+            })
+        };
+        let mut reads = 0;
+        while !writer.is_finished() {
+            for p in ctx.store.public_incidents_open_since(common::start_time()).await.unwrap() {
+                let newest = p.updates.first().unwrap().created_at;
+                assert!(
+                    newest <= p.updated_at,
+                    "torn read: update at {newest}, incident row at {}",
+                    p.updated_at
+                );
+            }
+            reads += 1;
+        }
+        writer.await.unwrap();
+        assert!(reads > 1);
+    }
+);

@@ -135,7 +135,9 @@ async fn insert_update(
     Ok(())
 }
 
-type IncidentRow = (
+/// A public incident's columns and one of its updates (none: an incident without updates), as
+/// one joined row.
+type JoinedRow = (
     String,
     i64,
     String,
@@ -146,29 +148,31 @@ type IncidentRow = (
     i64,
     Option<i64>,
     i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
 );
-type UpdateRow = (String, String, String, i64);
 
-const PUBLIC_COLUMNS: &str =
-    "id, incident, name, impact, status, components, created_at, updated_at, resolved_at, version";
+/// Incidents and their updates in one statement, newest first and updates newest first: one
+/// statement reads one snapshot, so an incident is never seen with updates its own row does not
+/// know of yet (two queries could straddle a commit, and the announcer would announce that torn
+/// state as a change of its own).
+fn joined(filter: &str) -> String {
+    format!(
+        "SELECT i.id, i.incident, i.name, i.impact, i.status, i.components, i.created_at, i.updated_at, \
+         i.resolved_at, i.version, u.id, u.status, u.body, u.created_at \
+         FROM public_incidents i LEFT JOIN public_updates u ON u.public_incident = i.id \
+         WHERE {filter} ORDER BY i.created_at DESC, i.id DESC, u.position DESC"
+    )
+}
 
-impl SqlStore {
-    async fn public_from_rows(
-        &self,
-        rows: Vec<IncidentRow>,
-    ) -> Result<Vec<PublicIncident>, StoreError> {
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let updates: Vec<UpdateRow> = sqlx::query_as(
-                "SELECT id, status, body, created_at FROM public_updates WHERE public_incident = $1 \
-                 ORDER BY position DESC",
-            )
-            .bind(&r.0)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+fn public_from_rows(rows: Vec<JoinedRow>) -> Result<Vec<PublicIncident>, StoreError> {
+    let mut out: Vec<PublicIncident> = Vec::new();
+    for r in rows {
+        if out.last().is_none_or(|p| p.id != r.0) {
             out.push(PublicIncident {
-                id: r.0,
+                id: r.0.clone(),
                 incident: IncidentRef::new(r.1),
                 name: r.2,
                 impact: Impact::parse(&r.3).ok_or_else(|| corrupt("impact", &r.3))?,
@@ -183,64 +187,62 @@ impl SqlStore {
                 updated_at: from_ms(r.7)?,
                 resolved_at: r.8.map(from_ms).transpose()?,
                 version: r.9,
-                updates: updates
-                    .into_iter()
-                    .map(|u| {
-                        Ok(PublicUpdate {
-                            id: u.0,
-                            status: PublicStatus::parse(&u.1)
-                                .ok_or_else(|| corrupt("public status", &u.1))?,
-                            body: u.2,
-                            created_at: from_ms(u.3)?,
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?,
+                updates: Vec::new(),
             });
         }
-        Ok(out)
+        if let (Some(id), Some(status), Some(body), Some(at)) = (r.10, r.11, r.12, r.13) {
+            let p = out.last_mut().expect("pushed above");
+            p.updates.push(PublicUpdate {
+                id,
+                status: PublicStatus::parse(&status)
+                    .ok_or_else(|| corrupt("public status", &status))?,
+                body,
+                created_at: from_ms(at)?,
+            });
+        }
     }
+    Ok(out)
+}
 
+impl SqlStore {
     pub(super) async fn public_incidents_sql(
         &self,
         limit: i64,
     ) -> Result<Vec<PublicIncident>, StoreError> {
-        let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PUBLIC_COLUMNS} FROM public_incidents ORDER BY created_at DESC, id DESC LIMIT $1"
+        let rows: Vec<JoinedRow> = sqlx::query_as(sqlx::AssertSqlSafe(joined(
+            "i.id IN (SELECT id FROM public_incidents ORDER BY created_at DESC, id DESC LIMIT $1)",
         )))
         .bind(limit)
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        self.public_from_rows(rows).await
+        public_from_rows(rows)
     }
 
     pub(super) async fn public_incidents_open_since_sql(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<PublicIncident>, StoreError> {
-        let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PUBLIC_COLUMNS} FROM public_incidents WHERE resolved_at IS NULL OR resolved_at > $1 \
-             ORDER BY created_at DESC, id DESC"
+        let rows: Vec<JoinedRow> = sqlx::query_as(sqlx::AssertSqlSafe(joined(
+            "i.resolved_at IS NULL OR i.resolved_at > $1",
         )))
         .bind(ms(since))
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        self.public_from_rows(rows).await
+        public_from_rows(rows)
     }
 
     pub(super) async fn public_incident_of_sql(
         &self,
         incident: IncidentRef,
     ) -> Result<Option<PublicIncident>, StoreError> {
-        let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PUBLIC_COLUMNS} FROM public_incidents WHERE incident = $1"
-        )))
-        .bind(incident.number())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
-        Ok(self.public_from_rows(rows).await?.into_iter().next())
+        let rows: Vec<JoinedRow> = sqlx::query_as(sqlx::AssertSqlSafe(joined("i.incident = $1")))
+            .bind(incident.number())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(public_from_rows(rows)?.into_iter().next())
     }
 
     pub(super) async fn component_overrides_sql(
