@@ -20,8 +20,7 @@
 //! `List-Unsubscribe` / `List-Unsubscribe-Post` headers (RFC 8058).
 
 use super::email::{build_mailer, Mailer};
-use super::{bounded, check_status, http_client, one_line, request_failed};
-use crate::intake::signature::sign_hex;
+use super::{bounded, http_client, one_line};
 use crate::status::api::{component_json, incident_json};
 use crate::status::maintenance::maintenance_json;
 use async_trait::async_trait;
@@ -168,27 +167,15 @@ impl Notifier for BroadcastWebhookNotifier {
         let body = serde_json::to_vec(&webhook_body(&snap, b, unsubscribe)).map_err(|e| {
             DeliveryError::Permanent(format!("{what}: cannot encode the body: {e}"))
         })?;
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = sign_hex(secret.as_bytes(), &[timestamp.as_bytes(), b".", &body]);
-        let request = self
-            .client
-            .post(&b.address)
-            .timeout(self.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Spotter-Timestamp", &timestamp)
-            .header("X-Spotter-Signature", format!("sha256={signature}"))
-            .header(
-                "X-Spotter-Idempotency-Key",
-                super::ascii_header(&m.idempotency_key),
-            )
-            .body(body);
-        bounded(self.timeout, &what, async {
-            let resp = request
-                .send()
-                .await
-                .map_err(|e| request_failed(&what, self.timeout, e))?;
-            check_status(&what, resp).await
-        })
+        super::signed_post(
+            &self.client,
+            &b.address,
+            secret.as_bytes(),
+            body,
+            &m.idempotency_key,
+            self.timeout,
+            &what,
+        )
         .await
     }
 

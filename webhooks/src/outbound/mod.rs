@@ -241,6 +241,39 @@ fn request_failed(what: &str, limit: Duration, e: reqwest::Error) -> DeliveryErr
     }
 }
 
+/// POSTs `body` (JSON) to `url`, signed like generic intake (`X-Spotter-Timestamp`,
+/// `X-Spotter-Signature: sha256=<hex HMAC-SHA256(secret, timestamp "." body)>`) and carrying the
+/// message's idempotency key, bounded by `limit`: pages' webhooks and subscribers' alike.
+pub(crate) async fn signed_post(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    body: Vec<u8>,
+    idempotency_key: &str,
+    limit: Duration,
+    what: &str,
+) -> Result<(), DeliveryError> {
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature =
+        crate::intake::signature::sign_hex(secret, &[timestamp.as_bytes(), b".", &body]);
+    let request = client
+        .post(url)
+        .timeout(limit)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("X-Spotter-Timestamp", &timestamp)
+        .header("X-Spotter-Signature", format!("sha256={signature}"))
+        .header("X-Spotter-Idempotency-Key", ascii_header(idempotency_key))
+        .body(body);
+    bounded(limit, what, async {
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| request_failed(what, limit, e))?;
+        check_status(what, resp).await
+    })
+    .await
+}
+
 /// The most of a refusing answer's body that goes into the error: enough for ntfy's
 /// `{"code":40101,"error":"unauthorized"}`.
 const BODY_SNIPPET: usize = 200;

@@ -19,8 +19,7 @@
 //! `tier` is 1-based (`null` for pages outside the matrix), `incident` is `null` for pages about
 //! no incident.
 
-use super::{bounded, check_status, http_client, request_failed, resolve, what};
-use crate::intake::signature::sign_hex;
+use super::{http_client, resolve, what};
 use async_trait::async_trait;
 use serde_json::json;
 use spotter_core::config::{Config, ContactMethod};
@@ -123,30 +122,15 @@ impl Notifier for WebhookNotifier {
         let body = serde_json::to_vec(&body(m, r.page)).map_err(|e| {
             DeliveryError::Permanent(format!("{what}: cannot encode the body: {e}"))
         })?;
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = sign_hex(
+        super::signed_post(
+            &self.client,
+            url,
             secret.expose().as_bytes(),
-            &[timestamp.as_bytes(), b".", &body],
-        );
-        let request = self
-            .client
-            .post(url)
-            .timeout(self.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Spotter-Timestamp", &timestamp)
-            .header("X-Spotter-Signature", format!("sha256={signature}"))
-            .header(
-                "X-Spotter-Idempotency-Key",
-                super::ascii_header(&m.idempotency_key),
-            )
-            .body(body);
-        bounded(self.timeout, &what, async {
-            let resp = request
-                .send()
-                .await
-                .map_err(|e| request_failed(&what, self.timeout, e))?;
-            check_status(&what, resp).await
-        })
+            body,
+            &m.idempotency_key,
+            self.timeout,
+            &what,
+        )
         .await
     }
 

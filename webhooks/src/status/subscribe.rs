@@ -182,32 +182,56 @@ fn refused(state: &AppState, client: std::net::IpAddr, why: SubscriberLinkRefusa
     }
 }
 
+/// A link's `GET`: names the address and asks for the press (`question`, `button`). Changes
+/// nothing.
+async fn ask(
+    state: &AppState,
+    purpose: &str,
+    token: &str,
+    admitted: Result<std::net::IpAddr, u64>,
+    title: &str,
+    question: &str,
+    button: &str,
+) -> Response {
+    let client = match admitted {
+        Ok(c) => c,
+        Err(secs) => return too_many(secs),
+    };
+    match state.engine.subscriber_link_view(purpose, token).await {
+        Err(e) => unavailable(e),
+        Ok(Err(why)) => refused(state, client, why),
+        Ok(Ok(s)) => {
+            state.guard.authenticated(client);
+            page(
+                StatusCode::OK,
+                title,
+                &format!(
+                    "<p>{question} <strong>{}</strong>?</p>\
+                     <form method=\"post\"><button type=\"submit\">{button}</button></form>",
+                    escape(&s.address)
+                ),
+            )
+        }
+    }
+}
+
 /// `GET /status/subscribe/confirm/{token}`: asks for the press. Changes nothing.
 pub async fn confirm_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
-    let client = match admit(&state, &req) {
-        Ok(c) => c,
-        Err(secs) => return too_many(secs),
-    };
-    match state.engine.subscriber_link_view("confirm", &token).await {
-        Err(e) => unavailable(e),
-        Ok(Err(why)) => refused(&state, client, why),
-        Ok(Ok(s)) => {
-            state.guard.authenticated(client);
-            page(
-                StatusCode::OK,
-                "Confirm your subscription",
-                &format!(
-                    "<p>Send status updates to <strong>{}</strong>?</p>\
-                     <form method=\"post\"><button type=\"submit\">Confirm</button></form>",
-                    escape(&s.address)
-                ),
-            )
-        }
-    }
+    let admitted = admit(&state, &req);
+    ask(
+        &state,
+        "confirm",
+        &token,
+        admitted,
+        "Confirm your subscription",
+        "Send status updates to",
+        "Confirm",
+    )
+    .await
 }
 
 /// `POST /status/subscribe/confirm/{token}`: confirms the address.
@@ -243,30 +267,17 @@ pub async fn unsubscribe_page(
     Path(token): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
-    let client = match admit(&state, &req) {
-        Ok(c) => c,
-        Err(secs) => return too_many(secs),
-    };
-    match state
-        .engine
-        .subscriber_link_view("unsubscribe", &token)
-        .await
-    {
-        Err(e) => unavailable(e),
-        Ok(Err(why)) => refused(&state, client, why),
-        Ok(Ok(s)) => {
-            state.guard.authenticated(client);
-            page(
-                StatusCode::OK,
-                "Unsubscribe?",
-                &format!(
-                    "<p>Stop sending status updates to <strong>{}</strong>?</p>\
-                     <form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
-                    escape(&s.address)
-                ),
-            )
-        }
-    }
+    let admitted = admit(&state, &req);
+    ask(
+        &state,
+        "unsubscribe",
+        &token,
+        admitted,
+        "Unsubscribe?",
+        "Stop sending status updates to",
+        "Unsubscribe",
+    )
+    .await
 }
 
 /// `POST /status/unsubscribe/{token}`: the page's button and RFC 8058's one-click POST.
