@@ -68,7 +68,17 @@ dual_test!(
         assert_eq!(i["title"], "MySQL is not answering");
         assert_eq!(i["declared_by"], "source:alertmanager");
         let before = app.timeline_kinds("INC-1").await;
-        assert_eq!(before, ["declared", "paged", "alert", "alert"]);
+        // The notification's two alerts are one event (coalesced per incident), naming both.
+        assert_eq!(before, ["declared", "paged", "alert"]);
+        let alert_event = app.incident("INC-1").await["timeline"][2]["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            alert_event.starts_with("2 alerts firing: ")
+                && alert_event.matches("MySQL").count() == 2,
+            "{alert_event}"
+        );
 
         // The HA twin's identical notification: no new incident, no timeline noise.
         let r = json_of(app.post_alertmanager(FIRING).await).await;
@@ -110,7 +120,10 @@ dual_test!(
             .iter()
             .filter(|k| *k == "alert")
             .count();
-        assert_eq!(alert_events, 2, "each alert joined once");
+        assert_eq!(
+            alert_events, 1,
+            "the notification's alerts joined once (one coalesced event)"
+        );
     }
 );
 

@@ -19,7 +19,8 @@
 //! - [`maintenance`]: maintenance windows.
 //! - [`oncall`]: `/oncall override`, someone else on call in a rotation for a while.
 //! - [`intake`]: alerts become incidents (dedup, grouping, resolution, flapping, maintenance),
-//!   and [`heartbeat`], the dead man's switch.
+//!   and [`heartbeat`], the dead man's switch; [`notification`] decides a notification's alerts
+//!   together, so it is written in one transaction.
 
 use crate::audit::AuditRecord;
 use crate::clock::Clock;
@@ -48,6 +49,7 @@ pub mod heartbeat;
 pub mod intake;
 mod jobs;
 mod maintenance;
+mod notification;
 mod oncall;
 mod pages;
 mod paging;
@@ -520,6 +522,26 @@ impl Engine {
 
     pub(crate) fn incident_lock(&self, r: IncidentRef) -> &tokio::sync::Mutex<()> {
         &self.incident_locks[(r.number().unsigned_abs() as usize) % self.incident_locks.len()]
+    }
+
+    /// Takes the lock stripes of `incidents` in stripe order (so two callers never wait on
+    /// each other), each once.
+    pub(crate) async fn lock_incidents(
+        &self,
+        incidents: &[IncidentRef],
+    ) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let n = self.incident_locks.len();
+        let mut stripes: Vec<usize> = incidents
+            .iter()
+            .map(|r| (r.number().unsigned_abs() as usize) % n)
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut turns = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            turns.push(self.incident_locks[s].lock().await);
+        }
+        turns
     }
 
     async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@
 
 mod sql;
 
-pub use sql::{Backend, SqlStore};
+pub use sql::{Backend, GroupCommitStats, SqlStore};
 
 mod jobs;
 mod public;
@@ -49,6 +49,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         build: &(dyn Fn(IncidentRef, i64) -> Changeset + Send + Sync),
     ) -> Result<IncidentRef, StoreError>;
+    /// Writes a whole request in one transaction, all or nothing: its changesets, and its
+    /// declarations, each numbered as [`Store::commit_new_incident`] numbers one (the `k`-th
+    /// [`Part::Declare`] is built by `build(k, number, run_id)`). Concurrent units share a
+    /// transaction (group commit) but never each other's failures. Returns the declared
+    /// incidents, in order.
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    async fn commit_unit(
+        &self,
+        parts: Unit,
+        build: &(dyn Fn(usize, IncidentRef, i64) -> Changeset + Send + Sync),
+    ) -> Result<Vec<IncidentRef>, StoreError>;
     /// The number the next declared incident would get (informational; declaring uses
     /// [`Store::commit_new_incident`]).
     async fn next_incident_number(&self) -> Result<i64, StoreError>;
@@ -223,6 +236,14 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
         fingerprint: &str,
     ) -> Result<Option<AlertRecord>, StoreError>;
+    /// The stored alerts of `source` among `fingerprints`, in no particular order.
+    async fn alerts_of(
+        &self,
+        source: &str,
+        fingerprints: &[String],
+    ) -> Result<Vec<AlertRecord>, StoreError>;
+    /// How many alerts feeding an incident are firing.
+    async fn firing_alert_count(&self, incident: IncidentRef) -> Result<i64, StoreError>;
     /// The alerts feeding an incident.
     async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError>;
     /// Alerts, most recently changed first; `status` filters (`firing`, `resolved`).

@@ -66,6 +66,17 @@ impl Changeset {
     }
 }
 
+/// What one request writes in one transaction, all or nothing (see [`super::Store::commit_unit`]).
+pub type Unit = Vec<Part>;
+
+/// A part of a [`Unit`].
+#[derive(Debug)]
+pub enum Part {
+    Write(Changeset),
+    /// A new incident, numbered when it is written: the store asks the request to build it.
+    Declare,
+}
+
 /// An alert's last known state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertRecord {

@@ -33,6 +33,42 @@ impl SqlStore {
         row.map(AlertRow::into_record).transpose()
     }
 
+    /// The stored alerts of `source` among `fingerprints` (a notification's), in chunks well
+    /// under the backends' parameter limits.
+    pub(super) async fn alerts_of_sql(
+        &self,
+        source: &str,
+        fingerprints: &[String],
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut out = Vec::with_capacity(fingerprints.len());
+        for chunk in fingerprints.chunks(500) {
+            let params: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE source = $1 AND fingerprint IN ({})",
+                params.join(",")
+            );
+            let mut q = sqlx::query_as::<_, AlertRow>(sqlx::AssertSqlSafe(sql)).bind(source);
+            for f in chunk {
+                q = q.bind(f);
+            }
+            for row in q.fetch_all(&self.reader).await.map_err(map_err)? {
+                out.push(row.into_record()?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn firing_alert_count_sql(
+        &self,
+        incident: IncidentRef,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE incident = $1 AND status = 'firing'")
+            .bind(incident.number())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)
+    }
+
     pub(super) async fn incident_alerts_sql(
         &self,
         incident: IncidentRef,

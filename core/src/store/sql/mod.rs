@@ -19,10 +19,13 @@ use rows::*;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
+mod alert_rows;
 mod alerts;
 mod api_tokens;
 mod audit_log;
 mod chat;
+mod group;
+pub use group::GroupCommitStats;
 mod incidents;
 mod jobs;
 mod outbox;
@@ -53,6 +56,8 @@ pub struct SqlStore {
     reader: AnyPool,
     /// Seals audit entries. Kept by the process, never in the database.
     audit_key: Option<std::sync::Arc<audit::AuditKey>>,
+    /// The queue into the group-commit writer (see [`group`]).
+    group: std::sync::Arc<group::GroupCommit>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -94,6 +99,7 @@ impl SqlStore {
                     writer,
                     reader,
                     audit_key: None,
+                    group: std::sync::Arc::default(),
                 })
             }
             Backend::Postgres => {
@@ -105,6 +111,7 @@ impl SqlStore {
                     writer: p.clone(),
                     reader: p,
                     audit_key: None,
+                    group: std::sync::Arc::default(),
                 })
             }
         }
@@ -114,6 +121,8 @@ impl SqlStore {
     /// entries (an unkeyed chain could be recomputed by anyone who can write the database).
     pub fn with_audit_key(mut self, key: audit::AuditKey) -> Self {
         self.audit_key = Some(std::sync::Arc::new(key));
+        // A writer started before the key was set would seal with no key.
+        self.group = std::sync::Arc::default();
         self
     }
 
@@ -291,10 +300,15 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
                 };
             }
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            // PostgreSQL's serialization failure and deadlock: two writers took rows in
+            // opposite orders; one was rolled back and deciding again settles it.
+            if code == "40001" || code == "40P01" {
+                return StoreError::Conflict(db.message().to_string());
+            }
             // SQLite: BUSY(5), LOCKED(6), READONLY(8), IOERR(10), CORRUPT(11), FULL(13),
             // CANTOPEN(14) and their extended codes. PostgreSQL: connection exceptions (08),
             // insufficient resources (53), operator intervention (57), read-only (25006),
-            // serialization failures and deadlocks (40).
+            // other transaction rollbacks (40).
             let primary = code.parse::<i64>().ok().map(|c| c & 0xff);
             let sqlite_transient = matches!(primary, Some(5 | 6 | 8 | 10 | 13 | 14));
             // 55000 is what a database refusing connections (ALLOW_CONNECTIONS false, being

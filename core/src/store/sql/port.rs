@@ -17,6 +17,14 @@ impl Store for SqlStore {
         self.commit_new_incident_sql(build).await
     }
 
+    async fn commit_unit(
+        &self,
+        parts: Unit,
+        build: &(dyn Fn(usize, IncidentRef, i64) -> Changeset + Send + Sync),
+    ) -> Result<Vec<IncidentRef>, StoreError> {
+        self.commit_unit(parts, build).await
+    }
+
     async fn next_incident_number(&self) -> Result<i64, StoreError> {
         self.next_incident_number_sql().await
     }
@@ -272,6 +280,18 @@ impl Store for SqlStore {
         fingerprint: &str,
     ) -> Result<Option<AlertRecord>, StoreError> {
         self.alert_sql(source, fingerprint).await
+    }
+
+    async fn alerts_of(
+        &self,
+        source: &str,
+        fingerprints: &[String],
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        self.alerts_of_sql(source, fingerprints).await
+    }
+
+    async fn firing_alert_count(&self, incident: IncidentRef) -> Result<i64, StoreError> {
+        self.firing_alert_count_sql(incident).await
     }
 
     async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError> {

@@ -2,11 +2,12 @@
 
 use super::rows::*;
 use super::*;
+use crate::audit::AuditRecord;
 
 impl SqlStore {
     /// Locks the audit head (PostgreSQL: `FOR UPDATE`) so concurrent writers, including other
     /// replicas, append to the chain one after another and it stays linear.
-    async fn lock_audit_head(
+    pub(super) async fn lock_audit_head(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     ) -> Result<(i64, String), StoreError> {
@@ -24,13 +25,67 @@ impl SqlStore {
         ))
     }
 
-    /// Writes a changeset inside `tx`; `head` is the locked audit head when it has audit records.
-    async fn write(
+    /// Appends audit records to the chain, after the head `head` (locked by the caller), in
+    /// multi-row inserts, and moves the head.
+    pub(super) async fn append_audit(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        records: &[AuditRecord],
+        head: (i64, String),
+    ) -> Result<(), StoreError> {
+        let key = self.audit_key.as_deref().ok_or_else(|| {
+            StoreError::Other(anyhow!("no audit key: the store was opened without one"))
+        })?;
+        let (mut seq, mut hash) = head;
+        let mut entries = Vec::with_capacity(records.len());
+        for rec in records {
+            let e = audit::seal(key, rec, seq, &hash);
+            seq = e.seq;
+            hash = e.hash.clone();
+            entries.push(e);
+        }
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row(
+                "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES ",
+                8,
+                chunk.len(),
+                "",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(e.seq)
+                    .bind(ms(e.at))
+                    .bind(&e.actor)
+                    .bind(&e.action)
+                    .bind(&e.subject)
+                    .bind(&e.detail)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash);
+            }
+            q.execute(&mut **tx).await.map_err(map_err)?;
+        }
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Writes a changeset inside `tx`, all but its audit records (the batch appends those to
+    /// the chain at its end, see [`super::group`]).
+    pub(super) async fn write(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         cs: &Changeset,
-        head: Option<(i64, String)>,
     ) -> Result<(), StoreError> {
+        if !cs.audit.is_empty() && self.audit_key.is_none() {
+            return Err(StoreError::Other(anyhow!(
+                "no audit key: the store was opened without one"
+            )));
+        }
         let tx = &mut **tx;
         match &cs.incident {
             Some(IncidentWrite::Insert(i)) => {
@@ -67,48 +122,24 @@ impl SqlStore {
             None => {}
         }
 
-        for t in &cs.timeline {
-            sqlx::query("INSERT INTO timeline (incident, at, actor, kind, text, public) VALUES ($1,$2,$3,$4,$5,$6)")
-                .bind(t.incident.number())
-                .bind(ms(t.at))
-                .bind(&t.actor)
-                .bind(t.kind.as_str())
-                .bind(&t.text)
-                .bind(t.public as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-
-        if let Some((mut seq, mut hash)) = head {
-            for rec in &cs.audit {
-                let key = self.audit_key.as_deref().ok_or_else(|| {
-                    StoreError::Other(anyhow!("no audit key: the store was opened without one"))
-                })?;
-                let e = audit::seal(key, rec, seq, &hash);
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                )
-                .bind(e.seq)
-                .bind(ms(e.at))
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.subject)
-                .bind(&e.detail)
-                .bind(&e.prev_hash)
-                .bind(&e.hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                seq = e.seq;
-                hash = e.hash;
+        for chunk in cs.timeline.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row(
+                "INSERT INTO timeline (incident, at, actor, kind, text, public) VALUES ",
+                6,
+                chunk.len(),
+                "",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for t in chunk {
+                q = q
+                    .bind(t.incident.number())
+                    .bind(ms(t.at))
+                    .bind(&t.actor)
+                    .bind(t.kind.as_str())
+                    .bind(&t.text)
+                    .bind(t.public as i64);
             }
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(seq)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+            q.execute(&mut *tx).await.map_err(map_err)?;
         }
 
         let now = cs
@@ -117,32 +148,41 @@ impl SqlStore {
             .or_else(|| cs.audit.first().map(|a| a.at))
             .unwrap_or_else(Utc::now);
         super::paging::cancel_pages(&mut *tx, cs).await?;
-        for m in &cs.outbox {
-            sqlx::query(
+        for chunk in cs.outbox.chunks(ROWS_PER_INSERT) {
+            let sql = rows_sql(
                 "INSERT INTO outbox (channel, kind, target, incident, text, priority, idempotency_key, ordering_key, \
-                 state, attempts, next_attempt_at, created_at, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'pending',0,$9,$9,$10) \
-                 ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(m.channel.as_str())
-            .bind(m.kind.as_str())
-            .bind(&m.target)
-            .bind(m.incident.map(|r| r.number()))
-            .bind(&m.text)
-            .bind(m.priority as i64)
-            .bind(&m.idempotency_key)
-            .bind(&m.ordering_key)
-            .bind(ms(now))
-            .bind(match (&m.page, &m.approval, &m.broadcast) {
-                (Some(p), _, _) => Some(serde_json::to_string(p).expect("a page serialises")),
-                (None, Some(a), _) => Some(serde_json::to_string(a).expect("an ask serialises")),
-                (None, None, Some(b)) => {
-                    Some(serde_json::to_string(b).expect("a broadcast serialises"))
-                }
-                (None, None, None) => None,
-            })
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+                 state, attempts, next_attempt_at, created_at, payload) VALUES ",
+                10,
+                chunk.len(),
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                outbox_row,
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(m.channel.as_str())
+                    .bind(m.kind.as_str())
+                    .bind(&m.target)
+                    .bind(m.incident.map(|r| r.number()))
+                    .bind(&m.text)
+                    .bind(m.priority as i64)
+                    .bind(&m.idempotency_key)
+                    .bind(&m.ordering_key)
+                    .bind(ms(now))
+                    .bind(match (&m.page, &m.approval, &m.broadcast) {
+                        (Some(p), _, _) => {
+                            Some(serde_json::to_string(p).expect("a page serialises"))
+                        }
+                        (None, Some(a), _) => {
+                            Some(serde_json::to_string(a).expect("an ask serialises"))
+                        }
+                        (None, None, Some(b)) => {
+                            Some(serde_json::to_string(b).expect("a broadcast serialises"))
+                        }
+                        (None, None, None) => None,
+                    });
+            }
+            q.execute(&mut *tx).await.map_err(map_err)?;
         }
 
         for j in &cs.jobs {
@@ -214,51 +254,7 @@ impl SqlStore {
                 }
             }
         }
-        for a in &cs.alerts {
-            let labels = serde_json::to_string(&a.labels).expect("labels serialise");
-            let annotations = serde_json::to_string(&a.annotations).expect("annotations serialise");
-            let changes =
-                serde_json::to_string(&a.recent_changes.iter().map(|t| ms(*t)).collect::<Vec<_>>())
-                    .expect("times serialise");
-            let sql = if a.version == 0 {
-                "INSERT INTO alerts (source, fingerprint, status, labels, annotations, summary, group_key, incident, \
-                 starts_at, ends_at, first_seen_at, changed_at, recent_changes, flapping, suppressed_by, version) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,1)"
-            } else {
-                "UPDATE alerts SET status = $3, labels = $4, annotations = $5, summary = $6, group_key = $7, \
-                 incident = $8, starts_at = $9, ends_at = $10, first_seen_at = $11, changed_at = $12, \
-                 recent_changes = $13, flapping = $14, suppressed_by = $15, version = version + 1 \
-                 WHERE source = $1 AND fingerprint = $2 AND version = $16"
-            };
-            let res = sqlx::query(sql)
-                .bind(&a.source)
-                .bind(&a.fingerprint)
-                .bind(a.status.as_str())
-                .bind(labels)
-                .bind(annotations)
-                .bind(&a.summary)
-                .bind(&a.group_key)
-                .bind(a.incident.map(|r| r.number()))
-                .bind(a.starts_at.map(ms))
-                .bind(a.ends_at.map(ms))
-                .bind(ms(a.first_seen_at))
-                .bind(ms(a.changed_at))
-                .bind(changes)
-                .bind(a.flapping as i64)
-                .bind(a.suppressed_by);
-            let res = if a.version == 0 {
-                res
-            } else {
-                res.bind(a.version)
-            };
-            let res = res.execute(&mut *tx).await.map_err(map_err)?;
-            if res.rows_affected() != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "alert {}/{} changed since it was read",
-                    a.source, a.fingerprint
-                )));
-            }
-        }
+        super::alert_rows::write(&mut *tx, &cs.alerts).await?;
         for g in &cs.alert_groups {
             let res = match g.previous {
                 None => sqlx::query("INSERT INTO alert_groups (source, group_key, incident) VALUES ($1, $2, $3)")
@@ -341,42 +337,81 @@ impl SqlStore {
         if cs.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        let head = if cs.audit.is_empty() {
-            None
-        } else {
-            Some(self.lock_audit_head(&mut tx).await?)
-        };
-        self.write(&mut tx, &cs, head).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit_unit(vec![Part::Write(cs)], &|_, _, _| Changeset::default())
+            .await
+            .map(|_| ())
     }
 
     pub(super) async fn commit_new_incident_sql(
         &self,
         build: &(dyn Fn(IncidentRef, i64) -> Changeset + Send + Sync),
     ) -> Result<IncidentRef, StoreError> {
-        let mut tx = self.begin().await?;
-        // The audit head lock serialises every declaring writer (on SQLite, BEGIN IMMEDIATE
-        // already does), so MAX(number) read here cannot be taken by anyone else before commit.
-        let head = self.lock_audit_head(&mut tx).await?;
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM incidents")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let reference = IncidentRef::new(max.unwrap_or(0) + 1);
-        // Every run insert carries an audit record, so it holds the head lock taken above.
-        let max_run: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM runbook_runs")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let cs = build(reference, max_run.unwrap_or(0) + 1);
-        if !matches!(&cs.incident, Some(IncidentWrite::Insert(i)) if i.reference == reference) {
-            return Err(StoreError::Other(anyhow!(
-                "commit_new_incident: the changeset must insert {reference}"
-            )));
-        }
-        self.write(&mut tx, &cs, Some(head)).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(reference)
+        let refs = self
+            .commit_unit(vec![Part::Declare], &|_, number, run_id| {
+                build(number, run_id)
+            })
+            .await?;
+        refs.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Other(anyhow!("the declaration was not numbered")))
     }
+}
+
+/// Rows per multi-row insert: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+const ROWS_PER_INSERT: usize = 200;
+
+/// `INSERT … VALUES ($1,$2),($3,$4)…` for `rows` rows of `columns` plain parameters each,
+/// then `tail`.
+fn multi_row(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    rows_sql(head, columns, rows, tail, |sql, n| {
+        for c in 1..=columns {
+            if c > 1 {
+                sql.push(',');
+            }
+            push_param(sql, n + c);
+        }
+    })
+}
+
+/// `head`, then `rows` parenthesised rows spelled by `row(sql, n)` (`n`: the number of the
+/// parameter before the row's first), then `tail`.
+pub(super) fn rows_sql(
+    head: &str,
+    columns: usize,
+    rows: usize,
+    tail: &str,
+    row: impl Fn(&mut String, usize),
+) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * (columns * 5 + 3) + tail.len());
+    sql.push_str(head);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        row(&mut sql, r * columns);
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+pub(super) fn push_param(sql: &mut String, n: usize) {
+    use std::fmt::Write;
+    let _ = write!(sql, "${n}");
+}
+
+/// An outbox row: eight parameters, the fixed state and attempt count, the time twice (next
+/// attempt and creation), the payload.
+fn outbox_row(sql: &mut String, n: usize) {
+    for c in 1..=8 {
+        push_param(sql, n + c);
+        sql.push(',');
+    }
+    sql.push_str("'pending',0,");
+    push_param(sql, n + 9);
+    sql.push(',');
+    push_param(sql, n + 9);
+    sql.push(',');
+    push_param(sql, n + 10);
 }

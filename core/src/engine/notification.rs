@@ -1,0 +1,678 @@
+//! One notification, one transaction: the alerts of an Alertmanager or Grafana notification are
+//! decided together and written as one unit, so a notification is stored whole or not at all,
+//! and a storm of 50 alerts costs one commit (shared with other requests by the store's group
+//! commit), not 50.
+//!
+//! The per-alert decisions are [`intake`](super::intake)'s, made one alert after another on a
+//! working copy of what the notification has decided so far:
+//! - an alert joining an incident the notification already moved moves the same copy (one
+//!   incident write, at the version read);
+//! - alerts of a group with no open incident start one declaration, which the later alerts of
+//!   that group join;
+//! - alerts that change no incident (suppressed, flapping, refused) are recorded in one
+//!   changeset of their own.
+//!
+//! What the timeline and the channel are told is coalesced per incident: consecutive alerts
+//! firing (or resolving) make one event listing the first few and "… and N more", so a storm
+//! of 10,000 alerts is a handful of posts, not 10,000.
+//!
+//! A notification naming the same alert twice is taken in segments without a repeat, one unit
+//! each, so the alert's second state is decided on what its first wrote.
+
+use super::declare::Declaration;
+use super::intake::{alert_label, resolve_by_alerts, Outcome};
+use super::{retry_on_conflict, Engine, Plan};
+use crate::alerts::{self, AlertAction, AlertBatch, AlertStatus, IncomingAlert, Routed};
+use crate::config::format_duration;
+use crate::domain::{Actor, EventKind, Incident, IncidentRef, Phase, Source, State};
+use crate::error::StoreError;
+use crate::render;
+use crate::store::{
+    AlertRecord, GroupWrite, IncidentWrite, JobChange, JobKind, JobPayload, NewJob, Part,
+};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+
+/// Alert labels one coalesced event lists before "… and N more".
+const LABELS_SHOWN: usize = 10;
+
+/// What the notification tells an incident's timeline, in order.
+enum Note {
+    Fired(Vec<String>),
+    Resolved(Vec<String>),
+    Event(EventKind, String),
+}
+
+/// An incident this notification reads and may move.
+struct Touched<'a> {
+    inc: Incident,
+    plan: Plan<'a>,
+    notes: Vec<Note>,
+    moved: bool,
+    /// Firing alerts of the incident in the store, read once (for "every alert resolved").
+    firing_stored: Option<i64>,
+}
+
+/// A declaration the notification makes, and the alerts of its group that join it.
+struct NewIncident {
+    group_key: String,
+    previous: Option<IncidentRef>,
+    routed: Routed,
+    alerts: Vec<AlertRecord>,
+    notes: Vec<Note>,
+}
+
+/// How an alert was decided, before declarations have numbers.
+enum Decided {
+    Done(Outcome),
+    /// Joined the notification's `k`-th declaration.
+    New(usize),
+}
+
+impl Engine {
+    /// Takes a notification's firing and resolving alerts, one unit per segment without a
+    /// repeated fingerprint. Outcomes are in the alerts' order.
+    pub(crate) async fn ingest_alerts(
+        &self,
+        actor: &Actor,
+        batch: &AlertBatch,
+        alerts: &[&IncomingAlert],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(alerts.len());
+        let mut start = 0;
+        while start < alerts.len() {
+            let mut names = HashSet::new();
+            let mut end = start;
+            while end < alerts.len() && names.insert(alerts[end].identity()) {
+                end += 1;
+            }
+            let segment = &alerts[start..end];
+            outcomes.extend(retry_on_conflict!(
+                self.ingest_segment(actor, batch, segment)
+            )?);
+            start = end;
+        }
+        Ok(outcomes)
+    }
+
+    async fn ingest_segment(
+        &self,
+        actor: &Actor,
+        batch: &AlertBatch,
+        alerts: &[&IncomingAlert],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let source = batch.source.as_str();
+        let now = self.clock().now();
+        let fps: Vec<String> = alerts.iter().map(|a| a.identity()).collect();
+        let routed: Vec<Routed> = alerts
+            .iter()
+            .map(|a| alerts::route(self.config(), source, batch.group_key.as_deref(), a))
+            .collect();
+        // The duplicate path stays lock-free and write-free: repeats of the stored state are
+        // answered from one read.
+        let stored = self.records(source, &fps).await?;
+        let changed: Vec<usize> = (0..alerts.len())
+            .filter(|&i| {
+                self.next_record(
+                    stored.get(&fps[i]),
+                    source,
+                    &fps[i],
+                    alerts[i],
+                    &routed[i].group_key,
+                    now,
+                )
+                .is_some()
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(alerts.iter().map(|_| Outcome::Duplicate).collect());
+        }
+        // Decisions about one incident take turns in this process (as commands do), so
+        // notifications moving the same incident queue instead of losing version races. Other
+        // replicas are settled by the versions. Stripes are taken in order: no deadlock.
+        let mut group_keys: Vec<&str> = changed
+            .iter()
+            .filter(|&&i| alerts[i].action != AlertAction::Resolve)
+            .map(|&i| routed[i].group_key.as_str())
+            .collect();
+        group_keys.sort_unstable();
+        group_keys.dedup();
+        let mut groups = HashMap::new();
+        for k in &group_keys {
+            groups.insert(k.to_string(), self.store().group_incident(source, k).await?);
+        }
+        let mut targets: Vec<IncidentRef> = groups.values().flatten().copied().collect();
+        targets.extend(changed.iter().filter_map(|&i| {
+            (alerts[i].action == AlertAction::Resolve)
+                .then(|| stored.get(&fps[i]).and_then(|r| r.incident))
+                .flatten()
+        }));
+        let _turns = self.lock_incidents(&targets).await;
+        // Everything is read again under the locks.
+        let (stored, groups) = if targets.is_empty() {
+            (stored, groups)
+        } else {
+            let mut again = HashMap::new();
+            for k in &group_keys {
+                again.insert(k.to_string(), self.store().group_incident(source, k).await?);
+            }
+            (self.records(source, &fps).await?, again)
+        };
+        let windows = self.store().maintenance_windows(Some(now)).await?;
+
+        let mut d = Decide {
+            engine: self,
+            actor,
+            now,
+            source,
+            stored: &stored,
+            working: stored.clone(),
+            touched: vec![],
+            loose: Plan::new(self, actor, now),
+            news: vec![],
+            overrides: None,
+        };
+        let mut decided = Vec::with_capacity(alerts.len());
+        for (i, alert) in alerts.iter().enumerate() {
+            let outcome = if alert.action == AlertAction::Resolve {
+                d.resolved(alert, &fps[i], &routed[i]).await?
+            } else {
+                d.fired(alert, &fps[i], &routed[i], &groups, &windows)
+                    .await?
+            };
+            decided.push(outcome);
+        }
+        d.commit(decided).await
+    }
+
+    /// The stored alerts among `fingerprints`, by fingerprint.
+    async fn records(
+        &self,
+        source: &str,
+        fingerprints: &[String],
+    ) -> Result<HashMap<String, AlertRecord>, StoreError> {
+        Ok(self
+            .store()
+            .alerts_of(source, fingerprints)
+            .await?
+            .into_iter()
+            .map(|r| (r.fingerprint.clone(), r))
+            .collect())
+    }
+}
+
+/// The working state of one segment's decisions.
+struct Decide<'a> {
+    engine: &'a Engine,
+    actor: &'a Actor,
+    now: DateTime<Utc>,
+    source: &'a str,
+    /// The alerts as stored, read under the locks.
+    stored: &'a HashMap<String, AlertRecord>,
+    /// The alerts as this segment has decided them so far.
+    working: HashMap<String, AlertRecord>,
+    touched: Vec<Touched<'a>>,
+    /// Alert rows that move no incident.
+    loose: Plan<'a>,
+    news: Vec<NewIncident>,
+    overrides: Option<Vec<crate::oncall::RotationOverride>>,
+}
+
+impl<'a> Decide<'a> {
+    /// The working copy of incident `r`, read on first use.
+    async fn incident(&mut self, r: IncidentRef) -> Result<Option<usize>, StoreError> {
+        if let Some(k) = self.touched.iter().position(|t| t.inc.reference == r) {
+            return Ok(Some(k));
+        }
+        let Some(inc) = self.engine.store().incident(r).await? else {
+            return Ok(None);
+        };
+        self.touched.push(Touched {
+            inc,
+            plan: Plan::new(self.engine, self.actor, self.now),
+            notes: vec![],
+            moved: false,
+            firing_stored: None,
+        });
+        Ok(Some(self.touched.len() - 1))
+    }
+
+    async fn overrides(&mut self) -> Result<Vec<crate::oncall::RotationOverride>, StoreError> {
+        if self.overrides.is_none() {
+            self.overrides = Some(self.engine.current_overrides().await?);
+        }
+        Ok(self.overrides.clone().unwrap_or_default())
+    }
+
+    fn next(
+        &self,
+        alert: &IncomingAlert,
+        fp: &str,
+        routed: &Routed,
+    ) -> Option<(AlertRecord, bool, String)> {
+        let existing = self.working.get(fp);
+        let rec = self.engine.next_record(
+            existing,
+            self.source,
+            fp,
+            alert,
+            &routed.group_key,
+            self.now,
+        )?;
+        let became_flapping = rec.flapping && !existing.is_some_and(|e| e.flapping);
+        let label = alert_label(&rec);
+        Some((rec, became_flapping, label))
+    }
+
+    /// Records an alert row that moves no incident.
+    fn record(&mut self, rec: AlertRecord) {
+        self.working.insert(rec.fingerprint.clone(), rec.clone());
+        self.loose.extra.alerts.push(rec);
+    }
+
+    fn refused(&mut self, rec: AlertRecord, refusal: crate::error::DomainError) -> Decided {
+        tracing::warn!(actor = %self.actor.id, reason = %refusal, "alert recorded; its incident change was refused");
+        self.record(rec);
+        Decided::Done(Outcome::Refused)
+    }
+
+    async fn fired(
+        &mut self,
+        alert: &IncomingAlert,
+        fp: &str,
+        routed: &Routed,
+        groups: &HashMap<String, Option<IncidentRef>>,
+        windows: &[crate::store::Maintenance],
+    ) -> Result<Decided, StoreError> {
+        let Some((mut rec, became_flapping, label)) = self.next(alert, fp, routed) else {
+            return Ok(Decided::Done(Outcome::Duplicate));
+        };
+        // Under maintenance: recorded, nothing else.
+        if let Some(w) = windows
+            .iter()
+            .find(|w| w.components.iter().any(|c| routed.components.contains(c)))
+        {
+            rec.suppressed_by = Some(w.id);
+            self.record(rec);
+            return Ok(Decided::Done(Outcome::Suppressed));
+        }
+        // Its group's incident is being declared by this notification: it joins that.
+        if let Some(k) = self
+            .news
+            .iter()
+            .position(|n| n.group_key == routed.group_key)
+        {
+            self.working.insert(fp.to_string(), rec.clone());
+            let n = &mut self.news[k];
+            push_fired(&mut n.notes, label.clone());
+            if became_flapping {
+                n.notes.push(Note::Event(
+                    EventKind::Alert,
+                    self.engine.flapping_text(&label),
+                ));
+            }
+            n.alerts.push(rec);
+            return Ok(Decided::New(k));
+        }
+        let group_incident = groups.get(&routed.group_key).copied().flatten();
+        let current = match group_incident {
+            Some(r) => self.incident(r).await?,
+            None => None,
+        };
+        let cfg = &self.engine.config().alerts;
+        let now = self.now;
+        let reopens = |inc: &Incident| {
+            inc.state == State::Resolved
+                && inc
+                    .resolved_at
+                    .is_some_and(|t| now - t <= cfg.reopen_window)
+        };
+        match current {
+            // Joins the open incident of its group.
+            Some(k) if self.touched[k].inc.state.is_open() => {
+                let reassess = self.touched[k].inc.phase == Phase::PostRecoveryMonitoring;
+                let overrides = if reassess && self.touched[k].inc.state == State::Declared {
+                    Some(self.overrides().await?)
+                } else {
+                    None
+                };
+                let t = &mut self.touched[k];
+                let r = t.inc.reference;
+                rec.incident = Some(r);
+                push_fired(&mut t.notes, label.clone());
+                if reassess {
+                    t.inc.phase = Phase::Assessment;
+                    t.plan.jobs.push(JobChange::Cancel {
+                        incident: r,
+                        kind: JobKind::Autoresolve,
+                    });
+                    t.notes.push(Note::Event(EventKind::PhaseChanged, format!("{r} back to assessment: an alert fired again, automatic resolution cancelled")));
+                    // Paging stopped when its alerts went quiet; nobody has acknowledged, so
+                    // the escalation starts again.
+                    if let Some(o) = overrides {
+                        t.plan.overrides = o;
+                        t.plan.start_escalation(&mut t.inc);
+                    }
+                }
+                if became_flapping {
+                    t.notes.push(Note::Event(
+                        EventKind::Alert,
+                        self.engine.flapping_text(&label),
+                    ));
+                }
+                t.moved = true;
+                self.working.insert(fp.to_string(), rec.clone());
+                t.plan.extra.alerts.push(rec);
+                Ok(Decided::Done(Outcome::Changed(Some(r))))
+            }
+            // A re-fire soon after resolution reopens the incident (and pages again), unless the
+            // alert is flapping.
+            Some(k) if reopens(&self.touched[k].inc) && !rec.flapping => {
+                let mut probe = self.touched[k].inc.clone();
+                if let Err(e) = probe.reopen() {
+                    return Ok(self.refused(rec, e));
+                }
+                let overrides = self.overrides().await?;
+                let t = &mut self.touched[k];
+                let r = t.inc.reference;
+                let resolved_at = t.inc.resolved_at.unwrap_or(now);
+                t.inc = probe;
+                rec.incident = Some(r);
+                t.notes.push(Note::Event(
+                    EventKind::Reopened,
+                    format!(
+                        "{r} reopened: {label} fired again {} after resolution (reopen window {})",
+                        render::duration_between(resolved_at, now),
+                        format_duration(cfg.reopen_window)
+                    ),
+                ));
+                t.plan.audit(
+                    "incident.reopen",
+                    &t.inc,
+                    serde_json::json!({"alert": rec.fingerprint, "source": self.source}),
+                );
+                t.plan.overrides = overrides;
+                t.plan.start_escalation(&mut t.inc);
+                t.plan.schedule_rto(&t.inc);
+                t.moved = true;
+                self.working.insert(fp.to_string(), rec.clone());
+                t.plan.extra.alerts.push(rec);
+                Ok(Decided::Done(Outcome::Changed(Some(r))))
+            }
+            // A flapping alert with no open incident is recorded and pages nobody.
+            _ if rec.flapping => {
+                rec.incident = None;
+                self.record(rec);
+                Ok(Decided::Done(Outcome::Changed(None)))
+            }
+            // Otherwise a new incident for the group.
+            _ => {
+                self.working.insert(fp.to_string(), rec.clone());
+                let mut notes = vec![Note::Fired(vec![label.clone()])];
+                if became_flapping {
+                    notes.push(Note::Event(
+                        EventKind::Alert,
+                        self.engine.flapping_text(&label),
+                    ));
+                }
+                self.news.push(NewIncident {
+                    group_key: routed.group_key.clone(),
+                    previous: group_incident,
+                    routed: routed.clone(),
+                    alerts: vec![rec],
+                    notes,
+                });
+                Ok(Decided::New(self.news.len() - 1))
+            }
+        }
+    }
+
+    async fn resolved(
+        &mut self,
+        alert: &IncomingAlert,
+        fp: &str,
+        routed: &Routed,
+    ) -> Result<Decided, StoreError> {
+        let Some((rec, became_flapping, label)) = self.next(alert, fp, routed) else {
+            return Ok(Decided::Done(Outcome::Duplicate));
+        };
+        let k = match rec.incident {
+            Some(r) => self.incident(r).await?,
+            None => None,
+        };
+        let Some(k) = k.filter(|&k| self.touched[k].inc.state.is_open()) else {
+            self.record(rec);
+            return Ok(Decided::Done(Outcome::Changed(None)));
+        };
+        let r = self.touched[k].inc.reference;
+        if self.touched[k].firing_stored.is_none() {
+            self.touched[k].firing_stored = Some(self.engine.store().firing_alert_count(r).await?);
+        }
+        // Every other alert of the incident resolved? The store's count, corrected by what this
+        // segment has decided about its own alerts so far.
+        let firing = |a: &AlertRecord| a.incident == Some(r) && a.status == AlertStatus::Firing;
+        let stored_here = self.stored.values().filter(|a| firing(a)).count() as i64;
+        let working_here = self
+            .working
+            .values()
+            .filter(|a| firing(a) && a.fingerprint != fp)
+            .count() as i64;
+        let others = self.touched[k].firing_stored.unwrap_or(0) - stored_here + working_here;
+        let t = &self.touched[k];
+        let quiet_starts = others <= 0
+            && t.inc.source == Source::Alert
+            && t.inc.phase != Phase::PostRecoveryMonitoring;
+        let quiet = self
+            .engine
+            .config()
+            .sources
+            .iter()
+            .find(|s| s.id == rec.source)
+            .and_then(|s| s.quiet_period)
+            .unwrap_or(self.engine.config().alerts.quiet_period);
+        let now = self.now;
+        // No quiet period (PagerDuty's contract): resolved in the same transaction, so the
+        // sender's answer comes after the incident is resolved. A state that cannot resolve
+        // refuses it before anything is changed.
+        if quiet_starts && quiet <= chrono::Duration::zero() {
+            let mut probe = t.inc.clone();
+            if let Err(e) = probe.resolve(None, now) {
+                return Ok(self.refused(rec, e));
+            }
+        }
+        self.working.insert(fp.to_string(), rec.clone());
+        let t = &mut self.touched[k];
+        t.moved = true;
+        push_resolved(&mut t.notes, label.clone());
+        if became_flapping {
+            t.notes.push(Note::Event(
+                EventKind::Alert,
+                self.engine.flapping_text(&label),
+            ));
+        }
+        if quiet_starts {
+            t.inc.phase = Phase::PostRecoveryMonitoring;
+            // The alerts say it is over: nobody is woken for it while its quiet period runs.
+            t.plan.cancel_escalation(&t.inc);
+            if quiet <= chrono::Duration::zero() {
+                flush_notes(&mut t.plan, &t.inc, &mut t.notes);
+                resolve_by_alerts(
+                    &mut t.plan,
+                    &mut t.inc,
+                    "all its alerts resolved".into(),
+                    now,
+                )
+                .expect("the resolution was checked on a copy");
+            } else {
+                t.notes.push(Note::Event(
+                    EventKind::PhaseChanged,
+                    format!(
+                        "all alerts of {r} resolved: post-recovery monitoring; it resolves by itself at {} ({} quiet) unless held open with /incident hold",
+                        render::time(now + quiet),
+                        format_duration(quiet)
+                    ),
+                ));
+                t.plan.jobs.push(JobChange::Schedule(NewJob {
+                    key: format!("autoresolve:{r}:quiet"),
+                    incident: Some(r),
+                    due_at: now + quiet,
+                    payload: JobPayload::Autoresolve,
+                }));
+            }
+        }
+        t.plan.extra.alerts.push(rec);
+        Ok(Decided::Done(Outcome::Changed(Some(r))))
+    }
+
+    /// Writes the segment as one unit and answers each alert's outcome.
+    async fn commit(self, decided: Vec<Decided>) -> Result<Vec<Outcome>, StoreError> {
+        let engine = self.engine;
+        let mut parts = vec![];
+        let mut status_moves = false;
+        for mut t in self.touched.into_iter().filter(|t| t.moved) {
+            flush_notes(&mut t.plan, &t.inc, &mut t.notes);
+            status_moves = true;
+            parts.push(Part::Write(
+                t.plan.finish(Some(IncidentWrite::Update(t.inc))),
+            ));
+        }
+        let loose = self.loose.finish(None);
+        if !loose.alerts.is_empty() {
+            parts.push(Part::Write(loose));
+        }
+        let news = self.news;
+        parts.extend(news.iter().map(|_| Part::Declare));
+        let auto = news
+            .iter()
+            .any(|n| engine.on_declare_runbook(n.routed.level).is_some());
+        let locks = engine.active_run_locks(auto).await?;
+        let actor = self.actor;
+        let now = self.now;
+        let source = self.source;
+        let specs: Vec<Declaration> = news
+            .iter()
+            .map(|n| Declaration {
+                level: n.routed.level,
+                title: n.routed.title.clone(),
+                components: n.routed.components.clone(),
+                commander: None,
+                source: Source::Alert,
+            })
+            .collect();
+        let build = |k: usize, number: IncidentRef, run_id: i64| {
+            let n = &news[k];
+            let also = |plan: &mut Plan<'_>, inc: &Incident| {
+                let mut notes: Vec<Note> = n.notes.iter().map(Note::copy).collect();
+                flush_notes(plan, inc, &mut notes);
+                for rec in &n.alerts {
+                    let mut rec = rec.clone();
+                    rec.incident = Some(inc.reference);
+                    plan.extra.alerts.push(rec);
+                }
+                plan.extra.alert_groups.push(GroupWrite {
+                    source: source.to_string(),
+                    group_key: n.group_key.clone(),
+                    incident: inc.reference,
+                    previous: n.previous,
+                });
+            };
+            engine
+                .declaration(actor, &specs[k], now, number, run_id, &locks, &also)
+                .1
+        };
+        let wake = !parts.is_empty();
+        let refs = engine.store().commit_unit(parts, &build).await?;
+        if wake {
+            engine.wake_dispatchers();
+        }
+        if status_moves {
+            engine.status_wakeup.notify_one();
+        }
+        if !news.is_empty() {
+            let levels: Vec<_> = news.iter().map(|n| n.routed.level).collect();
+            engine.declared(&levels, auto).await?;
+        }
+        Ok(decided
+            .into_iter()
+            .map(|d| match d {
+                Decided::Done(o) => o,
+                Decided::New(k) => Outcome::Changed(refs.get(k).copied()),
+            })
+            .collect())
+    }
+}
+
+impl Note {
+    fn copy(&self) -> Note {
+        match self {
+            Note::Fired(l) => Note::Fired(l.clone()),
+            Note::Resolved(l) => Note::Resolved(l.clone()),
+            Note::Event(k, t) => Note::Event(*k, t.clone()),
+        }
+    }
+}
+
+fn push_fired(notes: &mut Vec<Note>, label: String) {
+    match notes.last_mut() {
+        Some(Note::Fired(l)) => l.push(label),
+        _ => notes.push(Note::Fired(vec![label])),
+    }
+}
+
+fn push_resolved(notes: &mut Vec<Note>, label: String) {
+    match notes.last_mut() {
+        Some(Note::Resolved(l)) => l.push(label),
+        _ => notes.push(Note::Resolved(vec![label])),
+    }
+}
+
+/// Writes the notes as timeline events (and their chat posts), in order, and clears them.
+fn flush_notes(plan: &mut Plan<'_>, inc: &Incident, notes: &mut Vec<Note>) {
+    for note in notes.drain(..) {
+        let (kind, text) = match note {
+            Note::Fired(labels) => (EventKind::Alert, listed("firing", &labels)),
+            Note::Resolved(labels) => (EventKind::Alert, listed("resolved", &labels)),
+            Note::Event(kind, text) => (kind, text),
+        };
+        plan.event(inc, kind, text, false);
+    }
+}
+
+/// `alert firing: A`, or `3 alerts firing: A; B; C`, at most [`LABELS_SHOWN`] named.
+fn listed(what: &str, labels: &[String]) -> String {
+    match labels {
+        [one] => format!("alert {what}: {one}"),
+        _ => {
+            let shown: Vec<&str> = labels
+                .iter()
+                .take(LABELS_SHOWN)
+                .map(String::as_str)
+                .collect();
+            let more = labels.len().saturating_sub(LABELS_SHOWN);
+            let tail = if more > 0 {
+                format!(" … and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{} alerts {what}: {}{tail}", labels.len(), shown.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed;
+
+    #[test]
+    fn coalesced_events_name_a_few_and_count_the_rest() {
+        assert_eq!(listed("firing", &["A".into()]), "alert firing: A");
+        assert_eq!(
+            listed("resolved", &["A".into(), "B".into()]),
+            "2 alerts resolved: A; B"
+        );
+        let many: Vec<String> = (0..10_000).map(|i| format!("a{i}")).collect();
+        let text = listed("firing", &many);
+        assert!(text.starts_with("10000 alerts firing: a0; a1;"), "{text}");
+        assert!(text.ends_with("a9 … and 9990 more"), "{text}");
+    }
+}

@@ -1,0 +1,307 @@
+//! Group commit: every write of the engine goes through one writer task, which commits whatever
+//! is waiting in one transaction, so one fsync (SQLite `synchronous=FULL`, PostgreSQL's WAL
+//! flush) covers many requests.
+//!
+//! - Each request is a [`Unit`]: its changesets and declarations, all or nothing. Units are
+//!   written one after another inside the batch's transaction, each under its own savepoint: a
+//!   unit that fails its checks (a version conflict, a lost lease, a refused duplicate) is
+//!   rolled back alone and its waiter gets that error; the others commit.
+//! - A storage fault (the database unreachable, a failed commit, a savepoint that cannot be
+//!   rolled back) fails the whole batch: every waiter gets it (503 at the edges) and nothing is
+//!   written.
+//! - Each waiter is answered only after the transaction holding its unit is committed.
+//! - Declarations are numbered inside the batch's transaction: the writer asks the waiting
+//!   request to build its changeset for the number (and run id) read there, so the build stays
+//!   in the request's task with everything it borrows, and numbers stay sequential without gaps
+//!   (a declaration rolled back frees its number for the next).
+//! - The audit chain is appended once per batch, at its end (one multi-row insert): on
+//!   PostgreSQL the head row is then locked only from there to the commit, unless the batch
+//!   declares or inserts runs, whose ids the head lock serialises.
+//! - The queue is bounded: a storm waits for room (backpressure), it does not grow memory.
+
+use super::*;
+use crate::audit::AuditRecord;
+use crate::store::Unit as UnitParts;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Units waiting for the writer before senders wait for room.
+const QUEUE: usize = 256;
+/// At most this many units per transaction, so one batch's waiters are not held by a long one.
+const MAX_BATCH: usize = 128;
+
+/// The writer asks the waiting request to build declaration `index` of its unit as `number`,
+/// with `run_id` the next free run id.
+pub(super) struct BuildRequest {
+    index: usize,
+    number: IncidentRef,
+    run_id: i64,
+    reply: oneshot::Sender<Changeset>,
+}
+
+pub(super) struct Unit {
+    parts: UnitParts,
+    builds: mpsc::UnboundedSender<BuildRequest>,
+    done: oneshot::Sender<Result<Vec<IncidentRef>, StoreError>>,
+}
+
+/// The handle the store keeps: the queue into the writer task, started on first use (in the
+/// runtime of whoever writes first).
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    queue: std::sync::OnceLock<mpsc::Sender<Unit>>,
+    /// Transactions the writer ran, and the units they held (the mean batch size is what
+    /// group commit saves: fsyncs per request).
+    batches: std::sync::atomic::AtomicU64,
+    units: std::sync::atomic::AtomicU64,
+}
+
+/// What the group-commit writer has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupCommitStats {
+    /// Transactions committed or rolled back.
+    pub batches: u64,
+    /// Units they held.
+    pub units: u64,
+    /// Units waiting for the writer now.
+    pub waiting: usize,
+}
+
+impl SqlStore {
+    /// The writer's counters (for tests, `/metrics` and benchmarks).
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        GroupCommitStats {
+            batches: self.group.batches.load(Relaxed),
+            units: self.group.units.load(Relaxed),
+            waiting: self
+                .group
+                .queue
+                .get()
+                .map_or(0, |q| q.max_capacity() - q.capacity()),
+        }
+    }
+
+    /// Writes `parts` in one transaction, grouped with whatever else is waiting. Declaration
+    /// `k` of the unit is built by `build(k, number, run_id)` when the writer has its number.
+    /// Returns the declared incidents' references, in order.
+    pub(super) async fn commit_unit(
+        &self,
+        parts: UnitParts,
+        build: &(dyn Fn(usize, IncidentRef, i64) -> Changeset + Send + Sync),
+    ) -> Result<Vec<IncidentRef>, StoreError> {
+        if parts.is_empty() {
+            return Ok(vec![]);
+        }
+        let (builds, mut build_rx) = mpsc::unbounded_channel();
+        let (done, mut done_rx) = oneshot::channel();
+        let queue = self.group.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(self.clone_for_writer().run_writer(rx, self.group.clone()));
+            tx
+        });
+        queue
+            .send(Unit {
+                parts,
+                builds,
+                done,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable(anyhow!("the store's writer has stopped")))?;
+        loop {
+            tokio::select! {
+                biased;
+                Some(req) = build_rx.recv() => {
+                    let cs = build(req.index, req.number, req.run_id);
+                    let _ = req.reply.send(cs);
+                }
+                res = &mut done_rx => {
+                    return res.unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable(anyhow!("the store's writer has stopped")))
+                    });
+                }
+            }
+        }
+    }
+
+    /// The writer's own handle: the pools and key, but not the queue, so the task ends when
+    /// the last store handle (and with it the queue's sender) is dropped.
+    fn clone_for_writer(&self) -> SqlStore {
+        SqlStore {
+            backend: self.backend,
+            writer: self.writer.clone(),
+            reader: self.reader.clone(),
+            audit_key: self.audit_key.clone(),
+            group: std::sync::Arc::default(),
+        }
+    }
+
+    async fn run_writer(self, mut rx: mpsc::Receiver<Unit>, counters: Arc<GroupCommit>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let units = std::mem::take(&mut batch);
+            let n = units.len() as u64;
+            self.commit_batch(units).await;
+            counters.units.fetch_add(n, Relaxed);
+            counters.batches.fetch_add(1, Relaxed);
+        }
+    }
+
+    async fn commit_batch(&self, units: Vec<Unit>) {
+        let mut outcomes: Vec<Option<Result<Vec<IncidentRef>, StoreError>>> =
+            (0..units.len()).map(|_| None).collect();
+        let result = self.write_batch(&units, &mut outcomes).await;
+        for (unit, outcome) in units.into_iter().zip(outcomes) {
+            let answer = match (&result, outcome) {
+                (Ok(()), Some(outcome)) => outcome,
+                (Ok(()), None) => Err(StoreError::Other(anyhow!("unit was not written"))),
+                // The whole batch was rolled back: nobody's unit is written, whatever it did.
+                (Err(e), _) => Err(StoreError::Unavailable(anyhow!("{e:#}"))),
+            };
+            let _ = unit.done.send(answer);
+        }
+    }
+
+    /// Writes every unit; `Err` when the batch as a whole failed (nothing was written).
+    async fn write_batch(
+        &self,
+        units: &[Unit],
+        outcomes: &mut [Option<Result<Vec<IncidentRef>, StoreError>>],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let serialise_ids = units.iter().any(|u| {
+            u.parts.iter().any(|p| match p {
+                Part::Declare => true,
+                Part::Write(cs) => !cs.runs.is_empty(),
+            })
+        });
+        let mut head = if serialise_ids {
+            Some(self.lock_audit_head(&mut tx).await?)
+        } else {
+            None
+        };
+        let single = units.len() == 1;
+        let mut audit: Vec<AuditRecord> = vec![];
+        for (unit, outcome) in units.iter().zip(outcomes.iter_mut()) {
+            if !single {
+                exec(&mut tx, "SAVEPOINT unit").await?;
+            }
+            let mut unit_audit = vec![];
+            match self.write_unit(&mut tx, unit, &mut unit_audit).await {
+                Ok(refs) => {
+                    if !single {
+                        exec(&mut tx, "RELEASE SAVEPOINT unit").await?;
+                    }
+                    audit.extend(unit_audit);
+                    *outcome = Some(Ok(refs));
+                }
+                // A storage fault: the batch fails as a whole.
+                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                // The unit's own failure: it alone is rolled back.
+                Err(e) if !single => {
+                    exec(&mut tx, "ROLLBACK TO SAVEPOINT unit").await?;
+                    exec(&mut tx, "RELEASE SAVEPOINT unit").await?;
+                    *outcome = Some(Err(e));
+                }
+                Err(e) => {
+                    tx.rollback().await.map_err(map_err)?;
+                    *outcome = Some(Err(e));
+                    return Ok(());
+                }
+            }
+        }
+        if !audit.is_empty() {
+            let h = match head.take() {
+                Some(h) => h,
+                None => self.lock_audit_head(&mut tx).await?,
+            };
+            self.append_audit(&mut tx, &audit, h).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn write_unit(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        unit: &Unit,
+        audit: &mut Vec<AuditRecord>,
+    ) -> Result<Vec<IncidentRef>, StoreError> {
+        let mut refs = vec![];
+        let mut declared = 0;
+        for part in &unit.parts {
+            let cs = match part {
+                Part::Write(cs) => {
+                    self.write(tx, cs).await?;
+                    audit.extend(cs.audit.iter().cloned());
+                    continue;
+                }
+                Part::Declare => {
+                    let (number, run_id) = self.next_ids(tx).await?;
+                    let (reply, rx) = oneshot::channel();
+                    let asked = unit.builds.send(BuildRequest {
+                        index: declared,
+                        number,
+                        run_id,
+                        reply,
+                    });
+                    declared += 1;
+                    // A request that went away (its sender timed out) is not written.
+                    let cs = match asked {
+                        Ok(()) => rx.await.ok(),
+                        Err(_) => None,
+                    };
+                    let cs = cs.ok_or_else(|| {
+                        StoreError::Other(anyhow!("the declaring request went away"))
+                    })?;
+                    if !matches!(&cs.incident, Some(IncidentWrite::Insert(i)) if i.reference == number)
+                    {
+                        return Err(StoreError::Other(anyhow!(
+                            "a declaration's changeset must insert {number}"
+                        )));
+                    }
+                    refs.push(number);
+                    cs
+                }
+            };
+            self.write(tx, &cs).await?;
+            audit.extend(cs.audit);
+        }
+        Ok(refs)
+    }
+
+    /// The next incident number and run id, read inside the batch's transaction (which holds
+    /// the audit head on PostgreSQL, and is the only writer on SQLite).
+    async fn next_ids(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(IncidentRef, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT MAX(number) FROM incidents), (SELECT MAX(id) FROM runbook_runs)",
+        )
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+        let number: Option<i64> = row.try_get(0).map_err(map_err)?;
+        let run: Option<i64> = row.try_get(1).map_err(map_err)?;
+        Ok((
+            IncidentRef::new(number.unwrap_or(0) + 1),
+            run.unwrap_or(0) + 1,
+        ))
+    }
+}
+
+async fn exec(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    sql: &'static str,
+) -> Result<(), StoreError> {
+    // A savepoint statement that fails means the connection is in trouble: a storage fault.
+    sqlx::query(sql)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(|e| match map_err(e) {
+            StoreError::Unavailable(e) | StoreError::Other(e) => StoreError::Unavailable(e),
+            other => StoreError::Unavailable(anyhow!("{other}")),
+        })
+}

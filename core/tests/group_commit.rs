@@ -1,0 +1,292 @@
+//! Group commit: concurrent writers' units share one transaction, and still each other's
+//! failures never. A unit that fails its checks (a version conflict, a malformed declaration)
+//! fails alone while the others of its batch commit; a fault of the batch itself (here: its
+//! commit refused by the database) answers every waiter with a transient error and writes
+//! nothing. SQLite and PostgreSQL alike.
+//!
+//! To put several units in one batch on purpose, a first declaration holds the writer: its
+//! build (which the writer asks for inside its transaction) waits until the test has queued the
+//! others, so the writer's next batch takes them all.
+
+mod common;
+
+use chrono::Duration;
+use spotter_core::domain::{Incident, IncidentRef, LevelId, Source, TimelineEntry};
+use spotter_core::store::{Changeset, IncidentWrite, Part, Store};
+use spotter_core::StoreError;
+use std::sync::{mpsc, Arc, Mutex};
+
+/// A unit's outcome as the test sees it.
+type Answer = Result<Vec<IncidentRef>, StoreError>;
+
+fn new_incident(number: IncidentRef, title: &str) -> Changeset {
+    Changeset {
+        incident: Some(IncidentWrite::Insert(Incident::declare(
+            number,
+            LevelId(1),
+            Duration::hours(4),
+            title.into(),
+            vec![],
+            None,
+            Source::Api,
+            "tester".into(),
+            common::start_time(),
+        ))),
+        ..Changeset::default()
+    }
+}
+
+fn note(r: IncidentRef, text: &str) -> Changeset {
+    Changeset {
+        timeline: vec![TimelineEntry {
+            incident: r,
+            at: common::start_time(),
+            actor: "tester".into(),
+            kind: spotter_core::domain::EventKind::Update,
+            text: text.into(),
+            public: false,
+        }],
+        ..Changeset::default()
+    }
+}
+
+/// Holds the store's writer inside a transaction until the returned sender is used (or
+/// dropped): a declaration whose build waits. Returns once the writer is held.
+fn hold_writer(ctx: &common::Ctx) -> (mpsc::Sender<()>, tokio::task::JoinHandle<Answer>) {
+    let (release, gate) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let store = ctx.store.clone();
+    let held = tokio::spawn(async move {
+        let build = move |_, number, _| {
+            let _ = started_tx.send(());
+            let _ = gate.lock().unwrap().recv();
+            new_incident(number, "holds the writer")
+        };
+        store.commit_unit(vec![Part::Declare], &build).await
+    });
+    started
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the writer asked for the holding declaration");
+    (release, held)
+}
+
+/// Queues `units` behind the held writer and waits until all are queued.
+async fn queue_behind(
+    ctx: &common::Ctx,
+    units: Vec<Changeset>,
+) -> Vec<tokio::task::JoinHandle<Answer>> {
+    let before = ctx.store.group_commit_stats().waiting;
+    let handles: Vec<_> = units
+        .into_iter()
+        .map(|cs| {
+            let store = ctx.store.clone();
+            tokio::spawn(async move {
+                if cs.incident.is_none() && cs.timeline.is_empty() {
+                    // An empty changeset stands for "declare": numbered by the writer.
+                    let build = |_, number, _| new_incident(number, "queued declaration");
+                    store.commit_unit(vec![Part::Declare], &build).await
+                } else {
+                    store
+                        .commit_unit(vec![Part::Write(cs)], &|_, _, _| Changeset::default())
+                        .await
+                }
+            })
+        })
+        .collect();
+    let want = before + handles.len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ctx.store.group_commit_stats().waiting < want {
+        assert!(std::time::Instant::now() < deadline, "units never queued");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    handles
+}
+
+async fn answers(handles: Vec<tokio::task::JoinHandle<Answer>>) -> Vec<Answer> {
+    let mut out = vec![];
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+async fn timeline_texts(ctx: &common::Ctx, r: IncidentRef) -> Vec<String> {
+    ctx.store
+        .timeline(r)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.text)
+        .collect()
+}
+
+dual_test!(
+    multi_thread a_unit_that_fails_its_checks_fails_alone,
+    |ctx| async move {
+        let first = ctx.declare(2, "the incident the units write to").await;
+        let r = first.reference;
+        let (release, held) = hold_writer(&ctx);
+        let before = ctx.store.group_commit_stats();
+        // An update at a version that was never current: a conflict.
+        let mut stale = first.clone();
+        stale.version = 0;
+        let stale = Changeset {
+            incident: Some(IncidentWrite::Update(stale)),
+            ..note(r, "C: written with a stale version")
+        };
+        let handles = queue_behind(
+            &ctx,
+            vec![
+                note(r, "B: before the failing unit"),
+                stale,
+                note(r, "D: after it"),
+                Changeset::default(),
+            ],
+        )
+        .await;
+        release.send(()).unwrap();
+        let held = held.await.unwrap().expect("the holding declaration commits");
+        let got = answers(handles).await;
+
+        assert!(got[0].is_ok(), "{:?}", got[0]);
+        assert!(
+            matches!(got[1], Err(StoreError::Conflict(_))),
+            "the stale update conflicts: {:?}",
+            got[1]
+        );
+        assert!(got[2].is_ok(), "{:?}", got[2]);
+        // Numbers stay sequential: the queued declaration follows the holding one.
+        let declared = got[3].as_ref().expect("the queued declaration commits");
+        assert_eq!(declared[0].number(), held[0].number() + 1);
+
+        let after = ctx.store.group_commit_stats();
+        assert_eq!(
+            (after.batches - before.batches, after.units - before.units),
+            (2, 5),
+            "the holding declaration's batch, then one batch of the four queued units"
+        );
+        let texts = timeline_texts(&ctx, r).await;
+        assert!(texts.iter().any(|t| t.starts_with("B:")), "{texts:?}");
+        assert!(texts.iter().any(|t| t.starts_with("D:")), "{texts:?}");
+        assert!(!texts.iter().any(|t| t.starts_with("C:")), "{texts:?}");
+        assert_eq!(ctx.store.incident(r).await.unwrap().unwrap().version, first.version);
+        ctx.audit_verifies().await;
+    }
+);
+
+dual_test!(
+    multi_thread a_declaration_built_wrong_fails_alone_and_frees_its_number,
+    |ctx| async move {
+        let (release, held) = hold_writer(&ctx);
+        let store = ctx.store.clone();
+        let wrong = tokio::spawn(async move {
+            // Inserts a number other than the one it was given.
+            let build = |_, number: IncidentRef, _| new_incident(IncidentRef::new(number.number() + 100), "wrong");
+            store.commit_unit(vec![Part::Declare], &build).await
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while ctx.store.group_commit_stats().waiting < 1 {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let handles = queue_behind(&ctx, vec![Changeset::default()]).await;
+        release.send(()).unwrap();
+        let held = held.await.unwrap().unwrap();
+        assert!(matches!(wrong.await.unwrap(), Err(StoreError::Other(_))));
+        let got = answers(handles).await;
+        let declared = got[0].as_ref().expect("the good declaration commits");
+        assert_eq!(declared[0].number(), held[0].number() + 1, "no gap where the wrong one was");
+        assert!(ctx.store.incident(IncidentRef::new(held[0].number() + 101)).await.unwrap().is_none());
+    }
+);
+
+/// A deferred constraint that the database checks at COMMIT: a timeline entry saying `POISON`
+/// makes the commit of whatever transaction holds it fail.
+async fn poison_commits(ctx: &common::Ctx) {
+    match ctx.backend {
+        common::Backend::Sqlite => {
+            ctx.raw_sql(
+                "CREATE TABLE poison (incident INTEGER REFERENCES incidents (number) DEFERRABLE INITIALLY DEFERRED); \
+                 CREATE TRIGGER poison_at_commit AFTER INSERT ON timeline WHEN NEW.text = 'POISON' \
+                 BEGIN INSERT INTO poison VALUES (-1); END;",
+            )
+            .await;
+        }
+        common::Backend::Postgres => {
+            ctx.raw_sql(
+                "CREATE TABLE poison (incident BIGINT REFERENCES incidents (number) DEFERRABLE INITIALLY DEFERRED); \
+                 CREATE FUNCTION poison_f() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.text = 'POISON' THEN INSERT INTO poison VALUES (-1); END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER poison_at_commit AFTER INSERT ON timeline FOR EACH ROW EXECUTE FUNCTION poison_f();",
+            )
+            .await;
+        }
+    }
+}
+
+dual_test!(
+    multi_thread a_failed_commit_fails_every_waiter_and_writes_nothing,
+    |ctx| async move {
+        let first = ctx.declare(2, "the incident the units write to").await;
+        let r = first.reference;
+        poison_commits(&ctx).await;
+        let incidents_before = ctx.store.next_incident_number().await.unwrap();
+        let (release, held) = hold_writer(&ctx);
+        let handles = queue_behind(
+            &ctx,
+            vec![
+                note(r, "B: would have committed"),
+                note(r, "POISON"),
+                Changeset::default(),
+            ],
+        )
+        .await;
+        release.send(()).unwrap();
+        held.await.unwrap().expect("the holding declaration commits");
+        let got = answers(handles).await;
+        for (i, a) in got.iter().enumerate() {
+            assert!(
+                matches!(a, Err(e) if e.is_transient()),
+                "unit {i} is told to retry (503): {a:?}"
+            );
+        }
+        let texts = timeline_texts(&ctx, r).await;
+        assert!(!texts.iter().any(|t| t.starts_with("B:") || t == "POISON"), "{texts:?}");
+        assert_eq!(
+            ctx.store.next_incident_number().await.unwrap(),
+            incidents_before + 1,
+            "only the holding declaration was numbered"
+        );
+        // The fault was the poisoned unit's: the others' retry commits.
+        ctx.store.commit(note(r, "B: retried")).await.unwrap();
+        assert!(timeline_texts(&ctx, r).await.iter().any(|t| t == "B: retried"));
+        ctx.audit_verifies().await;
+    }
+);
+
+// Units from many tasks at once are all answered, each after its own commit, in fewer
+// transactions than units.
+dual_test!(
+    multi_thread concurrent_writers_share_transactions,
+    |ctx| async move {
+        let first = ctx.declare(2, "the incident the units write to").await;
+        let r = first.reference;
+        let before = ctx.store.group_commit_stats();
+        let (release, held) = hold_writer(&ctx);
+        let units: Vec<Changeset> = (0..64).map(|i| note(r, &format!("note {i}"))).collect();
+        let handles = queue_behind(&ctx, units).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for a in answers(handles).await {
+            a.unwrap();
+        }
+        let after = ctx.store.group_commit_stats();
+        assert_eq!(after.units - before.units, 65);
+        assert_eq!(after.batches - before.batches, 2, "64 queued units, one transaction");
+        let texts: Arc<Vec<String>> = Arc::new(timeline_texts(&ctx, r).await);
+        for i in 0..64 {
+            assert!(texts.contains(&format!("note {i}")), "note {i} is stored");
+        }
+    }
+);
