@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod crash;
 
 use serde_json::{json, Value};
 use spotter::startup::Application;
