@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often other replicas' public changes are looked for.
 const POLL: Duration = Duration::from_secs(2);
+/// Rounds start at least this far apart: under an alert storm every commit wakes the follower,
+/// and wake-ups that arrive during a round and the spacing after it are taken as one round.
+const MIN_ROUND: Duration = Duration::from_millis(25);
 
 pub struct StatusWorker {
     engine: Arc<Engine>,
@@ -30,6 +33,7 @@ impl StatusWorker {
         );
         let mut seen: Option<Key> = None;
         loop {
+            let round = tokio::time::Instant::now();
             if let Err(e) = self.engine.follow_public().await {
                 tracing::warn!(error = %e, "cannot follow the public incidents");
             }
@@ -77,7 +81,12 @@ impl StatusWorker {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wakeup.notified() => {}
+                _ = wakeup.notified() => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep_until(round + MIN_ROUND) => {}
+                    }
+                }
                 _ = tokio::time::sleep(POLL) => {}
             }
         }

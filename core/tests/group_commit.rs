@@ -52,22 +52,29 @@ fn note(r: IncidentRef, text: &str) -> Changeset {
 
 /// Holds the store's writer inside a transaction until the returned sender is used (or
 /// dropped): a declaration whose build waits. Returns once the writer is held.
-fn hold_writer(ctx: &common::Ctx) -> (mpsc::Sender<()>, tokio::task::JoinHandle<Answer>) {
+async fn hold_writer(ctx: &common::Ctx) -> (mpsc::Sender<()>, tokio::task::JoinHandle<Answer>) {
     let (release, gate) = mpsc::channel::<()>();
-    let (started_tx, started) = mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     let gate = Mutex::new(gate);
+    let started_tx = Mutex::new(Some(started_tx));
     let store = ctx.store.clone();
     let held = tokio::spawn(async move {
         let build = move |_, number, _| {
-            let _ = started_tx.send(());
-            let _ = gate.lock().unwrap().recv();
+            if let Some(tx) = started_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            // Blocks this worker thread (the build is synchronous), so the runtime is told.
+            tokio::task::block_in_place(|| {
+                let _ = gate.lock().unwrap().recv();
+            });
             new_incident(number, "holds the writer")
         };
         store.commit_unit(vec![Part::Declare], &build).await
     });
-    started
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("the writer asked for the holding declaration");
+    tokio::time::timeout(std::time::Duration::from_secs(30), started)
+        .await
+        .expect("the writer asked for the holding declaration")
+        .unwrap();
     (release, held)
 }
 
@@ -126,7 +133,7 @@ dual_test!(
     |ctx| async move {
         let first = ctx.declare(2, "the incident the units write to").await;
         let r = first.reference;
-        let (release, held) = hold_writer(&ctx);
+        let (release, held) = hold_writer(&ctx).await;
         let before = ctx.store.group_commit_stats();
         // An update at a version that was never current: a conflict.
         let mut stale = first.clone();
@@ -178,7 +185,7 @@ dual_test!(
 dual_test!(
     multi_thread a_declaration_built_wrong_fails_alone_and_frees_its_number,
     |ctx| async move {
-        let (release, held) = hold_writer(&ctx);
+        let (release, held) = hold_writer(&ctx).await;
         let store = ctx.store.clone();
         let wrong = tokio::spawn(async move {
             // Inserts a number other than the one it was given.
@@ -232,7 +239,7 @@ dual_test!(
         let r = first.reference;
         poison_commits(&ctx).await;
         let incidents_before = ctx.store.next_incident_number().await.unwrap();
-        let (release, held) = hold_writer(&ctx);
+        let (release, held) = hold_writer(&ctx).await;
         let handles = queue_behind(
             &ctx,
             vec![
@@ -273,7 +280,7 @@ dual_test!(
         let first = ctx.declare(2, "the incident the units write to").await;
         let r = first.reference;
         let before = ctx.store.group_commit_stats();
-        let (release, held) = hold_writer(&ctx);
+        let (release, held) = hold_writer(&ctx).await;
         let units: Vec<Changeset> = (0..64).map(|i| note(r, &format!("note {i}"))).collect();
         let handles = queue_behind(&ctx, units).await;
         release.send(()).unwrap();

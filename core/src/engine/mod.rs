@@ -49,6 +49,7 @@ pub mod heartbeat;
 pub mod intake;
 mod jobs;
 mod maintenance;
+mod notes;
 mod notification;
 mod oncall;
 mod pages;

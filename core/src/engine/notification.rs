@@ -12,15 +12,14 @@
 //! - alerts that change no incident (suppressed, flapping, refused) are recorded in one
 //!   changeset of their own.
 //!
-//! What the timeline and the channel are told is coalesced per incident: consecutive alerts
-//! firing (or resolving) make one event listing the first few and "… and N more", so a storm
-//! of 10,000 alerts is a handful of posts, not 10,000.
+//! What the timeline and the channel are told is coalesced per incident ([`super::notes`]).
 //!
 //! A notification naming the same alert twice is taken in segments without a repeat, one unit
 //! each, so the alert's second state is decided on what its first wrote.
 
 use super::declare::Declaration;
 use super::intake::{alert_label, resolve_by_alerts, Outcome};
+use super::notes::{flush_notes, push_fired, push_resolved, Note};
 use super::{retry_on_conflict, Engine, Plan};
 use crate::alerts::{self, AlertAction, AlertBatch, AlertStatus, IncomingAlert, Routed};
 use crate::config::format_duration;
@@ -32,16 +31,6 @@ use crate::store::{
 };
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
-
-/// Alert labels one coalesced event lists before "… and N more".
-const LABELS_SHOWN: usize = 10;
-
-/// What the notification tells an incident's timeline, in order.
-enum Note {
-    Fired(Vec<String>),
-    Resolved(Vec<String>),
-    Event(EventKind, String),
-}
 
 /// An incident this notification reads and may move.
 struct Touched<'a> {
@@ -599,80 +588,5 @@ impl<'a> Decide<'a> {
                 Decided::New(k) => Outcome::Changed(refs.get(k).copied()),
             })
             .collect())
-    }
-}
-
-impl Note {
-    fn copy(&self) -> Note {
-        match self {
-            Note::Fired(l) => Note::Fired(l.clone()),
-            Note::Resolved(l) => Note::Resolved(l.clone()),
-            Note::Event(k, t) => Note::Event(*k, t.clone()),
-        }
-    }
-}
-
-fn push_fired(notes: &mut Vec<Note>, label: String) {
-    match notes.last_mut() {
-        Some(Note::Fired(l)) => l.push(label),
-        _ => notes.push(Note::Fired(vec![label])),
-    }
-}
-
-fn push_resolved(notes: &mut Vec<Note>, label: String) {
-    match notes.last_mut() {
-        Some(Note::Resolved(l)) => l.push(label),
-        _ => notes.push(Note::Resolved(vec![label])),
-    }
-}
-
-/// Writes the notes as timeline events (and their chat posts), in order, and clears them.
-fn flush_notes(plan: &mut Plan<'_>, inc: &Incident, notes: &mut Vec<Note>) {
-    for note in notes.drain(..) {
-        let (kind, text) = match note {
-            Note::Fired(labels) => (EventKind::Alert, listed("firing", &labels)),
-            Note::Resolved(labels) => (EventKind::Alert, listed("resolved", &labels)),
-            Note::Event(kind, text) => (kind, text),
-        };
-        plan.event(inc, kind, text, false);
-    }
-}
-
-/// `alert firing: A`, or `3 alerts firing: A; B; C`, at most [`LABELS_SHOWN`] named.
-fn listed(what: &str, labels: &[String]) -> String {
-    match labels {
-        [one] => format!("alert {what}: {one}"),
-        _ => {
-            let shown: Vec<&str> = labels
-                .iter()
-                .take(LABELS_SHOWN)
-                .map(String::as_str)
-                .collect();
-            let more = labels.len().saturating_sub(LABELS_SHOWN);
-            let tail = if more > 0 {
-                format!(" … and {more} more")
-            } else {
-                String::new()
-            };
-            format!("{} alerts {what}: {}{tail}", labels.len(), shown.join("; "))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::listed;
-
-    #[test]
-    fn coalesced_events_name_a_few_and_count_the_rest() {
-        assert_eq!(listed("firing", &["A".into()]), "alert firing: A");
-        assert_eq!(
-            listed("resolved", &["A".into(), "B".into()]),
-            "2 alerts resolved: A; B"
-        );
-        let many: Vec<String> = (0..10_000).map(|i| format!("a{i}")).collect();
-        let text = listed("firing", &many);
-        assert!(text.starts_with("10000 alerts firing: a0; a1;"), "{text}");
-        assert!(text.ends_with("a9 … and 9990 more"), "{text}");
     }
 }

@@ -69,8 +69,10 @@ impl Changeset {
 /// What one request writes in one transaction, all or nothing (see [`super::Store::commit_unit`]).
 pub type Unit = Vec<Part>;
 
-/// A part of a [`Unit`].
+/// A part of a [`Unit`]. Units are a handful of parts, moved once: the size difference does
+/// not matter.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Part {
     Write(Changeset),
     /// A new incident, numbered when it is written: the store asks the request to build it.

@@ -15,8 +15,8 @@
 //!   in the request's task with everything it borrows, and numbers stay sequential without gaps
 //!   (a declaration rolled back frees its number for the next).
 //! - The audit chain is appended once per batch, at its end (one multi-row insert): on
-//!   PostgreSQL the head row is then locked only from there to the commit, unless the batch
-//!   declares or inserts runs, whose ids the head lock serialises.
+//!   PostgreSQL the head row is locked only from there to the commit. Incident numbers and run
+//!   ids are serialised by a lock of their own, taken first.
 //! - The queue is bounded: a storm waits for room (backpressure), it does not grow memory.
 
 use super::*;
@@ -176,11 +176,9 @@ impl SqlStore {
                 Part::Write(cs) => !cs.runs.is_empty(),
             })
         });
-        let mut head = if serialise_ids {
-            Some(self.lock_audit_head(&mut tx).await?)
-        } else {
-            None
-        };
+        if serialise_ids {
+            self.lock_ids(&mut tx).await?;
+        }
         let single = units.len() == 1;
         let mut audit: Vec<AuditRecord> = vec![];
         for (unit, outcome) in units.iter().zip(outcomes.iter_mut()) {
@@ -212,11 +210,8 @@ impl SqlStore {
             }
         }
         if !audit.is_empty() {
-            let h = match head.take() {
-                Some(h) => h,
-                None => self.lock_audit_head(&mut tx).await?,
-            };
-            self.append_audit(&mut tx, &audit, h).await?;
+            let head = self.lock_audit_head(&mut tx).await?;
+            self.append_audit(&mut tx, &audit, head).await?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -270,8 +265,25 @@ impl SqlStore {
         Ok(refs)
     }
 
+    /// Serialises the writers that take incident numbers and run ids, across replicas: on
+    /// PostgreSQL a transaction-scoped advisory lock, taken before any row, so the audit head
+    /// is locked only at the end; on SQLite `BEGIN IMMEDIATE` already made this the only
+    /// writer.
+    async fn lock_ids(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7215001)")
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
     /// The next incident number and run id, read inside the batch's transaction (which holds
-    /// the audit head on PostgreSQL, and is the only writer on SQLite).
+    /// the ids lock).
     async fn next_ids(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
