@@ -199,7 +199,11 @@ impl DiscordNotifier {
             return Ok(());
         }
         let config = self.engine.config();
-        let alerts = self.engine.store().incident_alerts(r).await?;
+        let alerts = self
+            .engine
+            .store()
+            .incident_alert_summary(r, card::ALERTS_SHOWN)
+            .await?;
         let embed = card::embed(&incident, config, &alerts);
         let rows = card::buttons(&incident);
         let edited = match &binding.card_message_id {

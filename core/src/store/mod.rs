@@ -225,6 +225,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<AlertRecord>, StoreError>;
     /// The alerts feeding an incident.
     async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError>;
+    /// The incident's alerts counted by status, with its first `shown` firing, unsuppressed
+    /// alerts (oldest first): what its card shows, however many alerts feed it.
+    async fn incident_alert_summary(
+        &self,
+        incident: IncidentRef,
+        shown: i64,
+    ) -> Result<AlertSummary, StoreError>;
     /// Alerts, most recently changed first; `status` filters (`firing`, `resolved`).
     async fn alerts(
         &self,

@@ -278,6 +278,14 @@ impl Store for SqlStore {
         self.incident_alerts_sql(incident).await
     }
 
+    async fn incident_alert_summary(
+        &self,
+        incident: IncidentRef,
+        shown: i64,
+    ) -> Result<AlertSummary, StoreError> {
+        self.incident_alert_summary_sql(incident, shown).await
+    }
+
     async fn alerts(
         &self,
         status: Option<AlertStatus>,
