@@ -178,6 +178,9 @@ pub enum MessageKind {
     Broadcast,
     /// A runbook run waits for approval: a chat post with Approve / Deny buttons.
     ApprovalRequest,
+    /// A chat post about an alert of the incident (firing, resolved, flapping). Under an alert
+    /// storm the chat lane merges a run of them into one post (see [`crate::outbox`]).
+    AlertPost,
 }
 
 impl MessageKind {
@@ -188,6 +191,7 @@ impl MessageKind {
             MessageKind::Page => "page",
             MessageKind::Broadcast => "broadcast",
             MessageKind::ApprovalRequest => "approval_request",
+            MessageKind::AlertPost => "alert_post",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -197,6 +201,7 @@ impl MessageKind {
             MessageKind::Page,
             MessageKind::Broadcast,
             MessageKind::ApprovalRequest,
+            MessageKind::AlertPost,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
