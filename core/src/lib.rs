@@ -16,7 +16,7 @@
 //! - [`audit`]: the keyed (HMAC) hash-chained audit log, its verification and exported heads.
 //! - [`oncall`]: who a rotation puts on call at a time (shifts across DST, overrides).
 //! - [`outbox`]: the notifier port and the dispatcher that delivers outbox rows with retries,
-//!   every outcome fenced by its lease.
+//!   every outcome fenced by its lease; its chat lane merges a storm's alert posts.
 //! - [`runbook`]: runbook files, parameters and plans, redaction, and the executor port.
 //! - [`publisher`]: the status follower: public incidents follow their internal ones, and the
 //!   status board is rebuilt on change.

@@ -3,11 +3,10 @@
 //! Acknowledge / Escalate / Resolve buttons). It is edited in place on every change.
 
 use serenity::all::{ButtonStyle, CreateActionRow, CreateButton, CreateEmbed, CreateEmbedFooter};
-use spotter_core::alerts::AlertStatus;
 use spotter_core::config::Config;
 use spotter_core::domain::{Incident, IncidentRef, State};
 use spotter_core::render;
-use spotter_core::store::AlertRecord;
+use spotter_core::store::AlertSummary;
 
 /// What a card button does; its `custom_id` is `incident:INC-7:ack`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +92,13 @@ fn who(actor: &str, config: &Config) -> String {
     s
 }
 
-/// How many firing alerts the card lists by name.
-const ALERTS_SHOWN: usize = 5;
+/// How many firing alerts the card lists by name (the store fetches only these; the rest are
+/// counted).
+pub const ALERTS_SHOWN: i64 = 5;
 
-/// The card's embed; `alerts` are the alerts feeding the incident (the firing ones are listed).
-pub fn embed(i: &Incident, config: &Config, alerts: &[AlertRecord]) -> CreateEmbed {
+/// The card's embed; `alerts` summarises the alerts feeding the incident (the firing ones are
+/// counted, the first [`ALERTS_SHOWN`] listed).
+pub fn embed(i: &Incident, config: &Config, alerts: &AlertSummary) -> CreateEmbed {
     let level = config
         .level(i.level)
         .map(|l| format!("{} · {}", l.id, l.name))
@@ -170,14 +171,13 @@ pub fn embed(i: &Incident, config: &Config, alerts: &[AlertRecord]) -> CreateEmb
             ),
             false,
         );
-    let firing: Vec<&AlertRecord> = alerts
-        .iter()
-        .filter(|a| a.status == AlertStatus::Firing && a.suppressed_by.is_none())
-        .collect();
-    if !firing.is_empty() {
-        let mut lines: Vec<String> = firing
+    // The count and the list come from one snapshot; `max` keeps a torn pair sensible anyway.
+    let firing = alerts.firing.max(alerts.shown.len() as i64);
+    if firing > 0 {
+        let mut lines: Vec<String> = alerts
+            .shown
             .iter()
-            .take(ALERTS_SHOWN)
+            .take(ALERTS_SHOWN as usize)
             .map(|a| {
                 let since = a.starts_at.unwrap_or(a.first_seen_at);
                 let flapping = if a.flapping { " (flapping)" } else { "" };
@@ -189,11 +189,12 @@ pub fn embed(i: &Incident, config: &Config, alerts: &[AlertRecord]) -> CreateEmb
                 )
             })
             .collect();
-        if firing.len() > ALERTS_SHOWN {
-            lines.push(format!("… and {} more", firing.len() - ALERTS_SHOWN));
+        let more = firing - lines.len() as i64;
+        if more > 0 {
+            lines.push(format!("… and {} more", render::thousands(more)));
         }
         e = e.field(
-            format!("Firing alerts ({})", firing.len()),
+            format!("Firing alerts ({})", render::thousands(firing)),
             crate::discord::commands::truncate(&lines.join("\n"), 1024),
             false,
         );
@@ -306,7 +307,8 @@ mod tests {
     #[test]
     fn the_card_shows_level_state_phase_and_a_countdown() {
         let i = incident("MySQL down");
-        let v = serde_json::to_value(embed(&i, &Config::builtin(), &[])).unwrap();
+        let v =
+            serde_json::to_value(embed(&i, &Config::builtin(), &AlertSummary::default())).unwrap();
         assert_eq!(v["title"], "INC-7 · MySQL down");
         assert_eq!(v["color"], 0xE74C3C);
         let text = v.to_string();
@@ -320,5 +322,42 @@ mod tests {
         let b = serde_json::to_value(buttons(&i)).unwrap();
         assert_eq!(b[0]["components"][0]["custom_id"], "incident:INC-7:ack");
         assert_eq!(b[0]["components"][0]["disabled"], false);
+    }
+
+    #[test]
+    fn a_storm_is_counted_and_only_the_first_alerts_are_listed() {
+        let i = incident("Storm");
+        let at = i.declared_at;
+        let alert = |n: usize| spotter_core::store::AlertRecord {
+            source: "alertmanager".into(),
+            fingerprint: format!("fp{n}"),
+            status: spotter_core::domain::AlertStatus::Firing,
+            labels: Default::default(),
+            annotations: Default::default(),
+            summary: format!("disk full on host-{n}"),
+            group_key: "g".into(),
+            incident: Some(i.reference),
+            starts_at: None,
+            ends_at: None,
+            first_seen_at: at,
+            changed_at: at,
+            recent_changes: vec![],
+            flapping: false,
+            suppressed_by: None,
+            version: 1,
+        };
+        let summary = AlertSummary {
+            firing: 10_000,
+            suppressed: 3,
+            resolved: 7,
+            shown: (0..ALERTS_SHOWN as usize).map(alert).collect(),
+        };
+        let text = serde_json::to_value(embed(&i, &Config::builtin(), &summary))
+            .unwrap()
+            .to_string();
+        assert!(text.contains("Firing alerts (10,000)"), "{text}");
+        assert!(text.contains("… and 9,995 more"), "{text}");
+        assert!(text.contains("disk full on host-4"), "{text}");
+        assert!(!text.contains("host-5"), "{text}");
     }
 }

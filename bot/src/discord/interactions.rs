@@ -245,11 +245,16 @@ impl Interactions {
 
     /// The card's embed for an incident, with the alerts feeding it.
     async fn card(&self, i: &spotter_core::domain::Incident) -> serenity::all::CreateEmbed {
-        let alerts = match self.engine.store().incident_alerts(i.reference).await {
+        let alerts = match self
+            .engine
+            .store()
+            .incident_alert_summary(i.reference, card::ALERTS_SHOWN)
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the incident's alerts for its card");
-                vec![]
+                Default::default()
             }
         };
         card::embed(i, self.engine.config(), &alerts)

@@ -6,6 +6,8 @@
 //!   this process has already put the current version on the card, the edit is skipped, and a
 //!   burst of changes becomes one edit.
 //! - `chat_post`: the timeline event, posted to the incident channel.
+//! - `alert_post`: an alert event, posted like a `chat_post`; under a storm the dispatcher hands
+//!   over one post standing for a run of them ("… and N more alert events").
 //! - `page` (a person's `discord` contact method): a message in the incident channel that
 //!   mentions the person, and may ping nobody else, and the same text as a direct message.
 //!   A page about no incident is only the direct message.
@@ -199,7 +201,11 @@ impl DiscordNotifier {
             return Ok(());
         }
         let config = self.engine.config();
-        let alerts = self.engine.store().incident_alerts(r).await?;
+        let alerts = self
+            .engine
+            .store()
+            .incident_alert_summary(r, card::ALERTS_SHOWN)
+            .await?;
         let embed = card::embed(&incident, config, &alerts);
         let rows = card::buttons(&incident);
         let edited = match &binding.card_message_id {
@@ -451,6 +457,7 @@ impl Notifier for DiscordNotifier {
         }
         if !is(MessageKind::CardUpdate)
             && !is(MessageKind::ChatPost)
+            && !is(MessageKind::AlertPost)
             && !is(MessageKind::ApprovalRequest)
         {
             tracing::debug!(id = m.id, kind = %m.kind, "not a Discord message kind; dropped");

@@ -329,6 +329,7 @@ mod tests {
             max_attempts: 12,
             retry_base: chrono::Duration::seconds(2),
             retry_max: chrono::Duration::minutes(5),
+            alert_hold: chrono::Duration::seconds(2),
         }
     }
 

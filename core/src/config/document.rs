@@ -444,8 +444,8 @@ fn hint(table: &str, key: &str) -> Option<String> {
         (_, "notify") => r#"an array of person or team ids, e.g. ["dba", "management"]"#,
         (
             _,
-            "rto" | "after" | "target" | "retry_base" | "retry_max" | "timeout" | "quiet_period"
-            | "reopen_window" | "flap_window",
+            "rto" | "after" | "target" | "retry_base" | "retry_max" | "alert_hold" | "timeout"
+            | "quiet_period" | "reopen_window" | "flap_window",
         ) => r#"a duration in quotes, e.g. "15m" or "1h 30m""#,
         ("level", "id") | (_, "level") => "a level number, e.g. 1",
         (_, "max_connections" | "max_attempts" | "flap_changes" | "burst") => {

@@ -108,6 +108,10 @@ pub struct OutboxConfig {
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How long a post about an alert may wait for more of them, so that a storm's alert
+    /// events become one post per incident every few seconds (zero: no waiting; bursts still
+    /// merge while a post is in flight).
+    pub alert_hold: Duration,
 }
 
 #[derive(Debug, Clone)]

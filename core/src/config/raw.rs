@@ -118,6 +118,7 @@ struct RawOutbox {
     max_attempts: Option<Spanned<u32>>,
     retry_base: Option<Spanned<String>>,
     retry_max: Option<Spanned<String>>,
+    alert_hold: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +271,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         max_attempts: None,
         retry_base: None,
         retry_max: None,
+        alert_hold: None,
     });
     let outbox = OutboxConfig {
         max_attempts: match ob.max_attempts {
@@ -288,6 +290,18 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
             .retry_max
             .and_then(|d| duration(&d, &mut err))
             .unwrap_or(Duration::minutes(5)),
+        alert_hold: match ob.alert_hold {
+            Some(d) => match duration(&d, &mut err) {
+                // A hold is for merging a burst, not for sitting on news of an incident.
+                Some(h) if h > Duration::minutes(1) => {
+                    err(&d.span(), "alert_hold must be at most 1m".into());
+                    Duration::seconds(2)
+                }
+                Some(h) => h,
+                None => Duration::seconds(2),
+            },
+            None => Duration::seconds(2),
+        },
     };
 
     // Levels.

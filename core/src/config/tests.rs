@@ -100,6 +100,20 @@ fn a_minimal_file_is_valid() {
 }
 
 #[test]
+fn the_alert_hold_defaults_to_two_seconds_and_may_be_off_but_not_long() {
+    assert_eq!(Config::builtin().outbox.alert_hold, Duration::seconds(2));
+    let with = |hold: &str| format!("{BASE}\n[outbox]\nalert_hold = \"{hold}\"\n");
+    let off = Config::from_toml(&with("0s"), "f.toml").unwrap();
+    assert_eq!(off.outbox.alert_hold, Duration::zero());
+    let errs = check(&with("5m"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].ends_with("alert_hold must be at most 1m"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn a_tier_naming_an_unknown_person_is_reported_at_its_place() {
     let text = BASE.replace(
         r#"notify = ["sysadmin"]"#,

@@ -8,6 +8,19 @@ use crate::config::Config;
 use crate::domain::{Incident, StateFilter, TimelineEntry};
 use chrono::{DateTime, Utc};
 
+/// `9950` → `9,950`: a storm's counts stay readable at a glance.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|g| std::str::from_utf8(g).expect("ASCII digits"))
+        .collect();
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", groups.join(","))
+}
+
 pub fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
@@ -233,4 +246,16 @@ pub fn maintenance(windows: &[crate::store::Maintenance], now: DateTime<Utc>) ->
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(9_950), "9,950");
+        assert_eq!(super::thousands(1_234_567), "1,234,567");
+        assert_eq!(super::thousands(-1_000), "-1,000");
+    }
 }

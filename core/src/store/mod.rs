@@ -102,6 +102,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Gives back leased messages `owner` will not deliver now.
     async fn outbox_release(&self, ids: &[i64], owner: &str) -> Result<(), StoreError>;
+    /// The pending messages queued behind message `head` on its ordering key, oldest first, at
+    /// most `limit` (what the chat lane may merge into one post).
+    async fn outbox_queued(&self, head: i64, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Leases to `owner` until `until` the pending messages behind `head` on its ordering key
+    /// with ids up to `last`, skipping any another owner holds a live lease on; returns those
+    /// leased, oldest first. Fenced: nothing when `owner` no longer holds `head`'s lease at `now`.
+    async fn outbox_lease_queued(
+        &self,
+        head: i64,
+        last: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Gives back a leased message, not to be claimed before `until`; no attempt is counted.
+    /// Fenced like [`Store::outbox_delivered`].
+    async fn outbox_defer(
+        &self,
+        id: i64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     async fn outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Every page message of an incident (each method of each page), oldest first.
     async fn incident_pages(&self, r: IncidentRef) -> Result<Vec<OutboxMessage>, StoreError>;
@@ -246,6 +268,13 @@ pub trait Store: Send + Sync + 'static {
     async fn firing_alert_count(&self, incident: IncidentRef) -> Result<i64, StoreError>;
     /// The alerts feeding an incident.
     async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError>;
+    /// The incident's alerts counted by status, with its first `shown` firing, unsuppressed
+    /// alerts (oldest first): what its card shows, however many alerts feed it.
+    async fn incident_alert_summary(
+        &self,
+        incident: IncidentRef,
+        shown: i64,
+    ) -> Result<AlertSummary, StoreError>;
     /// Alerts, most recently changed first; `status` filters (`firing`, `resolved`).
     async fn alerts(
         &self,

@@ -103,6 +103,20 @@ pub struct AlertRecord {
     pub version: i64,
 }
 
+/// What an incident's card shows of its alerts, counted by the database: a storm of 10,000
+/// alerts is three numbers and a handful of rows, not 10,000 rows per card refresh.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertSummary {
+    /// Firing and not suppressed by a maintenance window (the card's "Firing alerts (n)").
+    pub firing: i64,
+    /// Firing, but inside a maintenance window.
+    pub suppressed: i64,
+    pub resolved: i64,
+    /// The first firing, unsuppressed alerts in the card's order (first seen, then
+    /// fingerprint), at most as many as were asked for.
+    pub shown: Vec<AlertRecord>,
+}
+
 /// Points an alert group at an incident. With `previous: None` the group must be new; else it
 /// must still point at `previous` — so two notifications racing to open the group's incident
 /// cannot both succeed (the loser re-decides and joins the winner's incident).
@@ -177,6 +191,9 @@ pub enum MessageKind {
     Broadcast,
     /// A runbook run waits for approval: a chat post with Approve / Deny buttons.
     ApprovalRequest,
+    /// A chat post about an alert of the incident (firing, resolved, flapping). Under an alert
+    /// storm the chat lane merges a run of them into one post (see [`crate::outbox`]).
+    AlertPost,
 }
 
 impl MessageKind {
@@ -187,6 +204,7 @@ impl MessageKind {
             MessageKind::Page => "page",
             MessageKind::Broadcast => "broadcast",
             MessageKind::ApprovalRequest => "approval_request",
+            MessageKind::AlertPost => "alert_post",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -196,6 +214,7 @@ impl MessageKind {
             MessageKind::Page,
             MessageKind::Broadcast,
             MessageKind::ApprovalRequest,
+            MessageKind::AlertPost,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -16,6 +16,53 @@ type MaintenanceRow = (
     i64,
 );
 
+/// The counts of a summary and one shown alert (all `None` when none is shown).
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    firing: i64,
+    suppressed: i64,
+    resolved: i64,
+    source: Option<String>,
+    fingerprint: Option<String>,
+    status: Option<String>,
+    labels: Option<String>,
+    annotations: Option<String>,
+    summary: Option<String>,
+    group_key: Option<String>,
+    incident: Option<i64>,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    first_seen_at: Option<i64>,
+    changed_at: Option<i64>,
+    recent_changes: Option<String>,
+    flapping: Option<i64>,
+    suppressed_by: Option<i64>,
+    version: Option<i64>,
+}
+
+impl SummaryRow {
+    fn alert(self) -> Option<AlertRow> {
+        Some(AlertRow {
+            source: self.source?,
+            fingerprint: self.fingerprint?,
+            status: self.status?,
+            labels: self.labels?,
+            annotations: self.annotations?,
+            summary: self.summary?,
+            group_key: self.group_key?,
+            incident: self.incident,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            first_seen_at: self.first_seen_at?,
+            changed_at: self.changed_at?,
+            recent_changes: self.recent_changes?,
+            flapping: self.flapping?,
+            suppressed_by: self.suppressed_by,
+            version: self.version?,
+        })
+    }
+}
+
 impl SqlStore {
     pub(super) async fn alert_sql(
         &self,
@@ -80,6 +127,49 @@ impl SqlStore {
             .await
             .map_err(map_err)?;
         rows.into_iter().map(AlertRow::into_record).collect()
+    }
+
+    /// Counts and the first `shown` firing alerts in one statement (one snapshot), so the card
+    /// never lists alerts its own count does not know of.
+    pub(super) async fn incident_alert_summary_sql(
+        &self,
+        incident: IncidentRef,
+        shown: i64,
+    ) -> Result<AlertSummary, StoreError> {
+        let cols = ALERT_COLUMNS
+            .split(',')
+            .map(|c| format!("a.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The counts are one row; the shown alerts join it (none: one row of NULLs), so both come
+        // from the same statement. The `(incident, status)` index serves both halves.
+        let sql = format!(
+            "SELECT c.firing, c.suppressed, c.resolved, {cols} FROM \
+               (SELECT COUNT(CASE WHEN status = 'firing' AND suppressed_by IS NULL THEN 1 END) AS firing, \
+                       COUNT(CASE WHEN status = 'firing' AND suppressed_by IS NOT NULL THEN 1 END) AS suppressed, \
+                       COUNT(CASE WHEN status = 'resolved' THEN 1 END) AS resolved \
+                FROM alerts WHERE incident = $1) c \
+             LEFT JOIN (SELECT {ALERT_COLUMNS} FROM alerts \
+                        WHERE incident = $1 AND status = 'firing' AND suppressed_by IS NULL \
+                        ORDER BY first_seen_at, fingerprint LIMIT $2) a ON 1 = 1 \
+             ORDER BY a.first_seen_at, a.fingerprint"
+        );
+        let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(incident.number())
+            .bind(shown.max(0))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        let mut out = AlertSummary::default();
+        for r in rows {
+            out.firing = r.firing;
+            out.suppressed = r.suppressed;
+            out.resolved = r.resolved;
+            if let Some(a) = r.alert() {
+                out.shown.push(a.into_record()?);
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn alerts_sql(

@@ -93,24 +93,108 @@ impl SqlStore {
     }
 
     /// Gives back leased messages that `owner` will not deliver (its batch ran out of lease
-    /// time), so they need not wait for the lease to expire.
+    /// time, or a merged post is retried later), so they need not wait for the lease to expire.
+    /// A few statements, not one per message: a merged post may stand for hundreds of rows.
     pub(super) async fn outbox_release_sql(
         &self,
         ids: &[i64],
         owner: &str,
     ) -> Result<(), StoreError> {
-        for id in ids {
-            sqlx::query(
+        // Well below SQLite's limit on bound parameters.
+        for chunk in ids.chunks(500) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
                 "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
-            )
-            .bind(id)
-            .bind(owner)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+                 WHERE lease_owner = $1 AND state = 'pending' AND id IN ({list})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&self.writer).await.map_err(map_err)?;
         }
         Ok(())
+    }
+
+    /// The pending messages behind `head` on its ordering key, oldest first.
+    pub(super) async fn outbox_queued_sql(
+        &self,
+        head: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox \
+             WHERE ordering_key = (SELECT ordering_key FROM outbox WHERE id = $1) \
+               AND state = 'pending' AND id > $1 ORDER BY id LIMIT $2"
+        );
+        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(head)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.into_iter().map(OutboxRow::into_message).collect()
+    }
+
+    /// Leases the pending messages behind `head` on its key, up to id `last`, to the owner of
+    /// `head`'s lease (fenced: nothing when `owner` no longer holds it), skipping any another
+    /// owner holds a live lease on.
+    pub(super) async fn outbox_lease_queued_sql(
+        &self,
+        head: i64,
+        last: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let sql = format!(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2 \
+             WHERE ordering_key = (SELECT ordering_key FROM outbox WHERE id = $3) \
+               AND state = 'pending' AND id > $3 AND id <= $4 \
+               AND (lease_until IS NULL OR lease_until < $5 OR lease_owner = $1) \
+               AND EXISTS (SELECT 1 FROM outbox h WHERE h.id = $3 AND h.state = 'pending' \
+                           AND h.lease_owner = $1 AND h.lease_until >= $5) \
+             RETURNING {OUTBOX_COLUMNS}"
+        );
+        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(ms(until))
+            .bind(head)
+            .bind(last)
+            .bind(ms(now))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(map_err)?;
+        let mut out: Vec<OutboxMessage> = rows
+            .into_iter()
+            .map(OutboxRow::into_message)
+            .collect::<Result<_, _>>()?;
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+
+    /// Gives back a leased message not to be claimed before `until`, counting no attempt;
+    /// fenced like [`Self::outbox_delivered_sql`].
+    pub(super) async fn outbox_defer_sql(
+        &self,
+        id: i64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(ms(until))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(res.rows_affected() == 1)
     }
 
     pub(super) async fn outbox_sql(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {

@@ -81,6 +81,31 @@ impl Store for SqlStore {
         self.outbox_release_sql(ids, owner).await
     }
 
+    async fn outbox_queued(&self, head: i64, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.outbox_queued_sql(head, limit).await
+    }
+
+    async fn outbox_lease_queued(
+        &self,
+        head: i64,
+        last: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.outbox_lease_queued_sql(head, last, owner, now, until)
+            .await
+    }
+
+    async fn outbox_defer(
+        &self,
+        id: i64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.outbox_defer_sql(id, owner, until).await
+    }
+
     async fn incident_pages(&self, r: IncidentRef) -> Result<Vec<OutboxMessage>, StoreError> {
         self.incident_pages_sql(r).await
     }
@@ -296,6 +321,14 @@ impl Store for SqlStore {
 
     async fn incident_alerts(&self, incident: IncidentRef) -> Result<Vec<AlertRecord>, StoreError> {
         self.incident_alerts_sql(incident).await
+    }
+
+    async fn incident_alert_summary(
+        &self,
+        incident: IncidentRef,
+        shown: i64,
+    ) -> Result<AlertSummary, StoreError> {
+        self.incident_alert_summary_sql(incident, shown).await
     }
 
     async fn alerts(

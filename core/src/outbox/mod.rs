@@ -9,6 +9,10 @@
 //! another replica may own the message by then), each delivery is bounded by its notifier's
 //! timeout, and the lease is sized from those timeouts so a batch cannot outlive it.
 //!
+//! The chat lane merges what only matters in bulk ([`chat`]): a run of alert posts queued for one
+//! incident's channel goes out as one post ("… and N more alert events"), and the card updates
+//! among them as one edit, so an alert storm cannot bury the channel.
+//!
 //! Pages have a lane of their own ([`Dispatcher::pages`]): a second dispatcher that claims only
 //! pages, never waits behind chat posts and card edits, and delivers a batch in parallel. A page
 //! that fails is handed to [`PageOutcomes`] (the engine), which records the failure and falls
@@ -100,6 +104,19 @@ impl Notifier for LogNotifier {
     fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(1)
     }
+}
+
+mod chat;
+
+/// What became of a failed delivery's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Tried again later.
+    Retry,
+    /// Given up (a dead letter).
+    Dead,
+    /// Our lease ran out: nothing was written.
+    LeaseLost,
 }
 
 /// Messages claimed per round. Small, because they are delivered one after another within one
@@ -227,85 +244,10 @@ impl Dispatcher {
     /// One round: claim a batch, deliver each, record outcomes. Returns how many were handled.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         match self.lane {
-            Lane::Pages => return self.tick_pages().await,
-            Lane::Broadcasts => return self.tick_broadcasts().await,
-            Lane::Chat => {}
+            Lane::Pages => self.tick_pages().await,
+            Lane::Broadcasts => self.tick_broadcasts().await,
+            Lane::Chat => self.tick_chat().await,
         }
-        let lease = self.lease();
-        let claimed = std::time::Instant::now();
-        let now = self.clock.now();
-        let batch = self
-            .store
-            .claim_outbox(
-                now,
-                Duration::from_std(lease).unwrap_or(Duration::seconds(600)),
-                &self.owner,
-                BATCH as i64,
-                Lane::Chat,
-            )
-            .await?;
-        // Delivered messages are marked together: one write (one fsync) for a burst of chat
-        // posts. A mark waits at most MARK_DELAY before the next delivery starts, or that one
-        // delivery's time; a crash meanwhile re-delivers them (at least once, as ever).
-        let mut unmarked: Vec<&OutboxMessage> = Vec::new();
-        let mut unmarked_since = std::time::Instant::now();
-        for (i, m) in batch.iter().enumerate() {
-            let notifier = self.notifiers.get(&m.channel);
-            let timeout = notifier.map(|n| n.timeout()).unwrap_or_default();
-            // Never start a delivery the lease might not cover: give the rest back instead.
-            if claimed.elapsed() + timeout + LEASE_MARGIN / 2 > lease {
-                let lost = self.flush_marks(&mut unmarked).await?;
-                let rest: Vec<i64> = batch[i..].iter().map(|m| m.id).collect();
-                self.store.outbox_release(&rest, &self.owner).await?;
-                if lost {
-                    self.lease_lost(m.id);
-                }
-                return Ok(i);
-            }
-            if !unmarked.is_empty()
-                && unmarked_since.elapsed() > MARK_DELAY
-                && self.flush_marks(&mut unmarked).await?
-            {
-                self.lease_lost(m.id);
-                return Ok(i);
-            }
-            let result = match notifier {
-                Some(n) => match tokio::time::timeout(timeout, n.deliver(m)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(DeliveryError::Retry {
-                        reason: format!("no answer within {} s", timeout.as_secs_f64()),
-                        after: None,
-                    }),
-                },
-                None => Err(DeliveryError::Permanent(format!(
-                    "no notifier for channel `{}`",
-                    m.channel
-                ))),
-            };
-            let fenced = match result {
-                Ok(()) => {
-                    if unmarked.is_empty() {
-                        unmarked_since = std::time::Instant::now();
-                    }
-                    unmarked.push(m);
-                    true
-                }
-                Err(e) => {
-                    let lost = self.flush_marks(&mut unmarked).await?;
-                    self.record_failure(m, &e).await? && !lost
-                }
-            };
-            if !fenced {
-                // Our lease ran out: another replica may own these messages now, so record
-                // nothing more for this batch.
-                self.lease_lost(m.id);
-                return Ok(i + 1);
-            }
-        }
-        if self.flush_marks(&mut unmarked).await? {
-            self.lease_lost(batch.last().map(|m| m.id).unwrap_or_default());
-        }
-        Ok(batch.len())
     }
 
     /// One delivery, bounded by its notifier's timeout.
@@ -372,7 +314,8 @@ impl Dispatcher {
                 }
             }
         }
-        let held = self.mark_delivered(&delivered).await?;
+        let ids: Vec<i64> = delivered.iter().map(|m| m.id).collect();
+        let held = self.mark_delivered(&ids).await?;
         for (m, held) in delivered.iter().zip(held) {
             if held {
                 let method = m.channel.as_str();
@@ -392,12 +335,13 @@ impl Dispatcher {
 
     /// Records a failed delivery on a lane that retries (chat, broadcasts): again later with
     /// backoff, or given up (a dead letter: logged, counted, and for chat put on the incident's
-    /// timeline). Fenced by the lease: `Ok(false)` when it was lost and nothing was written.
+    /// timeline). Fenced by the lease: [`Recorded::LeaseLost`] when it was lost and nothing was
+    /// written.
     async fn record_failure(
         &self,
         m: &OutboxMessage,
         e: &DeliveryError,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let now = self.clock.now();
         let attempts = m.attempts + 1;
         let retry_at = match e {
@@ -410,8 +354,11 @@ impl Dispatcher {
             .store
             .outbox_attempt_failed(m.id, &self.owner, now, &e.to_string(), retry_at)
             .await?;
-        if held {
-            let dead = retry_at.is_none();
+        if !held {
+            return Ok(Recorded::LeaseLost);
+        }
+        let dead = retry_at.is_none();
+        {
             if dead {
                 tracing::error!(id = m.id, channel = %m.channel, kind = m.kind.as_str(), target = %m.target, attempts, error = %e, "outbox message given up (dead letter)");
                 if self.lane == Lane::Broadcasts {
@@ -426,12 +373,16 @@ impl Dispatcher {
             }
             self.metrics.outbox_failure(dead);
         }
-        Ok(held)
+        Ok(if dead {
+            Recorded::Dead
+        } else {
+            Recorded::Retry
+        })
     }
 
-    /// Marks `unmarked` delivered (one write) and empties it; `true` when a lease was lost for
-    /// any of them.
-    async fn flush_marks(&self, unmarked: &mut Vec<&OutboxMessage>) -> Result<bool, StoreError> {
+    /// Marks the messages `unmarked` delivered (one write) and empties it; `true` when a lease
+    /// was lost for any of them.
+    async fn flush_marks(&self, unmarked: &mut Vec<i64>) -> Result<bool, StoreError> {
         if unmarked.is_empty() {
             return Ok(false);
         }
@@ -456,15 +407,23 @@ impl Dispatcher {
     /// Marks delivered messages in one transaction (one fsync, not one per message); when a
     /// lease was lost meanwhile that fails as a whole, and each is marked alone. Returns, for
     /// each, whether its lease still held.
-    async fn mark_delivered(&self, delivered: &[&OutboxMessage]) -> Result<Vec<bool>, StoreError> {
+    async fn mark_delivered(&self, delivered: &[i64]) -> Result<Vec<bool>, StoreError> {
+        self.mark(delivered, None).await
+    }
+
+    /// Records one outcome for several leased messages in one transaction: delivered, or given
+    /// up with `failed`; each alone when a lease was lost meanwhile. For each, whether its lease
+    /// still held.
+    async fn mark(&self, ids: &[i64], failed: Option<&str>) -> Result<Vec<bool>, StoreError> {
         let now = self.clock.now();
-        let marks: Vec<crate::store::OutboxMark> = delivered
+        let delivered = ids;
+        let marks: Vec<crate::store::OutboxMark> = ids
             .iter()
-            .map(|m| crate::store::OutboxMark {
-                id: m.id,
+            .map(|&id| crate::store::OutboxMark {
+                id,
                 owner: self.owner.clone(),
                 at: now,
-                failed: None,
+                failed: failed.map(str::to_string),
             })
             .collect();
         if marks.is_empty() {
@@ -482,8 +441,25 @@ impl Dispatcher {
             Ok(()) => Ok(vec![true; delivered.len()]),
             Err(StoreError::LeaseLost) => {
                 let mut held = Vec::with_capacity(delivered.len());
-                for m in delivered {
-                    held.push(self.store.outbox_delivered(m.id, &self.owner, now).await?);
+                for &id in delivered {
+                    let one = crate::store::Changeset {
+                        at: Some(now),
+                        outbox_marks: vec![crate::store::OutboxMark {
+                            id,
+                            owner: self.owner.clone(),
+                            at: now,
+                            failed: failed.map(str::to_string),
+                        }],
+                        ..Default::default()
+                    };
+                    held.push(match failed {
+                        None => self.store.outbox_delivered(id, &self.owner, now).await?,
+                        Some(_) => match self.store.commit(one).await {
+                            Ok(()) => true,
+                            Err(StoreError::LeaseLost) => false,
+                            Err(e) => return Err(e),
+                        },
+                    });
                 }
                 Ok(held)
             }
@@ -522,10 +498,11 @@ impl Dispatcher {
         for (m, result) in batch.iter().zip(results) {
             match result {
                 Ok(()) => delivered.push(m),
-                Err(e) => lost |= !self.record_failure(m, &e).await?,
+                Err(e) => lost |= self.record_failure(m, &e).await? == Recorded::LeaseLost,
             }
         }
-        for (m, held) in delivered.iter().zip(self.mark_delivered(&delivered).await?) {
+        let ids: Vec<i64> = delivered.iter().map(|m| m.id).collect();
+        for (m, held) in delivered.iter().zip(self.mark_delivered(&ids).await?) {
             if held {
                 self.metrics.outbox_delivered();
                 tracing::debug!(target: "spotter::outbox", id = m.id, channel = %m.channel, target = %m.target, "broadcast delivered");
