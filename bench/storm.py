@@ -227,6 +227,14 @@ def one_run(a, target, shape, tmp, cfg):
         r["machine_cpu"] = (busy_jiffies() - j0) / hz
         r["server_cpu"] = (busy_jiffies(proc.pid) - s0) / hz
         r["pg_cpu"] = (postgres_jiffies() - p0) / hz
+        r["per_txn"] = None
+        if target == "spotter":
+            # Group commit at work: the requests' units per write transaction, from /metrics.
+            m = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            t = re.search(r"^spotter_store_transactions_total (\d+)", m, re.M)
+            u = re.search(r"^spotter_store_transaction_units_total (\d+)", m, re.M)
+            if t and u and int(t.group(1)):
+                r["per_txn"] = int(u.group(1)) / int(t.group(1))
         have = stored(dburl, run)
     finally:
         proc.terminate()
@@ -250,7 +258,8 @@ def one_run(a, target, shape, tmp, cfg):
           f"CPU in cores: server {r['server_cpu']:.2f}, generator {r['cpu']:.2f}, "
           f"postgres {r['pg_cpu']:.2f}, everything else "
           f"{max(0.0, r['machine_cpu'] - r['server_cpu'] - r['cpu'] - r['pg_cpu']):.2f} "
-          f"(of {os.cpu_count()})", flush=True)
+          f"(of {os.cpu_count()})"
+          + (f"; units per write transaction {r['per_txn']:.1f}" if r["per_txn"] else ""), flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return r
 

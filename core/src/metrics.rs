@@ -34,6 +34,8 @@ pub struct Metrics {
     alerts: Family<Labels, Counter>,
     incidents: Family<Labels, Gauge>,
     outbox_depth: Family<Labels, Gauge>,
+    transactions: Counter,
+    transaction_units: Counter,
     jobs_dead: Family<Labels, Counter>,
     webhook_rejections: Family<Labels, Counter>,
     pages: Family<Labels, Counter>,
@@ -130,6 +132,18 @@ impl Metrics {
             "Outbox messages not delivered, by state (pending, failed)",
             outbox_depth.clone(),
         );
+        let transactions = Counter::default();
+        registry.register(
+            "store_transactions",
+            "Write transactions of this replica's group-commit writer",
+            transactions.clone(),
+        );
+        let transaction_units = Counter::default();
+        registry.register(
+            "store_transaction_units",
+            "Requests' writes those transactions held (units / transactions: requests per fsync)",
+            transaction_units.clone(),
+        );
         let jobs_dead = Family::<Labels, Counter>::default();
         registry.register(
             "jobs_dead_lettered",
@@ -175,6 +189,8 @@ impl Metrics {
             broadcasts_dead.clone(),
         );
         Metrics {
+            transactions,
+            transaction_units,
             runs,
             broadcasts_dead,
             registry: Mutex::new(registry),
@@ -358,6 +374,14 @@ impl Metrics {
         self.outbox_depth
             .get_or_create(&vec![("state".into(), "failed".into())])
             .set(stats.outbox_failed);
+        // The store counts; the counters follow (never backwards).
+        self.transactions
+            .inc_by(stats.transactions.saturating_sub(self.transactions.get()));
+        self.transaction_units.inc_by(
+            stats
+                .transaction_units
+                .saturating_sub(self.transaction_units.get()),
+        );
         let mut out = String::new();
         encode(&mut out, &self.registry.lock().unwrap()).expect("writing to a String cannot fail");
         out

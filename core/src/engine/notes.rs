@@ -42,12 +42,14 @@ pub(super) fn push_resolved(notes: &mut Vec<Note>, label: String) {
 /// Writes the notes as timeline events (and their chat posts), in order, and clears them.
 pub(super) fn flush_notes(plan: &mut Plan<'_>, inc: &Incident, notes: &mut Vec<Note>) {
     for note in notes.drain(..) {
-        let (kind, text) = match note {
-            Note::Fired(labels) => (EventKind::Alert, listed("firing", &labels)),
-            Note::Resolved(labels) => (EventKind::Alert, listed("resolved", &labels)),
-            Note::Event(kind, text) => (kind, text),
-        };
-        plan.event(inc, kind, text, false);
+        // What alerts say is posted as alert posts, which the chat lane merges per incident;
+        // everything else (a phase change, a reopening) as an event of its own.
+        match note {
+            Note::Fired(labels) => plan.alert_event(inc, listed("firing", &labels)),
+            Note::Resolved(labels) => plan.alert_event(inc, listed("resolved", &labels)),
+            Note::Event(EventKind::Alert, text) => plan.alert_event(inc, text),
+            Note::Event(kind, text) => plan.event(inc, kind, text, false),
+        }
     }
 }
 

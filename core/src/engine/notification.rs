@@ -569,7 +569,11 @@ impl<'a> Decide<'a> {
                 .declaration(actor, &specs[k], now, number, run_id, &locks, &also)
                 .1
         };
-        let wake = !parts.is_empty();
+        // Only messages wake the dispatchers: an idle lane woken for nothing claims in a write
+        // transaction of its own, which on SQLite queues behind (and in front of) intake's.
+        let wake = parts
+            .iter()
+            .any(|p| matches!(p, Part::Write(cs) if !cs.outbox.is_empty()));
         let refs = engine.store().commit_unit(parts, &build).await?;
         if wake {
             engine.wake_dispatchers();

@@ -87,10 +87,6 @@ impl<'a> Plan<'a> {
     /// [`MessageKind::AlertPost`], which the chat lane may merge with the alert posts queued
     /// behind it. A storm of alerts becomes a few posts, not one per alert; the timeline keeps
     /// every event.
-    #[expect(
-        dead_code,
-        reason = "intake's alert events call it once its rewrite lands; then this goes"
-    )]
     pub(crate) fn alert_event(&mut self, inc: &Incident, text: String) {
         self.event_posted_as(inc, EventKind::Alert, text, false, MessageKind::AlertPost);
     }

@@ -465,6 +465,10 @@ pub struct Stats {
     pub incidents: Vec<(LevelId, State, i64)>,
     pub outbox_pending: i64,
     pub outbox_failed: i64,
+    /// This replica's write transactions since it started, and the requests' units they held
+    /// (group commit: the ratio is how many requests share one fsync).
+    pub transactions: u64,
+    pub transaction_units: u64,
 }
 
 /// The whole audit log with the head pointer that guards its end.

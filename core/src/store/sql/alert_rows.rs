@@ -9,13 +9,11 @@ const COLUMNS: usize = 15;
 /// Rows per insert: 15 parameters each, well under both backends' limits.
 const ROWS: usize = 100;
 
-pub(super) async fn write(
+/// Inserts new rows (`version` 0).
+pub(super) async fn insert_new(
     tx: &mut AnyConnection,
-    alerts: &[AlertRecord],
+    new: &[&AlertRecord],
 ) -> Result<(), StoreError> {
-    let (new, known): (Vec<&AlertRecord>, Vec<&AlertRecord>) =
-        alerts.iter().partition(|a| a.version == 0);
-    // Inserts first: a row inserted and then updated in one changeset stays in that order.
     for chunk in new.chunks(ROWS) {
         // Every new row starts at version 1: the sixteenth value is a constant.
         let sql = super::write::rows_sql(
@@ -40,6 +38,14 @@ pub(super) async fn write(
         // violation of a raced key: a conflict, and the engine decides again.
         q.execute(&mut *tx).await.map_err(map_err)?;
     }
+    Ok(())
+}
+
+/// Updates known rows, each at the version it was read at.
+pub(super) async fn update_known(
+    tx: &mut AnyConnection,
+    known: &[&AlertRecord],
+) -> Result<(), StoreError> {
     for a in known {
         let q = sqlx::query(
             "UPDATE alerts SET status = $3, labels = $4, annotations = $5, summary = $6, group_key = $7, \

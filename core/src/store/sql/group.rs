@@ -2,10 +2,12 @@
 //! is waiting in one transaction, so one fsync (SQLite `synchronous=FULL`, PostgreSQL's WAL
 //! flush) covers many requests.
 //!
-//! - Each request is a [`Unit`]: its changesets and declarations, all or nothing. Units are
-//!   written one after another inside the batch's transaction, each under its own savepoint: a
-//!   unit that fails its checks (a version conflict, a lost lease, a refused duplicate) is
-//!   rolled back alone and its waiter gets that error; the others commit.
+//! - Each request is a [`Unit`]: its changesets and declarations, all or nothing. A batch is
+//!   first written optimistically, every unit in one go and their timeline entries and new
+//!   alert rows in shared multi-row inserts. When a unit fails its checks (a version conflict,
+//!   a lost lease, a refused duplicate), that attempt is rolled back and the batch is written
+//!   again unit by unit, each under its own savepoint: the failing unit is rolled back alone
+//!   and its waiter gets that error; the others commit.
 //! - A storage fault (the database unreachable, a failed commit, a savepoint that cannot be
 //!   rolled back) fails the whole batch: every waiter gets it (503 at the edges) and nothing is
 //!   written.
@@ -19,6 +21,7 @@
 //!   ids are serialised by a lock of their own, taken first.
 //! - The queue is bounded: a storm waits for room (backpressure), it does not grow memory.
 
+use super::write::Deferred;
 use super::*;
 use crate::audit::AuditRecord;
 use crate::store::Unit as UnitParts;
@@ -164,19 +167,84 @@ impl SqlStore {
     }
 
     /// Writes every unit; `Err` when the batch as a whole failed (nothing was written).
+    ///
+    /// First optimistically, all units in one go with their rows in shared inserts; only when
+    /// a unit fails its checks is the batch rolled back and written again unit by unit, each
+    /// under a savepoint, so that unit fails alone. Failures are rare; savepoints cost two
+    /// statements per unit and the shared inserts save one per table per unit.
     async fn write_batch(
         &self,
         units: &[Unit],
         outcomes: &mut [Option<Result<Vec<IncidentRef>, StoreError>>],
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        let serialise_ids = units.iter().any(|u| {
+        if units.len() > 1 && self.write_merged(units, outcomes).await? {
+            return Ok(());
+        }
+        self.write_isolated(units, outcomes).await
+    }
+
+    fn takes_ids(units: &[Unit]) -> bool {
+        units.iter().any(|u| {
             u.parts.iter().any(|p| match p {
                 Part::Declare => true,
                 Part::Write(cs) => !cs.runs.is_empty(),
             })
-        });
-        if serialise_ids {
+        })
+    }
+
+    /// All units at once; `Ok(false)` (nothing written) when one of them failed its checks.
+    async fn write_merged(
+        &self,
+        units: &[Unit],
+        outcomes: &mut [Option<Result<Vec<IncidentRef>, StoreError>>],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        if Self::takes_ids(units) {
+            self.lock_ids(&mut tx).await?;
+        }
+        let mut deferred = Deferred::default();
+        let mut audit: Vec<AuditRecord> = vec![];
+        let mut refs = Vec::with_capacity(units.len());
+        for unit in units {
+            match self
+                .write_unit(&mut tx, unit, &mut audit, Some(&mut deferred))
+                .await
+            {
+                Ok(r) => refs.push(r),
+                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                Err(_) => {
+                    tx.rollback().await.map_err(map_err)?;
+                    return Ok(false);
+                }
+            }
+        }
+        match deferred.insert(&mut tx).await {
+            Ok(()) => {}
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(_) => {
+                tx.rollback().await.map_err(map_err)?;
+                return Ok(false);
+            }
+        }
+        if !audit.is_empty() {
+            let head = self.lock_audit_head(&mut tx).await?;
+            self.append_audit(&mut tx, &audit, head).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        for (outcome, r) in outcomes.iter_mut().zip(refs) {
+            *outcome = Some(Ok(r));
+        }
+        Ok(true)
+    }
+
+    /// Unit by unit, each under a savepoint: a unit that fails is rolled back alone.
+    async fn write_isolated(
+        &self,
+        units: &[Unit],
+        outcomes: &mut [Option<Result<Vec<IncidentRef>, StoreError>>],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if Self::takes_ids(units) {
             self.lock_ids(&mut tx).await?;
         }
         let single = units.len() == 1;
@@ -186,7 +254,7 @@ impl SqlStore {
                 exec(&mut tx, "SAVEPOINT unit").await?;
             }
             let mut unit_audit = vec![];
-            match self.write_unit(&mut tx, unit, &mut unit_audit).await {
+            match self.write_unit(&mut tx, unit, &mut unit_audit, None).await {
                 Ok(refs) => {
                     if !single {
                         exec(&mut tx, "RELEASE SAVEPOINT unit").await?;
@@ -221,13 +289,14 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         unit: &Unit,
         audit: &mut Vec<AuditRecord>,
+        mut deferred: Option<&mut Deferred>,
     ) -> Result<Vec<IncidentRef>, StoreError> {
         let mut refs = vec![];
         let mut declared = 0;
         for part in &unit.parts {
             let cs = match part {
                 Part::Write(cs) => {
-                    self.write(tx, cs).await?;
+                    self.write(tx, cs, deferred.as_deref_mut()).await?;
                     audit.extend(cs.audit.iter().cloned());
                     continue;
                 }
@@ -259,7 +328,7 @@ impl SqlStore {
                     cs
                 }
             };
-            self.write(tx, &cs).await?;
+            self.write(tx, &cs, deferred.as_deref_mut()).await?;
             audit.extend(cs.audit);
         }
         Ok(refs)

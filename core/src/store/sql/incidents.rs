@@ -100,10 +100,13 @@ impl SqlStore {
                 failed = n
             }
         }
+        let group = self.group_commit_stats();
         Ok(Stats {
             incidents,
             outbox_pending: pending,
             outbox_failed: failed,
+            transactions: group.batches,
+            transaction_units: group.units,
         })
     }
 

@@ -27,6 +27,7 @@ mod chat;
 mod group;
 pub use group::GroupCommitStats;
 mod incidents;
+mod job_writes;
 mod jobs;
 mod outbox;
 mod paging;

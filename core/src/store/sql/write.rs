@@ -76,10 +76,14 @@ impl SqlStore {
 
     /// Writes a changeset inside `tx`, all but its audit records (the batch appends those to
     /// the chain at its end, see [`super::group`]).
+    ///
+    /// With `deferred`, its timeline entries and new alert rows are left there for the batch to
+    /// insert together with other changesets' (see [`super::group`]).
     pub(super) async fn write(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         cs: &Changeset,
+        deferred: Option<&mut Deferred>,
     ) -> Result<(), StoreError> {
         if !cs.audit.is_empty() && self.audit_key.is_none() {
             return Err(StoreError::Other(anyhow!(
@@ -122,25 +126,16 @@ impl SqlStore {
             None => {}
         }
 
-        for chunk in cs.timeline.chunks(ROWS_PER_INSERT) {
-            let sql = multi_row(
-                "INSERT INTO timeline (incident, at, actor, kind, text, public) VALUES ",
-                6,
-                chunk.len(),
-                "",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for t in chunk {
-                q = q
-                    .bind(t.incident.number())
-                    .bind(ms(t.at))
-                    .bind(&t.actor)
-                    .bind(t.kind.as_str())
-                    .bind(&t.text)
-                    .bind(t.public as i64);
+        let deferred = match deferred {
+            Some(d) => {
+                d.timeline.extend(cs.timeline.iter().cloned());
+                Some(d)
             }
-            q.execute(&mut *tx).await.map_err(map_err)?;
-        }
+            None => {
+                insert_timeline(&mut *tx, &cs.timeline.iter().collect::<Vec<_>>()).await?;
+                None
+            }
+        };
 
         let now = cs
             .at
@@ -185,76 +180,15 @@ impl SqlStore {
             q.execute(&mut *tx).await.map_err(map_err)?;
         }
 
-        for j in &cs.jobs {
-            match j {
-                JobChange::Schedule(n) => {
-                    sqlx::query(
-                        "INSERT INTO jobs (job_key, kind, incident, due_at, payload, state, attempts, created_at) \
-                         VALUES ($1,$2,$3,$4,$5,'pending',0,$6) \
-                         ON CONFLICT (job_key) DO UPDATE SET kind = excluded.kind, incident = excluded.incident, \
-                         due_at = excluded.due_at, payload = excluded.payload, state = 'pending', \
-                         lease_owner = NULL, lease_until = NULL, done_at = NULL",
-                    )
-                    .bind(&n.key)
-                    .bind(n.payload.kind().as_str())
-                    .bind(n.incident.map(|r| r.number()))
-                    .bind(ms(n.due_at))
-                    .bind(n.payload.to_json().to_string())
-                    .bind(ms(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                }
-                JobChange::Cancel { incident, kind } => {
-                    sqlx::query(
-                        "UPDATE jobs SET state = 'cancelled', done_at = $3, lease_owner = NULL, lease_until = NULL \
-                         WHERE incident = $1 AND kind = $2 AND state = 'pending'",
-                    )
-                    .bind(incident.number())
-                    .bind(kind.as_str())
-                    .bind(ms(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                }
-                JobChange::Hasten { key, due_at } => {
-                    sqlx::query(
-                        "UPDATE jobs SET due_at = $2 WHERE job_key = $1 AND state = 'pending' AND due_at > $2",
-                    )
-                    .bind(key)
-                    .bind(ms(*due_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                }
-                JobChange::Complete { id, due_at } => {
-                    sqlx::query(
-                        "UPDATE jobs SET state = 'done', done_at = $2, lease_owner = NULL, lease_until = NULL \
-                         WHERE id = $1 AND due_at = $3 AND state = 'pending'",
-                    )
-                    .bind(*id)
-                    .bind(ms(now))
-                    .bind(ms(*due_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                }
-                JobChange::DeadLetter { id, error } => {
-                    let error: String = error.chars().take(1000).collect();
-                    sqlx::query(
-                        "UPDATE jobs SET state = 'dead', done_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL \
-                         WHERE id = $1 AND state = 'pending'",
-                    )
-                    .bind(*id)
-                    .bind(ms(now))
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                }
-            }
+        super::job_writes::write(&mut *tx, &cs.jobs, now).await?;
+        let (new, known): (Vec<&AlertRecord>, Vec<&AlertRecord>) =
+            cs.alerts.iter().partition(|a| a.version == 0);
+        // Inserts first: a row inserted and then updated in one changeset stays in that order.
+        match deferred {
+            Some(d) => d.alerts.extend(new.into_iter().cloned()),
+            None => super::alert_rows::insert_new(&mut *tx, &new).await?,
         }
-        super::alert_rows::write(&mut *tx, &cs.alerts).await?;
+        super::alert_rows::update_known(&mut *tx, &known).await?;
         for g in &cs.alert_groups {
             let res = match g.previous {
                 None => sqlx::query("INSERT INTO alert_groups (source, group_key, incident) VALUES ($1, $2, $3)")
@@ -355,6 +289,46 @@ impl SqlStore {
             .next()
             .ok_or_else(|| StoreError::Other(anyhow!("the declaration was not numbered")))
     }
+}
+
+/// Rows that changesets written together in one batch leave to be inserted together.
+#[derive(Default)]
+pub(super) struct Deferred {
+    pub(super) timeline: Vec<TimelineEntry>,
+    pub(super) alerts: Vec<AlertRecord>,
+}
+
+impl Deferred {
+    pub(super) async fn insert(&self, tx: &mut AnyConnection) -> Result<(), StoreError> {
+        insert_timeline(&mut *tx, &self.timeline.iter().collect::<Vec<_>>()).await?;
+        super::alert_rows::insert_new(tx, &self.alerts.iter().collect::<Vec<_>>()).await
+    }
+}
+
+async fn insert_timeline(
+    tx: &mut AnyConnection,
+    rows: &[&TimelineEntry],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row(
+            "INSERT INTO timeline (incident, at, actor, kind, text, public) VALUES ",
+            6,
+            chunk.len(),
+            "",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in chunk {
+            q = q
+                .bind(t.incident.number())
+                .bind(ms(t.at))
+                .bind(&t.actor)
+                .bind(t.kind.as_str())
+                .bind(&t.text)
+                .bind(t.public as i64);
+        }
+        q.execute(&mut *tx).await.map_err(map_err)?;
+    }
+    Ok(())
 }
 
 /// Rows per multi-row insert: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
