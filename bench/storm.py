@@ -212,7 +212,7 @@ def one_run(a, target, shape, tmp, cfg):
         ready = None
     else:
         env = dict(os.environ, SPOTTER_LISTEN=f"127.0.0.1:{port}", SPOTTER_ALERTMANAGER_TOKEN=TOKEN,
-                   RUST_LOG="warn")
+                   RUST_LOG=os.environ.get("STORM_RUST_LOG", "warn"))
         if a.pg:
             env["SPOTTER_DATABASE_URL"] = dburl
         else:
@@ -249,6 +249,8 @@ def one_run(a, target, shape, tmp, cfg):
     r["shape"], r["target"], r["batch"], r["senders"] = shape, target, batch, senders
     with open(os.path.join(work, "server.log")) as f:
         r["log_errors"] = sum(1 for line in f if re.search(r"ERROR|panicked", line))
+    if os.environ.get("STORM_KEEP_LOG"):
+        shutil.copy(os.path.join(work, "server.log"), os.environ["STORM_KEEP_LOG"])
     non2xx = {c: n for c, n in r["statuses"].items() if not 200 <= c < 300}
     print(f"[{a.backend}] {target:<9} {shape:<7} {batch:>2} alerts x {senders:>2} senders: "
           f"{r['alerts_s']:>7.0f} alerts/s, {len(r['latencies']) / r['elapsed']:>6.0f} notif/s, "

@@ -14,7 +14,17 @@ pub(super) async fn insert_new(
     tx: &mut AnyConnection,
     new: &[&AlertRecord],
 ) -> Result<(), StoreError> {
-    for chunk in new.chunks(ROWS) {
+    for chunk in super::write::sized_chunks(new, ROWS, |a| {
+        let map = |m: &std::collections::BTreeMap<String, String>| {
+            m.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>()
+        };
+        map(&a.labels)
+            + map(&a.annotations)
+            + a.summary.len()
+            + a.group_key.len()
+            + a.fingerprint.len()
+            + 200
+    }) {
         // Every new row starts at version 1: the sixteenth value is a constant.
         let sql = super::write::rows_sql(
             "INSERT INTO alerts (source, fingerprint, status, labels, annotations, summary, group_key, incident, \
