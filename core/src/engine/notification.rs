@@ -136,6 +136,9 @@ impl Engine {
                 .then(|| stored.get(&fps[i]).and_then(|r| r.incident))
                 .flatten()
         }));
+        // Maintenance windows do not depend on the incident: read before waiting for its turn,
+        // so the turn is held for what does.
+        let windows = self.store().maintenance_windows(Some(now)).await?;
         let _turns = self.lock_incidents(&targets).await;
         // Everything is read again under the locks.
         let (stored, groups) = if targets.is_empty() {
@@ -147,7 +150,6 @@ impl Engine {
             }
             (self.records(source, &fps).await?, again)
         };
-        let windows = self.store().maintenance_windows(Some(now)).await?;
 
         let mut d = Decide {
             engine: self,

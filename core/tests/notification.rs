@@ -1,0 +1,201 @@
+//! One notification, one transaction: the alerts of a notification are decided together and
+//! written in one unit, and what they tell the timeline is coalesced per incident. SQLite and
+//! PostgreSQL alike.
+
+mod common;
+
+use spotter_core::alerts::{AlertAction, AlertBatch, IncomingAlert};
+use spotter_core::domain::{EventKind, Phase};
+use spotter_core::store::Store;
+use std::collections::BTreeMap;
+
+fn alert(name: &str, service: &str, instance: &str, action: AlertAction) -> IncomingAlert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", name),
+        ("service", service),
+        ("instance", instance),
+        ("severity", "critical"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    IncomingAlert {
+        fingerprint: Some(format!("{name}-{service}-{instance}")),
+        action,
+        labels,
+        annotations: [("summary".to_string(), format!("{name} on {instance}"))].into(),
+        starts_at: None,
+        ends_at: None,
+        generator_url: None,
+    }
+}
+
+fn batch(alerts: Vec<IncomingAlert>) -> AlertBatch {
+    AlertBatch {
+        source: "alertmanager".into(),
+        group_key: None,
+        alerts,
+    }
+}
+
+fn storm(n: usize, action: AlertAction) -> AlertBatch {
+    batch(
+        (0..n)
+            .map(|i| alert("MySQLDown", "database", &format!("db-{i}:9104"), action))
+            .collect(),
+    )
+}
+
+dual_test!(
+    a_storm_of_ten_thousand_alerts_is_one_transaction_and_one_event,
+    |ctx| async move {
+        let before = ctx.store.group_commit_stats();
+        let report = ctx
+            .engine
+            .ingest(&storm(10_000, AlertAction::Fire))
+            .await
+            .unwrap();
+        let after = ctx.store.group_commit_stats();
+        assert_eq!((report.alerts, report.changed), (10_000, 10_000));
+        assert_eq!(report.incidents.len(), 1, "{report:?}");
+        assert_eq!(
+            (after.batches - before.batches, after.units - before.units),
+            (1, 1),
+            "the whole notification is one unit in one transaction"
+        );
+        let r = report.incidents[0];
+        assert_eq!(ctx.store.incident_alerts(r).await.unwrap().len(), 10_000);
+        let timeline = ctx.store.timeline(r).await.unwrap();
+        let alerts: Vec<_> = timeline
+            .iter()
+            .filter(|t| t.kind == EventKind::Alert)
+            .collect();
+        assert_eq!(alerts.len(), 1, "{timeline:?}");
+        assert!(
+            alerts[0]
+                .text
+                .starts_with("10000 alerts firing: MySQLDown on db-0:9104 (instance=db-0:9104")
+                && alerts[0].text.ends_with("… and 9990 more"),
+            "{}",
+            alerts[0].text
+        );
+
+        // The same notification again (Alertmanager's repeat): duplicates, nothing written.
+        let before = ctx.store.group_commit_stats();
+        let again = ctx
+            .engine
+            .ingest(&storm(10_000, AlertAction::Fire))
+            .await
+            .unwrap();
+        assert_eq!((again.duplicates, again.changed), (10_000, 0));
+        assert_eq!(
+            ctx.store.group_commit_stats().units,
+            before.units,
+            "no write"
+        );
+
+        // All of them resolving: one transaction, one event, post-recovery monitoring.
+        let before = ctx.store.group_commit_stats();
+        let report = ctx
+            .engine
+            .ingest(&storm(10_000, AlertAction::Resolve))
+            .await
+            .unwrap();
+        assert_eq!(report.changed, 10_000);
+        assert_eq!(ctx.store.group_commit_stats().units - before.units, 1);
+        let inc = ctx.store.incident(r).await.unwrap().unwrap();
+        assert_eq!(
+            inc.phase,
+            Phase::PostRecoveryMonitoring,
+            "every alert resolved"
+        );
+        let timeline = ctx.store.timeline(r).await.unwrap();
+        let resolved: Vec<_> = timeline
+            .iter()
+            .filter(|t| t.kind == EventKind::Alert && t.text.contains("resolved"))
+            .collect();
+        assert_eq!(resolved.len(), 1, "{timeline:?}");
+        assert!(resolved[0].text.starts_with("10000 alerts resolved: "));
+        assert!(timeline
+            .iter()
+            .any(|t| t.text.starts_with(&format!("all alerts of {r} resolved"))));
+        ctx.audit_verifies().await;
+    }
+);
+
+dual_test!(
+    one_notification_joins_one_incident_and_declares_another_together,
+    |ctx| async move {
+        let first = ctx
+            .engine
+            .ingest(&batch(vec![alert(
+                "MySQLDown",
+                "database",
+                "db-1",
+                AlertAction::Fire,
+            )]))
+            .await
+            .unwrap();
+        let open = first.incidents[0];
+        let before = ctx.store.group_commit_stats();
+        let report = ctx
+            .engine
+            .ingest(&batch(vec![
+                alert("MySQLDown", "database", "db-2", AlertAction::Fire),
+                alert("RedisDown", "cache", "cache-1", AlertAction::Fire),
+                alert("MySQLDown", "database", "db-3", AlertAction::Fire),
+                alert("RedisDown", "cache", "cache-2", AlertAction::Fire),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(ctx.store.group_commit_stats().units - before.units, 1);
+        assert_eq!(report.changed, 4);
+        assert_eq!(report.incidents.len(), 2, "{report:?}");
+        assert_eq!(
+            report.incidents[0], open,
+            "the database alerts joined the open incident"
+        );
+        let new = report.incidents[1];
+        assert_eq!(ctx.store.incident_alerts(open).await.unwrap().len(), 3);
+        assert_eq!(ctx.store.incident_alerts(new).await.unwrap().len(), 2);
+        let declared = ctx.store.timeline(new).await.unwrap();
+        assert!(
+            declared.iter().any(|t| t.kind == EventKind::Alert
+                && t.text.starts_with("2 alerts firing: RedisDown on cache-1")),
+            "{declared:?}"
+        );
+        let joined = ctx.store.timeline(open).await.unwrap();
+        assert!(
+            joined
+                .iter()
+                .any(|t| t.text.starts_with("2 alerts firing: MySQLDown on db-2")),
+            "{joined:?}"
+        );
+        ctx.audit_verifies().await;
+    }
+);
+
+dual_test!(
+    an_alert_named_twice_in_one_notification_is_decided_in_order,
+    |ctx| async move {
+        let report = ctx
+            .engine
+            .ingest(&batch(vec![
+                alert("MySQLDown", "database", "db-1", AlertAction::Fire),
+                alert("MySQLDown", "database", "db-2", AlertAction::Fire),
+                alert("MySQLDown", "database", "db-1", AlertAction::Resolve),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(report.changed, 3, "{report:?}");
+        let r = report.incidents[0];
+        let alerts = ctx.store.incident_alerts(r).await.unwrap();
+        let db1 = alerts
+            .iter()
+            .find(|a| a.fingerprint.contains("db-1"))
+            .unwrap();
+        assert_eq!(db1.status.as_str(), "resolved", "the later state wins");
+        let inc = ctx.store.incident(r).await.unwrap().unwrap();
+        assert_ne!(inc.phase, Phase::PostRecoveryMonitoring, "db-2 still fires");
+    }
+);
