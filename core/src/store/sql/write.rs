@@ -342,11 +342,11 @@ async fn insert_timeline(
 const STATEMENT_BYTES: usize = 6 * 1024;
 
 /// `rows` in chunks of at most `max_rows` rows and about [`STATEMENT_BYTES`] (by `size`).
-pub(super) fn sized_chunks<'a, T>(
-    rows: &'a [T],
+pub(super) fn sized_chunks<T>(
+    rows: &[T],
     max_rows: usize,
     size: impl Fn(&T) -> usize,
-) -> Vec<&'a [T]> {
+) -> Vec<&[T]> {
     let mut out = vec![];
     let (mut start, mut bytes) = (0, 0);
     for (i, row) in rows.iter().enumerate() {
