@@ -199,3 +199,68 @@ dual_test!(
         assert_ne!(inc.phase, Phase::PostRecoveryMonitoring, "db-2 still fires");
     }
 );
+
+// Two incidents declared by one notification, with an immediate-response runbook whose lock
+// target they share: the first starts it, the second is told it did not start (before, the
+// second's run collided with the first's inside the one unit, and the notification was retried
+// until it gave up with a 503).
+dual_test!(
+    declarations_in_one_notification_see_each_others_runs,
+    |ctx| async move {
+        use spotter_core::clock::Clock;
+        use spotter_core::runbook::Runbooks;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        Runbooks::builtin(&ctx.config, dir.path()).unwrap();
+        let path = dir.path().join("emergency-response.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("target = \"{{incident}}\""),
+            "the built-in's target changed"
+        );
+        std::fs::write(
+            &path,
+            text.replace("target = \"{{incident}}\"", "target = \"the-site\""),
+        )
+        .unwrap();
+        let runbooks = Runbooks::load_dir(dir.path(), &ctx.config)
+            .unwrap_or_else(|e| panic!("the edited runbooks load: {e:?}"));
+        assert_eq!(
+            ctx.config.runbooks.on_declare.as_deref(),
+            Some("emergency-response")
+        );
+        let engine = spotter_core::Engine::new(
+            ctx.store.clone() as Arc<dyn Store>,
+            ctx.config.clone(),
+            ctx.clock.clone() as Arc<dyn Clock>,
+            ctx.metrics.clone(),
+        )
+        .with_runbooks(runbooks);
+        let report = engine
+            .ingest(&batch(vec![
+                alert("MySQLDown", "database", "db-1", AlertAction::Fire),
+                alert("RedisDown", "cache", "cache-1", AlertAction::Fire),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(report.incidents.len(), 2, "{report:?}");
+        let runs = ctx
+            .store
+            .runs(spotter_core::store::RunFilter {
+                active: false,
+                incident: None,
+                limit: 100,
+            })
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].incident, Some(report.incidents[0]));
+        let second = ctx.store.timeline(report.incidents[1]).await.unwrap();
+        assert!(
+            second.iter().any(|t| t
+                .text
+                .contains("did not start: another run of it is active")),
+            "{second:?}"
+        );
+    }
+);

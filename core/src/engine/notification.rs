@@ -17,6 +17,8 @@
 //! A notification naming the same alert twice is taken in segments without a repeat, one unit
 //! each, so the alert's second state is decided on what its first wrote.
 
+mod commit;
+
 use super::declare::Declaration;
 use super::intake::{alert_label, resolve_by_alerts, Outcome};
 use super::notes::{flush_notes, push_fired, push_resolved, Note};
@@ -513,86 +515,5 @@ impl<'a> Decide<'a> {
         }
         t.plan.extra.alerts.push(rec);
         Ok(Decided::Done(Outcome::Changed(Some(r))))
-    }
-
-    /// Writes the segment as one unit and answers each alert's outcome.
-    async fn commit(self, decided: Vec<Decided>) -> Result<Vec<Outcome>, StoreError> {
-        let engine = self.engine;
-        let mut parts = vec![];
-        let mut status_moves = false;
-        for mut t in self.touched.into_iter().filter(|t| t.moved) {
-            flush_notes(&mut t.plan, &t.inc, &mut t.notes);
-            status_moves = true;
-            parts.push(Part::Write(
-                t.plan.finish(Some(IncidentWrite::Update(t.inc))),
-            ));
-        }
-        let loose = self.loose.finish(None);
-        if !loose.alerts.is_empty() {
-            parts.push(Part::Write(loose));
-        }
-        let news = self.news;
-        parts.extend(news.iter().map(|_| Part::Declare));
-        let auto = news
-            .iter()
-            .any(|n| engine.on_declare_runbook(n.routed.level).is_some());
-        let locks = engine.active_run_locks(auto).await?;
-        let actor = self.actor;
-        let now = self.now;
-        let source = self.source;
-        let specs: Vec<Declaration> = news
-            .iter()
-            .map(|n| Declaration {
-                level: n.routed.level,
-                title: n.routed.title.clone(),
-                components: n.routed.components.clone(),
-                commander: None,
-                source: Source::Alert,
-            })
-            .collect();
-        let build = |k: usize, number: IncidentRef, run_id: i64| {
-            let n = &news[k];
-            let also = |plan: &mut Plan<'_>, inc: &Incident| {
-                let mut notes: Vec<Note> = n.notes.iter().map(Note::copy).collect();
-                flush_notes(plan, inc, &mut notes);
-                for rec in &n.alerts {
-                    let mut rec = rec.clone();
-                    rec.incident = Some(inc.reference);
-                    plan.extra.alerts.push(rec);
-                }
-                plan.extra.alert_groups.push(GroupWrite {
-                    source: source.to_string(),
-                    group_key: n.group_key.clone(),
-                    incident: inc.reference,
-                    previous: n.previous,
-                });
-            };
-            engine
-                .declaration(actor, &specs[k], now, number, run_id, &locks, &also)
-                .1
-        };
-        // Only messages wake the dispatchers: an idle lane woken for nothing claims in a write
-        // transaction of its own, which on SQLite queues behind (and in front of) intake's.
-        let wake = parts
-            .iter()
-            .any(|p| matches!(p, Part::Write(cs) if !cs.outbox.is_empty()));
-        let refs = engine.store().commit_unit(parts, &build).await?;
-        if wake {
-            engine.wake_dispatchers();
-        }
-        if status_moves {
-            engine.status_wakeup.notify_one();
-        }
-        if !news.is_empty() {
-            let levels: Vec<_> = news.iter().map(|n| n.routed.level).collect();
-            engine.declared(&levels, auto).await?;
-        }
-        Ok(decided
-            .into_iter()
-            .map(|d| match d {
-                Decided::Done(o) => o,
-                Decided::New(k) => Outcome::Changed(refs.get(k).copied()),
-            })
-            .collect())
     }
 }
