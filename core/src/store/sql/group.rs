@@ -49,12 +49,18 @@ pub(super) struct Unit {
 }
 
 /// The handle the store keeps: the queue into the writer task, started on first use (in the
-/// runtime of whoever writes first).
+/// runtime of whoever writes first), and started again if it ever stopped (a panic in a
+/// write): the units it held are answered "unavailable", the next ones get a new writer.
 #[derive(Default)]
 pub(super) struct GroupCommit {
-    queue: std::sync::OnceLock<mpsc::Sender<Unit>>,
-    /// Transactions the writer ran, and the units they held (the mean batch size is what
-    /// group commit saves: fsyncs per request).
+    queue: std::sync::Mutex<Option<mpsc::Sender<Unit>>>,
+    counters: Arc<Counters>,
+}
+
+/// Transactions the writer ran, and the units they held (the mean batch size is what group
+/// commit saves: fsyncs per request). Shared with the writer, which must not hold the queue.
+#[derive(Default)]
+struct Counters {
     batches: std::sync::atomic::AtomicU64,
     units: std::sync::atomic::AtomicU64,
 }
@@ -75,12 +81,14 @@ impl SqlStore {
     pub fn group_commit_stats(&self) -> GroupCommitStats {
         use std::sync::atomic::Ordering::Relaxed;
         GroupCommitStats {
-            batches: self.group.batches.load(Relaxed),
-            units: self.group.units.load(Relaxed),
+            batches: self.group.counters.batches.load(Relaxed),
+            units: self.group.counters.units.load(Relaxed),
             waiting: self
                 .group
                 .queue
-                .get()
+                .lock()
+                .unwrap()
+                .as_ref()
                 .map_or(0, |q| q.max_capacity() - q.capacity()),
         }
     }
@@ -98,11 +106,19 @@ impl SqlStore {
         }
         let (builds, mut build_rx) = mpsc::unbounded_channel();
         let (done, mut done_rx) = oneshot::channel();
-        let queue = self.group.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(self.clone_for_writer().run_writer(rx, self.group.clone()));
-            tx
-        });
+        let queue = {
+            let mut slot = self.group.queue.lock().unwrap();
+            match slot.as_ref() {
+                Some(q) if !q.is_closed() => q.clone(),
+                _ => {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    let counters = self.group.counters.clone();
+                    tokio::spawn(self.clone_for_writer().run_writer(rx, counters));
+                    *slot = Some(tx.clone());
+                    tx
+                }
+            }
+        };
         queue
             .send(Unit {
                 parts,
@@ -139,7 +155,7 @@ impl SqlStore {
         }
     }
 
-    async fn run_writer(self, mut rx: mpsc::Receiver<Unit>, counters: Arc<GroupCommit>) {
+    async fn run_writer(self, mut rx: mpsc::Receiver<Unit>, counters: Arc<Counters>) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
