@@ -89,24 +89,8 @@ struct Sent {
 }
 
 fn check_after_restart(server: &Server, sent: &Sent, round: usize) {
-    let alerts = server.get("/api/v1/alerts?limit=10000")["alerts"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert!(
-        alerts.len() < 10_000,
-        "raise the limit: the check would miss alerts"
-    );
-    let stored: HashMap<&str, &Value> = alerts
-        .iter()
-        .map(|a| (a["fingerprint"].as_str().unwrap(), a))
-        .collect();
-    let incidents: BTreeSet<String> = server.get("/api/v1/incidents?state=all")["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["ref"].as_str().unwrap().to_string())
-        .collect();
+    let stored = server.stored_alerts();
+    let incidents = server.incident_refs();
 
     // Every stored alert is one this test sent, firing, attached to an incident that exists, and
     // the incident is its alert name's: one group, one incident.
@@ -117,7 +101,7 @@ fn check_after_restart(server: &Server, sent: &Sent, round: usize) {
         .flat_map(|n| n.fingerprints.iter().map(move |fp| (fp.as_str(), n)))
         .collect();
     let mut incident_of_name: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for a in &alerts {
+    for a in stored.values() {
         let fp = a["fingerprint"].as_str().unwrap();
         let n = sent_by_fp
             .get(fp)
@@ -169,7 +153,7 @@ fn check_after_restart(server: &Server, sent: &Sent, round: usize) {
     eprintln!(
         "after restart {round}: {} alerts stored, {} incidents; {} acknowledged notifications, {} \
          of them missing alerts; {} unanswered: {whole} stored whole, {} half stored {torn:?}",
-        alerts.len(),
+        stored.len(),
         incidents.len(),
         sent.acked.len(),
         missing.len(),

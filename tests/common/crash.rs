@@ -115,6 +115,32 @@ impl Server {
         r.json().unwrap()
     }
 
+    /// Every stored alert, by fingerprint (asserts none was cut off by the listing's limit).
+    pub fn stored_alerts(&self) -> std::collections::HashMap<String, Value> {
+        let alerts = self.get("/api/v1/alerts?limit=10000")["alerts"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(
+            alerts.len() < 10_000,
+            "raise the limit: the check would miss alerts"
+        );
+        alerts
+            .into_iter()
+            .map(|a| (a["fingerprint"].as_str().unwrap().to_string(), a))
+            .collect()
+    }
+
+    /// The references of every incident, in any state.
+    pub fn incident_refs(&self) -> std::collections::BTreeSet<String> {
+        self.get("/api/v1/incidents?state=all")["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["ref"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// SIGKILL: no shutdown, no flush, no goodbye.
     pub fn kill_9(mut self) {
         self.child.kill().unwrap();

@@ -198,6 +198,15 @@ impl Dispatcher {
 
     /// How long a claimed batch is ours before another replica may take it: enough for every
     /// message of the batch to take its notifier's whole timeout, plus a margin.
+    /// Leases up to `limit` deliverable messages of `lane` to this dispatcher, for as long as
+    /// its slowest notifier may take.
+    async fn claim(&self, lane: Lane, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
+        let lease = Duration::from_std(self.lease()).unwrap_or(Duration::seconds(600));
+        self.store
+            .claim_outbox(self.clock.now(), lease, &self.owner, limit as i64, lane)
+            .await
+    }
+
     pub fn lease(&self) -> std::time::Duration {
         let slowest = self
             .notifiers
@@ -276,18 +285,7 @@ impl Dispatcher {
             .pages
             .as_ref()
             .expect("the pages lane has its outcomes");
-        let lease = self.lease();
-        let now = self.clock.now();
-        let mut batch = self
-            .store
-            .claim_outbox(
-                now,
-                Duration::from_std(lease).unwrap_or(Duration::seconds(600)),
-                &self.owner,
-                PAGE_BATCH as i64,
-                Lane::Pages,
-            )
-            .await?;
+        let mut batch = self.claim(Lane::Pages, PAGE_BATCH).await?;
         for m in &mut batch {
             m.ack_url = m
                 .page
@@ -471,18 +469,7 @@ impl Dispatcher {
     /// (one slow subscriber does not hold up the others; one subscriber's messages are claimed
     /// one at a time, in order, by the ordering key), record each outcome.
     async fn tick_broadcasts(&self) -> Result<usize, StoreError> {
-        let lease = self.lease();
-        let now = self.clock.now();
-        let mut batch = self
-            .store
-            .claim_outbox(
-                now,
-                Duration::from_std(lease).unwrap_or(Duration::seconds(600)),
-                &self.owner,
-                PAGE_BATCH as i64,
-                Lane::Broadcasts,
-            )
-            .await?;
+        let mut batch = self.claim(Lane::Broadcasts, PAGE_BATCH).await?;
         if let Some(links) = &self.links {
             for m in &mut batch {
                 m.links = m
