@@ -78,34 +78,32 @@ async fn hold_writer(ctx: &common::Ctx) -> (mpsc::Sender<()>, tokio::task::JoinH
     (release, held)
 }
 
-/// Queues `units` behind the held writer and waits until all are queued.
+/// Queues `units` behind the held writer, in order: each is queued before the next is sent.
 async fn queue_behind(
     ctx: &common::Ctx,
     units: Vec<Changeset>,
 ) -> Vec<tokio::task::JoinHandle<Answer>> {
     let before = ctx.store.group_commit_stats().waiting;
-    let handles: Vec<_> = units
-        .into_iter()
-        .map(|cs| {
-            let store = ctx.store.clone();
-            tokio::spawn(async move {
-                if cs.incident.is_none() && cs.timeline.is_empty() {
-                    // An empty changeset stands for "declare": numbered by the writer.
-                    let build = |_, number, _| new_incident(number, "queued declaration");
-                    store.commit_unit(vec![Part::Declare], &build).await
-                } else {
-                    store
-                        .commit_unit(vec![Part::Write(cs)], &|_, _, _| Changeset::default())
-                        .await
-                }
-            })
-        })
-        .collect();
-    let want = before + handles.len();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while ctx.store.group_commit_stats().waiting < want {
-        assert!(std::time::Instant::now() < deadline, "units never queued");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut handles = Vec::with_capacity(units.len());
+    for cs in units {
+        let store = ctx.store.clone();
+        handles.push(tokio::spawn(async move {
+            if cs.incident.is_none() && cs.timeline.is_empty() {
+                // An empty changeset stands for "declare": numbered by the writer.
+                let build = |_, number, _| new_incident(number, "queued declaration");
+                store.commit_unit(vec![Part::Declare], &build).await
+            } else {
+                store
+                    .commit_unit(vec![Part::Write(cs)], &|_, _, _| Changeset::default())
+                    .await
+            }
+        }));
+        let want = before + handles.len();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while ctx.store.group_commit_stats().waiting < want {
+            assert!(std::time::Instant::now() < deadline, "units never queued");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
     handles
 }
@@ -295,5 +293,208 @@ dual_test!(
         for i in 0..64 {
             assert!(texts.contains(&format!("note {i}")), "note {i} is stored");
         }
+    }
+);
+
+/// A firing alert of `r`, new.
+fn firing_alert(r: IncidentRef, name: &str) -> spotter_core::store::AlertRecord {
+    spotter_core::store::AlertRecord {
+        source: "alertmanager".into(),
+        fingerprint: name.into(),
+        status: spotter_core::alerts::AlertStatus::Firing,
+        labels: Default::default(),
+        annotations: Default::default(),
+        summary: name.into(),
+        group_key: format!("group-{r}"),
+        incident: Some(r),
+        starts_at: None,
+        ends_at: None,
+        first_seen_at: common::start_time(),
+        changed_at: common::start_time(),
+        recent_changes: vec![],
+        flapping: false,
+        suppressed_by: None,
+        version: 0,
+    }
+}
+
+/// An alert joining `inc` as read: its row, guarding the incident's version.
+fn join(inc: &Incident, name: &str) -> Changeset {
+    Changeset {
+        incident: Some(IncidentWrite::Guard(inc.clone())),
+        alerts: vec![firing_alert(inc.reference, name)],
+        ..note(inc.reference, &format!("{name} joined"))
+    }
+}
+
+/// The incident as read moved to its quiet period, which requires it to have no firing alert.
+fn go_quiet(inc: &Incident) -> Changeset {
+    let mut next = inc.clone();
+    next.phase = spotter_core::domain::Phase::PostRecoveryMonitoring;
+    Changeset {
+        incident: Some(IncidentWrite::Update(next)),
+        all_resolved: vec![inc.reference],
+        ..note(inc.reference, "quiet")
+    }
+}
+
+dual_test!(
+    multi_thread guards_of_one_version_share_it_and_a_change_fails_the_later_ones,
+    |ctx| async move {
+        let inc = ctx.declare(2, "alerts join it").await;
+        let r = inc.reference;
+        let (release, held) = hold_writer(&ctx).await;
+        let mut change = inc.clone();
+        change.summary = Some("changed".into());
+        let change = Changeset {
+            incident: Some(IncidentWrite::Update(change)),
+            ..note(r, "C: the change")
+        };
+        // Two joins at the version read, then a change at it, then a join still at it.
+        let handles = queue_behind(
+            &ctx,
+            vec![join(&inc, "A"), join(&inc, "B"), change, join(&inc, "D")],
+        )
+        .await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        let got = answers(handles).await;
+        assert!(got[0].is_ok() && got[1].is_ok(), "{got:?}");
+        assert!(got[2].is_ok(), "guards do not bump the version: {:?}", got[2]);
+        assert!(
+            matches!(got[3], Err(StoreError::Conflict(_))),
+            "a guard of a version changed before it conflicts: {:?}",
+            got[3]
+        );
+        let after = ctx.store.incident(r).await.unwrap().unwrap();
+        assert_eq!(after.version, inc.version + 1, "only the change bumped it");
+        let names: Vec<String> = ctx
+            .store
+            .incident_alerts(r)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.fingerprint)
+            .collect();
+        assert_eq!(names, ["A", "B"], "the conflicting join wrote nothing");
+        // A guard of an incident that does not exist conflicts too.
+        let mut ghost = inc.clone();
+        ghost.reference = IncidentRef::new(999);
+        let lone = ctx
+            .store
+            .commit_unit(
+                vec![Part::Write(Changeset {
+                    incident: Some(IncidentWrite::Guard(ghost)),
+                    ..Changeset::default()
+                })],
+                &|_, _, _| Changeset::default(),
+            )
+            .await;
+        assert!(matches!(lone, Err(StoreError::Conflict(_))), "{lone:?}");
+        ctx.audit_verifies().await;
+    }
+);
+
+dual_test!(
+    multi_thread a_quiet_start_fails_when_an_alert_joined_before_it_in_its_batch,
+    |ctx| async move {
+        let inc = ctx.declare(2, "its last alert resolved").await;
+        let r = inc.reference;
+        let (release, held) = hold_writer(&ctx).await;
+        // The join's new row is one of the batch's shared inserts, written after both units:
+        // the quiet start is still checked after it.
+        let handles = queue_behind(&ctx, vec![join(&inc, "late"), go_quiet(&inc)]).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        let got = answers(handles).await;
+        assert!(got[0].is_ok(), "{:?}", got[0]);
+        assert!(
+            matches!(got[1], Err(StoreError::Conflict(_))),
+            "quiet with a firing alert: {:?}",
+            got[1]
+        );
+        assert_eq!(
+            ctx.store.incident(r).await.unwrap().unwrap().phase,
+            inc.phase,
+            "the quiet start wrote nothing"
+        );
+        // With no firing alert it goes through.
+        let other = ctx.declare(2, "nothing fires").await;
+        let quiet = ctx
+            .store
+            .commit_unit(vec![Part::Write(go_quiet(&other))], &|_, _, _| {
+                Changeset::default()
+            })
+            .await;
+        assert!(quiet.is_ok(), "{quiet:?}");
+        ctx.audit_verifies().await;
+    }
+);
+
+dual_test!(
+    multi_thread a_quiet_start_on_another_replica_waits_for_a_join_in_flight_and_fails,
+    |ctx| async move {
+        // Replica 1 is inside the transaction of a join (its guard taken, its row written: the
+        // unit's declaration, built after them, waits); replica 2 starts the quiet period of the
+        // same incident at the same version. It must not commit past the join: on PostgreSQL
+        // it waits on the join's share lock, on SQLite on the write lock, and then sees the
+        // joined alert firing.
+        let inc = ctx.declare(2, "replicas race on it").await;
+        let r = inc.reference;
+        let (release, gate) = mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let gate = Mutex::new(gate);
+        let started_tx = Mutex::new(Some(started_tx));
+        let store = ctx.store.clone();
+        let joined = join(&inc, "in-flight");
+        let joining = tokio::spawn(async move {
+            let build = move |_, number, _| {
+                if let Some(tx) = started_tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                tokio::task::block_in_place(|| {
+                    let _ = gate.lock().unwrap().recv();
+                });
+                new_incident(number, "holds the join's transaction open")
+            };
+            store
+                .commit_unit(vec![Part::Write(joined), Part::Declare], &build)
+                .await
+        });
+        started.await.unwrap();
+        let replica = Arc::new(ctx.reconnect().await);
+        let quiet = {
+            let replica = replica.clone();
+            let cs = go_quiet(&inc);
+            tokio::spawn(async move {
+                replica
+                    .commit_unit(vec![Part::Write(cs)], &|_, _, _| Changeset::default())
+                    .await
+            })
+        };
+        if ctx.backend == common::Backend::Postgres {
+            // Released once replica 2 is seen waiting for a lock (or after 10 s regardless: the
+            // outcome must be the same either way).
+            for _ in 0..1000 {
+                let waiting = ctx
+                    .scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    .await;
+                if waiting > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        release.send(()).unwrap();
+        joining.await.unwrap().expect("the join commits");
+        let quiet = quiet.await.unwrap();
+        assert!(
+            matches!(quiet, Err(StoreError::Conflict(_))),
+            "the quiet start saw the joined alert: {quiet:?}"
+        );
+        assert_ne!(
+            ctx.store.incident(r).await.unwrap().unwrap().phase,
+            spotter_core::domain::Phase::PostRecoveryMonitoring
+        );
     }
 );

@@ -264,3 +264,84 @@ dual_test!(
         );
     }
 );
+
+dual_test!(
+    multi_thread alerts_joining_an_incident_concurrently_leave_its_version_and_all_land,
+    |ctx| async move {
+        let first = ctx
+            .engine
+            .ingest(&batch(vec![alert("DiskFull", "database", "db-0", AlertAction::Fire)]))
+            .await
+            .unwrap();
+        let r = first.incidents[0];
+        let before = ctx.store.incident(r).await.unwrap().unwrap();
+        // 32 notifications of one new alert each, all at once: they only join the incident, so
+        // none waits for another's turn and none conflicts with another.
+        let joins: Vec<_> = (1..=32)
+            .map(|i| {
+                let engine = ctx.engine.clone();
+                tokio::spawn(async move {
+                    let b = batch(vec![alert("DiskFull", "database", &format!("db-{i}"), AlertAction::Fire)]);
+                    engine.ingest(&b).await
+                })
+            })
+            .collect();
+        for j in joins {
+            let report = j.await.unwrap().expect("every join commits");
+            assert_eq!(report.incidents, vec![r]);
+        }
+        let after = ctx.store.incident(r).await.unwrap().unwrap();
+        assert_eq!(after, before, "joining alerts change nothing of the incident row");
+        assert_eq!(ctx.store.incident_alerts(r).await.unwrap().len(), 33);
+        // Each join still brings the card up to date (the card counts alerts): one card update
+        // per join, none lost to another's idempotency key.
+        let cards = ctx
+            .outbox()
+            .await
+            .into_iter()
+            .filter(|m| m.kind == spotter_core::store::MessageKind::CardUpdate && m.incident == Some(r))
+            .count();
+        assert_eq!(cards, 33, "the declaration's card and one per join");
+        ctx.audit_verifies().await;
+    }
+);
+
+dual_test!(
+    multi_thread an_alert_joining_while_the_last_one_resolves_keeps_the_incident_out_of_quiet,
+    |ctx| async move {
+        // The incident has one firing alert; "it resolves" and "a new one fires" race. Whichever
+        // is written second is decided again on what the first wrote (the store's checks), so
+        // with the new alert firing the incident is never quiet, whatever the order.
+        let first = ctx
+            .engine
+            .ingest(&batch(vec![alert("DiskFull", "database", "db-a", AlertAction::Fire)]))
+            .await
+            .unwrap();
+        let r = first.incidents[0];
+        let mut last = "db-a".to_string();
+        for round in 0..8 {
+            let next = format!("db-b{round}");
+            let (e1, e2) = (ctx.engine.clone(), ctx.engine.clone());
+            let (gone, new) = (last.clone(), next.clone());
+            let a = tokio::spawn(async move {
+                e1.ingest(&batch(vec![alert("DiskFull", "database", &gone, AlertAction::Resolve)]))
+                    .await
+            });
+            let b = tokio::spawn(async move {
+                e2.ingest(&batch(vec![alert("DiskFull", "database", &new, AlertAction::Fire)]))
+                    .await
+            });
+            a.await.unwrap().unwrap();
+            b.await.unwrap().unwrap();
+            let inc = ctx.store.incident(r).await.unwrap().unwrap();
+            assert_eq!(ctx.store.firing_alert_count(r).await.unwrap(), 1, "round {round}");
+            assert_ne!(
+                inc.phase,
+                Phase::PostRecoveryMonitoring,
+                "round {round}: an alert fires, yet the incident went quiet"
+            );
+            last = next;
+        }
+        ctx.audit_verifies().await;
+    }
+);

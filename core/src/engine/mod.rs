@@ -263,6 +263,28 @@ impl Engine {
         self.page_wakeup.notify_one();
     }
 
+    /// Wakes the lanes that have new messages among `messages`: a lane woken for nothing
+    /// claims in a write of its own, which on SQLite queues behind (and in front of) intake's.
+    pub(crate) fn wake_for(&self, kinds: impl IntoIterator<Item = MessageKind>) {
+        let (mut pages, mut chat, mut broadcasts) = (false, false, false);
+        for kind in kinds {
+            match kind {
+                MessageKind::Page => pages = true,
+                MessageKind::Broadcast => broadcasts = true,
+                _ => chat = true,
+            }
+        }
+        if pages {
+            self.page_wakeup.notify_one();
+        }
+        if chat {
+            self.outbox_wakeup.notify_one();
+        }
+        if broadcasts {
+            self.broadcast_wakeup.notify_one();
+        }
+    }
+
     /// The actor for a person id. Anyone not configured is a viewer under the id they gave.
     pub fn actor_for_person(&self, id: &str) -> Actor {
         match self.config.person(id) {
@@ -546,13 +568,11 @@ impl Engine {
     }
 
     async fn commit(&self, cs: Changeset) -> Result<(), StoreError> {
-        let wake = !cs.outbox.is_empty();
+        let kinds: Vec<MessageKind> = cs.outbox.iter().map(|m| m.kind).collect();
         // The status follower and announcer react to incidents, public changes and maintenance.
         let incident = cs.incident.is_some() || !cs.public.is_empty() || !cs.maintenance.is_empty();
         self.store.commit(cs).await?;
-        if wake {
-            self.wake_dispatchers();
-        }
+        self.wake_for(kinds);
         if incident {
             self.status_wakeup.notify_one();
         }

@@ -37,11 +37,23 @@ use std::collections::{HashMap, HashSet};
 /// An incident this notification reads and may move.
 struct Touched<'a> {
     inc: Incident,
+    /// As read: an incident that alerts only joined is written as a guard of this version.
+    read: Incident,
     plan: Plan<'a>,
     notes: Vec<Note>,
     moved: bool,
+    /// An alert of it resolved: its write bumps the version, so two resolutions of its last
+    /// alerts cannot both miss that the other made it quiet.
+    resolves: bool,
     /// Firing alerts of the incident in the store, read once (for "every alert resolved").
     firing_stored: Option<i64>,
+}
+
+impl Touched<'_> {
+    /// Alerts only joined it: written as a guard of the version read.
+    fn guard_only(&self) -> bool {
+        !self.resolves && self.inc == self.read && self.plan.jobs.is_empty()
+    }
 }
 
 /// A declaration the notification makes, and the alerts of its group that join it.
@@ -141,6 +153,25 @@ impl Engine {
         // Maintenance windows do not depend on the incident: read before waiting for its turn,
         // so the turn is held for what does.
         let windows = self.store().maintenance_windows(Some(now)).await?;
+        let ctx = Segment {
+            actor,
+            now,
+            source,
+            alerts,
+            fps: &fps,
+            routed: &routed,
+            windows: &windows,
+        };
+        // Alerts that only join open incidents change none of them: decided without the turns,
+        // written as guards of the versions read (a change committed meanwhile makes it a
+        // conflict, decided again). Only when a decision changes an incident is it decided
+        // again in the incidents' turns.
+        if !targets.is_empty() {
+            let (d, decided) = self.decide_segment(&ctx, &stored, &groups).await?;
+            if d.leaves_incidents() {
+                return d.commit(decided).await;
+            }
+        }
         let _turns = self.lock_incidents(&targets).await;
         // Everything is read again under the locks.
         let (stored, groups) = if targets.is_empty() {
@@ -152,30 +183,40 @@ impl Engine {
             }
             (self.records(source, &fps).await?, again)
         };
+        let (d, decided) = self.decide_segment(&ctx, &stored, &groups).await?;
+        d.commit(decided).await
+    }
 
+    /// Decides each alert of the segment, in order, on a working copy.
+    async fn decide_segment<'a>(
+        &'a self,
+        ctx: &Segment<'a>,
+        stored: &'a HashMap<String, AlertRecord>,
+        groups: &HashMap<String, Option<IncidentRef>>,
+    ) -> Result<(Decide<'a>, Vec<Decided>), StoreError> {
         let mut d = Decide {
             engine: self,
-            actor,
-            now,
-            source,
-            stored: &stored,
+            actor: ctx.actor,
+            now: ctx.now,
+            source: ctx.source,
+            stored,
             working: stored.clone(),
             touched: vec![],
-            loose: Plan::new(self, actor, now),
+            loose: Plan::new(self, ctx.actor, ctx.now),
             news: vec![],
             overrides: None,
         };
-        let mut decided = Vec::with_capacity(alerts.len());
-        for (i, alert) in alerts.iter().enumerate() {
+        let mut decided = Vec::with_capacity(ctx.alerts.len());
+        for (i, alert) in ctx.alerts.iter().enumerate() {
             let outcome = if alert.action == AlertAction::Resolve {
-                d.resolved(alert, &fps[i], &routed[i]).await?
+                d.resolved(alert, &ctx.fps[i], &ctx.routed[i]).await?
             } else {
-                d.fired(alert, &fps[i], &routed[i], &groups, &windows)
+                d.fired(alert, &ctx.fps[i], &ctx.routed[i], groups, ctx.windows)
                     .await?
             };
             decided.push(outcome);
         }
-        d.commit(decided).await
+        Ok((d, decided))
     }
 
     /// The stored alerts among `fingerprints`, by fingerprint.
@@ -192,6 +233,17 @@ impl Engine {
             .map(|r| (r.fingerprint.clone(), r))
             .collect())
     }
+}
+
+/// What a segment's decisions are made from, whichever pass makes them.
+struct Segment<'a> {
+    actor: &'a Actor,
+    now: DateTime<Utc>,
+    source: &'a str,
+    alerts: &'a [&'a IncomingAlert],
+    fps: &'a [String],
+    routed: &'a [Routed],
+    windows: &'a [crate::store::Maintenance],
 }
 
 /// The working state of one segment's decisions.
@@ -212,6 +264,14 @@ struct Decide<'a> {
 }
 
 impl<'a> Decide<'a> {
+    /// No incident changed: alerts only joined them (written as guards).
+    fn leaves_incidents(&self) -> bool {
+        self.touched
+            .iter()
+            .filter(|t| t.moved)
+            .all(Touched::guard_only)
+    }
+
     /// The working copy of incident `r`, read on first use.
     async fn incident(&mut self, r: IncidentRef) -> Result<Option<usize>, StoreError> {
         if let Some(k) = self.touched.iter().position(|t| t.inc.reference == r) {
@@ -221,10 +281,12 @@ impl<'a> Decide<'a> {
             return Ok(None);
         };
         self.touched.push(Touched {
+            read: inc.clone(),
             inc,
             plan: Plan::new(self.engine, self.actor, self.now),
             notes: vec![],
             moved: false,
+            resolves: false,
             firing_stored: None,
         });
         Ok(Some(self.touched.len() - 1))
@@ -476,6 +538,7 @@ impl<'a> Decide<'a> {
         self.working.insert(fp.to_string(), rec.clone());
         let t = &mut self.touched[k];
         t.moved = true;
+        t.resolves = true;
         push_resolved(&mut t.notes, label.clone());
         if became_flapping {
             t.notes.push(Note::Event(
@@ -484,6 +547,9 @@ impl<'a> Decide<'a> {
             ));
         }
         if quiet_starts {
+            // Checked by the store after the write: an alert that joined meanwhile (guarding
+            // the version only) makes this a conflict, decided again with it.
+            t.plan.extra.all_resolved.push(r);
             t.inc.phase = Phase::PostRecoveryMonitoring;
             // The alerts say it is over: nobody is woken for it while its quiet period runs.
             t.plan.cancel_escalation(&t.inc);

@@ -41,7 +41,23 @@ impl<'a> Plan<'a> {
     pub(crate) fn finish(mut self, incident: Option<IncidentWrite>) -> Changeset {
         // Any write to an incident refreshes its card, ahead of the posts it caused (so on
         // declare the card, and the channel it lives in, come first).
-        if let Some(IncidentWrite::Insert(i) | IncidentWrite::Update(i)) = &incident {
+        if let Some(IncidentWrite::Insert(i) | IncidentWrite::Update(i) | IncidentWrite::Guard(i)) =
+            &incident
+        {
+            // A guarded write leaves the version as it is, so its card is told apart by what
+            // changed: the first alert it writes, at that alert's new version.
+            let version = match &incident {
+                Some(IncidentWrite::Guard(_)) => format!(
+                    "v{}:{}",
+                    i.version,
+                    self.extra
+                        .alerts
+                        .first()
+                        .map(|a| format!("{}:{}:{}", a.source, a.fingerprint, a.version + 1))
+                        .unwrap_or_default()
+                ),
+                _ => format!("v{}", i.version + 1),
+            };
             let cards: Vec<NewMessage> = self
                 .engine
                 .config
@@ -57,7 +73,7 @@ impl<'a> Plan<'a> {
                         i.reference, i.state, i.level, i.phase
                     ),
                     priority: 0,
-                    idempotency_key: format!("card:{channel}:{}:v{}", i.reference, i.version + 1),
+                    idempotency_key: format!("card:{channel}:{}:{version}", i.reference),
                     ordering_key: chat_ordering_key(channel, i.reference),
                     page: None,
                     approval: None,

@@ -127,6 +127,8 @@ const PAGE_BATCH: usize = 32;
 /// How long delivered chat messages may wait for their mark while more are delivered, so marks
 /// are batched over a burst and the record still follows the deliveries closely.
 const MARK_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long the chat lane, woken from idle, waits for more before it claims.
+const CHAT_GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 /// Lease time beyond the deliveries themselves: claiming, recording outcomes, clock skew.
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -241,10 +243,19 @@ impl Dispatcher {
                 }
                 continue;
             }
-            tokio::select! {
+            let woken = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wakeup.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = self.wakeup.notified() => true,
+                _ = tokio::time::sleep(self.poll) => false,
+            };
+            // Chat posts and card updates written together are claimed together: under a storm
+            // of alerts joining incidents, one claim (one write) per gather, not one per alert.
+            // Pages never wait.
+            if woken && self.lane == Lane::Chat {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(CHAT_GATHER) => {}
+                }
             }
         }
         tracing::debug!("outbox dispatcher stopped");

@@ -41,6 +41,10 @@ pub struct Changeset {
     pub subscribers: Vec<super::SubscriberWrite>,
     /// What has been announced about each public subject (see [`super::NoticeWrite`]).
     pub notices: Vec<super::NoticeWrite>,
+    /// Incidents that must have no firing alert once this changeset is written (it starts
+    /// their quiet period: their last alert resolved); else `Conflict`. An alert joining one
+    /// concurrently only guards the incident's version, so this is what orders the two.
+    pub all_resolved: Vec<IncidentRef>,
 }
 
 impl Changeset {
@@ -63,6 +67,7 @@ impl Changeset {
             && self.public.is_empty()
             && self.subscribers.is_empty()
             && self.notices.is_empty()
+            && self.all_resolved.is_empty()
     }
 }
 
@@ -175,6 +180,10 @@ pub enum IncidentWrite {
     Insert(Incident),
     /// An update of an incident read at `incident.version`; stored with version + 1.
     Update(Incident),
+    /// A decision that leaves the incident as read at `incident.version` (an alert joining
+    /// it): the write fails with `Conflict` if the incident has moved since, and the version is
+    /// not bumped, so such writes do not conflict with each other, only with changes.
+    Guard(Incident),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

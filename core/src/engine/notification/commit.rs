@@ -11,10 +11,14 @@ impl<'a> Decide<'a> {
         let mut status_moves = false;
         for mut t in self.touched.into_iter().filter(|t| t.moved) {
             flush_notes(&mut t.plan, &t.inc, &mut t.notes);
-            status_moves = true;
-            parts.push(Part::Write(
-                t.plan.finish(Some(IncidentWrite::Update(t.inc))),
-            ));
+            // The status page follows incidents, not their alerts: a join leaves it as it is.
+            let write = if t.guard_only() {
+                IncidentWrite::Guard(t.inc)
+            } else {
+                status_moves = true;
+                IncidentWrite::Update(t.inc)
+            };
+            parts.push(Part::Write(t.plan.finish(Some(write))));
         }
         let loose = self.loose.finish(None);
         if !loose.alerts.is_empty() {
@@ -78,15 +82,16 @@ impl<'a> Decide<'a> {
             );
             cs
         };
-        // Only messages wake the dispatchers: an idle lane woken for nothing claims in a write
-        // transaction of its own, which on SQLite queues behind (and in front of) intake's.
-        let wake = parts
+        // Only the lanes with new messages are woken (declarations wake theirs below).
+        let kinds: Vec<_> = parts
             .iter()
-            .any(|p| matches!(p, Part::Write(cs) if !cs.outbox.is_empty()));
+            .flat_map(|p| match p {
+                Part::Write(cs) => cs.outbox.iter().map(|m| m.kind).collect(),
+                Part::Declare => vec![],
+            })
+            .collect();
         let refs = engine.store().commit_unit(parts, &build).await?;
-        if wake {
-            engine.wake_dispatchers();
-        }
+        engine.wake_for(kinds);
         if status_moves {
             engine.status_wakeup.notify_one();
         }

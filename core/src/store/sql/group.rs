@@ -16,6 +16,11 @@
 //!   request to build its changeset for the number (and run id) read there, so the build stays
 //!   in the request's task with everything it borrows, and numbers stay sequential without gaps
 //!   (a declaration rolled back frees its number for the next).
+//! - Guards (an alert joining an incident leaves it as read: [`IncidentWrite::Guard`]) are read
+//!   for the whole batch in one statement before any unit is written; a unit's own write of
+//!   an incident drops it from that read, so a later guard of it is checked again.
+//! - The batch reads the next incident number and run id once: its later declarations are
+//!   numbered on from the last, until a rollback frees numbers (then they are read again).
 //! - The audit chain is appended once per batch, at its end (one multi-row insert): on
 //!   PostgreSQL the head row is locked only from there to the commit. Incident numbers and run
 //!   ids are serialised by a lock of their own, taken first.
@@ -32,6 +37,10 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 256;
 /// At most this many units per transaction, so one batch's waiters are not held by a long one.
 const MAX_BATCH: usize = 128;
+
+/// The next free incident number and run id, once the batch has read them: later
+/// declarations of the batch are numbered on from there without another read.
+type NextIds = Option<(IncidentRef, i64)>;
 
 /// The writer asks the waiting request to build declaration `index` of its unit as `number`,
 /// with `run_id` the next free run id.
@@ -219,11 +228,30 @@ impl SqlStore {
             self.lock_ids(&mut tx).await?;
         }
         let mut deferred = Deferred::default();
+        let mut guarded: Vec<i64> = units
+            .iter()
+            .flat_map(|u| &u.parts)
+            .filter_map(|p| match p {
+                Part::Write(Changeset {
+                    incident: Some(IncidentWrite::Guard(i)),
+                    ..
+                }) => Some(i.reference.number()),
+                _ => None,
+            })
+            .collect();
+        guarded.sort_unstable();
+        guarded.dedup();
+        if !guarded.is_empty() {
+            deferred
+                .read_guards(&mut tx, self.backend, &guarded)
+                .await?;
+        }
         let mut audit: Vec<AuditRecord> = vec![];
+        let mut ids: NextIds = None;
         let mut refs = Vec::with_capacity(units.len());
         for unit in units {
             match self
-                .write_unit(&mut tx, unit, &mut audit, Some(&mut deferred))
+                .write_unit(&mut tx, unit, &mut audit, Some(&mut deferred), &mut ids)
                 .await
             {
                 Ok(r) => refs.push(r),
@@ -265,12 +293,16 @@ impl SqlStore {
         }
         let single = units.len() == 1;
         let mut audit: Vec<AuditRecord> = vec![];
+        let mut ids: NextIds = None;
         for (unit, outcome) in units.iter().zip(outcomes.iter_mut()) {
             if !single {
                 exec(&mut tx, "SAVEPOINT unit").await?;
             }
             let mut unit_audit = vec![];
-            match self.write_unit(&mut tx, unit, &mut unit_audit, None).await {
+            match self
+                .write_unit(&mut tx, unit, &mut unit_audit, None, &mut ids)
+                .await
+            {
                 Ok(refs) => {
                     if !single {
                         exec(&mut tx, "RELEASE SAVEPOINT unit").await?;
@@ -282,6 +314,8 @@ impl SqlStore {
                 Err(e @ StoreError::Unavailable(_)) => return Err(e),
                 // The unit's own failure: it alone is rolled back.
                 Err(e) if !single => {
+                    // Its numbers are free again.
+                    ids = None;
                     exec(&mut tx, "ROLLBACK TO SAVEPOINT unit").await?;
                     exec(&mut tx, "RELEASE SAVEPOINT unit").await?;
                     *outcome = Some(Err(e));
@@ -306,18 +340,27 @@ impl SqlStore {
         unit: &Unit,
         audit: &mut Vec<AuditRecord>,
         mut deferred: Option<&mut Deferred>,
+        ids: &mut NextIds,
     ) -> Result<Vec<IncidentRef>, StoreError> {
         let mut refs = vec![];
         let mut declared = 0;
         for part in &unit.parts {
             let cs = match part {
                 Part::Write(cs) => {
+                    // Numbers or run ids taken outside a declaration: read them again.
+                    if matches!(cs.incident, Some(IncidentWrite::Insert(_))) || !cs.runs.is_empty()
+                    {
+                        *ids = None;
+                    }
                     self.write(tx, cs, deferred.as_deref_mut()).await?;
                     audit.extend(cs.audit.iter().cloned());
                     continue;
                 }
                 Part::Declare => {
-                    let (number, run_id) = self.next_ids(tx).await?;
+                    let (number, run_id) = match *ids {
+                        Some(next) => next,
+                        None => self.next_ids(tx).await?,
+                    };
                     let (reply, rx) = oneshot::channel();
                     let asked = unit.builds.send(BuildRequest {
                         index: declared,
@@ -341,6 +384,15 @@ impl SqlStore {
                         )));
                     }
                     refs.push(number);
+                    // The next declaration of the batch follows this one without a read.
+                    let runs = cs.runs.iter().filter_map(|w| match w {
+                        crate::store::RunWrite::Insert(run) => Some(run.id + 1),
+                        _ => None,
+                    });
+                    *ids = Some((
+                        IncidentRef::new(number.number() + 1),
+                        runs.fold(run_id, i64::max),
+                    ));
                     cs
                 }
             };

@@ -3,6 +3,7 @@
 
 use super::rows::*;
 use super::*;
+use std::borrow::Cow;
 
 /// Parameters per scheduled job row.
 const COLUMNS: usize = 6;
@@ -13,11 +14,22 @@ pub(super) async fn write(
     jobs: &[JobChange],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut schedules: Vec<&NewJob> = vec![];
+    let mut schedules: Vec<Cow<'_, NewJob>> = vec![];
     for j in jobs {
         if let JobChange::Schedule(n) = j {
-            schedules.push(n);
+            schedules.push(Cow::Borrowed(n));
             continue;
+        }
+        // Hastening a job this changeset schedules is done on the row before it is written
+        // (what the statement would do to it: the earlier of the two times), so a declaration
+        // whose first tier cannot be reached stays one upsert.
+        if let JobChange::Hasten { key, due_at } = j {
+            if let Some(n) = schedules.iter_mut().rev().find(|n| n.key == *key) {
+                if n.due_at > *due_at {
+                    n.to_mut().due_at = *due_at;
+                }
+                continue;
+            }
         }
         // Order matters (a cancel after a schedule cancels it): what came before goes first.
         schedule(&mut *tx, std::mem::take(&mut schedules), now).await?;
@@ -79,10 +91,10 @@ pub(super) async fn write(
 /// would, and PostgreSQL refuses one statement touching a row twice).
 async fn schedule(
     tx: &mut AnyConnection,
-    jobs: Vec<&NewJob>,
+    jobs: Vec<Cow<'_, NewJob>>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut last: Vec<&NewJob> = Vec::with_capacity(jobs.len());
+    let mut last: Vec<Cow<'_, NewJob>> = Vec::with_capacity(jobs.len());
     for j in jobs {
         last.retain(|k| k.key != j.key);
         last.push(j);

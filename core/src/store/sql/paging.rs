@@ -5,9 +5,57 @@ use super::rows::*;
 use super::*;
 use crate::oncall::RotationOverride;
 
+/// Delivered rows per statement at most.
+const MARKS_PER_STATEMENT: usize = 200;
+
+/// Marks delivered rows, those of one lease owner and time in one statement each: a dispatcher's
+/// batch is one or a few statements, not one per message. Fenced like each single mark: every
+/// row must still be leased by the owner, or the whole changeset fails (`LeaseLost`).
+async fn mark_delivered(tx: &mut sqlx::AnyConnection, cs: &Changeset) -> Result<(), StoreError> {
+    let mut groups: Vec<(&str, DateTime<Utc>, Vec<i64>)> = vec![];
+    for m in cs.outbox_marks.iter().filter(|m| m.failed.is_none()) {
+        match groups.iter_mut().find(|(owner, at, ids)| {
+            *owner == m.owner && *at == m.at && ids.len() < MARKS_PER_STATEMENT
+        }) {
+            Some((_, _, ids)) => ids.push(m.id),
+            None => groups.push((&m.owner, m.at, vec![m.id])),
+        }
+    }
+    for (owner, at, ids) in groups {
+        let mut sql = String::from(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = $1, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner = $2 AND lease_until >= $1 AND state = 'pending' AND id IN (",
+        );
+        for k in 0..ids.len() {
+            if k > 0 {
+                sql.push(',');
+            }
+            super::write::push_param(&mut sql, k + 3);
+        }
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(at))
+            .bind(owner);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let res = q.execute(&mut *tx).await.map_err(map_err)?;
+        // A repeated id would count once: compare with the distinct ids.
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if res.rows_affected() != distinct.len() as u64 {
+            return Err(StoreError::LeaseLost);
+        }
+    }
+    Ok(())
+}
+
 /// Writes the paging parts of a changeset inside its transaction.
 pub(super) async fn write(tx: &mut sqlx::AnyConnection, cs: &Changeset) -> Result<(), StoreError> {
-    for m in &cs.outbox_marks {
+    mark_delivered(&mut *tx, cs).await?;
+    for m in cs.outbox_marks.iter().filter(|m| m.failed.is_some()) {
         let (state, error) = match &m.failed {
             None => ("delivered", None),
             Some(e) => ("failed", Some(e.chars().take(1000).collect::<String>())),

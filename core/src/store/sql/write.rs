@@ -93,6 +93,13 @@ impl SqlStore {
             )));
         }
         let tx = &mut **tx;
+        let mut deferred = deferred;
+        // A write of the incident moves its version: guards after it are checked again.
+        if let (Some(d), Some(IncidentWrite::Insert(i) | IncidentWrite::Update(i))) =
+            (deferred.as_deref_mut(), &cs.incident)
+        {
+            d.guarded.remove(&i.reference.number());
+        }
         match &cs.incident {
             Some(IncidentWrite::Insert(i)) => {
                 let sql = format!(
@@ -125,10 +132,18 @@ impl SqlStore {
                     )));
                 }
             }
+            Some(IncidentWrite::Guard(i)) => match deferred.as_deref_mut() {
+                Some(d) if d.guarded.get(&i.reference.number()) == Some(&i.version) => {}
+                Some(d) => {
+                    guard_incident(&mut *tx, self.backend, i).await?;
+                    d.guarded.insert(i.reference.number(), i.version);
+                }
+                None => guard_incident(&mut *tx, self.backend, i).await?,
+            },
             None => {}
         }
 
-        let deferred = match deferred {
+        let mut deferred = match deferred {
             Some(d) => {
                 d.timeline.extend(cs.timeline.iter().cloned());
                 Some(d)
@@ -144,51 +159,25 @@ impl SqlStore {
             .or_else(|| cs.timeline.first().map(|t| t.at))
             .or_else(|| cs.audit.first().map(|a| a.at))
             .unwrap_or_else(Utc::now);
-        super::paging::cancel_pages(&mut *tx, cs).await?;
-        for chunk in sized_chunks(&cs.outbox, ROWS_PER_INSERT, |m| {
-            m.text.len() + m.target.len() + m.idempotency_key.len() + m.ordering_key.len() + 512
-        }) {
-            let sql = rows_sql(
-                "INSERT INTO outbox (channel, kind, target, incident, text, priority, idempotency_key, ordering_key, \
-                 state, attempts, next_attempt_at, created_at, payload) VALUES ",
-                10,
-                chunk.len(),
-                " ON CONFLICT (idempotency_key) DO NOTHING",
-                outbox_row,
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for m in chunk {
-                q = q
-                    .bind(m.channel.as_str())
-                    .bind(m.kind.as_str())
-                    .bind(&m.target)
-                    .bind(m.incident.map(|r| r.number()))
-                    .bind(&m.text)
-                    .bind(m.priority as i64)
-                    .bind(&m.idempotency_key)
-                    .bind(&m.ordering_key)
-                    .bind(ms(now))
-                    .bind(match (&m.page, &m.approval, &m.broadcast) {
-                        (Some(p), _, _) => {
-                            Some(serde_json::to_string(p).expect("a page serialises"))
-                        }
-                        (None, Some(a), _) => {
-                            Some(serde_json::to_string(a).expect("an ask serialises"))
-                        }
-                        (None, None, Some(b)) => {
-                            Some(serde_json::to_string(b).expect("a broadcast serialises"))
-                        }
-                        (None, None, None) => None,
-                    });
+        // Pages cancelled and subscribers removed act on queued rows: the batch's deferred ones
+        // are queued first.
+        if !cs.cancel_pages.is_empty() || !cs.subscribers.is_empty() {
+            if let Some(d) = deferred.as_deref_mut() {
+                d.flush_outbox(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await.map_err(map_err)?;
+        }
+        super::paging::cancel_pages(&mut *tx, cs).await?;
+        let rows: Vec<(&NewMessage, DateTime<Utc>)> = cs.outbox.iter().map(|m| (m, now)).collect();
+        match deferred.as_deref_mut() {
+            Some(d) => d.outbox.extend(cs.outbox.iter().map(|m| (m.clone(), now))),
+            None => insert_outbox(&mut *tx, &rows).await?,
         }
 
         super::job_writes::write(&mut *tx, &cs.jobs, now).await?;
         let (new, known): (Vec<&AlertRecord>, Vec<&AlertRecord>) =
             cs.alerts.iter().partition(|a| a.version == 0);
         // Inserts first: a row inserted and then updated in one changeset stays in that order.
-        match deferred {
+        match &mut deferred {
             Some(d) => d.alerts.extend(new.into_iter().cloned()),
             None => super::alert_rows::insert_new(&mut *tx, &new).await?,
         }
@@ -268,6 +257,12 @@ impl SqlStore {
         super::runs::write(&mut *tx, cs).await?;
         super::public::write(&mut *tx, cs).await?;
         super::subscribers::write(&mut *tx, cs, now).await?;
+        // After every row of the changeset: with `deferred`, after the batch's shared inserts,
+        // which may hold another unit's alert joining the incident.
+        match deferred {
+            Some(d) => d.all_resolved.extend(cs.all_resolved.iter().copied()),
+            None => check_all_resolved(&mut *tx, &cs.all_resolved).await?,
+        }
         Ok(())
     }
 
@@ -300,13 +295,159 @@ impl SqlStore {
 pub(super) struct Deferred {
     pub(super) timeline: Vec<TimelineEntry>,
     pub(super) alerts: Vec<AlertRecord>,
+    /// Queued messages, in the order written, with their changeset's time.
+    outbox: Vec<(NewMessage, DateTime<Utc>)>,
+    /// Incidents guarded in this batch, at the version found: a later guard of the same
+    /// version needs no statement, until a write of the incident (which moves its version).
+    guarded: std::collections::HashMap<i64, i64>,
+    /// Checked after the inserts (see [`Changeset::all_resolved`]).
+    pub(super) all_resolved: Vec<IncidentRef>,
 }
 
 impl Deferred {
-    pub(super) async fn insert(&self, tx: &mut AnyConnection) -> Result<(), StoreError> {
+    pub(super) async fn insert(&mut self, tx: &mut AnyConnection) -> Result<(), StoreError> {
+        self.flush_outbox(&mut *tx).await?;
         insert_timeline(&mut *tx, &self.timeline.iter().collect::<Vec<_>>()).await?;
-        super::alert_rows::insert_new(tx, &self.alerts.iter().collect::<Vec<_>>()).await
+        super::alert_rows::insert_new(tx, &self.alerts.iter().collect::<Vec<_>>()).await?;
+        check_all_resolved(tx, &self.all_resolved).await
     }
+}
+
+impl Deferred {
+    /// Reads the versions of the incidents the batch's units guard, in one statement, before
+    /// any unit is written: in the batch's transaction they can only move by its own writes,
+    /// which drop them from `guarded` (their guards are then checked one by one).
+    pub(super) async fn read_guards(
+        &mut self,
+        tx: &mut AnyConnection,
+        backend: Backend,
+        incidents: &[i64],
+    ) -> Result<(), StoreError> {
+        for chunk in incidents.chunks(500) {
+            let mut sql = String::from("SELECT number, version FROM incidents WHERE number IN (");
+            for k in 0..chunk.len() {
+                if k > 0 {
+                    sql.push(',');
+                }
+                push_param(&mut sql, k + 1);
+            }
+            sql.push(')');
+            if backend == Backend::Postgres {
+                sql.push_str(" FOR SHARE");
+            }
+            let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(*n);
+            }
+            for (number, version) in q.fetch_all(&mut *tx).await.map_err(map_err)? {
+                self.guarded.insert(number, version);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_outbox(&mut self, tx: &mut AnyConnection) -> Result<(), StoreError> {
+        let rows: Vec<(&NewMessage, DateTime<Utc>)> =
+            self.outbox.iter().map(|(m, at)| (m, *at)).collect();
+        insert_outbox(tx, &rows).await?;
+        self.outbox.clear();
+        Ok(())
+    }
+}
+
+/// New outbox rows, each stamped with its changeset's time, in multi-row inserts.
+async fn insert_outbox(
+    tx: &mut AnyConnection,
+    rows: &[(&NewMessage, DateTime<Utc>)],
+) -> Result<(), StoreError> {
+    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |(m, _)| {
+        m.text.len() + m.target.len() + m.idempotency_key.len() + m.ordering_key.len() + 512
+    }) {
+        let sql = rows_sql(
+            "INSERT INTO outbox (channel, kind, target, incident, text, priority, idempotency_key, ordering_key, \
+             state, attempts, next_attempt_at, created_at, payload) VALUES ",
+            10,
+            chunk.len(),
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            outbox_row,
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (m, now) in chunk {
+            q = q
+                .bind(m.channel.as_str())
+                .bind(m.kind.as_str())
+                .bind(&m.target)
+                .bind(m.incident.map(|r| r.number()))
+                .bind(&m.text)
+                .bind(m.priority as i64)
+                .bind(&m.idempotency_key)
+                .bind(&m.ordering_key)
+                .bind(ms(*now))
+                .bind(match (&m.page, &m.approval, &m.broadcast) {
+                    (Some(p), _, _) => Some(serde_json::to_string(p).expect("a page serialises")),
+                    (None, Some(a), _) => {
+                        Some(serde_json::to_string(a).expect("an ask serialises"))
+                    }
+                    (None, None, Some(b)) => {
+                        Some(serde_json::to_string(b).expect("a broadcast serialises"))
+                    }
+                    (None, None, None) => None,
+                });
+        }
+        q.execute(&mut *tx).await.map_err(map_err)?;
+    }
+
+    Ok(())
+}
+
+/// An incident a decision left as read: still at the version read, or `Conflict`. On
+/// PostgreSQL the row is share-locked to the commit, so a concurrent change (another replica's)
+/// waits for this write and then sees its rows (see [`check_all_resolved`]), or this write
+/// waits for the change and then fails here.
+async fn guard_incident(
+    tx: &mut AnyConnection,
+    backend: Backend,
+    i: &Incident,
+) -> Result<(), StoreError> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT version FROM incidents WHERE number = $1",
+        Backend::Postgres => "SELECT version FROM incidents WHERE number = $1 FOR SHARE",
+    };
+    let version: Option<i64> = sqlx::query_scalar(sql)
+        .bind(i.reference.number())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    if version != Some(i.version) {
+        return Err(StoreError::Conflict(format!(
+            "{} changed since it was read",
+            i.reference
+        )));
+    }
+    Ok(())
+}
+
+/// Each incident has no firing alert (a quiet period starting), or `Conflict`: an alert that
+/// joined it since it was read is decided again with it.
+async fn check_all_resolved(
+    tx: &mut AnyConnection,
+    incidents: &[IncidentRef],
+) -> Result<(), StoreError> {
+    for r in incidents {
+        let firing: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM alerts WHERE incident = $1 AND status = 'firing'",
+        )
+        .bind(r.number())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if firing > 0 {
+            return Err(StoreError::Conflict(format!(
+                "an alert of {r} fired since its alerts were read as resolved"
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn insert_timeline(
