@@ -165,8 +165,12 @@ impl Engine {
         // Alerts that only join open incidents change none of them: decided without the turns,
         // written as guards of the versions read (a change committed meanwhile makes it a
         // conflict, decided again). Only when a decision changes an incident is it decided
-        // again in the incidents' turns.
-        if !targets.is_empty() {
+        // again in the incidents' turns. A resolving alert of an open incident always changes
+        // it (see `Touched::resolves`): such a segment goes to the turns at once.
+        let resolving = changed
+            .iter()
+            .any(|&i| alerts[i].action == AlertAction::Resolve);
+        if !targets.is_empty() && !resolving {
             let (d, decided) = self.decide_segment(&ctx, &stored, &groups).await?;
             if d.leaves_incidents() {
                 return d.commit(decided).await;
