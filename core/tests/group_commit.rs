@@ -296,33 +296,15 @@ dual_test!(
     }
 );
 
-/// A firing alert of `r`, new.
-fn firing_alert(r: IncidentRef, name: &str) -> spotter_core::store::AlertRecord {
-    spotter_core::store::AlertRecord {
-        source: "alertmanager".into(),
-        fingerprint: name.into(),
-        status: spotter_core::alerts::AlertStatus::Firing,
-        labels: Default::default(),
-        annotations: Default::default(),
-        summary: name.into(),
-        group_key: format!("group-{r}"),
-        incident: Some(r),
-        starts_at: None,
-        ends_at: None,
-        first_seen_at: common::start_time(),
-        changed_at: common::start_time(),
-        recent_changes: vec![],
-        flapping: false,
-        suppressed_by: None,
-        version: 0,
-    }
-}
-
 /// An alert joining `inc` as read: its row, guarding the incident's version.
 fn join(inc: &Incident, name: &str) -> Changeset {
     Changeset {
         incident: Some(IncidentWrite::Guard(inc.clone())),
-        alerts: vec![firing_alert(inc.reference, name)],
+        alerts: vec![common::firing_alert_row(
+            inc.reference,
+            name,
+            common::start_time(),
+        )],
         ..note(inc.reference, &format!("{name} joined"))
     }
 }

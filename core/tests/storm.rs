@@ -18,22 +18,10 @@ use std::sync::Arc;
 
 fn alert(r: IncidentRef, n: usize, at: chrono::DateTime<chrono::Utc>) -> AlertRecord {
     AlertRecord {
-        source: "alertmanager".into(),
-        fingerprint: format!("fp-{r}-{n:05}"),
-        status: AlertStatus::Firing,
         labels: [("host".to_string(), format!("host-{n}"))].into(),
-        annotations: Default::default(),
         summary: format!("DiskFull host-{n}"),
         group_key: format!("storm-{r}"),
-        incident: Some(r),
-        starts_at: None,
-        ends_at: None,
-        first_seen_at: at,
-        changed_at: at,
-        recent_changes: vec![],
-        flapping: false,
-        suppressed_by: None,
-        version: 0,
+        ..common::firing_alert_row(r, &format!("fp-{r}-{n:05}"), at)
     }
 }
 

@@ -495,3 +495,31 @@ impl Notifier for RecordingNotifier {
         }
     }
 }
+
+/// A new firing alert row of incident `r` (version 0), with no labels: tests set what they need
+/// with struct update syntax.
+#[allow(dead_code)]
+pub fn firing_alert_row(
+    r: IncidentRef,
+    fingerprint: &str,
+    at: DateTime<Utc>,
+) -> spotter_core::store::AlertRecord {
+    spotter_core::store::AlertRecord {
+        source: "alertmanager".into(),
+        fingerprint: fingerprint.into(),
+        status: spotter_core::alerts::AlertStatus::Firing,
+        labels: Default::default(),
+        annotations: Default::default(),
+        summary: fingerprint.into(),
+        group_key: format!("group-{r}"),
+        incident: Some(r),
+        starts_at: None,
+        ends_at: None,
+        first_seen_at: at,
+        changed_at: at,
+        recent_changes: vec![],
+        flapping: false,
+        suppressed_by: None,
+        version: 0,
+    }
+}
