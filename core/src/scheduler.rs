@@ -7,7 +7,7 @@
 //! so a poisoned job cannot retry every minute forever.
 
 use crate::engine::Engine;
-use crate::store::PurgeBefore;
+use crate::store::{Job, PurgeBefore};
 use chrono::Duration;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,12 @@ use tokio_util::sync::CancellationToken;
 const PURGE_BATCH: i64 = 500;
 /// Rounds per sweep at most; what is left waits for the next sweep.
 const PURGE_ROUNDS: usize = 20;
+/// Jobs leased per tick. A full lease means more may be due: the next tick follows at once.
+const CLAIM: i64 = 64;
+/// Incidents whose jobs run at once: their commits share the store's group commit, so a
+/// backlog (a storm of declarations, each with an escalation tier due at once) is worked
+/// through at the writer's pace, not one commit after another.
+const CONCURRENT_INCIDENTS: usize = 16;
 
 pub struct Scheduler {
     engine: Arc<Engine>,
@@ -44,9 +50,13 @@ impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut last_sweep: Option<std::time::Instant> = None;
         loop {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "scheduler cannot reach the store");
-            }
+            let backlog = match self.lease_and_run().await {
+                Ok((leased, _)) => leased >= CLAIM as usize,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler cannot reach the store");
+                    false
+                }
+            };
             if last_sweep.is_none_or(|t| t.elapsed() >= self.retention_every) {
                 last_sweep = Some(std::time::Instant::now());
                 match self.sweep().await {
@@ -54,6 +64,9 @@ impl Scheduler {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed; next in an hour"),
                 }
+            }
+            if backlog && !shutdown.is_cancelled() {
+                continue;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -63,35 +76,76 @@ impl Scheduler {
         tracing::debug!("scheduler stopped");
     }
 
-    /// Runs every job due now. Returns how many ran.
+    /// Runs the jobs due now (up to a lease's worth). Returns how many ran.
     pub async fn tick(&self) -> Result<usize, crate::error::StoreError> {
+        Ok(self.lease_and_run().await?.1)
+    }
+
+    /// Leases due jobs and runs them: how many were leased, and how many of those ran.
+    ///
+    /// One incident's jobs run in due order, one after another (an escalation tier before the
+    /// next); different incidents' jobs run side by side.
+    async fn lease_and_run(&self) -> Result<(usize, usize), crate::error::StoreError> {
+        use futures::StreamExt;
         let now = self.engine.clock().now();
         let jobs = self
             .engine
             .store()
-            .claim_jobs(now, self.lease, &self.owner, 64)
+            .claim_jobs(now, self.lease, &self.owner, CLAIM)
             .await?;
-        let max = self.engine.config().jobs.max_attempts;
-        let mut ran = 0;
-        for job in &jobs {
-            match self.engine.run_job(job).await {
-                Ok(()) => ran += 1,
-                // Out of attempts: given up, on the record.
-                Err(e) if job.attempts as u32 >= max => {
-                    tracing::error!(job = %job.key, attempts = job.attempts, error = %e, "job given up (dead-lettered)");
-                    self.engine.dead_letter_job(job, &e.to_string()).await?;
-                }
-                // The lease expires and the job is tried again; nothing of it was written.
-                Err(e) => {
-                    tracing::warn!(job = %job.key, attempts = job.attempts, error = %e, "job failed; will retry after its lease");
-                    self.engine
-                        .store()
-                        .job_attempt_failed(job.id, &e.to_string())
-                        .await?;
+        let leased = jobs.len();
+        let mut groups: Vec<Vec<Job>> = vec![];
+        let mut of_incident: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+        for job in jobs {
+            match job.incident.and_then(|r| of_incident.get(&r).copied()) {
+                Some(g) => groups[g].push(job),
+                None => {
+                    if let Some(r) = job.incident {
+                        of_incident.insert(r, groups.len());
+                    }
+                    groups.push(vec![job]);
                 }
             }
         }
-        Ok(ran)
+        let results: Vec<Result<usize, crate::error::StoreError>> = futures::stream::iter(groups)
+            .map(|group| async move {
+                let mut ran = 0;
+                for job in &group {
+                    ran += usize::from(self.run_one(job).await?);
+                }
+                Ok(ran)
+            })
+            .buffer_unordered(CONCURRENT_INCIDENTS)
+            .collect()
+            .await;
+        let mut ran = 0;
+        for r in results {
+            ran += r?;
+        }
+        Ok((leased, ran))
+    }
+
+    /// Runs one job (`true` when it ran); a failure is recorded (or, out of attempts,
+    /// dead-lettered). `Err` only when the store cannot record it.
+    async fn run_one(&self, job: &Job) -> Result<bool, crate::error::StoreError> {
+        let max = self.engine.config().jobs.max_attempts;
+        match self.engine.run_job(job).await {
+            Ok(()) => return Ok(true),
+            // Out of attempts: given up, on the record.
+            Err(e) if job.attempts as u32 >= max => {
+                tracing::error!(job = %job.key, attempts = job.attempts, error = %e, "job given up (dead-lettered)");
+                self.engine.dead_letter_job(job, &e.to_string()).await?;
+            }
+            // The lease expires and the job is tried again; nothing of it was written.
+            Err(e) => {
+                tracing::warn!(job = %job.key, attempts = job.attempts, error = %e, "job failed; will retry after its lease");
+                self.engine
+                    .store()
+                    .job_attempt_failed(job.id, &e.to_string())
+                    .await?;
+            }
+        }
+        Ok(false)
     }
 
     /// Deletes finished rows past `[retention]`, in small batches. Returns how many.

@@ -11,6 +11,7 @@
 mod common;
 
 use chrono::Duration;
+use spotter_core::clock::Clock;
 use spotter_core::domain::{Incident, IncidentRef, LevelId, Source, TimelineEntry};
 use spotter_core::store::{Changeset, IncidentWrite, Part, Store};
 use spotter_core::StoreError;
@@ -478,5 +479,60 @@ dual_test!(
             ctx.store.incident(r).await.unwrap().unwrap().phase,
             spotter_core::domain::Phase::PostRecoveryMonitoring
         );
+    }
+);
+
+// The store's own writes (here: the pages lane's claim) go through the writer too: a claim
+// queued behind a held batch is written in the next one, with the units queued beside it, and
+// answered after that commit. The batch is written twice (a unit in it fails its checks): the
+// claim answers once, with what the committed run leased.
+dual_test!(
+    multi_thread a_lease_claim_shares_the_batch_and_survives_its_rewrite,
+    |ctx| async move {
+        let first = ctx.declare(1, "pages to claim").await;
+        let r = first.reference;
+        let (release, held) = hold_writer(&ctx).await;
+        let before = ctx.store.group_commit_stats();
+        let store = ctx.store.clone();
+        let now = ctx.clock.now();
+        let claim = tokio::spawn(async move {
+            store
+                .claim_outbox(now, Duration::seconds(60), "pager-a", 10, spotter_core::store::Lane::Pages)
+                .await
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while ctx.store.group_commit_stats().waiting < before.waiting + 1 {
+            assert!(std::time::Instant::now() < deadline, "the claim never queued");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let mut stale = first.clone();
+        stale.version = 0;
+        let stale = Changeset {
+            incident: Some(IncidentWrite::Update(stale)),
+            ..note(r, "C: written with a stale version")
+        };
+        let handles = queue_behind(&ctx, vec![note(r, "B: beside the claim"), stale]).await;
+        release.send(()).unwrap();
+        held.await.unwrap().expect("the holding declaration commits");
+        let claimed = claim.await.unwrap().expect("the claim commits");
+        let got = answers(handles).await;
+        assert!(got[0].is_ok(), "{:?}", got[0]);
+        assert!(matches!(got[1], Err(StoreError::Conflict(_))), "{:?}", got[1]);
+        let after = ctx.store.group_commit_stats();
+        assert_eq!(
+            (after.batches - before.batches, after.units - before.units),
+            (2, 4),
+            "the holding declaration's batch, then the claim with the two queued units"
+        );
+        assert!(!claimed.is_empty(), "the declaration's tier-1 pages are claimed");
+        assert!(claimed.iter().all(|m| m.incident == Some(r)));
+        // Leased once, by the committed run: another owner finds nothing to take.
+        let again = ctx
+            .store
+            .claim_outbox(now, Duration::seconds(60), "pager-b", 10, spotter_core::store::Lane::Pages)
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        ctx.audit_verifies().await;
     }
 );

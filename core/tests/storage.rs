@@ -405,6 +405,44 @@ dual_test!(
     }
 );
 
+// One tick runs the due jobs of several incidents side by side (their commits share the
+// group writer's transactions) and each incident's in due order: the tier-2 page comes before
+// the RTO breach it was due before.
+dual_test!(
+    multi_thread one_tick_runs_every_incidents_due_jobs_each_in_due_order,
+    |ctx| async move {
+        for i in 0..5 {
+            ctx.declare(1, &format!("Slow pages {i}")).await;
+        }
+        let scheduler = ctx.scheduler();
+        ctx.clock.advance(Duration::minutes(14));
+        assert_eq!(scheduler.tick().await.unwrap(), 10, "50 % and 80 % of the RTO, 5 incidents");
+        ctx.clock.advance(Duration::minutes(2));
+        assert_eq!(scheduler.tick().await.unwrap(), 10, "tier 2 and the RTO deadline, 5 incidents");
+        let escalations: Vec<_> = ctx
+            .outbox()
+            .await
+            .into_iter()
+            .filter(|m| m.page.as_ref().is_some_and(|p| p.reason == "escalation"))
+            .collect();
+        assert_eq!(pages_to(&escalations, "dba"), 5, "each incident's tier 2");
+        for n in 1..=5 {
+            let kinds = ctx.timeline_kinds(n).await;
+            let at = |k: EventKind| kinds.iter().position(|x| *x == k);
+            let tier2 = ctx
+                .store
+                .timeline(IncidentRef::new(n))
+                .await
+                .unwrap()
+                .iter()
+                .position(|t| t.kind == EventKind::Paged && t.text.contains("tier 2"));
+            assert!(tier2.is_some(), "INC-{n}: {kinds:?}");
+            assert!(tier2 < at(EventKind::RtoBreached), "INC-{n} in due order: {kinds:?}");
+        }
+        ctx.audit_verifies().await;
+    }
+);
+
 dual_test!(
     acknowledging_before_15_minutes_cancels_the_second_tier,
     |ctx| async move {

@@ -1,6 +1,7 @@
 //! Per-person API tokens: only their hashes, with who they belong to and when they were
 //! created, last used and revoked.
 
+use super::ops::binds;
 use super::rows::*;
 use super::*;
 
@@ -105,15 +106,12 @@ impl SqlStore {
         id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        self.write_statement(
             "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 \
              AND (last_used_at IS NULL OR last_used_at < $2)",
+            binds![id, ms(at)],
         )
-        .bind(id)
-        .bind(ms(at))
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Where each incident lives on each chat platform, and the posts in announcement channels.
 
+use super::ops::binds;
 use super::rows::*;
 use super::*;
 
@@ -37,18 +38,18 @@ impl SqlStore {
     }
 
     pub(super) async fn save_chat_binding_sql(&self, b: &ChatBinding) -> Result<(), StoreError> {
-        sqlx::query(
+        self.write_statement(
             "INSERT INTO chat_bindings (incident, platform, channel_id, card_message_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (incident, platform) DO UPDATE SET channel_id = excluded.channel_id, \
              card_message_id = excluded.card_message_id",
+            binds![
+                b.incident.number(),
+                b.platform.as_str(),
+                b.channel_id.as_str(),
+                b.card_message_id.clone()
+            ],
         )
-        .bind(b.incident.number())
-        .bind(&b.platform)
-        .bind(&b.channel_id)
-        .bind(b.card_message_id.clone())
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -84,19 +85,19 @@ impl SqlStore {
         &self,
         p: &AnnouncementPost,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        self.write_statement(
             "INSERT INTO announcement_posts (platform, channel_id, subject, message_id, posted_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, channel_id, subject) DO UPDATE SET \
              message_id = excluded.message_id, posted_at = excluded.posted_at",
+            binds![
+                p.platform.as_str(),
+                p.channel_id.as_str(),
+                p.subject.as_str(),
+                p.message_id.as_str(),
+                ms(p.posted_at)
+            ],
         )
-        .bind(&p.platform)
-        .bind(&p.channel_id)
-        .bind(&p.subject)
-        .bind(&p.message_id)
-        .bind(ms(p.posted_at))
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 }

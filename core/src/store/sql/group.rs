@@ -24,8 +24,11 @@
 //! - The audit chain is appended once per batch, at its end (one multi-row insert): on
 //!   PostgreSQL the head row is locked only from there to the commit. Incident numbers and run
 //!   ids are serialised by a lock of their own, taken first.
-//! - The queue is bounded: a storm waits for room (backpressure), it does not grow memory.
+//! - The store's own writes (leases and their outcomes: [`super::ops`]) come through a queue
+//!   of their own, taken first: a page's claim joins the next batch, not the back of a storm.
+//! - The queues are bounded: a storm waits for room (backpressure), it does not grow memory.
 
+use super::ops::{Op, OpOut};
 use super::write::Deferred;
 use super::*;
 use crate::audit::AuditRecord;
@@ -35,6 +38,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Units waiting for the writer before senders wait for room.
 const QUEUE: usize = 256;
+/// Ops waiting (they come from a few dispatcher lanes and workers, one at a time each).
+const OPS_QUEUE: usize = 64;
 /// At most this many units per transaction, so one batch's waiters are not held by a long one.
 const MAX_BATCH: usize = 128;
 
@@ -53,8 +58,25 @@ pub(super) struct BuildRequest {
 
 pub(super) struct Unit {
     parts: UnitParts,
+    /// Or, instead of parts, an op of the store's own.
+    op: Option<Op>,
     builds: mpsc::UnboundedSender<BuildRequest>,
-    done: oneshot::Sender<Result<Vec<IncidentRef>, StoreError>>,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// A written unit: the incidents it declared, or what its op returned.
+struct Done {
+    refs: Vec<IncidentRef>,
+    out: Option<OpOut>,
+}
+
+type Outcome = Result<Done, StoreError>;
+
+/// The writer's two queues.
+#[derive(Clone)]
+struct Queues {
+    units: mpsc::Sender<Unit>,
+    ops: mpsc::Sender<Unit>,
 }
 
 /// The handle the store keeps: the queue into the writer task, started on first use (in the
@@ -62,7 +84,7 @@ pub(super) struct Unit {
 /// write): the units it held are answered "unavailable", the next ones get a new writer.
 #[derive(Default)]
 pub(super) struct GroupCommit {
-    queue: std::sync::Mutex<Option<mpsc::Sender<Unit>>>,
+    queue: std::sync::Mutex<Option<Queues>>,
     counters: Arc<Counters>,
 }
 
@@ -81,7 +103,7 @@ pub struct GroupCommitStats {
     pub batches: u64,
     /// Units they held.
     pub units: u64,
-    /// Units waiting for the writer now.
+    /// Units and ops waiting for the writer now.
     pub waiting: usize,
 }
 
@@ -92,13 +114,10 @@ impl SqlStore {
         GroupCommitStats {
             batches: self.group.counters.batches.load(Relaxed),
             units: self.group.counters.units.load(Relaxed),
-            waiting: self
-                .group
-                .queue
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map_or(0, |q| q.max_capacity() - q.capacity()),
+            waiting: self.group.queue.lock().unwrap().as_ref().map_or(0, |q| {
+                q.units.max_capacity() - q.units.capacity() + q.ops.max_capacity()
+                    - q.ops.capacity()
+            }),
         }
     }
 
@@ -115,27 +134,16 @@ impl SqlStore {
         }
         let (builds, mut build_rx) = mpsc::unbounded_channel();
         let (done, mut done_rx) = oneshot::channel();
-        let queue = {
-            let mut slot = self.group.queue.lock().unwrap();
-            match slot.as_ref() {
-                Some(q) if !q.is_closed() => q.clone(),
-                _ => {
-                    let (tx, rx) = mpsc::channel(QUEUE);
-                    let counters = self.group.counters.clone();
-                    tokio::spawn(self.clone_for_writer().run_writer(rx, counters));
-                    *slot = Some(tx.clone());
-                    tx
-                }
-            }
-        };
-        queue
+        self.queues()
+            .units
             .send(Unit {
                 parts,
+                op: None,
                 builds,
                 done,
             })
             .await
-            .map_err(|_| StoreError::Unavailable(anyhow!("the store's writer has stopped")))?;
+            .map_err(|_| stopped())?;
         loop {
             tokio::select! {
                 biased;
@@ -144,10 +152,48 @@ impl SqlStore {
                     let _ = req.reply.send(cs);
                 }
                 res = &mut done_rx => {
-                    return res.unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable(anyhow!("the store's writer has stopped")))
-                    });
+                    return res.unwrap_or_else(|_| Err(stopped())).map(|d| d.refs);
                 }
+            }
+        }
+    }
+
+    /// Runs `op` in the writer's next transaction (see [`super::ops`]).
+    pub(super) async fn commit_op(&self, op: Op) -> Result<OpOut, StoreError> {
+        // An op declares nothing: nobody is asked to build.
+        let (builds, _) = mpsc::unbounded_channel();
+        let (done, done_rx) = oneshot::channel();
+        self.queues()
+            .ops
+            .send(Unit {
+                parts: vec![],
+                op: Some(op),
+                builds,
+                done,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        let done = done_rx.await.unwrap_or_else(|_| Err(stopped()))?;
+        done.out
+            .ok_or_else(|| StoreError::Other(anyhow!("an op was written without its result")))
+    }
+
+    /// The writer's queues, starting the writer if none runs.
+    fn queues(&self) -> Queues {
+        let mut slot = self.group.queue.lock().unwrap();
+        match slot.as_ref() {
+            Some(q) if !q.units.is_closed() && !q.ops.is_closed() => q.clone(),
+            _ => {
+                let (units, units_rx) = mpsc::channel(QUEUE);
+                let (ops, ops_rx) = mpsc::channel(OPS_QUEUE);
+                let counters = self.group.counters.clone();
+                tokio::spawn(
+                    self.clone_for_writer()
+                        .run_writer(units_rx, ops_rx, counters),
+                );
+                let q = Queues { units, ops };
+                *slot = Some(q.clone());
+                q
             }
         }
     }
@@ -164,10 +210,35 @@ impl SqlStore {
         }
     }
 
-    async fn run_writer(self, mut rx: mpsc::Receiver<Unit>, counters: Arc<Counters>) {
+    async fn run_writer(
+        self,
+        mut units: mpsc::Receiver<Unit>,
+        mut ops: mpsc::Receiver<Unit>,
+        counters: Arc<Counters>,
+    ) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        loop {
+            tokio::select! {
+                biased;
+                Some(op) = ops.recv() => batch.push(op),
+                Some(unit) = units.recv() => batch.push(unit),
+                // Both queues closed: the last store handle is gone.
+                else => break,
+            }
+            // Whatever else waits joins the batch, ops first.
+            while batch.len() < MAX_BATCH {
+                match ops.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match units.try_recv() {
+                    Ok(unit) => batch.push(unit),
+                    Err(_) => break,
+                }
+            }
             let units = std::mem::take(&mut batch);
             let n = units.len() as u64;
             self.commit_batch(units).await;
@@ -177,8 +248,7 @@ impl SqlStore {
     }
 
     async fn commit_batch(&self, units: Vec<Unit>) {
-        let mut outcomes: Vec<Option<Result<Vec<IncidentRef>, StoreError>>> =
-            (0..units.len()).map(|_| None).collect();
+        let mut outcomes: Vec<Option<Outcome>> = (0..units.len()).map(|_| None).collect();
         let result = self.write_batch(&units, &mut outcomes).await;
         for (unit, outcome) in units.into_iter().zip(outcomes) {
             let answer = match (&result, outcome) {
@@ -200,7 +270,7 @@ impl SqlStore {
     async fn write_batch(
         &self,
         units: &[Unit],
-        outcomes: &mut [Option<Result<Vec<IncidentRef>, StoreError>>],
+        outcomes: &mut [Option<Outcome>],
     ) -> Result<(), StoreError> {
         if units.len() > 1 && self.write_merged(units, outcomes).await? {
             return Ok(());
@@ -221,7 +291,7 @@ impl SqlStore {
     async fn write_merged(
         &self,
         units: &[Unit],
-        outcomes: &mut [Option<Result<Vec<IncidentRef>, StoreError>>],
+        outcomes: &mut [Option<Outcome>],
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         if Self::takes_ids(units) {
@@ -285,7 +355,7 @@ impl SqlStore {
     async fn write_isolated(
         &self,
         units: &[Unit],
-        outcomes: &mut [Option<Result<Vec<IncidentRef>, StoreError>>],
+        outcomes: &mut [Option<Outcome>],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         if Self::takes_ids(units) {
@@ -341,7 +411,14 @@ impl SqlStore {
         audit: &mut Vec<AuditRecord>,
         mut deferred: Option<&mut Deferred>,
         ids: &mut NextIds,
-    ) -> Result<Vec<IncidentRef>, StoreError> {
+    ) -> Outcome {
+        if let Some(op) = &unit.op {
+            let out = op(tx).await?;
+            return Ok(Done {
+                refs: vec![],
+                out: Some(out),
+            });
+        }
         let mut refs = vec![];
         let mut declared = 0;
         for part in &unit.parts {
@@ -399,7 +476,7 @@ impl SqlStore {
             self.write(tx, &cs, deferred.as_deref_mut()).await?;
             audit.extend(cs.audit);
         }
-        Ok(refs)
+        Ok(Done { refs, out: None })
     }
 
     /// Serialises the writers that take incident numbers and run ids, across replicas: on
@@ -438,6 +515,10 @@ impl SqlStore {
             run.unwrap_or(0) + 1,
         ))
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable(anyhow!("the store's writer has stopped"))
 }
 
 async fn exec(

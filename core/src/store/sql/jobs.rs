@@ -1,5 +1,6 @@
 //! Scheduled jobs: leasing due ones.
 
+use super::ops::binds;
 use super::rows::*;
 use super::*;
 
@@ -29,16 +30,12 @@ impl SqlStore {
                 // other job: it is dead-lettered at once, with the reason.
                 Err(e) => {
                     tracing::error!(job = id, error = %e, "unreadable job dead-lettered");
-                    sqlx::query(
+                    self.write_statement(
                         "UPDATE jobs SET state = 'dead', done_at = $2, last_error = $3, \
                          lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                        binds![id, ms(now), e.to_string()],
                     )
-                    .bind(id)
-                    .bind(ms(now))
-                    .bind(e.to_string())
-                    .execute(&self.writer)
-                    .await
-                    .map_err(map_err)?;
+                    .await?;
                 }
             }
         }
@@ -62,12 +59,11 @@ impl SqlStore {
         error: &str,
     ) -> Result<(), StoreError> {
         let error: String = error.chars().take(1000).collect();
-        sqlx::query("UPDATE jobs SET last_error = $2 WHERE id = $1 AND state = 'pending'")
-            .bind(id)
-            .bind(error)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+        self.write_statement(
+            "UPDATE jobs SET last_error = $2 WHERE id = $1 AND state = 'pending'",
+            binds![id, error],
+        )
+        .await?;
         Ok(())
     }
 
@@ -130,37 +126,25 @@ impl SqlStore {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let seen: Option<i64> =
-            sqlx::query_scalar("SELECT expires_at FROM seen_signatures WHERE signature = $1")
-                .bind(signature)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        if seen.is_some_and(|exp| exp >= ms(now)) {
-            return Ok(false);
-        }
-        let res = sqlx::query(
-            "INSERT INTO seen_signatures (signature, expires_at) VALUES ($1, $2) \
-             ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE seen_signatures.expires_at < $3",
-        )
-        .bind(signature)
-        .bind(ms(expires_at))
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(res.rows_affected() == 1)
+        // One statement: the insert happens only when the signature is new or its window has
+        // passed (the conflict's update is conditional), so "seen" is its row count.
+        let n = self
+            .write_statement(
+                "INSERT INTO seen_signatures (signature, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE seen_signatures.expires_at < $3",
+                binds![signature, ms(expires_at), ms(now)],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     pub(super) async fn forget_signature_sql(&self, signature: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM seen_signatures WHERE signature = $1")
-            .bind(signature)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+        self.write_statement(
+            "DELETE FROM seen_signatures WHERE signature = $1",
+            binds![signature],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -29,6 +29,7 @@ pub use group::GroupCommitStats;
 mod incidents;
 mod job_writes;
 mod jobs;
+mod ops;
 mod outbox;
 mod paging;
 mod port;
@@ -171,19 +172,24 @@ impl SqlStore {
         limit: i64,
     ) -> Result<Vec<R>, StoreError>
     where
-        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + 'static,
     {
-        let mut tx = self.begin().await?;
-        let rows: Vec<R> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(ms(now + lease))
-            .bind(ms(now))
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(rows)
+        let owner = owner.to_string();
+        // Through the group writer: a claim shares the batch's commit (see `ops`).
+        self.write_op(move |conn| {
+            let (sql, owner) = (sql.clone(), owner.clone());
+            Box::pin(async move {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(owner)
+                    .bind(ms(now + lease))
+                    .bind(ms(now))
+                    .bind(limit)
+                    .fetch_all(conn)
+                    .await
+                    .map_err(map_err)
+            })
+        })
+        .await
     }
 
     pub(super) fn skip_locked(&self) -> &'static str {

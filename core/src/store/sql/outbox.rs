@@ -1,5 +1,6 @@
 //! The outbox: leasing deliverable messages and recording outcomes.
 
+use super::ops::binds;
 use super::rows::*;
 use super::*;
 
@@ -12,16 +13,22 @@ impl SqlStore {
         limit: i64,
         lane: Lane,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let lane = match lane {
-            Lane::Pages => "o.kind = 'page'",
-            Lane::Chat => "o.kind NOT IN ('page', 'broadcast')",
-            Lane::Broadcasts => "o.kind = 'broadcast'",
+        let (lane, index) = match lane {
+            Lane::Pages => ("o.kind = 'page'", "outbox_lane_claim"),
+            Lane::Chat => ("o.kind NOT IN ('page', 'broadcast')", "outbox_claim"),
+            Lane::Broadcasts => ("o.kind = 'broadcast'", "outbox_lane_claim"),
+        };
+        // SQLite without statistics prefers a range over the due time and sorts every pending
+        // row; the index in claim order lets it stop at the limit (migration 0012).
+        let indexed = match self.backend {
+            Backend::Sqlite => format!("INDEXED BY {index}"),
+            Backend::Postgres => String::new(),
         };
         // Only the oldest undelivered message of each ordering key is deliverable, so messages
         // to one channel arrive in order even across retries.
         let sql = format!(
             "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-               SELECT o.id FROM outbox o \
+               SELECT o.id FROM outbox o {indexed} \
                WHERE o.state = 'pending' AND {lane} AND o.next_attempt_at <= $3 \
                  AND (o.lease_until IS NULL OR o.lease_until < $3) \
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ordering_key = o.ordering_key \
@@ -47,18 +54,15 @@ impl SqlStore {
         owner: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "UPDATE outbox SET state = 'delivered', delivered_at = $2, attempts = attempts + 1, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND lease_owner = $3 AND lease_until >= $2 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(ms(at))
-        .bind(owner)
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
-        Ok(res.rows_affected() == 1)
+        let n = self
+            .write_statement(
+                "UPDATE outbox SET state = 'delivered', delivered_at = $2, attempts = attempts + 1, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $3 AND lease_until >= $2 AND state = 'pending'",
+                binds![id, ms(at), owner],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// Records a failed attempt, fenced by the lease like [`Self::outbox_delivered`].
@@ -75,21 +79,15 @@ impl SqlStore {
             Some(t) => ("pending", Some(ms(t))),
             None => ("failed", None),
         };
-        let res = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, state = $3, \
-             next_attempt_at = COALESCE($4, next_attempt_at), lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND lease_owner = $5 AND lease_until >= $6 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(state)
-        .bind(next)
-        .bind(owner)
-        .bind(ms(at))
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
-        Ok(res.rows_affected() == 1)
+        let n = self
+            .write_statement(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, state = $3, \
+                 next_attempt_at = COALESCE($4, next_attempt_at), lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $5 AND lease_until >= $6 AND state = 'pending'",
+                binds![id, error, state, next, owner, ms(at)],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// Gives back leased messages that `owner` will not deliver (its batch ran out of lease
@@ -100,23 +98,30 @@ impl SqlStore {
         ids: &[i64],
         owner: &str,
     ) -> Result<(), StoreError> {
-        // Well below SQLite's limit on bound parameters.
-        for chunk in ids.chunks(500) {
-            let list = (0..chunk.len())
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
-                 WHERE lease_owner = $1 AND state = 'pending' AND id IN ({list})"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&self.writer).await.map_err(map_err)?;
-        }
-        Ok(())
+        let (ids, owner) = (ids.to_vec(), owner.to_string());
+        self.write_op(move |conn| {
+            let (ids, owner) = (ids.clone(), owner.clone());
+            Box::pin(async move {
+                // Well below SQLite's limit on bound parameters.
+                for chunk in ids.chunks(500) {
+                    let list = (0..chunk.len())
+                        .map(|i| format!("${}", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
+                         WHERE lease_owner = $1 AND state = 'pending' AND id IN ({list})"
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner.clone());
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *conn).await.map_err(map_err)?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The pending messages behind `head` on its ordering key, oldest first.
@@ -159,15 +164,23 @@ impl SqlStore {
                            AND h.lease_owner = $1 AND h.lease_until >= $5) \
              RETURNING {OUTBOX_COLUMNS}"
         );
-        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(ms(until))
-            .bind(head)
-            .bind(last)
-            .bind(ms(now))
-            .fetch_all(&self.writer)
-            .await
-            .map_err(map_err)?;
+        let owner = owner.to_string();
+        let rows: Vec<OutboxRow> = self
+            .write_op(move |conn| {
+                let (sql, owner) = (sql.clone(), owner.clone());
+                Box::pin(async move {
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(owner)
+                        .bind(ms(until))
+                        .bind(head)
+                        .bind(last)
+                        .bind(ms(now))
+                        .fetch_all(conn)
+                        .await
+                        .map_err(map_err)
+                })
+            })
+            .await?;
         let mut out: Vec<OutboxMessage> = rows
             .into_iter()
             .map(OutboxRow::into_message)
@@ -184,17 +197,14 @@ impl SqlStore {
         owner: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(ms(until))
-        .execute(&self.writer)
-        .await
-        .map_err(map_err)?;
-        Ok(res.rows_affected() == 1)
+        let n = self
+            .write_statement(
+                "UPDATE outbox SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                binds![id, owner, ms(until)],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     pub(super) async fn outbox_sql(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {

@@ -1,6 +1,7 @@
 //! Runbook runs: requests with their lock, decisions, steps, streamed output, and the lease of
 //! the worker executing a run.
 
+use super::ops::binds;
 use super::rows::*;
 use super::*;
 use crate::domain::{Decision, Run, RunApproval, RunState, RunStep, StepState};
@@ -321,20 +322,14 @@ impl SqlStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let res = sqlx::query(
-            "UPDATE runbook_runs SET lease_until = $3 WHERE id = $1 AND owner = $2 AND lease_until >= $4 \
-             AND state IN ('approved', 'running')",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(ms(until))
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(res.rows_affected() == 1)
+        let n = self
+            .write_statement(
+                "UPDATE runbook_runs SET lease_until = $3 WHERE id = $1 AND owner = $2 AND lease_until >= $4 \
+                 AND state IN ('approved', 'running')",
+                binds![id, owner, ms(until), ms(now)],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     pub(super) async fn append_run_output_sql(
@@ -344,20 +339,14 @@ impl SqlStore {
         owner: &str,
         text: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let res = sqlx::query(
-            "UPDATE run_steps SET output = output || $3 WHERE run = $1 AND idx = $2 AND state = 'running' \
-             AND EXISTS (SELECT 1 FROM runbook_runs WHERE id = $1 AND owner = $4 AND state = 'running')",
-        )
-        .bind(id)
-        .bind(index as i64)
-        .bind(text)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(res.rows_affected() == 1)
+        let n = self
+            .write_statement(
+                "UPDATE run_steps SET output = output || $3 WHERE run = $1 AND idx = $2 AND state = 'running' \
+                 AND EXISTS (SELECT 1 FROM runbook_runs WHERE id = $1 AND owner = $4 AND state = 'running')",
+                binds![id, index as i64, text, owner],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// Running runs whose worker's lease lapsed: their worker died mid-step.
