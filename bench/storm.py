@@ -23,7 +23,9 @@ Load shapes (closed loop, for --duration seconds, every alert a fingerprint neve
 The load generator is this script's asyncio client, not wrk, because it knows which fingerprints
 each 2xx answer acknowledged: after each run it reads the target's `alerts` table (sqlite3 /
 psql) and checks that every acknowledged alert is stored, by name, not only by count. It reports
-its own CPU use, since on a small machine it shares the cores with the server.
+its own CPU use, since on a small machine it shares the cores with the server. On Spotter it
+also counts the scheduled jobs (escalation tiers, RTO watch) that were due by the end of the
+load and had not run: intake bought by letting pages fall behind shows there.
 
 Usage:
   cargo build --release
@@ -187,6 +189,17 @@ def stored(db, run):
     return set(out.split())
 
 
+def jobs_behind(db, now_ms):
+    """Scheduled jobs (escalation tiers, the RTO watch) due by the end of the load but not run:
+    a server that keeps intake fast by letting its pages fall behind shows it here."""
+    q = f"SELECT COUNT(*) FROM jobs WHERE state = 'pending' AND due_at <= {now_ms - 2000}"
+    if db.startswith("postgres"):
+        out = subprocess.run(["psql", db, "-tAc", q], capture_output=True, text=True, check=True).stdout
+    else:
+        out = subprocess.run(["sqlite3", db, q], capture_output=True, text=True, check=True).stdout
+    return int(out.strip() or 0)
+
+
 def psql(url, sql):
     subprocess.run(["psql", url, "-qc", sql], check=True, capture_output=True)
 
@@ -236,6 +249,7 @@ def one_run(a, target, shape, tmp, cfg):
             if t and u and int(t.group(1)):
                 r["per_txn"] = int(u.group(1)) / int(t.group(1))
         have = stored(dburl, run)
+        r["jobs_behind"] = jobs_behind(dburl, int(time.time() * 1000)) if target == "spotter" else None
     finally:
         proc.terminate()
         proc.wait()
@@ -261,7 +275,9 @@ def one_run(a, target, shape, tmp, cfg):
           f"postgres {r['pg_cpu']:.2f}, everything else "
           f"{max(0.0, r['machine_cpu'] - r['server_cpu'] - r['cpu'] - r['pg_cpu']):.2f} "
           f"(of {os.cpu_count()})"
-          + (f"; units per write transaction {r['per_txn']:.1f}" if r["per_txn"] else ""), flush=True)
+          + (f"; units per write transaction {r['per_txn']:.1f}" if r["per_txn"] else "")
+          + (f"; jobs due 2 s before the end, not run {r['jobs_behind']}" if r["jobs_behind"] is not None else ""),
+          flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return r
 

@@ -6,6 +6,10 @@
 //! spelled out: SQLite writes begin `IMMEDIATE` on a single writer connection (so a
 //! read-then-write never fails on a lock upgrade and writers queue in-process), PostgreSQL
 //! claims with `FOR UPDATE SKIP LOCKED` and serialises audit appends on the head row.
+//!
+//! Every write goes through the group-commit writer ([`group`]): changesets as units, the
+//! store's own writes (leases, delivery outcomes) as ops ([`ops`]). Only migrations and the
+//! retention sweep's short deletes use the writer pool directly.
 
 use super::*;
 use crate::audit::{self, AuditEntry};
