@@ -24,8 +24,9 @@
 //! - The audit chain is appended once per batch, at its end (one multi-row insert): on
 //!   PostgreSQL the head row is locked only from there to the commit. Incident numbers and run
 //!   ids are serialised by a lock of their own, taken first.
-//! - The store's own writes (leases and their outcomes: [`super::ops`]) come through a queue
-//!   of their own, taken first: a page's claim joins the next batch, not the back of a storm.
+//! - On SQLite the store's own writes (leases and their outcomes: [`super::ops`]) come through
+//!   a queue of their own, taken first: a page's claim joins the next batch, not the back of a
+//!   storm.
 //! - The queues are bounded: a storm waits for room (backpressure), it does not grow memory.
 
 use super::ops::{Op, OpOut};

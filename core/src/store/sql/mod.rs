@@ -7,9 +7,10 @@
 //! read-then-write never fails on a lock upgrade and writers queue in-process), PostgreSQL
 //! claims with `FOR UPDATE SKIP LOCKED` and serialises audit appends on the head row.
 //!
-//! Every write goes through the group-commit writer ([`group`]): changesets as units, the
-//! store's own writes (leases, delivery outcomes) as ops ([`ops`]). Only migrations and the
-//! retention sweep's short deletes use the writer pool directly.
+//! Every changeset goes through the group-commit writer ([`group`]); on SQLite the store's own
+//! writes (leases, delivery outcomes) do too, as ops ([`ops`]), so nothing else waits for its
+//! one connection. Only migrations and the retention sweep's short deletes use the writer pool
+//! directly there.
 
 use super::*;
 use crate::audit::{self, AuditEntry};

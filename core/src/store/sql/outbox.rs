@@ -19,7 +19,8 @@ impl SqlStore {
             Lane::Broadcasts => ("o.kind = 'broadcast'", "outbox_lane_claim"),
         };
         // SQLite without statistics prefers a range over the due time and sorts every pending
-        // row; the index in claim order lets it stop at the limit (migration 0012).
+        // row; the index in claim order lets it stop at the limit (SQLite migration 0012).
+        // PostgreSQL plans from its statistics, with its indexes by due time.
         let indexed = match self.backend {
             Backend::Sqlite => format!("INDEXED BY {index}"),
             Backend::Postgres => String::new(),
