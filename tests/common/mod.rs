@@ -326,6 +326,16 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
+        self.try_post_raw(path, headers, body).await.unwrap()
+    }
+
+    /// [`Self::post_raw`], with the client's error (a broken pipe, say) left to the test.
+    pub async fn try_post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Result<reqwest::Response> {
         let mut req = self
             .client
             .post(format!("{}{path}", self.addr))
@@ -333,7 +343,7 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        req.body(body).send().await.unwrap()
+        req.body(body).send().await
     }
 
     /// POSTs to the default Alertmanager source with its generated bearer token.
