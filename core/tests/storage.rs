@@ -332,6 +332,15 @@ dual_test!(
 
 // ── 5. Escalation tiers ────────────────────────────────────────────────────────────────────────
 
+/// The outbox's pages sent by the escalation matrix (not the RTO watch's).
+async fn escalation_pages(ctx: &common::Ctx) -> Vec<spotter_core::store::OutboxMessage> {
+    ctx.outbox()
+        .await
+        .into_iter()
+        .filter(|m| m.page.as_ref().is_some_and(|p| p.reason == "escalation"))
+        .collect()
+}
+
 fn pages_to(outbox: &[spotter_core::store::OutboxMessage], person: &str) -> usize {
     outbox
         .iter()
@@ -374,12 +383,7 @@ dual_test!(
         assert_eq!(tier2.len(), 1, "{timeline:#?}");
         assert_eq!(tier2[0].actor, "system:scheduler");
         // The matrix's page to dba; the RTO watch pages the reached row on its own.
-        let out: Vec<_> = ctx
-            .outbox()
-            .await
-            .into_iter()
-            .filter(|m| m.page.as_ref().is_some_and(|p| p.reason == "escalation"))
-            .collect();
+        let out = escalation_pages(&ctx).await;
         assert_eq!(pages_to(&out, "dba"), 1, "{out:#?}");
         let page = out
             .iter()
@@ -419,12 +423,7 @@ dual_test!(
         assert_eq!(scheduler.tick().await.unwrap(), 10, "50 % and 80 % of the RTO, 5 incidents");
         ctx.clock.advance(Duration::minutes(2));
         assert_eq!(scheduler.tick().await.unwrap(), 10, "tier 2 and the RTO deadline, 5 incidents");
-        let escalations: Vec<_> = ctx
-            .outbox()
-            .await
-            .into_iter()
-            .filter(|m| m.page.as_ref().is_some_and(|p| p.reason == "escalation"))
-            .collect();
+        let escalations = escalation_pages(&ctx).await;
         assert_eq!(pages_to(&escalations, "dba"), 5, "each incident's tier 2");
         for n in 1..=5 {
             let kinds = ctx.timeline_kinds(n).await;
