@@ -552,3 +552,90 @@ dual_test!(
         ctx.audit_verifies().await;
     }
 );
+
+/// A declaration that also creates alert group `group` and schedules its RTO breach: what a
+/// new alert's declaration writes beside the incident, all of it in the batch's shared inserts.
+fn declared_with_group(number: IncidentRef, group: &str) -> Changeset {
+    use spotter_core::store::{GroupWrite, JobChange, JobPayload, NewJob};
+    Changeset {
+        alert_groups: vec![GroupWrite {
+            source: "test".into(),
+            group_key: group.into(),
+            incident: number,
+            previous: None,
+        }],
+        jobs: vec![JobChange::Schedule(NewJob {
+            key: format!("rto:{number}"),
+            incident: Some(number),
+            due_at: common::start_time() + Duration::hours(4),
+            payload: JobPayload::RtoBreach,
+        })],
+        ..new_incident(number, group)
+    }
+}
+
+dual_test!(
+    multi_thread declarations_in_shared_inserts_still_fail_alone,
+    |ctx| async move {
+        let (release, held) = hold_writer(&ctx).await;
+        let before = ctx.store.group_commit_stats();
+        // The second declaration takes the alert group the first takes in the same batch (two
+        // notifications racing to declare one group): the shared insert of the groups refuses
+        // the pair, and written again one by one, only the second fails.
+        let mut handles = vec![];
+        for group in ["g1", "g1", "g2"] {
+            let store = ctx.store.clone();
+            let want = ctx.store.group_commit_stats().waiting + 1;
+            handles.push(tokio::spawn(async move {
+                let build = move |_, number, _| declared_with_group(number, group);
+                store.commit_unit(vec![Part::Declare], &build).await
+            }));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while ctx.store.group_commit_stats().waiting < want {
+                assert!(std::time::Instant::now() < deadline, "units never queued");
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+        release.send(()).unwrap();
+        let held = held.await.unwrap().expect("the holding declaration commits");
+        let got = answers(handles).await;
+        let first = got[0].as_ref().expect("the first declaration commits")[0];
+        assert!(
+            matches!(got[1], Err(StoreError::Conflict(_))),
+            "the second taker of g1 conflicts: {:?}",
+            got[1]
+        );
+        // Its number is free again: the third follows the first.
+        let third = got[2].as_ref().expect("the third declaration commits")[0];
+        assert_eq!(first.number(), held[0].number() + 1);
+        assert_eq!(third.number(), first.number() + 1);
+        let after = ctx.store.group_commit_stats();
+        assert_eq!(
+            (after.batches - before.batches, after.units - before.units),
+            (2, 4),
+            "the holding declaration's batch, then one batch of the three"
+        );
+        // What the committed declarations wrote is all there, and nothing of the refused one.
+        assert_eq!(
+            ctx.store.group_incident("test", "g1").await.unwrap(),
+            Some(first)
+        );
+        assert_eq!(
+            ctx.store.group_incident("test", "g2").await.unwrap(),
+            Some(third)
+        );
+        let mut jobs: Vec<String> = ctx
+            .store
+            .pending_jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.key)
+            .collect();
+        jobs.sort();
+        assert_eq!(jobs, [format!("rto:{first}"), format!("rto:{third}")]);
+        let after_third = IncidentRef::new(third.number() + 1);
+        assert!(ctx.store.incident(after_third).await.unwrap().is_none());
+        ctx.audit_verifies().await;
+    }
+);

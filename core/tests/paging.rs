@@ -445,6 +445,44 @@ dual_test!(
 );
 
 dual_test!(
+    an_unreachable_first_row_has_the_next_row_paged_in_the_declaration_itself,
+    |ctx| async move {
+        let p = Paging::new(ctx);
+        // Level 2's first row holds `mute`, who has no usable method: row 2 (b, at 10 min) is
+        // paged by the declaration's own write, before any scheduled job has run.
+        p.run("b", "/incident declare level:2 title:\"partial\"")
+            .await;
+        let t = p.timeline(1).await;
+        let paged: Vec<&String> = t
+            .iter()
+            .filter(|(k, _)| *k == EventKind::Paged)
+            .map(|(_, x)| x)
+            .collect();
+        assert_eq!(paged.len(), 2, "{t:#?}");
+        assert!(paged[0].contains("tier 2 is paged now"), "{t:#?}");
+        assert!(paged[1].starts_with("paged tier 2 of level 2"), "{t:#?}");
+        // Row 2's job is not written, so nothing pages b again at 10 min.
+        let jobs = p.ctx.store.pending_jobs().await.unwrap();
+        let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
+        assert!(!keys.iter().any(|k| k.ends_with(":t1")), "{keys:?}");
+        // What the scheduler would have done, the declaration did: the pages go out as before.
+        p.settle().await;
+        let pages = p.pager.pages();
+        assert!(
+            pages.contains(&(Channel::Webhook, "b".into(), Some(1))),
+            "{pages:?}"
+        );
+        p.at_plus(12).await;
+        assert_eq!(
+            p.pager.people().iter().filter(|x| *x == "b").count(),
+            1,
+            "{:?}",
+            p.pager.people()
+        );
+    }
+);
+
+dual_test!(
     a_person_out_of_methods_makes_their_tier_count_as_unanswered,
     |ctx| async move {
         let p = Paging::new(ctx);

@@ -634,8 +634,8 @@ dual_test!(
                 .iter()
                 .filter(|m| m.kind == MessageKind::ChatPost)
                 .count(),
-            6,
-            "declared, paged, update, acknowledged, phase changed, update"
+            4,
+            "declared and paged (one post), update, acknowledged and phase changed (one post), update"
         );
         assert_eq!(
             queued
@@ -693,17 +693,23 @@ dual_test!(
             .filter(|m| m.kind == MessageKind::ChatPost)
             .map(|m| m.text.as_str())
             .collect();
+        // One post per decision, a line per event.
+        let lines: Vec<Vec<&str>> = texts.iter().map(|t| t.lines().collect()).collect();
+        assert_eq!(lines.len(), 4, "{texts:?}");
         assert!(
-            texts[0].contains("declared") && texts[1].starts_with("paged tier 1"),
+            lines[0].len() == 2
+                && lines[0][0].contains("declared")
+                && lines[0][1].starts_with("paged tier 1"),
             "{texts:?}"
         );
-        assert_eq!(texts[2], "looking");
-        assert!(texts[3].contains("acknowledged"));
+        assert_eq!(lines[1], ["looking"]);
         assert!(
-            texts[4].contains("moved from Immediate Response"),
+            lines[2].len() == 2
+                && lines[2][0].contains("acknowledged")
+                && lines[2][1].contains("moved from Immediate Response"),
             "{texts:?}"
         );
-        assert_eq!(texts[5], "restarting");
+        assert_eq!(lines[3], ["restarting"]);
 
         let metrics = ctx.metrics.render(
             &ctx.store.stats().await.unwrap(),
@@ -731,21 +737,21 @@ dual_test!(
 dual_test!(
     a_permanent_failure_fails_the_message_after_one_attempt_and_is_counted,
     |ctx| async move {
-        ctx.declare(1, "Slow pages").await; // a card update, a chat post "declared", a page to sysadmin, a chat post "paged"
+        ctx.declare(1, "Slow pages").await; // a card update, one chat post "declared" and "paged", a page to sysadmin
         let notifier = RecordingNotifier::permanent();
         let d = ctx
             .dispatcher(notifier.clone())
             .reporting_to(ctx.engine.clone());
         ctx.drain(&d, 20).await;
 
-        // A card update and two chat posts; the page to sysadmin waits for the pages lane.
+        // A card update and a chat post; the page to sysadmin waits for the pages lane.
         let out: Vec<_> = ctx
             .outbox()
             .await
             .into_iter()
             .filter(|m| m.kind != MessageKind::Page)
             .collect();
-        assert_eq!(out.len(), 3);
+        assert_eq!(out.len(), 2);
         for m in &out {
             assert_eq!(m.state, DeliveryState::Failed, "{m:#?}");
             assert_eq!(m.attempts, 1, "{m:#?}");
@@ -766,7 +772,7 @@ dual_test!(
             .into_iter()
             .filter(|t| t.kind == EventKind::MessageDeadLettered)
             .collect();
-        assert_eq!(dead.len(), 3, "{dead:#?}");
+        assert_eq!(dead.len(), 2, "{dead:#?}");
         assert!(
             dead.iter().any(|t| t
                 .text
@@ -775,22 +781,22 @@ dual_test!(
         );
         assert_eq!(
             ctx.outbox().await.len(),
-            4,
+            3,
             "no new messages about the dead letters"
         );
         assert!(notifier.attempts().values().all(|a| *a == 1));
 
         let stats = ctx.store.stats().await.unwrap();
-        assert_eq!((stats.outbox_pending, stats.outbox_failed), (1, 3));
+        assert_eq!((stats.outbox_pending, stats.outbox_failed), (1, 2));
         let metrics = ctx
             .metrics
             .render(&stats, ctx.config.levels.keys().copied());
         assert!(
-            metrics.contains("spotter_outbox_failures_total{outcome=\"dead\"} 3"),
+            metrics.contains("spotter_outbox_failures_total{outcome=\"dead\"} 2"),
             "{metrics}"
         );
         assert!(
-            metrics.contains("spotter_outbox_messages{state=\"failed\"} 3"),
+            metrics.contains("spotter_outbox_messages{state=\"failed\"} 2"),
             "{metrics}"
         );
         assert!(
@@ -1068,7 +1074,7 @@ dual_test!(multi_thread two_dispatchers_claiming_at_once_never_get_the_same_mess
         ctx.declare(3, &format!("outage {i}")).await;
     }
     let total = ctx.outbox().await.len();
-    assert_eq!(total, 10 * 7, "per incident: a card update, 2 chat posts and 4 pages");
+    assert_eq!(total, 10 * 6, "per incident: a card update, a chat post (declared and paged) and 4 pages");
 
     // Each owner claims small batches and marks them delivered, until nothing is pending. A
     // shared counter records the order in which claims were handed out, across both owners.

@@ -198,13 +198,18 @@ impl Plan<'_> {
                 render::duration_between(self.at - l, self.at)
             ));
         }
+        // The next tier, when it is paged now in this changeset (below).
+        let mut cascade = false;
         if !paged.unreachable.is_empty() {
             let then = match &next_job {
                 Some(job) => {
-                    self.jobs.push(JobChange::Hasten {
-                        key: job.clone(),
-                        due_at: self.at,
-                    });
+                    cascade = self.unschedule(job);
+                    if !cascade {
+                        self.jobs.push(JobChange::Hasten {
+                            key: job.clone(),
+                            due_at: self.at,
+                        });
+                    }
                     format!(
                         "tier {} counts as unanswered: tier {} is paged now",
                         tier + 1,
@@ -223,6 +228,25 @@ impl Plan<'_> {
         }
         // One entry per tier paged: who was reached, who could not be, and what follows.
         self.event(inc, EventKind::Paged, text, false);
+        if cascade {
+            self.page_tier(inc, epoch, tier + 1, 0, PageReason::Escalation, None);
+        }
+    }
+
+    /// Takes the job `key` out of this changeset's schedules; `false` when it is not among
+    /// them (it was written before, and is hastened instead).
+    ///
+    /// A tier that counts as unanswered as soon as it is paged (nobody in it can be reached)
+    /// has its next tier paged in the same changeset when that tier's job is scheduled there
+    /// too, as when an escalation starts: nobody can have acknowledged in between, and the page
+    /// does not wait for the scheduler, nor cost a transaction of its own (in a storm of
+    /// declarations with unreachable first tiers, that was every other write). A job already
+    /// written may be running: it is hastened, and the scheduler pages its tier once.
+    fn unschedule(&mut self, key: &str) -> bool {
+        let before = self.jobs.len();
+        self.jobs
+            .retain(|j| !matches!(j, JobChange::Schedule(n) if n.key == key));
+        self.jobs.len() != before
     }
 
     /// Pages each person by their first usable contact method; a page about an incident
@@ -239,6 +263,24 @@ impl Plan<'_> {
             let Some(person) = config.people.get(id) else {
                 continue;
             };
+            // Paged by an earlier tier of this same decision (that tier counted as unanswered
+            // at once): their page is on its way, and a second one now would only repeat it.
+            if let (Some(i), Some(_)) = (inc, what.tier) {
+                let earlier = self.outbox.iter().find_map(|m| {
+                    let p = m.page.as_ref()?;
+                    (m.incident == Some(i.reference) && p.person == id.as_str())
+                        .then_some(p.tier)
+                        .flatten()
+                });
+                if let Some(t) = earlier {
+                    paged.reached.push(format!(
+                        "{} (paged with tier {} just now)",
+                        config.display_name(id.as_str()),
+                        t + 1
+                    ));
+                    continue;
+                }
+            }
             let Some((method, m)) = config.usable_methods(person).into_iter().next() else {
                 paged.unreachable.push(format!(
                     "{}: {}",

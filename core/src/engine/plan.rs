@@ -7,6 +7,47 @@ pub(crate) fn chat_ordering_key(channel: Channel, r: IncidentRef) -> String {
     format!("chat:{channel}:{r}")
 }
 
+/// A post's length at most after merging (Discord's limit on a message, the strictest of the
+/// chat channels).
+const POST_MAX: usize = 2000;
+
+/// One decision's posts to one incident's channel, merged into one post per channel while
+/// they fit in [`POST_MAX`] characters, a line each: a declaration that pages two tiers is one
+/// post saying so, not three (each a message against the platform's rate limit, and an
+/// outbox row written, claimed and marked). Posts keep their order among the channel's other
+/// messages; a message of another kind between two posts (an approval request) is a boundary.
+fn merge_posts(messages: Vec<NewMessage>) -> Vec<NewMessage> {
+    let mut out: Vec<NewMessage> = Vec::with_capacity(messages.len());
+    // Per ordering key: where its last message is in `out`.
+    let mut last: Vec<(String, usize)> = vec![];
+    for m in messages {
+        let post = m.kind == MessageKind::ChatPost
+            && m.page.is_none()
+            && m.approval.is_none()
+            && m.broadcast.is_none();
+        let at = last.iter().position(|(k, _)| *k == m.ordering_key);
+        if let (true, Some(k)) = (post, at) {
+            let prev = &mut out[last[k].1];
+            let fits = prev.text.chars().count() + 1 + m.text.chars().count() <= POST_MAX;
+            if prev.kind == MessageKind::ChatPost
+                && prev.approval.is_none()
+                && prev.target == m.target
+                && fits
+            {
+                prev.text.push('\n');
+                prev.text.push_str(&m.text);
+                continue;
+            }
+        }
+        match at {
+            Some(k) => last[k].1 = out.len(),
+            None => last.push((m.ordering_key.clone(), out.len())),
+        }
+        out.push(m);
+    }
+    out
+}
+
 /// Collects what one decision writes.
 pub(crate) struct Plan<'a> {
     pub(crate) engine: &'a Engine,
@@ -39,6 +80,7 @@ impl<'a> Plan<'a> {
     }
 
     pub(crate) fn finish(mut self, incident: Option<IncidentWrite>) -> Changeset {
+        self.outbox = merge_posts(std::mem::take(&mut self.outbox));
         // Any write to an incident refreshes its card, ahead of the posts it caused (so on
         // declare the card, and the channel it lives in, come first).
         if let Some(IncidentWrite::Insert(i) | IncidentWrite::Update(i) | IncidentWrite::Guard(i)) =
@@ -242,5 +284,90 @@ impl<'a> Plan<'a> {
             subject: inc.reference.to_string(),
             detail,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(channel: Channel, kind: MessageKind, text: &str, key: &str) -> NewMessage {
+        let r = IncidentRef::new(1);
+        NewMessage {
+            channel,
+            kind,
+            target: format!("incident:{r}"),
+            incident: Some(r),
+            text: text.into(),
+            priority: 0,
+            idempotency_key: key.into(),
+            ordering_key: chat_ordering_key(channel, r),
+            page: None,
+            approval: None,
+            broadcast: None,
+        }
+    }
+
+    fn shape(out: &[NewMessage]) -> Vec<(Channel, MessageKind, &str, &str)> {
+        out.iter()
+            .map(|m| {
+                (
+                    m.channel,
+                    m.kind,
+                    m.text.as_str(),
+                    m.idempotency_key.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_decisions_posts_become_one_post_per_channel_in_order() {
+        use Channel::{Discord, Log};
+        use MessageKind::{CardUpdate, ChatPost};
+        let out = merge_posts(vec![
+            msg(Log, CardUpdate, "card", "c1"),
+            msg(Discord, CardUpdate, "card", "c2"),
+            msg(Log, ChatPost, "declared", "k1"),
+            msg(Discord, ChatPost, "declared", "k2"),
+            msg(Log, ChatPost, "paged tier 1", "k3"),
+            msg(Discord, ChatPost, "paged tier 1", "k4"),
+            msg(Log, ChatPost, "paged tier 2", "k5"),
+            msg(Discord, ChatPost, "paged tier 2", "k6"),
+        ]);
+        let joined = "declared\npaged tier 1\npaged tier 2";
+        assert_eq!(
+            shape(&out),
+            [
+                (Log, CardUpdate, "card", "c1"),
+                (Discord, CardUpdate, "card", "c2"),
+                (Log, ChatPost, joined, "k1"),
+                (Discord, ChatPost, joined, "k2"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_post_that_would_pass_the_limit_and_an_approval_request_start_new_posts() {
+        use Channel::Log;
+        use MessageKind::{ApprovalRequest, ChatPost};
+        let long = "x".repeat(POST_MAX - 5);
+        let out = merge_posts(vec![
+            msg(Log, ChatPost, &long, "k1"),
+            msg(Log, ChatPost, "12345", "k2"),
+            msg(Log, ChatPost, "a", "k3"),
+            msg(Log, ApprovalRequest, "approve?", "k4"),
+            msg(Log, ChatPost, "b", "k5"),
+        ]);
+        assert_eq!(
+            shape(&out),
+            [
+                (Log, ChatPost, long.as_str(), "k1"),
+                (Log, ChatPost, "12345\na", "k2"),
+                (Log, ApprovalRequest, "approve?", "k4"),
+                (Log, ChatPost, "b", "k5"),
+            ]
+        );
+        assert!(out.iter().all(|m| m.text.chars().count() <= POST_MAX));
     }
 }

@@ -94,9 +94,18 @@ async fn schedule(
     jobs: Vec<Cow<'_, NewJob>>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut last: Vec<Cow<'_, NewJob>> = Vec::with_capacity(jobs.len());
+    schedule_at(tx, jobs.into_iter().map(|j| (j, now)).collect()).await
+}
+
+/// Upserts scheduled jobs, each created at its own time (the batch's declarations' schedules
+/// are written together: see [`super::write::Deferred`]).
+pub(super) async fn schedule_at(
+    tx: &mut AnyConnection,
+    jobs: Vec<(Cow<'_, NewJob>, DateTime<Utc>)>,
+) -> Result<(), StoreError> {
+    let mut last: Vec<(Cow<'_, NewJob>, DateTime<Utc>)> = Vec::with_capacity(jobs.len());
     for j in jobs {
-        last.retain(|k| k.key != j.key);
+        last.retain(|k| k.0.key != j.0.key);
         last.push(j);
     }
     for chunk in last.chunks(ROWS) {
@@ -117,14 +126,14 @@ async fn schedule(
             },
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for n in chunk {
+        for (n, now) in chunk {
             q = q
                 .bind(&n.key)
                 .bind(n.payload.kind().as_str())
                 .bind(n.incident.map(|r| r.number()))
                 .bind(ms(n.due_at))
                 .bind(n.payload.to_json().to_string())
-                .bind(ms(now));
+                .bind(ms(*now));
         }
         q.execute(&mut *tx).await.map_err(map_err)?;
     }

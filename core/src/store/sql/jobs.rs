@@ -68,20 +68,16 @@ impl SqlStore {
     }
 
     /// Deletes up to `batch` rows of each kind older than its cutoff, oldest first, each table in
-    /// its own short transaction so intake never waits long behind retention.
+    /// a statement of its own so intake never waits long behind retention.
     pub(super) async fn purge_sql(
         &self,
         before: PurgeBefore,
         batch: i64,
     ) -> Result<Purged, StoreError> {
-        let run = |sql: &'static str, cutoff: DateTime<Utc>| async move {
-            let res = sqlx::query(sql)
-                .bind(ms(cutoff))
-                .bind(batch)
-                .execute(&self.writer)
-                .await
-                .map_err(map_err)?;
-            Ok::<u64, StoreError>(res.rows_affected())
+        // As ops: on SQLite each delete shares a batch of the group writer (which may hold the
+        // one writer connection through a storm); on PostgreSQL each is its own transaction.
+        let run = |sql: &'static str, cutoff: DateTime<Utc>| {
+            self.write_statement(sql, binds![ms(cutoff), batch])
         };
         Ok(Purged {
             messages: run(

@@ -234,6 +234,10 @@ pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(0)
+        // A SQLite connection is a file handle, not a socket that can go stale: pinging it
+        // before each use was a round trip to its worker thread before every transaction
+        // (about half of the writer's `BEGIN`). A server connection is still checked.
+        .test_before_acquire(!url.starts_with("sqlite:"))
         .acquire_timeout(std::time::Duration::from_secs(5))
         .after_connect(|conn: &mut AnyConnection, _meta| {
             Box::pin(async move {
