@@ -44,7 +44,7 @@ impl SqlStore {
             hash = e.hash.clone();
             entries.push(e);
         }
-        for chunk in sized_chunks(tx, &entries, ROWS_PER_INSERT, |e| {
+        for chunk in sized_chunks(&entries, ROWS_PER_INSERT, |e| {
             e.detail.len() + e.subject.len() + e.actor.len() + 200
         }) {
             let sql = multi_row(
@@ -410,7 +410,7 @@ impl Deferred {
 
 /// New incidents, in multi-row inserts.
 async fn insert_incidents(tx: &mut AnyConnection, rows: &[Incident]) -> Result<(), StoreError> {
-    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, |i| {
+    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |i| {
         i.title.len() + i.declared_by.len() + 300
     }) {
         let head = format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ");
@@ -427,7 +427,7 @@ async fn insert_incidents(tx: &mut AnyConnection, rows: &[Incident]) -> Result<(
 /// New alert groups, in multi-row inserts (a group taken meanwhile is a unique violation:
 /// a conflict, decided again).
 async fn insert_groups(tx: &mut AnyConnection, rows: &[GroupWrite]) -> Result<(), StoreError> {
-    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, |g| {
+    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |g| {
         g.source.len() + g.group_key.len()
     }) {
         let sql = multi_row(
@@ -453,7 +453,7 @@ async fn insert_outbox(
     tx: &mut AnyConnection,
     rows: &[(&NewMessage, DateTime<Utc>)],
 ) -> Result<(), StoreError> {
-    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, |(m, _)| {
+    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |(m, _)| {
         m.text.len() + m.target.len() + m.idempotency_key.len() + m.ordering_key.len() + 512
     }) {
         let sql = rows_sql(
@@ -547,7 +547,7 @@ async fn insert_timeline(
     tx: &mut AnyConnection,
     rows: &[&TimelineEntry],
 ) -> Result<(), StoreError> {
-    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, |t| t.text.len() + t.actor.len()) {
+    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |t| t.text.len() + t.actor.len()) {
         let sql = multi_row(
             "INSERT INTO timeline (incident, at, actor, kind, text, public) VALUES ",
             6,
@@ -575,20 +575,17 @@ async fn insert_timeline(
 /// 6 KiB they take well under a millisecond. SQLite does not care either way.
 const STATEMENT_BYTES: usize = 6 * 1024;
 
-/// `rows` in chunks of at most `max_rows` rows and, on PostgreSQL, about [`STATEMENT_BYTES`]
-/// (by `size`). SQLite runs in-process: a statement more costs a round trip to the
-/// connection's worker thread (about 0.1 ms of the writer's time, measured), a large one nothing.
+/// `rows` in chunks of at most `max_rows` rows and about [`STATEMENT_BYTES`] (by `size`).
+///
+/// SQLite too: one statement per batch (its text unique to the row count) was measured to
+/// slow an alert storm by a third, since each such statement is prepared anew, while chunks of
+/// a few similar sizes repeat and stay in the connection's statement cache.
 pub(super) fn sized_chunks<'r, T>(
-    conn: &AnyConnection,
     rows: &'r [T],
     max_rows: usize,
     size: impl Fn(&T) -> usize,
 ) -> Vec<&'r [T]> {
-    let limit = if conn.backend_name() == "SQLite" {
-        usize::MAX
-    } else {
-        STATEMENT_BYTES
-    };
+    let limit = STATEMENT_BYTES;
     let mut out = vec![];
     let (mut start, mut bytes) = (0, 0usize);
     for (i, row) in rows.iter().enumerate() {
