@@ -580,11 +580,11 @@ const STATEMENT_BYTES: usize = 6 * 1024;
 /// SQLite too: one statement per batch (its text unique to the row count) was measured to
 /// slow an alert storm by a third, since each such statement is prepared anew, while chunks of
 /// a few similar sizes repeat and stay in the connection's statement cache.
-pub(super) fn sized_chunks<'r, T>(
-    rows: &'r [T],
+pub(super) fn sized_chunks<T>(
+    rows: &[T],
     max_rows: usize,
     size: impl Fn(&T) -> usize,
-) -> Vec<&'r [T]> {
+) -> Vec<&[T]> {
     let limit = STATEMENT_BYTES;
     let mut out = vec![];
     let (mut start, mut bytes) = (0, 0usize);
