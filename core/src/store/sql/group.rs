@@ -29,14 +29,14 @@
 //!   storm.
 //! - A declaration's new incident, alert group and scheduled jobs join the shared inserts too
 //!   (incidents first: the other rows refer to them), when nothing else of its changeset is
-//!   written on its own that refers to the incident ([`super::write`]): a declaration then
+//!   written on its own that refers to the incident ([`super::deferred`]): a declaration then
 //!   costs the batch no statement of its own.
 //! - The writer keeps its connection from batch to batch while work keeps coming, and gives it
 //!   back to the pool after a short idle spell.
 //! - The queues are bounded: a storm waits for room (backpressure), it does not grow memory.
 
+use super::deferred::Deferred;
 use super::ops::{Op, OpOut};
-use super::write::Deferred;
 use super::*;
 use crate::audit::AuditRecord;
 use crate::store::Unit as UnitParts;

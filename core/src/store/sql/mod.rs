@@ -9,8 +9,8 @@
 //!
 //! Every changeset goes through the group-commit writer ([`group`]); on SQLite the store's own
 //! writes (leases, delivery outcomes) do too, as ops ([`ops`]), so nothing else waits for its
-//! one connection. Only migrations and the retention sweep's short deletes use the writer pool
-//! directly there.
+//! one connection, retention's deletes included; only migrations use the writer pool directly.
+//! A batch's units leave rows for shared multi-row inserts ([`deferred`]).
 
 use super::*;
 use crate::audit::{self, AuditEntry};
@@ -29,6 +29,7 @@ mod alerts;
 mod api_tokens;
 mod audit_log;
 mod chat;
+mod deferred;
 mod group;
 pub use group::GroupCommitStats;
 mod incidents;

@@ -1,5 +1,6 @@
 //! Writing a changeset: one transaction for everything one decision changes.
 
+use super::deferred::{defers_new_incident, Deferred};
 use super::rows::*;
 use super::*;
 use crate::audit::AuditRecord;
@@ -311,145 +312,8 @@ impl SqlStore {
     }
 }
 
-/// Whether a changeset's new incident, its scheduled jobs and its alert groups can wait for the
-/// batch's shared inserts: it declares the incident, schedules jobs only (no cancel or hasten,
-/// which act on rows in order), creates its alert groups (an update of one is checked by its
-/// row count) and writes nothing else on its own that refers to the incident (foreign keys are
-/// checked at once, and the shared inserts come after every unit). Nothing else in the batch
-/// can refer to an incident it has not read.
-fn defers_new_incident(cs: &Changeset) -> bool {
-    matches!(cs.incident, Some(IncidentWrite::Insert(_)))
-        && cs.jobs.iter().all(|j| matches!(j, JobChange::Schedule(_)))
-        && cs.alert_groups.iter().all(|g| g.previous.is_none())
-        && cs.alerts.iter().all(|a| a.version == 0)
-        && cs.ack_links.is_empty()
-        && cs.runs.is_empty()
-        && cs.public.is_empty()
-        && cs.notices.is_empty()
-        && cs.heartbeats.is_empty()
-        && cs.subscribers.is_empty()
-        && cs.cancel_pages.is_empty()
-}
-
-/// Rows that changesets written together in one batch leave to be inserted together.
-#[derive(Default)]
-pub(super) struct Deferred {
-    /// New incidents, inserted before every other shared insert (the rows refer to them).
-    incidents: Vec<Incident>,
-    /// Their alert groups and scheduled jobs (each with its changeset's time).
-    groups: Vec<GroupWrite>,
-    jobs: Vec<(NewJob, DateTime<Utc>)>,
-    pub(super) timeline: Vec<TimelineEntry>,
-    pub(super) alerts: Vec<AlertRecord>,
-    /// Queued messages, in the order written, with their changeset's time.
-    outbox: Vec<(NewMessage, DateTime<Utc>)>,
-    /// Incidents guarded in this batch, at the version found: a later guard of the same
-    /// version needs no statement, until a write of the incident (which moves its version).
-    guarded: std::collections::HashMap<i64, i64>,
-    /// Checked after the inserts (see [`Changeset::all_resolved`]).
-    pub(super) all_resolved: Vec<IncidentRef>,
-}
-
-impl Deferred {
-    pub(super) async fn insert(&mut self, tx: &mut AnyConnection) -> Result<(), StoreError> {
-        insert_incidents(&mut *tx, &self.incidents).await?;
-        self.flush_outbox(&mut *tx).await?;
-        insert_timeline(&mut *tx, &self.timeline.iter().collect::<Vec<_>>()).await?;
-        super::alert_rows::insert_new(tx, &self.alerts.iter().collect::<Vec<_>>()).await?;
-        insert_groups(&mut *tx, &self.groups).await?;
-        let jobs = self
-            .jobs
-            .iter()
-            .map(|(j, at)| (std::borrow::Cow::Borrowed(j), *at));
-        super::job_writes::schedule_at(&mut *tx, jobs.collect()).await?;
-        check_all_resolved(tx, &self.all_resolved).await
-    }
-}
-
-impl Deferred {
-    /// Reads the versions of the incidents the batch's units guard, in one statement, before
-    /// any unit is written: in the batch's transaction they can only move by its own writes,
-    /// which drop them from `guarded` (their guards are then checked one by one).
-    pub(super) async fn read_guards(
-        &mut self,
-        tx: &mut AnyConnection,
-        backend: Backend,
-        incidents: &[i64],
-    ) -> Result<(), StoreError> {
-        for chunk in incidents.chunks(500) {
-            let mut sql = String::from("SELECT number, version FROM incidents WHERE number IN (");
-            for k in 0..chunk.len() {
-                if k > 0 {
-                    sql.push(',');
-                }
-                push_param(&mut sql, k + 1);
-            }
-            sql.push(')');
-            if backend == Backend::Postgres {
-                sql.push_str(" FOR SHARE");
-            }
-            let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
-            for n in chunk {
-                q = q.bind(*n);
-            }
-            for (number, version) in q.fetch_all(&mut *tx).await.map_err(map_err)? {
-                self.guarded.insert(number, version);
-            }
-        }
-        Ok(())
-    }
-
-    async fn flush_outbox(&mut self, tx: &mut AnyConnection) -> Result<(), StoreError> {
-        let rows: Vec<(&NewMessage, DateTime<Utc>)> =
-            self.outbox.iter().map(|(m, at)| (m, *at)).collect();
-        insert_outbox(tx, &rows).await?;
-        self.outbox.clear();
-        Ok(())
-    }
-}
-
-/// New incidents, in multi-row inserts.
-async fn insert_incidents(tx: &mut AnyConnection, rows: &[Incident]) -> Result<(), StoreError> {
-    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |i| {
-        i.title.len() + i.declared_by.len() + 300
-    }) {
-        let head = format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ");
-        let sql = multi_row(&head, 18, chunk.len(), "");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in chunk {
-            q = bind_incident(q, i, 1);
-        }
-        q.execute(&mut *tx).await.map_err(map_err)?;
-    }
-    Ok(())
-}
-
-/// New alert groups, in multi-row inserts (a group taken meanwhile is a unique violation:
-/// a conflict, decided again).
-async fn insert_groups(tx: &mut AnyConnection, rows: &[GroupWrite]) -> Result<(), StoreError> {
-    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |g| {
-        g.source.len() + g.group_key.len()
-    }) {
-        let sql = multi_row(
-            "INSERT INTO alert_groups (source, group_key, incident) VALUES ",
-            3,
-            chunk.len(),
-            "",
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for g in chunk {
-            q = q
-                .bind(&g.source)
-                .bind(&g.group_key)
-                .bind(g.incident.number());
-        }
-        q.execute(&mut *tx).await.map_err(map_err)?;
-    }
-    Ok(())
-}
-
 /// New outbox rows, each stamped with its changeset's time, in multi-row inserts.
-async fn insert_outbox(
+pub(super) async fn insert_outbox(
     tx: &mut AnyConnection,
     rows: &[(&NewMessage, DateTime<Utc>)],
 ) -> Result<(), StoreError> {
@@ -497,7 +361,7 @@ async fn insert_outbox(
 /// PostgreSQL the row is share-locked to the commit, so a concurrent change (another replica's)
 /// waits for this write and then sees its rows (see [`check_all_resolved`]), or this write
 /// waits for the change and then fails here.
-async fn guard_incident(
+pub(super) async fn guard_incident(
     tx: &mut AnyConnection,
     backend: Backend,
     i: &Incident,
@@ -522,7 +386,7 @@ async fn guard_incident(
 
 /// Each incident has no firing alert (a quiet period starting), or `Conflict`: an alert that
 /// joined it since it was read is decided again with it.
-async fn check_all_resolved(
+pub(super) async fn check_all_resolved(
     tx: &mut AnyConnection,
     incidents: &[IncidentRef],
 ) -> Result<(), StoreError> {
@@ -543,7 +407,7 @@ async fn check_all_resolved(
     Ok(())
 }
 
-async fn insert_timeline(
+pub(super) async fn insert_timeline(
     tx: &mut AnyConnection,
     rows: &[&TimelineEntry],
 ) -> Result<(), StoreError> {
@@ -603,11 +467,11 @@ pub(super) fn sized_chunks<T>(
 }
 
 /// Rows per multi-row insert: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
-const ROWS_PER_INSERT: usize = 200;
+pub(super) const ROWS_PER_INSERT: usize = 200;
 
 /// `INSERT … VALUES ($1,$2),($3,$4)…` for `rows` rows of `columns` plain parameters each,
 /// then `tail`.
-fn multi_row(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+pub(super) fn multi_row(head: &str, columns: usize, rows: usize, tail: &str) -> String {
     rows_sql(head, columns, rows, tail, |sql, n| {
         for c in 1..=columns {
             if c > 1 {
