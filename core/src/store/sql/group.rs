@@ -319,11 +319,7 @@ impl SqlStore {
         &self,
         conn: &'c mut AnyConnection,
     ) -> Result<sqlx::Transaction<'c, sqlx::Any>, StoreError> {
-        let stmt = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        sqlx::Connection::begin_with(conn, stmt)
+        sqlx::Connection::begin_with(conn, self.begin_statement())
             .await
             .map_err(map_err)
     }

@@ -160,11 +160,18 @@ impl SqlStore {
     }
 
     pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        let stmt = match self.backend {
+        self.writer
+            .begin_with(self.begin_statement())
+            .await
+            .map_err(map_err)
+    }
+
+    /// A write transaction's `BEGIN` (SQLite: `IMMEDIATE`, taking the write lock at once).
+    pub(super) fn begin_statement(&self) -> &'static str {
+        match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
-        };
-        self.writer.begin_with(stmt).await.map_err(map_err)
+        }
     }
 
     /// Runs a claiming `UPDATE … RETURNING` whose parameters are (owner, lease end, now, limit)

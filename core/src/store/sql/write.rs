@@ -361,7 +361,7 @@ pub(super) async fn insert_outbox(
 /// PostgreSQL the row is share-locked to the commit, so a concurrent change (another replica's)
 /// waits for this write and then sees its rows (see [`check_all_resolved`]), or this write
 /// waits for the change and then fails here.
-pub(super) async fn guard_incident(
+async fn guard_incident(
     tx: &mut AnyConnection,
     backend: Backend,
     i: &Incident,
