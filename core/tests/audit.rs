@@ -142,3 +142,25 @@ dual_test!(
         assert_eq!(ctx.audit_verifies().await, 41);
     }
 );
+
+// A second writer on the same database: the CLI beside a running server on SQLite (whose
+// writer carries the next incident number and the audit head from one transaction to the
+// next), or another replica on PostgreSQL. Each store's declarations take the next free
+// number and extend the one chain, however the two interleave.
+dual_test!(
+    a_second_writer_between_two_declarations_leaves_numbers_and_chain_whole,
+    |ctx| async move {
+        let first = ctx.declare(3, "MySQL down").await;
+        assert_eq!(first.reference.number(), 1);
+        let other = common::Ctx::new(ctx.backend, &ctx.url).await;
+        let between = other.declare(3, "Redis down").await;
+        assert_eq!(between.reference.number(), 2);
+        // The first store's writer carried "next is INC-2" and the head after one entry.
+        let third = ctx.declare(3, "nginx down").await;
+        assert_eq!(third.reference.number(), 3);
+        let fourth = ctx.declare(3, "frontend down").await;
+        assert_eq!(fourth.reference.number(), 4);
+        assert_eq!(ctx.audit_verifies().await, 4);
+        assert_eq!(other.audit_verifies().await, 4);
+    }
+);

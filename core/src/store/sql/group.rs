@@ -15,7 +15,9 @@
 //! - Declarations are numbered inside the batch's transaction: the writer asks the waiting
 //!   request to build its changeset for the number (and run id) read there, so the build stays
 //!   in the request's task with everything it borrows, and numbers stay sequential without gaps
-//!   (a declaration rolled back frees its number for the next).
+//!   (a declaration rolled back frees its number for the next). Every declaration of the batch
+//!   is asked at once when it starts, numbered on from the first ([`Ahead`]); one asked for
+//!   other numbers than it gets in its turn is asked again.
 //! - Guards (an alert joining an incident leaves it as read: [`IncidentWrite::Guard`]) are read
 //!   for the whole batch in one statement before any unit is written; a unit's own write of
 //!   an incident drops it from that read, so a later guard of it is checked again.
@@ -32,9 +34,12 @@
 //!   written on its own that refers to the incident ([`super::deferred`]): a declaration then
 //!   costs the batch no statement of its own.
 //! - The writer keeps its connection from batch to batch while work keeps coming, and gives it
-//!   back to the pool after a short idle spell.
+//!   back to the pool after a short idle spell. On SQLite it runs on a thread of its own
+//!   ([`spawn_on_own_thread`]) and carries the next numbers and the audit head from one
+//!   committed batch to the next ([`Carry`]).
 //! - The queues are bounded: a storm waits for room (backpressure), it does not grow memory.
 
+use super::declare::{takes_own_ids, Ahead, BuildRequest, Carry, NextIds};
 use super::deferred::Deferred;
 use super::ops::{Op, OpOut};
 use super::*;
@@ -53,24 +58,11 @@ const MAX_BATCH: usize = 128;
 /// The writer gives its connection back to the pool after this long without work.
 const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// The next free incident number and run id, once the batch has read them: later
-/// declarations of the batch are numbered on from there without another read.
-type NextIds = Option<(IncidentRef, i64)>;
-
-/// The writer asks the waiting request to build declaration `index` of its unit as `number`,
-/// with `run_id` the next free run id.
-pub(super) struct BuildRequest {
-    index: usize,
-    number: IncidentRef,
-    run_id: i64,
-    reply: oneshot::Sender<Changeset>,
-}
-
 pub(super) struct Unit {
-    parts: UnitParts,
+    pub(super) parts: UnitParts,
     /// Or, instead of parts, an op of the store's own.
     op: Option<Op>,
-    builds: mpsc::UnboundedSender<BuildRequest>,
+    pub(super) builds: mpsc::UnboundedSender<BuildRequest>,
     done: oneshot::Sender<Outcome>,
 }
 
@@ -197,10 +189,15 @@ impl SqlStore {
                 let (units, units_rx) = mpsc::channel(QUEUE);
                 let (ops, ops_rx) = mpsc::channel(OPS_QUEUE);
                 let counters = self.group.counters.clone();
-                tokio::spawn(
-                    self.clone_for_writer()
-                        .run_writer(units_rx, ops_rx, counters),
-                );
+                let writer = self
+                    .clone_for_writer()
+                    .run_writer(units_rx, ops_rx, counters);
+                match self.backend {
+                    Backend::Sqlite => spawn_on_own_thread(writer),
+                    Backend::Postgres => {
+                        tokio::spawn(writer);
+                    }
+                }
                 let q = Queues { units, ops };
                 *slot = Some(q.clone());
                 q
@@ -234,6 +231,7 @@ impl SqlStore {
         // about a tenth of a batch in a storm of declarations. Idle for `HOLD`, it gives the
         // connection back, so whatever else uses the pool (migrations, closing) gets it.
         let mut held: Option<PoolConnection<sqlx::Any>> = None;
+        let mut carry = Carry::default();
         loop {
             tokio::select! {
                 biased;
@@ -261,19 +259,24 @@ impl SqlStore {
             }
             let units = std::mem::take(&mut batch);
             let n = units.len() as u64;
-            self.commit_batch(&mut held, units).await;
+            self.commit_batch(&mut held, units, &mut carry).await;
             counters.units.fetch_add(n, Relaxed);
             counters.batches.fetch_add(1, Relaxed);
         }
     }
 
-    async fn commit_batch(&self, held: &mut Option<PoolConnection<sqlx::Any>>, units: Vec<Unit>) {
+    async fn commit_batch(
+        &self,
+        held: &mut Option<PoolConnection<sqlx::Any>>,
+        units: Vec<Unit>,
+        carry: &mut Carry,
+    ) {
         let mut outcomes: Vec<Option<Outcome>> = (0..units.len()).map(|_| None).collect();
         let result = match held {
-            Some(conn) => self.write_batch(conn, &units, &mut outcomes).await,
+            Some(conn) => self.write_batch(conn, &units, &mut outcomes, carry).await,
             None => match self.writer.acquire().await {
                 Ok(conn) => {
-                    self.write_batch(held.insert(conn), &units, &mut outcomes)
+                    self.write_batch(held.insert(conn), &units, &mut outcomes, carry)
                         .await
                 }
                 Err(e) => Err(map_err(e)),
@@ -306,10 +309,14 @@ impl SqlStore {
         conn: &mut AnyConnection,
         units: &[Unit],
         outcomes: &mut [Option<Outcome>],
+        carry: &mut Carry,
     ) -> Result<(), StoreError> {
-        if units.len() > 1 && self.write_merged(conn, units, outcomes).await? {
+        if self.write_merged(conn, units, outcomes, carry).await? {
             return Ok(());
         }
+        // Whatever the batch did, the next one reads the keys again.
+        carry.ids = None;
+        carry.audit_head = None;
         self.write_isolated(conn, units, outcomes).await
     }
 
@@ -324,25 +331,35 @@ impl SqlStore {
             .map_err(map_err)
     }
 
-    fn takes_ids(units: &[Unit]) -> bool {
-        units.iter().any(|u| {
-            u.parts.iter().any(|p| match p {
-                Part::Declare => true,
-                Part::Write(cs) => !cs.runs.is_empty(),
-            })
-        })
-    }
-
     /// All units at once; `Ok(false)` (nothing written) when one of them failed its checks.
     async fn write_merged(
         &self,
         conn: &mut AnyConnection,
         units: &[Unit],
         outcomes: &mut [Option<Outcome>],
+        carry: &mut Carry,
     ) -> Result<bool, StoreError> {
+        // Taken: only a commit puts them back.
+        let (carried_ids, carried_head) = match self.backend {
+            Backend::Sqlite => (carry.ids.take(), carry.audit_head.take()),
+            Backend::Postgres => (None, None),
+        };
         let mut tx = self.begin_on(conn).await?;
         if Self::takes_ids(units) {
             self.lock_ids(&mut tx).await?;
+        }
+        let mut ids: NextIds = carried_ids;
+        let mut ahead = Ahead::guessing(carry.runs_each);
+        if units
+            .iter()
+            .any(|u| u.parts.iter().any(|p| matches!(p, Part::Declare)))
+        {
+            let next = match ids {
+                Some(next) => next,
+                None => self.next_ids(&mut tx).await?,
+            };
+            ids = Some(next);
+            ahead.ask(units, next);
         }
         let mut deferred = Deferred::default();
         let mut guarded: Vec<i64> = units
@@ -364,11 +381,18 @@ impl SqlStore {
                 .await?;
         }
         let mut audit: Vec<AuditRecord> = vec![];
-        let mut ids: NextIds = None;
         let mut refs = Vec::with_capacity(units.len());
-        for unit in units {
+        for (u, unit) in units.iter().enumerate() {
+            let ahead = Some((&mut ahead, u));
             match self
-                .write_unit(&mut tx, unit, &mut audit, Some(&mut deferred), &mut ids)
+                .write_unit(
+                    &mut tx,
+                    unit,
+                    &mut audit,
+                    Some(&mut deferred),
+                    &mut ids,
+                    ahead,
+                )
                 .await
             {
                 Ok(r) => refs.push(r),
@@ -387,11 +411,30 @@ impl SqlStore {
                 return Ok(false);
             }
         }
-        if !audit.is_empty() {
-            let head = self.lock_audit_head(&mut tx).await?;
-            self.append_audit(&mut tx, &audit, head).await?;
-        }
+        let head = match (audit.is_empty(), carried_head) {
+            (true, head) => head,
+            (false, carried) => {
+                let head = match carried {
+                    Some(head) => head,
+                    None => self.lock_audit_head(&mut tx).await?,
+                };
+                // A carried head another process moved meanwhile fails on the log's primary
+                // key: the batch is written again, unit by unit, from the head read.
+                match self.append_audit(&mut tx, &audit, head).await {
+                    Ok(head) => Some(head),
+                    Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                    Err(_) => {
+                        tx.rollback().await.map_err(map_err)?;
+                        return Ok(false);
+                    }
+                }
+            }
+        };
         tx.commit().await.map_err(map_err)?;
+        carry.runs_each = ahead.runs_each;
+        if self.backend == Backend::Sqlite {
+            (carry.ids, carry.audit_head) = (ids, head);
+        }
         for (outcome, r) in outcomes.iter_mut().zip(refs) {
             *outcome = Some(Ok(r));
         }
@@ -418,7 +461,7 @@ impl SqlStore {
             }
             let mut unit_audit = vec![];
             match self
-                .write_unit(&mut tx, unit, &mut unit_audit, None, &mut ids)
+                .write_unit(&mut tx, unit, &mut unit_audit, None, &mut ids, None)
                 .await
             {
                 Ok(refs) => {
@@ -459,6 +502,7 @@ impl SqlStore {
         audit: &mut Vec<AuditRecord>,
         mut deferred: Option<&mut Deferred>,
         ids: &mut NextIds,
+        mut ahead: Option<(&mut Ahead, usize)>,
     ) -> Outcome {
         if let Some(op) = &unit.op {
             let out = op(tx).await?;
@@ -473,8 +517,7 @@ impl SqlStore {
             let cs = match part {
                 Part::Write(cs) => {
                     // Numbers or run ids taken outside a declaration: read them again.
-                    if matches!(cs.incident, Some(IncidentWrite::Insert(_))) || !cs.runs.is_empty()
-                    {
+                    if takes_own_ids(cs) {
                         *ids = None;
                     }
                     self.write(tx, cs, deferred.as_deref_mut()).await?;
@@ -482,43 +525,12 @@ impl SqlStore {
                     continue;
                 }
                 Part::Declare => {
-                    let (number, run_id) = match *ids {
-                        Some(next) => next,
-                        None => self.next_ids(tx).await?,
-                    };
-                    let (reply, rx) = oneshot::channel();
-                    let asked = unit.builds.send(BuildRequest {
-                        index: declared,
-                        number,
-                        run_id,
-                        reply,
-                    });
+                    let cs = self
+                        .declaration(tx, unit, declared, ids, ahead.as_mut())
+                        .await?;
                     declared += 1;
-                    // A request that went away (its sender timed out) is not written.
-                    let cs = match asked {
-                        Ok(()) => rx.await.ok(),
-                        Err(_) => None,
-                    };
-                    let cs = cs.ok_or_else(|| {
-                        StoreError::Other(anyhow!("the declaring request went away"))
-                    })?;
-                    if !matches!(&cs.incident, Some(IncidentWrite::Insert(i)) if i.reference == number)
-                    {
-                        return Err(StoreError::Other(anyhow!(
-                            "a declaration's changeset must insert {number}"
-                        )));
-                    }
-                    refs.push(number);
-                    // The next declaration of the batch follows this one without a read.
-                    let runs = cs.runs.iter().filter_map(|w| match w {
-                        crate::store::RunWrite::Insert(run) => Some(run.id + 1),
-                        _ => None,
-                    });
-                    *ids = Some((
-                        IncidentRef::new(number.number() + 1),
-                        runs.fold(run_id, i64::max),
-                    ));
-                    cs
+                    refs.push(cs.0);
+                    cs.1
                 }
             };
             self.write(tx, &cs, deferred.as_deref_mut()).await?;
@@ -526,39 +538,33 @@ impl SqlStore {
         }
         Ok(Done { refs, out: None })
     }
+}
 
-    /// Serialises the writers that take incident numbers and run ids, across replicas: on
-    /// PostgreSQL a transaction-scoped advisory lock, taken before any row, so the audit head
-    /// is locked only at the end; on SQLite `BEGIN IMMEDIATE` already made this the only
-    /// writer.
-    async fn lock_ids(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7215001)")
-                .execute(&mut **tx)
-                .await
-                .map_err(map_err)?;
-        }
-        Ok(())
-    }
-
-    /// The next incident number and run id, read inside the batch's transaction (which holds
-    /// the ids lock).
-    async fn next_ids(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ) -> Result<(IncidentRef, i64), StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT MAX(number) FROM incidents), (SELECT MAX(id) FROM runbook_runs)",
-        )
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(map_err)?;
-        let number: Option<i64> = row.try_get(0).map_err(map_err)?;
-        let run: Option<i64> = row.try_get(1).map_err(map_err)?;
-        Ok((
-            IncidentRef::new(number.unwrap_or(0) + 1),
-            run.unwrap_or(0) + 1,
-        ))
+/// Runs the SQLite writer on a thread of its own, in a runtime of its own.
+///
+/// Each SQLite statement runs on its connection's own worker thread: the writer hands it over
+/// and is woken when it is done, about twenty times a batch. Woken from that thread, a task of
+/// the server's runtime waits in the runtime's shared queue behind the requests being served,
+/// and in a storm of declarations those waits were most of a batch. On a thread of its own
+/// the writer is woken at once. (PostgreSQL's connections are sockets driven by the server's
+/// runtime; its writer stays there, where a storm measured faster.)
+///
+/// If no thread can be started, the writer is dropped with its queues: the waiting writes
+/// are answered "unavailable" and the next write starts the writer again.
+fn spawn_on_own_thread(writer: impl std::future::Future<Output = ()> + Send + 'static) {
+    let started = std::thread::Builder::new()
+        .name("spotter-writer".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(writer),
+                Err(e) => tracing::error!(error = %e, "the store's writer has no runtime"),
+            }
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "the store's writer thread did not start");
     }
 }
 

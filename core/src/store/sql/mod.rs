@@ -29,6 +29,7 @@ mod alerts;
 mod api_tokens;
 mod audit_log;
 mod chat;
+mod declare;
 mod deferred;
 mod group;
 pub use group::GroupCommitStats;
@@ -236,6 +237,19 @@ pub(super) fn sqlite_url(url: &str) -> anyhow::Result<String> {
     out.push('?');
     out.push_str(&params.join("&"));
     Ok(out)
+}
+
+/// `NOT INDEXED` on SQLite, for an `UPDATE outbox … WHERE state = 'pending' AND id IN (…)`:
+/// without statistics SQLite takes an index on `state` over the list of row ids once the list
+/// has more than a few ids, and so walked every pending row (a chat backlog of 15,000 made each
+/// delivery mark 1.3 ms). `NOT INDEXED` leaves it the row ids. PostgreSQL plans from its
+/// statistics and needs nothing.
+pub(super) fn by_rowid(conn: &AnyConnection) -> &'static str {
+    if conn.backend_name() == "SQLite" {
+        "NOT INDEXED"
+    } else {
+        ""
+    }
 }
 
 pub(super) async fn pool(url: &str, max: u32) -> Result<AnyPool, sqlx::Error> {

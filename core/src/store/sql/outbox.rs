@@ -14,12 +14,13 @@ impl SqlStore {
         lane: Lane,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let (lane, index) = match lane {
-            Lane::Pages => ("o.kind = 'page'", "outbox_lane_claim"),
+            Lane::Pages => ("o.kind = 'page'", "outbox_page_claim"),
             Lane::Chat => ("o.kind NOT IN ('page', 'broadcast')", "outbox_claim"),
-            Lane::Broadcasts => ("o.kind = 'broadcast'", "outbox_lane_claim"),
+            Lane::Broadcasts => ("o.kind = 'broadcast'", "outbox_broadcast_claim"),
         };
         // SQLite without statistics prefers a range over the due time and sorts every pending
-        // row; the index in claim order lets it stop at the limit (SQLite migration 0012).
+        // row; the index in claim order lets it stop at the limit (SQLite migrations 0012 and
+        // 0013: partial indexes of pending rows, whose conditions the query repeats).
         // PostgreSQL plans from its statistics, with its indexes by due time.
         let indexed = match self.backend {
             Backend::Sqlite => format!("INDEXED BY {index}"),
@@ -110,8 +111,9 @@ impl SqlStore {
                         .collect::<Vec<_>>()
                         .join(", ");
                     let sql = format!(
-                        "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
-                         WHERE lease_owner = $1 AND state = 'pending' AND id IN ({list})"
+                        "UPDATE outbox {} SET lease_owner = NULL, lease_until = NULL \
+                         WHERE lease_owner = $1 AND state = 'pending' AND id IN ({list})",
+                        super::by_rowid(conn)
                     );
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner.clone());
                     for id in chunk {

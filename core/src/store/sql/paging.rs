@@ -22,10 +22,11 @@ async fn mark_delivered(tx: &mut sqlx::AnyConnection, cs: &Changeset) -> Result<
         }
     }
     for (owner, at, ids) in groups {
-        let mut sql = String::from(
-            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = $1, \
+        let mut sql = format!(
+            "UPDATE outbox {} SET state = 'delivered', attempts = attempts + 1, delivered_at = $1, \
              lease_owner = NULL, lease_until = NULL \
              WHERE lease_owner = $2 AND lease_until >= $1 AND state = 'pending' AND id IN (",
+            super::by_rowid(tx)
         );
         for k in 0..ids.len() {
             if k > 0 {

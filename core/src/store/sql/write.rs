@@ -27,13 +27,13 @@ impl SqlStore {
     }
 
     /// Appends audit records to the chain, after the head `head` (locked by the caller), in
-    /// multi-row inserts, and moves the head.
+    /// multi-row inserts, and moves the head. Returns the new head.
     pub(super) async fn append_audit(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         records: &[AuditRecord],
         head: (i64, String),
-    ) -> Result<(), StoreError> {
+    ) -> Result<(i64, String), StoreError> {
         let key = self.audit_key.as_deref().ok_or_else(|| {
             StoreError::Other(anyhow!("no audit key: the store was opened without one"))
         })?;
@@ -45,15 +45,28 @@ impl SqlStore {
             hash = e.hash.clone();
             entries.push(e);
         }
-        for chunk in sized_chunks(&entries, ROWS_PER_INSERT, |e| {
+        let chunks = sized_chunks(&entries, ROWS_PER_INSERT, |e| {
             e.detail.len() + e.subject.len() + e.actor.len() + 200
-        }) {
-            let sql = multi_row(
+        });
+        let last = chunks.len().saturating_sub(1);
+        for (c, chunk) in chunks.into_iter().enumerate() {
+            let mut sql = multi_row(
                 "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES ",
                 8,
                 chunk.len(),
                 "",
             );
+            // SQLite takes the head's move in the same round trip as the last insert (its
+            // statements may share one query text and its parameters).
+            let with_head = c == last && self.backend == Backend::Sqlite;
+            if with_head {
+                let n = chunk.len() * 8;
+                sql.push_str(&format!(
+                    "; UPDATE audit_head SET seq = ${}, hash = ${} WHERE id = 1",
+                    n + 1,
+                    n + 2
+                ));
+            }
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
                 q = q
@@ -66,15 +79,20 @@ impl SqlStore {
                     .bind(&e.prev_hash)
                     .bind(&e.hash);
             }
+            if with_head {
+                q = q.bind(seq).bind(hash.clone());
+            }
             q.execute(&mut **tx).await.map_err(map_err)?;
         }
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(&hash)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        if self.backend != Backend::Sqlite || entries.is_empty() {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(&hash)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok((seq, hash))
     }
 
     /// Writes a changeset inside `tx`, all but its audit records (the batch appends those to
