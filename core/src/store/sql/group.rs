@@ -303,7 +303,9 @@ impl SqlStore {
     /// First optimistically, all units in one go with their rows in shared inserts; only when
     /// a unit fails its checks is the batch rolled back and written again unit by unit, each
     /// under a savepoint, so that unit fails alone. Failures are rare; savepoints cost two
-    /// statements per unit and the shared inserts save one per table per unit.
+    /// statements per unit and the shared inserts save one per table per unit. A lone unit
+    /// takes the same way (so every batch uses SQLite's carried keys): one that fails its
+    /// checks is written twice.
     async fn write_batch(
         &self,
         conn: &mut AnyConnection,
@@ -311,12 +313,11 @@ impl SqlStore {
         outcomes: &mut [Option<Outcome>],
         carry: &mut Carry,
     ) -> Result<(), StoreError> {
+        // The merged attempt took what was carried: after any other end the next batch reads
+        // the keys again.
         if self.write_merged(conn, units, outcomes, carry).await? {
             return Ok(());
         }
-        // Whatever the batch did, the next one reads the keys again.
-        carry.ids = None;
-        carry.audit_head = None;
         self.write_isolated(conn, units, outcomes).await
     }
 
