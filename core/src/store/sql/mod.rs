@@ -381,6 +381,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
         let pool = super::pool(&url, 2).await.unwrap();
+        // Each connection is kept until the end, so the second `acquire` opens another.
         let mut held = vec![];
         for _ in 0..2 {
             let mut conn = pool.acquire().await.unwrap();
