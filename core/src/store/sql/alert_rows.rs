@@ -14,7 +14,7 @@ pub(super) async fn insert_new(
     tx: &mut AnyConnection,
     new: &[&AlertRecord],
 ) -> Result<(), StoreError> {
-    for chunk in super::write::sized_chunks(new, ROWS, |a| {
+    for chunk in super::write::sized_chunks(tx, new, ROWS, COLUMNS, |a| {
         let map = |m: &std::collections::BTreeMap<String, String>| {
             m.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>()
         };

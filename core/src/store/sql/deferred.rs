@@ -108,7 +108,7 @@ impl Deferred {
 
 /// New incidents, in multi-row inserts.
 async fn insert_incidents(tx: &mut AnyConnection, rows: &[Incident]) -> Result<(), StoreError> {
-    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |i| {
+    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, 18, |i| {
         i.title.len() + i.declared_by.len() + 300
     }) {
         let head = format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ");
@@ -125,7 +125,7 @@ async fn insert_incidents(tx: &mut AnyConnection, rows: &[Incident]) -> Result<(
 /// New alert groups, in multi-row inserts (a group taken meanwhile is a unique violation:
 /// a conflict, decided again).
 async fn insert_groups(tx: &mut AnyConnection, rows: &[GroupWrite]) -> Result<(), StoreError> {
-    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |g| {
+    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, 3, |g| {
         g.source.len() + g.group_key.len()
     }) {
         let sql = multi_row(

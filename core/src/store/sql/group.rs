@@ -34,14 +34,15 @@
 //!   written on its own that refers to the incident ([`super::deferred`]): a declaration then
 //!   costs the batch no statement of its own.
 //! - The writer keeps its connection from batch to batch while work keeps coming, and gives it
-//!   back to the pool after a short idle spell. On SQLite it runs on a thread of its own
-//!   ([`spawn_on_own_thread`]) and carries the next numbers and the audit head from one
-//!   committed batch to the next ([`Carry`]).
+//!   back to the pool after a short idle spell. On SQLite it runs on a thread of its own,
+//!   beside its connection's thread on one CPU ([`super::writer_thread`]), and carries the
+//!   next numbers and the audit head from one committed batch to the next ([`Carry`]).
 //! - The queues are bounded: a storm waits for room (backpressure), it does not grow memory.
 
 use super::declare::{takes_own_ids, Ahead, BuildRequest, Carry, NextIds};
 use super::deferred::Deferred;
 use super::ops::{Op, OpOut};
+use super::writer_thread::spawn_on_own_thread;
 use super::*;
 use crate::audit::AuditRecord;
 use crate::store::Unit as UnitParts;
@@ -231,6 +232,9 @@ impl SqlStore {
         // connection back, so whatever else uses the pool (migrations, closing) gets it.
         let mut held: Option<PoolConnection<sqlx::Any>> = None;
         let mut carry = Carry::default();
+        if self.backend == Backend::Sqlite {
+            self.reopen_writer_connection_here().await;
+        }
         loop {
             tokio::select! {
                 biased;
@@ -541,34 +545,6 @@ impl SqlStore {
             audit.extend(cs.audit);
         }
         Ok(Done { refs, out: None })
-    }
-}
-
-/// Runs the SQLite writer on a thread of its own, in a runtime of its own.
-///
-/// Each SQLite statement runs on its connection's own worker thread: the writer hands it over
-/// and is woken when it is done, about twenty times a batch. Woken from that thread, a task of
-/// the server's runtime waits in the runtime's shared queue behind the requests being served,
-/// and in a storm of declarations those waits were most of a batch. On a thread of its own
-/// the writer is woken at once. (PostgreSQL's connections are sockets driven by the server's
-/// runtime; its writer stays there, where a storm measured faster.)
-///
-/// If no thread can be started, the writer is dropped with its queues: the waiting writes
-/// are answered "unavailable" and the next write starts the writer again.
-fn spawn_on_own_thread(writer: impl std::future::Future<Output = ()> + Send + 'static) {
-    let started = std::thread::Builder::new()
-        .name("spotter-writer".into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(writer),
-                Err(e) => tracing::error!(error = %e, "the store's writer has no runtime"),
-            }
-        });
-    if let Err(e) = started {
-        tracing::error!(error = %e, "the store's writer thread did not start");
     }
 }
 

@@ -45,6 +45,7 @@ mod rows;
 mod runs;
 mod subscribers;
 mod write;
+mod writer_thread;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

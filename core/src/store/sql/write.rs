@@ -45,7 +45,7 @@ impl SqlStore {
             hash = e.hash.clone();
             entries.push(e);
         }
-        let chunks = sized_chunks(&entries, ROWS_PER_INSERT, |e| {
+        let chunks = sized_chunks(tx, &entries, ROWS_PER_INSERT, 8, |e| {
             e.detail.len() + e.subject.len() + e.actor.len() + 200
         });
         let last = chunks.len().saturating_sub(1);
@@ -335,7 +335,7 @@ pub(super) async fn insert_outbox(
     tx: &mut AnyConnection,
     rows: &[(&NewMessage, DateTime<Utc>)],
 ) -> Result<(), StoreError> {
-    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |(m, _)| {
+    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, 10, |(m, _)| {
         m.text.len() + m.target.len() + m.idempotency_key.len() + m.ordering_key.len() + 512
     }) {
         let sql = rows_sql(
@@ -429,7 +429,9 @@ pub(super) async fn insert_timeline(
     tx: &mut AnyConnection,
     rows: &[&TimelineEntry],
 ) -> Result<(), StoreError> {
-    for chunk in sized_chunks(rows, ROWS_PER_INSERT, |t| t.text.len() + t.actor.len()) {
+    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, 6, |t| {
+        t.text.len() + t.actor.len()
+    }) {
         let sql = multi_row(
             "INSERT INTO timeline (incident, at, actor, kind, text, public) VALUES ",
             6,
@@ -451,22 +453,35 @@ pub(super) async fn insert_timeline(
     Ok(())
 }
 
-/// About this many bytes of values per statement. sqlx does not set `TCP_NODELAY`, and on
-/// PostgreSQL a large statement's tail waited for the server's delayed ACK: measured in the
-/// storm benchmark, merged alert inserts of about 32 KiB took 44 ms each (Nagle's 40 ms), at
-/// 6 KiB they take well under a millisecond. SQLite does not care either way.
+/// About this many bytes of values per statement on PostgreSQL. sqlx does not set
+/// `TCP_NODELAY`, and a large statement's tail waited for the server's delayed ACK: measured in
+/// the storm benchmark, merged alert inserts of about 32 KiB took 44 ms each (Nagle's 40 ms), at
+/// 6 KiB they take well under a millisecond.
 const STATEMENT_BYTES: usize = 6 * 1024;
 
-/// `rows` in chunks of at most `max_rows` rows and about [`STATEMENT_BYTES`] (by `size`).
-///
-/// SQLite too: one statement per batch and table was measured to slow an alert storm by a
-/// third. Our reading (not proven): its text is unique to its row count, so each is prepared
-/// anew, while chunks of a few similar sizes repeat and stay in the statement cache.
-pub(super) fn sized_chunks<T>(
-    rows: &[T],
+/// At most this many parameters per statement on SQLite, which has no socket to fill: there a
+/// statement costs a round trip to the connection's thread (100–300 µs under load), and binding
+/// is quadratic in a statement's parameters (sqlx looks each one up by name, and SQLite finds a
+/// name by walking the statement's list of them). One statement per batch and table slowed an
+/// alert storm of 200-alert batches (3,000 parameters) by a third; chunks of 6 KiB of values
+/// cost a storm of declarations five statements for its outbox rows alone.
+const SQLITE_PARAMS: usize = 400;
+
+/// `rows` in chunks for multi-row inserts of `columns` parameters a row: on SQLite at most
+/// [`SQLITE_PARAMS`] parameters, on PostgreSQL about [`STATEMENT_BYTES`] (by `size`); at most
+/// `max_rows` rows either way.
+pub(super) fn sized_chunks<'r, T>(
+    conn: &AnyConnection,
+    rows: &'r [T],
     max_rows: usize,
+    columns: usize,
     size: impl Fn(&T) -> usize,
-) -> Vec<&[T]> {
+) -> Vec<&'r [T]> {
+    if conn.backend_name() == "SQLite" {
+        return rows
+            .chunks(max_rows.min(SQLITE_PARAMS / columns.max(1)).max(1))
+            .collect();
+    }
     let limit = STATEMENT_BYTES;
     let mut out = vec![];
     let (mut start, mut bytes) = (0, 0usize);
