@@ -148,6 +148,10 @@ pub struct Engine {
     run_wakeup: Arc<Notify>,
     /// What the public status page shows, rebuilt after public changes.
     status_board: Arc<crate::status::StatusBoard>,
+    /// Held from a rebuild's reads to its `set`: rebuilds racing (after two commits, or a
+    /// commit and the publisher's refresh) would otherwise let the one that read first set its
+    /// older snapshot last, and the public page would go back until the next refresh.
+    status_rebuild: tokio::sync::Mutex<()>,
     /// Rung after commits that changed an incident, so the public status follows at once.
     status_wakeup: Arc<Notify>,
     /// Rung when broadcasts were queued, so the broadcasts lane does not wait for its poll.
@@ -190,6 +194,7 @@ impl Engine {
                 k
             },
             status_board,
+            status_rebuild: tokio::sync::Mutex::new(()),
             status_wakeup: Arc::new(Notify::new()),
             broadcast_wakeup: Arc::new(Notify::new()),
             started_at,

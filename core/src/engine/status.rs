@@ -484,6 +484,7 @@ impl Engine {
 
     /// Rebuilds the status board from the store (public incidents, overrides, maintenance).
     pub async fn rebuild_status(&self) -> Result<bool, StoreError> {
+        let _turn = self.status_rebuild.lock().await;
         let now = self.clock.now();
         let incidents = self.store.public_incidents(1000).await?;
         let overrides = self.store.component_overrides().await?;
