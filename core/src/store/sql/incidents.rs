@@ -86,20 +86,15 @@ impl SqlStore {
                 n,
             ));
         }
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM outbox WHERE state IN ('pending', 'failed') GROUP BY state")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
-        let (mut pending, mut failed) = (0, 0);
-        for r in rows {
-            let state: String = r.try_get(0).map_err(map_err)?;
-            let n: i64 = r.try_get(1).map_err(map_err)?;
-            if state == "pending" {
-                pending = n
-            } else {
-                failed = n
-            }
-        }
+        // Two counts, each over its own partial index (schema v14 on SQLite, v12 on PostgreSQL):
+        // a count over both states would read the whole outbox, delivered rows included.
+        let (pending, failed): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM outbox WHERE state = 'failed')",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_err)?;
         let group = self.group_commit_stats();
         Ok(Stats {
             incidents,

@@ -81,9 +81,14 @@ impl SqlStore {
         };
         Ok(Purged {
             messages: run(
-                // Delivered messages, and pages cancelled by an acknowledgement (never sent).
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE \
-                 (state = 'delivered' AND delivered_at < $1) OR (state = 'cancelled' AND created_at < $1) \
+                // Delivered messages, and pages cancelled by an acknowledgement (never sent):
+                // each through its own partial index (an OR of the two would read every row).
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM (\
+                   SELECT id FROM (SELECT id FROM outbox WHERE state = 'delivered' AND delivered_at < $1 \
+                                   ORDER BY delivered_at LIMIT $2) d \
+                   UNION ALL \
+                   SELECT id FROM (SELECT id FROM outbox WHERE state = 'cancelled' AND created_at < $1 \
+                                   ORDER BY created_at LIMIT $2) c) f \
                  ORDER BY id LIMIT $2)",
                 before.delivered_messages,
             )
