@@ -40,6 +40,7 @@ pub(super) async fn insert_new(
                 sql.push('1');
             },
         );
+        let sql = super::placeholders::positional(tx, sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in chunk {
             q = bind(q, a);

@@ -86,6 +86,7 @@ impl Deferred {
             if backend == Backend::Postgres {
                 sql.push_str(" FOR SHARE");
             }
+            let sql = super::placeholders::positional(tx, sql);
             let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
             for n in chunk {
                 q = q.bind(*n);
@@ -112,7 +113,7 @@ async fn insert_incidents(tx: &mut AnyConnection, rows: &[Incident]) -> Result<(
         i.title.len() + i.declared_by.len() + 300
     }) {
         let head = format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ");
-        let sql = multi_row(&head, 18, chunk.len(), "");
+        let sql = super::placeholders::positional(tx, multi_row(&head, 18, chunk.len(), ""));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for i in chunk {
             q = bind_incident(q, i, 1);
@@ -134,6 +135,7 @@ async fn insert_groups(tx: &mut AnyConnection, rows: &[GroupWrite]) -> Result<()
             chunk.len(),
             "",
         );
+        let sql = super::placeholders::positional(tx, sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for g in chunk {
             q = q

@@ -125,6 +125,7 @@ pub(super) async fn schedule_at(
                 super::write::push_param(sql, n + 6);
             },
         );
+        let sql = super::placeholders::positional(tx, sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (n, now) in chunk {
             q = q

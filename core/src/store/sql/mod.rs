@@ -1,7 +1,8 @@
 //! The SQL adapter of the store port: one implementation over SQLite and PostgreSQL through
 //! sqlx's `Any` driver, with runtime queries (no live database at build time).
 //!
-//! Portable SQL throughout: `$n` placeholders (SQLite accepts them), BIGINT milliseconds for
+//! Portable SQL throughout: `$n` placeholders (SQLite accepts them; the multi-row statements
+//! are bound by position there, [`placeholders`]), BIGINT milliseconds for
 //! time, 0/1 integers for flags, `ON CONFLICT` upserts. Where the backends must differ it is
 //! spelled out: SQLite writes begin `IMMEDIATE` on a single writer connection (so a
 //! read-then-write never fails on a lock upgrade and writers queue in-process), PostgreSQL
@@ -39,6 +40,7 @@ mod jobs;
 mod ops;
 mod outbox;
 mod paging;
+mod placeholders;
 mod port;
 mod public;
 mod rows;

@@ -25,19 +25,22 @@ async fn mark_delivered(tx: &mut sqlx::AnyConnection, cs: &Changeset) -> Result<
         let mut sql = format!(
             "UPDATE outbox {} SET state = 'delivered', attempts = attempts + 1, delivered_at = $1, \
              lease_owner = NULL, lease_until = NULL \
-             WHERE lease_owner = $2 AND lease_until >= $1 AND state = 'pending' AND id IN (",
+             WHERE lease_owner = $2 AND lease_until >= $3 AND state = 'pending' AND id IN (",
             super::by_rowid(tx)
         );
         for k in 0..ids.len() {
             if k > 0 {
                 sql.push(',');
             }
-            super::write::push_param(&mut sql, k + 3);
+            super::write::push_param(&mut sql, k + 4);
         }
         sql.push(')');
+        // The time bound twice: every parameter once, in order, bound by position on SQLite.
+        let sql = super::placeholders::positional(tx, sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(ms(at))
-            .bind(owner);
+            .bind(owner)
+            .bind(ms(at));
         for id in &ids {
             q = q.bind(*id);
         }

@@ -1,6 +1,7 @@
 //! Writing a changeset: one transaction for everything one decision changes.
 
 use super::deferred::{defers_new_incident, Deferred};
+use super::placeholders::positional;
 use super::rows::*;
 use super::*;
 use crate::audit::AuditRecord;
@@ -67,6 +68,7 @@ impl SqlStore {
                     n + 2
                 ));
             }
+            let sql = positional(tx, sql);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
                 q = q
@@ -335,17 +337,18 @@ pub(super) async fn insert_outbox(
     tx: &mut AnyConnection,
     rows: &[(&NewMessage, DateTime<Utc>)],
 ) -> Result<(), StoreError> {
-    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, 10, |(m, _)| {
+    for chunk in sized_chunks(tx, rows, ROWS_PER_INSERT, 11, |(m, _)| {
         m.text.len() + m.target.len() + m.idempotency_key.len() + m.ordering_key.len() + 512
     }) {
         let sql = rows_sql(
             "INSERT INTO outbox (channel, kind, target, incident, text, priority, idempotency_key, ordering_key, \
              state, attempts, next_attempt_at, created_at, payload) VALUES ",
-            10,
+            11,
             chunk.len(),
             " ON CONFLICT (idempotency_key) DO NOTHING",
             outbox_row,
         );
+        let sql = positional(tx, sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (m, now) in chunk {
             q = q
@@ -357,6 +360,7 @@ pub(super) async fn insert_outbox(
                 .bind(m.priority as i64)
                 .bind(&m.idempotency_key)
                 .bind(&m.ordering_key)
+                .bind(ms(*now))
                 .bind(ms(*now))
                 .bind(match (&m.page, &m.approval, &m.broadcast) {
                     (Some(p), _, _) => Some(serde_json::to_string(p).expect("a page serialises")),
@@ -438,6 +442,7 @@ pub(super) async fn insert_timeline(
             chunk.len(),
             "",
         );
+        let sql = positional(tx, sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for t in chunk {
             q = q
@@ -544,16 +549,18 @@ pub(super) fn push_param(sql: &mut String, n: usize) {
 }
 
 /// An outbox row: eight parameters, the fixed state and attempt count, the time twice (next
-/// attempt and creation), the payload.
+/// attempt and creation: bound twice, so every parameter is used once, in order, and SQLite
+/// binds them by position, see [`positional`]), the payload.
 fn outbox_row(sql: &mut String, n: usize) {
     for c in 1..=8 {
         push_param(sql, n + c);
         sql.push(',');
     }
     sql.push_str("'pending',0,");
-    push_param(sql, n + 9);
-    sql.push(',');
-    push_param(sql, n + 9);
-    sql.push(',');
-    push_param(sql, n + 10);
+    for c in 9..=11 {
+        push_param(sql, n + c);
+        if c < 11 {
+            sql.push(',');
+        }
+    }
 }
